@@ -1,0 +1,39 @@
+"""The `app` command line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from app import __version__
+from app.cli.db import db_app
+
+cli = typer.Typer(
+    name="app",
+    help="Operate the data layer of app.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+cli.add_typer(db_app, name="db")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"app {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Operate the data layer of app."""
+
+
+def main() -> None:
+    """Entry point of the `app` console script."""
+    cli()

@@ -1,0 +1,106 @@
+"""Settings read from the environment and `.env`, validated once and cached."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+AppEnv = Literal["development", "test", "production"]
+
+ACCEPTED_URL_FORMS = (
+    "sqlite:///path/to/file.db, sqlite:// (in memory), "
+    "postgresql+psycopg://user:password@host:5432/dbname, "
+    "mysql+pymysql://user:password@host:3306/dbname (MariaDB and MySQL)"
+)
+
+# The drivers this project installs; a bare backend name gets the one that is there.
+_DEFAULT_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg", "mysql": "pymysql"}
+_SUPPORTED_DRIVERS = {
+    "sqlite": {"pysqlite"},
+    "postgresql": {"psycopg"},
+    "mysql": {"pymysql"},
+}
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used; the message names the variable and never a secret."""
+
+
+def parse_database_url(raw: str | URL) -> URL:
+    """Parse a database URL, supply the installed driver, and refuse unsupported backends."""
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise SettingsError(
+            f"DATABASE_URL is not a valid database URL; accepted forms: {ACCEPTED_URL_FORMS}"
+        ) from None
+    backend = "mysql" if url.get_backend_name() == "mariadb" else url.get_backend_name()
+    if backend not in _SUPPORTED_DRIVERS:
+        raise SettingsError(
+            f"DATABASE_URL names the unsupported backend {url.get_backend_name()!r}; "
+            f"accepted forms: {ACCEPTED_URL_FORMS}"
+        )
+    driver = url.get_driver_name() if "+" in url.drivername else _DEFAULT_DRIVERS[backend]
+    if driver not in _SUPPORTED_DRIVERS[backend]:
+        raise SettingsError(
+            f"DATABASE_URL names the driver {driver!r}, which this project does not install; "
+            f"accepted forms: {ACCEPTED_URL_FORMS}"
+        )
+    return url.set(drivername=f"{url.get_backend_name()}+{driver}")
+
+
+def mask_url(url: str | URL) -> str:
+    """Render a URL for people: the password, if any, becomes `***`."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+class Settings(BaseSettings):
+    """Everything the data layer reads from the environment (or a `.env` file)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # A validation error must never echo DATABASE_URL back: it may hold a password.
+        hide_input_in_errors=True,
+    )
+
+    database_url: str = Field(default="sqlite:///./app.db", repr=False)
+    app_env: AppEnv = "development"
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_max_overflow: int = Field(default=10, ge=0, le=100)
+    db_pool_timeout: float = Field(default=30.0, gt=0)
+    db_connect_timeout: int = Field(default=10, ge=1, le=600)
+    db_echo: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        return parse_database_url(value).render_as_string(hide_password=False)
+
+    @property
+    def url(self) -> URL:
+        """The database URL as a SQLAlchemy `URL`."""
+        return make_url(self.database_url)
+
+    @property
+    def masked_database_url(self) -> str:
+        """The database URL with its password hidden, for messages and logs."""
+        return mask_url(self.database_url)
+
+    def __repr_args__(self) -> list[tuple[str | None, object]]:
+        return [("database_url", self.masked_database_url), *super().__repr_args__()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, loaded once."""
+    return Settings()

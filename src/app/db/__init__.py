@@ -1,0 +1,1 @@
+"""Database foundation: models, engines, session factories, column types and errors."""

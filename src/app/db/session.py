@@ -1,0 +1,107 @@
+"""Engines and session factories, built from settings by functions; nothing connects at import."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from app.config import Settings, get_settings, parse_database_url
+
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+MARIADB_SQL_MODE = "TRADITIONAL,NO_ENGINE_SUBSTITUTION"
+
+
+def make_engine(
+    url: str | URL,
+    *,
+    echo: bool = False,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    pool_timeout: float = 30.0,
+    connect_timeout: int = 10,
+    **options: Any,
+) -> Engine:
+    """Build an engine for `url` with the per-backend settings this project relies on."""
+    parsed = parse_database_url(url)
+    backend = parsed.get_backend_name()
+    in_memory = backend == "sqlite" and parsed.database in (None, "", ":memory:")
+    kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+    if in_memory:
+        # One shared connection, or every checkout would see a different empty database.
+        kwargs["poolclass"] = StaticPool
+    elif "poolclass" not in options:
+        kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout)
+    if backend == "sqlite":
+        kwargs["connect_args"] = {"check_same_thread": False}
+    else:
+        connect_args: dict[str, Any] = {"connect_timeout": connect_timeout}
+        if backend in ("mysql", "mariadb"):
+            connect_args.update(charset="utf8mb4", sql_mode=MARIADB_SQL_MODE)
+        kwargs["connect_args"] = connect_args
+    kwargs.update(options)
+    engine = create_engine(parsed, **kwargs)
+    if backend == "sqlite":
+        _configure_sqlite(engine, file_database=not in_memory)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, file_database: bool) -> None:
+    """Foreign keys, WAL and a busy timeout; and let SQLAlchemy, not pysqlite, emit BEGIN.
+
+    pysqlite's own transaction handling skips BEGIN before some statements and commits
+    implicitly before DDL, which breaks SAVEPOINT and ROLLBACK. Turning it off and emitting
+    BEGIN ourselves makes transactions behave as on the other backends.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            if file_database:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                # WAL with NORMAL sync stays consistent after a crash; it only may lose the
+                # last commits on power loss, which FULL would keep at several times the cost.
+                cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A session factory bound to `engine`; objects stay readable after commit."""
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+def engine_from_settings(settings: Settings) -> Engine:
+    """Build the engine that `settings` describes."""
+    return make_engine(
+        settings.database_url,
+        echo=settings.db_echo,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        connect_timeout=settings.db_connect_timeout,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_engine() -> Engine:
+    """The engine for the default settings, built on first use."""
+    return engine_from_settings(get_settings())
+
+
+@lru_cache(maxsize=1)
+def get_session_factory() -> sessionmaker[Session]:
+    """The session factory for the default engine, built on first use."""
+    return make_session_factory(get_engine())

@@ -1,0 +1,63 @@
+"""Column types shared by the models."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import DateTime, Dialect
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeDecorator, TypeEngine
+from uuid6 import uuid7
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def new_id() -> uuid.UUID:
+    """A fresh UUIDv7: time-ordered, so new rows land at the right edge of the index."""
+    value: uuid.UUID = uuid7()
+    return value
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp that is stored and returned as aware UTC on every backend.
+
+    Naive datetimes are refused: their meaning depends on the machine that made them.
+    SQLite and MariaDB keep no zone, so those store the UTC wall time and get the zone back on read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[dt.datetime]:
+        if dialect.name in ("mysql", "mariadb"):
+            # Microseconds: without fsp MariaDB truncates to whole seconds.
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                f"naive datetime {value.isoformat()} refused: give it a timezone "
+                "(for example datetime.UTC)"
+            )
+        value = value.astimezone(dt.UTC)
+        if dialect.name == "postgresql":
+            return value
+        return value.replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)

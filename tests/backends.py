@@ -1,0 +1,68 @@
+"""The database servers the tests may use, and throwaway databases on them."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
+
+from app.db.admin import create_database, drop_database
+from app.db.session import make_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+ALL_BACKENDS = ("sqlite", "postgresql", "mariadb")
+
+# Where each server is; the environment can point the tests elsewhere.
+SERVER_URLS = {
+    "postgresql": os.environ.get(
+        "TEST_POSTGRESQL_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
+    ),
+    "mariadb": os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+
+
+def unreachable_reason(backend: str) -> str | None:
+    """Why `backend` cannot be used now, or None when it answers."""
+    if backend == "sqlite":
+        return None
+    engine = make_engine(SERVER_URLS[backend], poolclass=NullPool, connect_timeout=3)
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except Exception as exc:  # any failure to connect means "not reachable"
+        masked = make_url(SERVER_URLS[backend]).render_as_string(hide_password=True)
+        return f"{backend} at {masked} is not reachable: {type(exc).__name__}"
+    finally:
+        engine.dispose()
+    return None
+
+
+@dataclass
+class ThrowawayDatabases:
+    """Databases made for this test run and dropped at its end."""
+
+    tmp_dir: Path
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def __post_init__(self) -> None:
+        self.created: list[URL] = []
+
+    def new_url(self, backend: str, label: str) -> URL:
+        """A URL for a new, empty database on `backend`."""
+        name = f"app_test_{self.run_id}_{label}"
+        if backend == "sqlite":
+            url = make_url(f"sqlite:///{self.tmp_dir / name}.db")
+        else:
+            url = make_url(SERVER_URLS[backend]).set(database=name)
+            create_database(url)
+        self.created.append(url)
+        return url
+
+    def drop_all(self) -> None:
+        for url in self.created:
+            drop_database(url)
+        self.created.clear()

@@ -1,0 +1,147 @@
+"""Backend selection and database fixtures shared by every test that touches a database.
+
+`--backend sqlite,postgresql,mariadb` picks the backends (default: all of them). An unreachable
+server is skipped with its reason, unless REQUIRE_BACKENDS=all (or names it): then the run fails.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from app.db.session import make_engine
+from app.migrations import upgrade
+from tests.backends import ALL_BACKENDS, ThrowawayDatabases, unreachable_reason
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        default=",".join(ALL_BACKENDS),
+        help="comma-separated backends to run database tests on (default: all)",
+    )
+
+
+def _required_backends() -> set[str]:
+    value = os.environ.get("REQUIRE_BACKENDS", "").strip()
+    if value == "all":
+        return set(ALL_BACKENDS)
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    selected = [name.strip() for name in config.getoption("--backend").split(",") if name.strip()]
+    unknown = [name for name in selected if name not in ALL_BACKENDS]
+    if unknown:
+        raise pytest.UsageError(f"unknown backend(s) {unknown}; choose from {list(ALL_BACKENDS)}")
+    unreachable = {name: reason for name in selected if (reason := unreachable_reason(name))}
+    missing = sorted(_required_backends() & set(unreachable))
+    if missing:
+        reasons = "; ".join(unreachable[name] for name in missing)
+        raise pytest.UsageError(f"REQUIRE_BACKENDS asks for unreachable backends: {reasons}")
+    config.stash[_SELECTED] = selected
+    config.stash[_UNREACHABLE] = unreachable
+
+
+_SELECTED = pytest.StashKey[list[str]]()
+_UNREACHABLE = pytest.StashKey[dict[str, str]]()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    selected = metafunc.config.stash[_SELECTED]
+    unreachable = metafunc.config.stash[_UNREACHABLE]
+    only = metafunc.definition.get_closest_marker("backends")
+    if only is not None:
+        selected = [name for name in selected if name in only.args]
+    params = [
+        pytest.param(
+            name,
+            id=name,
+            marks=[pytest.mark.skip(reason=unreachable[name])] if name in unreachable else [],
+        )
+        for name in selected
+    ]
+    metafunc.parametrize("backend", params, scope="session")
+
+
+@pytest.fixture(scope="session")
+def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayDatabases]:
+    """Creates databases for this run and drops them all at its end."""
+    made = ThrowawayDatabases(tmp_path_factory.mktemp("databases"))
+    yield made
+    made.drop_all()
+
+
+@pytest.fixture(scope="session")
+def engine(backend: str, databases: ThrowawayDatabases) -> Iterator[Engine]:
+    """An engine on a database of this run, migrated to head; tests roll back what they do."""
+    url = databases.new_url(backend, "shared")
+    built = make_engine(url)
+    upgrade(built)
+    yield built
+    built.dispose()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    with engine.connect() as conn:
+        outer = conn.begin()
+        yield conn
+        if outer.is_active:
+            outer.rollback()
+
+
+@pytest.fixture
+def session_factory(connection: Connection) -> sessionmaker[Session]:
+    """Sessions joined to the test's transaction: their commits become savepoint releases."""
+    return sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+
+
+@pytest.fixture
+def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose work disappears with the test's transaction."""
+    with session_factory() as opened:
+        yield opened
+
+
+@pytest.fixture(scope="session")
+def committed_engine(backend: str, databases: ThrowawayDatabases) -> Iterator[Engine]:
+    """An engine on a second migrated database, for tests that need real, concurrent commits."""
+    url = databases.new_url(backend, "committed")
+    built = make_engine(url, pool_size=10)
+    upgrade(built)
+    yield built
+    built.dispose()
+
+
+@pytest.fixture
+def committing_factory(committed_engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """Sessions that really commit; the tables are emptied after the test."""
+    yield sessionmaker(bind=committed_engine, expire_on_commit=False)
+    with committed_engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM items")
+        conn.exec_driver_sql("DELETE FROM users")
+
+
+@pytest.fixture(scope="session")
+def empty_database_url(backend: str, databases: ThrowawayDatabases) -> str:
+    """A URL for an empty database of this run, for migration tests."""
+    return databases.new_url(backend, "migrations").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def raw_engine(empty_database_url: str) -> Iterator[Engine]:
+    """An engine without pooling on the empty migration database."""
+    built = make_engine(empty_database_url, poolclass=NullPool)
+    yield built
+    built.dispose()

@@ -1,0 +1,100 @@
+"""Settings: defaults, environment, .env, bad URLs and password masking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app.config import Settings, mask_url, parse_database_url
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("DATABASE_URL", "APP_ENV", "DB_POOL_SIZE", "DB_ECHO"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env from the project directory
+
+
+def test_defaults_to_a_sqlite_file_in_development() -> None:
+    settings = Settings()
+    assert settings.database_url == "sqlite+pysqlite:///./app.db"
+    assert settings.app_env == "development"
+    assert settings.db_pool_size == 5
+
+
+def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("DB_POOL_SIZE", "12")
+    settings = Settings()
+    assert settings.database_url == "postgresql+psycopg://root@127.0.0.1:5432/test"
+    assert settings.app_env == "production"
+    assert settings.db_pool_size == 12
+
+
+def test_reads_a_dotenv_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("DATABASE_URL=mysql://root@127.0.0.1:3306/test\nDB_ECHO=true\n")
+    settings = Settings()
+    assert settings.database_url == "mysql+pymysql://root@127.0.0.1:3306/test"
+    assert settings.db_echo is True
+
+
+def test_environment_wins_over_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("APP_ENV=production\n")
+    monkeypatch.setenv("APP_ENV", "test")
+    assert Settings().app_env == "test"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("sqlite://", "sqlite+pysqlite://"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("mariadb://u@h/db", "mariadb+pymysql://u@h/db"),
+        ("mysql+pymysql://u@h/db", "mysql+pymysql://u@h/db"),
+    ],
+)
+def test_bare_backend_names_get_the_installed_driver(raw: str, expected: str) -> None:
+    assert parse_database_url(raw).render_as_string() == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "complaint"),
+    [
+        ("not a url", "not a valid database URL"),
+        ("oracle://scott:tiger-secret@h/db", "unsupported backend 'oracle'"),
+        ("postgresql+psycopg2://scott:tiger-secret@h/db", "driver 'psycopg2'"),
+    ],
+)
+def test_bad_urls_are_refused_naming_the_variable_and_the_accepted_forms(
+    monkeypatch: pytest.MonkeyPatch, raw: str, complaint: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", raw)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    message = str(caught.value)
+    assert "DATABASE_URL" in message
+    assert complaint in message
+    assert "postgresql+psycopg://user:password@host:5432/dbname" in message
+    assert "tiger-secret" not in message
+
+
+def test_an_unknown_app_env_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "staging")
+    with pytest.raises(ValidationError, match="app_env"):
+        Settings()
+
+
+def test_the_password_never_appears_in_repr_or_str(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:hunter2-secret@db.internal:5432/app")
+    settings = Settings()
+    for text in (repr(settings), str(settings), settings.masked_database_url):
+        assert "hunter2-secret" not in text
+        assert "app:***@db.internal" in text
+    assert "hunter2-secret" in settings.database_url  # still there for the engine
+
+
+def test_mask_url_survives_garbage() -> None:
+    assert mask_url("::::") == "<unparseable database URL>"

@@ -1,0 +1,45 @@
+"""The UTC timestamp type, without a database."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from app.db.types import UTCDateTime, new_id
+
+PARIS = dt.timezone(dt.timedelta(hours=1))
+
+
+def test_naive_datetimes_are_refused() -> None:
+    with pytest.raises(ValueError, match="naive datetime"):
+        UTCDateTime().process_bind_param(dt.datetime(2026, 1, 1, 12), sqlite.dialect())
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), mysql.dialect()])
+def test_zoneless_backends_store_the_utc_wall_time(dialect: object) -> None:
+    stored = UTCDateTime().process_bind_param(
+        dt.datetime(2026, 1, 1, 13, tzinfo=PARIS),
+        dialect,  # type: ignore[arg-type]
+    )
+    assert stored == dt.datetime(2026, 1, 1, 12)
+
+
+def test_postgresql_gets_an_aware_utc_value() -> None:
+    stored = UTCDateTime().process_bind_param(
+        dt.datetime(2026, 1, 1, 13, tzinfo=PARIS), postgresql.dialect()
+    )
+    assert stored == dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
+    assert stored is not None and stored.tzinfo == dt.UTC
+
+
+def test_values_read_back_are_aware_utc() -> None:
+    loaded = UTCDateTime().process_result_value(dt.datetime(2026, 1, 1, 12), sqlite.dialect())
+    assert loaded == dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
+
+
+def test_new_ids_are_version_7_and_increase() -> None:
+    ids = [new_id() for _ in range(1000)]
+    assert {value.version for value in ids} == {7}
+    assert ids == sorted(ids)
