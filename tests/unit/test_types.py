@@ -31,7 +31,8 @@ def test_postgresql_gets_an_aware_utc_value() -> None:
         dt.datetime(2026, 1, 1, 13, tzinfo=PARIS), postgresql.dialect()
     )
     assert stored == dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
-    assert stored is not None and stored.tzinfo == dt.UTC
+    assert stored is not None
+    assert stored.tzinfo == dt.UTC
 
 
 def test_values_read_back_are_aware_utc() -> None:

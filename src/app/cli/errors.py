@@ -59,7 +59,8 @@ def expected_failures() -> Iterator[None]:
         translated = translate(exc)
         if isinstance(translated, DatabaseUnavailableError):
             raise fail(_unavailable(translated)) from None
-        raise fail(f"database error: {type(exc.orig).__name__}", EXIT_CHECK_FAILED) from None
+        cause = getattr(exc, "orig", None) or exc
+        raise fail(f"database error: {type(cause).__name__}", EXIT_CHECK_FAILED) from None
     except DatabaseUnavailableError as exc:
         raise fail(_unavailable(exc)) from None
     except DataLayerError as exc:

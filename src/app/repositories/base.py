@@ -11,7 +11,12 @@ from pydantic import BaseModel
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
-from app.db.errors import InvalidQueryError, NotFoundError, translating_errors
+from app.db.errors import (
+    InvalidQueryError,
+    NotFoundError,
+    StaleObjectError,
+    translating_errors,
+)
 from app.db.models import Base
 from app.db.types import new_id, utcnow
 from app.repositories import queries
@@ -43,7 +48,7 @@ class Repository(Generic[ModelT]):
     def get(self, id: uuid.UUID | str) -> ModelT | None:
         """The row with this primary key, or None."""
         with translating_errors(model=self.model):
-            return self.session.get(self.model, _as_uuid(id))
+            return self.session.get(self.model, queries.as_uuid(id))
 
     def get_one(self, id: uuid.UUID | str) -> ModelT:
         """The row with this primary key, or `NotFoundError`."""
@@ -99,10 +104,22 @@ class Repository(Generic[ModelT]):
         self._flush(values)
         return instance
 
-    def update(self, id: uuid.UUID | str, data: Data) -> ModelT:
-        """Change the given fields; a row changed by someone else since it was read is stale."""
+    def update(
+        self, id: uuid.UUID | str, data: Data, *, expected_version: int | None = None
+    ) -> ModelT:
+        """Change the given fields; a row changed by someone else since it was read is stale.
+
+        `expected_version` is the version the caller last saw (for example in a form sent to a
+        browser): a row at any other version is stale without writing anything.
+        """
         values = self._values(data, writable=self._updatable)
         instance = self.get_one(id)
+        current = getattr(instance, "version", None)
+        if expected_version is not None and current != expected_version:
+            raise StaleObjectError(
+                f"the {self._entity} is at version {current}, not version {expected_version}: "
+                "someone changed it since it was read; load it again and retry"
+            )
         for name, value in values.items():
             setattr(instance, name, value)
         self._flush(values)
@@ -186,9 +203,8 @@ class Repository(Generic[ModelT]):
                 f"{self.model.__name__} has no writable field {', '.join(map(repr, unknown))}; "
                 f"writable fields: {', '.join(sorted(writable))}"
             )
-        for name, column in self.model.__table__.columns.items():
-            if name in values and isinstance(values[name], str) and _is_uuid_column(column):
-                values[name] = _as_uuid(values[name])
+        for name, value in values.items():
+            values[name] = queries.coerce(self.model, name, value)
         return self.prepare(values)
 
     def _checked_where(self, where: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -224,21 +240,3 @@ def _batches(rows: Iterable[Data], size: int) -> Iterator[list[Data]]:
     iterator = iter(rows)
     while batch := list(islice(iterator, size)):
         yield batch
-
-
-def _is_uuid_column(column: Any) -> bool:
-    try:
-        return bool(column.type.python_type is uuid.UUID)
-    except NotImplementedError:
-        return False
-
-
-def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            pass
-    raise InvalidQueryError(f"{value!r} is not a valid id (a UUID)")

@@ -6,6 +6,7 @@ values only ever travel as bound parameters.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,35 @@ MAX_LIMIT = 1000
 def column_names(model: type[Any]) -> frozenset[str]:
     """The mapped column attribute names of `model`."""
     return frozenset(attr.key for attr in inspect(model).column_attrs)
+
+
+def as_uuid(value: object) -> uuid.UUID:
+    """`value` as a UUID, or `InvalidQueryError` when it is not one."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise InvalidQueryError(f"{value!r} is not a valid id (a UUID)")
+
+
+def coerce(model: type[Any], name: str, value: Any) -> Any:
+    """A caller's value made fit for the column: ids given as text become UUIDs."""
+    if value is None or name not in model.__table__.columns:
+        return value
+    if _python_type(model.__table__.columns[name]) is uuid.UUID:
+        return as_uuid(value)
+    return value
+
+
+def _python_type(column: Any) -> type | None:
+    try:
+        python_type: type = column.type.python_type
+    except NotImplementedError:
+        return None
+    return python_type
 
 
 def _column(model: type[Any], name: str, allowed: Collection[str], purpose: str) -> Any:
@@ -41,6 +71,7 @@ def where_clause(
     conditions: list[ColumnElement[bool]] = []
     for name, value in where.items():
         column = _column(model, name, allowed, "filter")
+        value = coerce(model, name, value)
         conditions.append(column.is_(None) if value is None else column == value)
     return and_(*conditions)
 

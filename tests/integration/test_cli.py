@@ -1,0 +1,102 @@
+"""The `app` command line, run as a user runs it: a separate process."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.backends import ThrowawayDatabases
+
+_counter = itertools.count()
+
+
+def run_app(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url, "APP_ENV": "test"}
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def fresh_url(backend: str, databases: ThrowawayDatabases) -> str:
+    return databases.new_url(backend, f"cli_{next(_counter)}").render_as_string(hide_password=False)
+
+
+def test_version() -> None:
+    result = run_app("--version", database_url="sqlite://")
+    assert result.returncode == 0
+    assert result.stdout.startswith("app ")
+
+
+def test_upgrade_then_current_then_downgrade(fresh_url: str) -> None:
+    behind = run_app("db", "current", database_url=fresh_url)
+    assert behind.returncode == 1
+    assert "behind head" in behind.stdout
+
+    upgraded = run_app("db", "upgrade", database_url=fresh_url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    current = run_app("db", "current", database_url=fresh_url)
+    assert current.returncode == 0
+    assert "at head" in current.stdout
+
+    info = run_app("db", "info", database_url=fresh_url)
+    assert info.returncode == 0
+    assert "users" in info.stdout
+    assert "items" in info.stdout
+
+    refused = run_app("db", "downgrade", "base", database_url=fresh_url)
+    assert refused.returncode != 0  # no terminal to confirm on: aborted, nothing dropped
+    assert run_app("db", "current", database_url=fresh_url).returncode == 0
+
+    downgraded = run_app("db", "downgrade", "base", "--yes", database_url=fresh_url)
+    assert downgraded.returncode == 0, downgraded.stderr
+    assert "base" in downgraded.stdout
+
+
+def test_downgrade_is_refused_in_production_without_force() -> None:
+    env_url = "sqlite://"
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "db", "downgrade", "base", "--yes"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": env_url, "APP_ENV": "production"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "production" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://app:s3cret-pw@127.0.0.1:1/app",
+        "mysql+pymysql://app:s3cret-pw@127.0.0.1:1/app",
+    ],
+)
+def test_an_unreachable_database_is_one_line_without_the_password(url: str) -> None:
+    result = run_app("db", "upgrade", database_url=url)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "s3cret-pw" not in result.stderr + result.stdout
+    assert result.stderr.count("\n") == 1
+    assert "unavailable" in result.stderr
+    assert "app:***@127.0.0.1:1" in result.stderr
+
+
+def test_a_malformed_url_is_one_line_naming_the_variable() -> None:
+    result = run_app("db", "current", database_url="oracle://scott:tiger-pw@h/db")
+    assert result.returncode == 2
+    assert "DATABASE_URL" in result.stderr
+    assert "tiger-pw" not in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,82 @@
+"""Error translation decides by the drivers' codes, never by message text."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+import pymysql
+import pytest
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm.exc import StaleDataError
+
+from app.db.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    ForeignKeyError,
+    InvalidQueryError,
+    RetryableError,
+    StaleObjectError,
+    translate,
+)
+from app.db.models import User
+
+
+def _wrapped(orig: BaseException) -> sa_exc.DBAPIError:
+    return sa_exc.DBAPIError.instance("INSERT ...", {}, orig, Exception)  # type: ignore[arg-type]
+
+
+def _sqlite_error(code: int, message: str = "misleading text") -> sqlite3.Error:
+    error = sqlite3.OperationalError(message)
+    error.sqlite_errorcode = code
+    return error
+
+
+@pytest.mark.parametrize(
+    ("orig", "expected"),
+    [
+        (psycopg.errors.UniqueViolation("whatever"), ConflictError),
+        (psycopg.errors.ForeignKeyViolation("whatever"), ForeignKeyError),
+        (psycopg.errors.SerializationFailure("whatever"), RetryableError),
+        (psycopg.errors.DeadlockDetected("whatever"), RetryableError),
+        (psycopg.errors.AdminShutdown("whatever"), DatabaseUnavailableError),
+        (psycopg.errors.StringDataRightTruncation("whatever"), InvalidQueryError),
+        (psycopg.OperationalError("connection refused"), DatabaseUnavailableError),
+        (pymysql.err.IntegrityError(1062, "whatever"), ConflictError),
+        (pymysql.err.IntegrityError(1452, "whatever"), ForeignKeyError),
+        (pymysql.err.OperationalError(1213, "whatever"), RetryableError),
+        (pymysql.err.OperationalError(1205, "whatever"), RetryableError),
+        (pymysql.err.OperationalError(2003, "whatever"), DatabaseUnavailableError),
+        (pymysql.err.DataError(1406, "whatever"), InvalidQueryError),
+        (_sqlite_error(2067), ConflictError),
+        (_sqlite_error(787), ForeignKeyError),
+        (_sqlite_error(5), RetryableError),
+        (_sqlite_error(517), RetryableError),
+        (_sqlite_error(1299), InvalidQueryError),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else "",
+)
+def test_classifies_by_code(orig: BaseException, expected: type[Exception]) -> None:
+    assert isinstance(translate(_wrapped(orig)), expected)
+
+
+def test_message_text_alone_decides_nothing() -> None:
+    orig = pymysql.err.OperationalError(9999, "Deadlock found; Duplicate entry; UNIQUE failed")
+    wrapped = _wrapped(orig)
+    assert translate(wrapped) is wrapped
+
+
+def test_conflicts_name_the_constraint_fields_and_value() -> None:
+    orig = pymysql.err.IntegrityError(1062, "Duplicate entry 'a@b.c' for key 'uq_users_email'")
+    error = translate(_wrapped(orig), model=User, values={"email": "a@b.c"})
+    assert isinstance(error, ConflictError)
+    assert (error.constraint, error.fields) == ("uq_users_email", ("email",))
+    assert str(error) == "a user with email 'a@b.c' already exists"
+
+
+def test_stale_data_becomes_stale_object() -> None:
+    assert isinstance(translate(StaleDataError("0 rows matched"), model=User), StaleObjectError)
+
+
+def test_invalid_query_is_also_a_value_error() -> None:
+    assert issubclass(InvalidQueryError, ValueError)
