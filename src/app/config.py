@@ -5,12 +5,14 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 AppEnv = Literal["development", "test", "production"]
+
+PLACEHOLDER_SEED_PASSWORD = "changethis"  # noqa: S105 - the known placeholder, refused in production
 
 ACCEPTED_URL_FORMS = (
     "sqlite:///path/to/file.db, sqlite:// (in memory), "
@@ -80,6 +82,9 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=30.0, gt=0)
     db_connect_timeout: int = Field(default=10, ge=1, le=600)
     db_echo: bool = False
+    seed_admin_email: str = "admin@example.com"
+    # Development only: the seed refuses this placeholder outside development and test.
+    seed_password: SecretStr = SecretStr(PLACEHOLDER_SEED_PASSWORD)
 
     @field_validator("database_url")
     @classmethod

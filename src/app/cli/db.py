@@ -11,11 +11,13 @@ from sqlalchemy import func, inspect, select, table
 
 from app import migrations
 from app.cli.errors import EXIT_CHECK_FAILED, fail, handles_expected_failures
+from app.cli.seed import seed
 from app.config import get_settings
 from app.db.session import get_engine
 
 db_app = typer.Typer(help="Database operations: migrations and what the database holds.")
 stdout = Console(highlight=False)
+db_app.command(name="seed")(seed)
 
 
 @db_app.command()
