@@ -35,3 +35,6 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) app.db app.db-wal app.db-shm .mypy_cache .ruff_cache .pytest_cache
+
+bench: install-dev
+	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -41,6 +41,9 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
+        if value.__class__ is dt.datetime and value.tzinfo is dt.UTC:
+            # The common case (utcnow, seeds) without the conversions below.
+            return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
         if not isinstance(value, dt.datetime):
             raise TypeError(f"expected a datetime, got {type(value).__name__}")
         if value.tzinfo is None or value.utcoffset() is None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
+from app.db.bulk import bulk_insert
 from app.db.errors import (
     InvalidQueryError,
     NotFoundError,
@@ -132,28 +134,31 @@ class Repository(Generic[ModelT]):
         self._flush({})
 
     def create_many(self, rows: Iterable[Data], *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
-        """Insert rows in bulk, one multi-row INSERT per batch; returns how many were inserted.
+        """Insert rows in bulk, one COPY or executemany per batch; returns how many were inserted.
 
         Rows are streamed: only one batch is held in memory. Ids and timestamps are filled
-        in Python as `create` does, so every row of a batch has the same keys.
+        in Python as `create` does. The rows skip the ORM: objects already in the session
+        are not refreshed, and `updated_at` is the same for a whole batch.
         """
         if batch_size < 1:
             raise InvalidQueryError(f"batch_size must be at least 1, got {batch_size!r}")
         table: Table = self.model.__table__  # type: ignore[assignment]
-        statement = insert(table)
+        columns = tuple(table.columns.keys())
         inserted = 0
         with translating_errors(model=self.model):
             self.session.flush()
         for batch in _batches(rows, batch_size):
-            now = utcnow()
-            values = [
-                self._complete(self._values(row, writable=self._creatable), table, now)
-                for row in batch
-            ]
-            with translating_errors(
-                model=self.model, values=values[0] if len(values) == 1 else None
-            ):
-                self.session.execute(statement, values)
+            template = self._row_template(table, utcnow())
+            values = []
+            for row in batch:
+                # Every row gets every column, so the batch is one COPY or executemany.
+                complete = {**template, **self._values(row, writable=self._creatable)}
+                if complete["id"] is None:
+                    complete["id"] = new_id()
+                values.append(tuple(complete[name] for name in columns))
+            single = dict(zip(columns, values[0], strict=True)) if len(values) == 1 else None
+            with translating_errors(model=self.model, values=single):
+                bulk_insert(self.session.connection(), table, columns, values)
             inserted += len(values)
         return inserted
 
@@ -203,8 +208,8 @@ class Repository(Generic[ModelT]):
                 f"{self.model.__name__} has no writable field {', '.join(map(repr, unknown))}; "
                 f"writable fields: {', '.join(sorted(writable))}"
             )
-        for name, value in values.items():
-            values[name] = queries.coerce(self.model, name, value)
+        for name in queries.uuid_columns(self.model).intersection(values):
+            values[name] = queries.coerce(self.model, name, values[name])
         return self.prepare(values)
 
     def _checked_where(self, where: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -214,22 +219,19 @@ class Repository(Generic[ModelT]):
             raise InvalidQueryError(f"where must be a mapping, not {type(where).__name__}")
         return where
 
-    def _complete(self, values: dict[str, Any], table: Table, now: Any) -> dict[str, Any]:
-        row = dict(values)
+    def _row_template(self, table: Table, now: dt.datetime) -> dict[str, Any]:
+        """Values for the columns a bulk row leaves out: what `create` would have filled in."""
+        template: dict[str, Any] = {}
         for column in table.columns:
-            if column.key in row:
-                continue
-            if column.key == "id":
-                row["id"] = new_id()
-            elif column.key in ("created_at", "updated_at"):
-                row[column.key] = now
+            if column.key in ("created_at", "updated_at"):
+                template[column.key] = now
             elif column.key == "version":
-                row["version"] = 1
+                template[column.key] = 1
             elif column.default is not None and column.default.is_scalar:
-                row[column.key] = column.default.arg  # type: ignore[attr-defined]
+                template[column.key] = column.default.arg  # type: ignore[attr-defined]
             else:
-                row[column.key] = None
-        return row
+                template[column.key] = None
+        return template
 
     def _flush(self, values: Mapping[str, Any]) -> None:
         with translating_errors(model=self.model, values=values):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, inspect, select
+from sqlalchemy import ColumnElement, Select, Table, and_, func, inspect, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.db.errors import InvalidQueryError
@@ -18,6 +19,7 @@ from app.db.errors import InvalidQueryError
 MAX_LIMIT = 1000
 
 
+@cache
 def column_names(model: type[Any]) -> frozenset[str]:
     """The mapped column attribute names of `model`."""
     return frozenset(attr.key for attr in inspect(model).column_attrs)
@@ -37,11 +39,19 @@ def as_uuid(value: object) -> uuid.UUID:
 
 def coerce(model: type[Any], name: str, value: Any) -> Any:
     """A caller's value made fit for the column: ids given as text become UUIDs."""
-    if value is None or name not in model.__table__.columns:
-        return value
-    if _python_type(model.__table__.columns[name]) is uuid.UUID:
+    if value is not None and name in uuid_columns(model):
         return as_uuid(value)
     return value
+
+
+def uuid_columns(model: type[Any]) -> frozenset[str]:
+    """The names of `model`'s UUID columns."""
+    return _uuid_columns(model.__table__)
+
+
+@cache
+def _uuid_columns(table: Table) -> frozenset[str]:
+    return frozenset(column.key for column in table.columns if _python_type(column) is uuid.UUID)
 
 
 def _python_type(column: Any) -> type | None:

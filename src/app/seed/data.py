@@ -8,10 +8,11 @@ exactly the rows it made before. `--seed` only picks the names and titles of new
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import uuid
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 # Seed rows carry timestamps from 2020-01-01 onwards, far from the ids of real rows.
 SEED_EPOCH_MS = 1_577_836_800_000
@@ -53,22 +54,55 @@ _NOUNS = (
 )  # fmt: skip
 
 
-def seed_uuid(kind: str, n: int, j: int = 0) -> uuid.UUID:
+_MASK_64 = (1 << 64) - 1
+KIND_ADMIN, KIND_USER, KIND_ITEM = 1, 2, 3
+
+
+def _mix64(value: int) -> int:
+    """SplitMix64's finaliser: a fast bijection on 64-bit integers that scatters the bits."""
+    value = (value + 0x9E3779B97F4A7C15) & _MASK_64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK_64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK_64
+    return value ^ (value >> 31)
+
+
+def _uuid_int(kind: int, n: int, j: int = 0) -> int:
+    bits = _mix64((kind << 60) | (j << 36) | n)
+    return (((SEED_EPOCH_MS + n) << 80) | (0x7 << 76) | ((bits >> 52) << 64)
+            | (0b10 << 62) | (bits & ((1 << 62) - 1)))  # fmt: skip
+
+
+def seed_uuid(kind: int, n: int, j: int = 0) -> uuid.UUID:
     """A deterministic UUIDv7 for the j-th row of `kind` belonging to number n.
 
-    The timestamp part grows with n, so seeded rows keep the index locality of UUIDv7.
+    The timestamp part grows with n, so seeded rows keep the index locality of UUIDv7; the
+    random part is a bijection of (kind, n, j), so two rows never share an id.
     """
-    digest = hashlib.blake2b(f"{kind}:{n}:{j}".encode(), digest_size=10).digest()
-    random_bits = int.from_bytes(digest, "big")
-    rand_a = (random_bits >> 62) & 0xFFF
-    rand_b = random_bits & ((1 << 62) - 1)
-    value = ((SEED_EPOCH_MS + n) << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
-    return uuid.UUID(int=value)
+    return uuid.UUID(int=_uuid_int(kind, n, j))
 
 
 def seed_time(n: int) -> dt.datetime:
     """The creation time of seed row number n (the same instant as its id)."""
     return _EPOCH + dt.timedelta(milliseconds=n)
+
+
+@lru_cache(maxsize=4096)
+def _copy_second(second: int) -> str:
+    return (_EPOCH + dt.timedelta(seconds=second)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _copy_time(n: int) -> str:
+    """seed_time(n) in PostgreSQL's COPY text format."""
+    second, millisecond = divmod(n, 1000)
+    return f"{_copy_second(second)}.{millisecond:03d}+00"
+
+
+def copy_escape(value: str) -> str:
+    """A string as a field of PostgreSQL's COPY text format."""
+    return value.translate(_COPY_ESCAPES)
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def demo_email(n: int) -> str:
@@ -78,36 +112,70 @@ def demo_email(n: int) -> str:
 
 @dataclass(frozen=True)
 class SeedPlan:
-    """What one seed run writes."""
+    """What one seed run writes, as Python rows or as PostgreSQL COPY text (the same values)."""
 
     users: int
     items_per_user: int
     seed: int
     hashed_password: str
 
-    def user_row(self, n: int) -> tuple[object, ...]:
-        """Demo user n, in USER_COLUMNS order."""
+    def _user(self, n: int) -> tuple[int, str, str, bool]:
         mix = (n * 2_654_435_761 + self.seed * 40_503) & 0xFFFF_FFFF
         name = f"{_FIRST[mix % len(_FIRST)]} {_LAST[(mix >> 8) % len(_LAST)]}"
-        when = seed_time(n)
         active = n % 10 != 0  # a few inactive users, to have something to filter
-        return (seed_uuid("user", n), demo_email(n), name, self.hashed_password, active, False,
-                when, when, 1)  # fmt: skip
+        return _uuid_int(KIND_USER, n), demo_email(n), name, active
 
-    def item_rows(self, n: int) -> Iterator[tuple[object, ...]]:
-        """The items of demo user n, in ITEM_COLUMNS order."""
-        owner = seed_uuid("user", n)
-        when = seed_time(n)
+    def _items(self, n: int) -> Iterator[tuple[int, str, str | None]]:
         for j in range(self.items_per_user):
             mix = (n * 2_246_822_519 + j * 3_266_489_917 + self.seed * 668_265_263) & 0xFFFF_FFFF
             title = f"{_ADJECTIVES[mix % len(_ADJECTIVES)]} {_NOUNS[(mix >> 8) % len(_NOUNS)]}"
             description = (
                 None if mix % 3 == 0 else f"{title.capitalize()} number {j + 1} of user {n}."
             )
-            yield (seed_uuid("item", n, j), title, description, owner, when, when, 1)
+            yield _uuid_int(KIND_ITEM, n, j), title, description
 
-    def admin_row(self, email: str) -> tuple[object, ...]:
+    def user_id(self, n: int) -> uuid.UUID:
+        """The id of demo user n."""
+        return seed_uuid(KIND_USER, n)
+
+    def user_row(self, n: int) -> Row:
+        """Demo user n, in USER_COLUMNS order."""
+        id_int, email, name, active = self._user(n)
+        when = seed_time(n)
+        return (uuid.UUID(int=id_int), email, name, self.hashed_password, active, False,
+                when, when, 1)  # fmt: skip
+
+    def user_copy_line(self, n: int) -> str:
+        """Demo user n as a line of COPY text, in USER_COLUMNS order."""
+        id_int, email, name, active = self._user(n)
+        when = _copy_time(n)
+        return (f"{id_int:032x}\t{email}\t{name}\t{self._copy_password}\t"
+                f"{'t' if active else 'f'}\tf\t{when}\t{when}\t1\n")  # fmt: skip
+
+    def item_rows(self, n: int) -> Iterator[Row]:
+        """The items of demo user n, in ITEM_COLUMNS order."""
+        owner, when = self.user_id(n), seed_time(n)
+        for id_int, title, description in self._items(n):
+            yield (uuid.UUID(int=id_int), title, description, owner, when, when, 1)
+
+    def item_copy_lines(self, n: int) -> Iterator[str]:
+        """The items of demo user n as lines of COPY text, in ITEM_COLUMNS order."""
+        owner, when = _uuid_int(KIND_USER, n), _copy_time(n)
+        for id_int, title, description in self._items(n):
+            text = "\\N" if description is None else description
+            yield f"{id_int:032x}\t{title}\t{text}\t{owner:032x}\t{when}\t{when}\t1\n"
+
+    def item_id(self, n: int, j: int) -> uuid.UUID:
+        """The id of the j-th item of demo user n."""
+        return seed_uuid(KIND_ITEM, n, j)
+
+    @cached_property
+    def _copy_password(self) -> str:
+        return copy_escape(self.hashed_password)
+
+    def admin_row(self, email: str) -> Row:
         """The admin user, in USER_COLUMNS order."""
         when = seed_time(0)
-        return (seed_uuid(f"admin:{email}", 0), email, "Administrator", self.hashed_password,
+        key = zlib.crc32(email.encode()) & 0xFF_FFFF  # a different admin email, a different id
+        return (seed_uuid(KIND_ADMIN, 0, key), email, "Administrator", self.hashed_password,
                 True, True, when, when, 1)  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -10,15 +11,16 @@ from sqlalchemy import Connection, Engine, Table
 
 from app import migrations
 from app.config import PLACEHOLDER_SEED_PASSWORD, Settings
+from app.db.bulk import bulk_insert, copy_text
 from app.db.errors import ConflictError, translating_errors
 from app.db.models import Item, User
 from app.seed.data import ITEM_COLUMNS, USER_COLUMNS, Row, SeedPlan
-from app.seed.writer import count_present, insert_new, insert_skipping_existing
+from app.seed.writer import count_present, insert_skipping_existing
 from app.services.passwords import hash_password
 
 DEFAULT_DEMO_USERS = 5
 DEFAULT_ITEMS_PER_USER = 3
-DEFAULT_BATCH_SIZE = 5_000
+DEFAULT_BATCH_SIZE = 10_000
 
 USERS: Table = User.__table__  # type: ignore[assignment]
 ITEMS: Table = Item.__table__  # type: ignore[assignment]
@@ -99,15 +101,21 @@ def seed_database(
     summary = SeedSummary()
     report = on_progress or (lambda _rows: None)
     admin = plan.admin_row(settings.seed_admin_email.strip().lower())
-    _commit_batch(engine, [admin], [], summary)
+    _commit(engine, [_TableBatch.of_rows(USERS, USER_COLUMNS, [admin])], summary)
     report(1)
     for first, last in _ranges(options.users, options.batch_size):
-        users = [plan.user_row(n) for n in range(first, last + 1)]
-        items = [row for n in range(first, last + 1) for row in plan.item_rows(n)]
-        _commit_batch(engine, users, items, summary)
-        report(len(users) + len(items))
+        numbers = range(first, last + 1)
+        batches = [_user_batch(plan, numbers)]
+        if plan.items_per_user:
+            batches.append(_item_batch(plan, numbers))
+        report(_commit(engine, batches, summary))
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _chunks(numbers: range, size: int = 1_000) -> Iterator[range]:
+    for start in range(0, len(numbers), size):
+        yield numbers[start : start + size]
 
 
 def _ranges(count: int, size: int) -> Iterator[tuple[int, int]]:
@@ -115,47 +123,116 @@ def _ranges(count: int, size: int) -> Iterator[tuple[int, int]]:
         yield first, min(first + size - 1, count)
 
 
-def _commit_batch(engine: Engine, users: list[Row], items: list[Row], summary: SeedSummary) -> None:
-    """Write one batch in its own transaction: a crash loses at most this batch."""
-    try:
-        with translating_errors(), engine.begin() as connection:
-            inserted = _write(connection, users, items, fast=True)
-    except ConflictError:
-        # Someone else wrote some of these rows since we counted: let the database skip them.
-        with translating_errors(), engine.begin() as connection:
-            inserted = _write(connection, users, items, fast=False)
-    summary.inserted += inserted
-    summary.already_present += len(users) + len(items) - inserted
+@dataclass(frozen=True)
+class _TableBatch:
+    """Rows for one table, produced on demand: as Python rows, or as COPY text."""
+
+    table: Table
+    columns: tuple[str, ...]
+    size: int
+    keys: Callable[[], list[uuid.UUID]]
+    edge_keys: Callable[[], list[uuid.UUID]]  # the first and the last key, cheaply
+    rows: Callable[[], list[Row]]
+    copy_chunks: Callable[[], Iterator[str]] | None = None
+
+    @classmethod
+    def of_rows(cls, table: Table, columns: tuple[str, ...], rows: list[Row]) -> _TableBatch:
+        keys = [_id(row) for row in rows]
+        return cls(table, columns, len(rows), lambda: keys, lambda: keys[:: max(len(keys) - 1, 1)],
+                   lambda: rows)  # fmt: skip
 
 
-def _write(connection: Connection, users: list[Row], items: list[Row], *, fast: bool) -> int:
-    """Write the batch; returns how many rows were new."""
-    new_users = _write_table(connection, USERS, USER_COLUMNS, users, fast=fast)
-    # Items cannot exist without their owner: when every user was new, so is every item.
-    items_absent = new_users == len(users)
-    return new_users + _write_table(
-        connection, ITEMS, ITEM_COLUMNS, items, fast=fast, known_absent=items_absent
+def _user_batch(plan: SeedPlan, numbers: range) -> _TableBatch:
+    return _TableBatch(
+        USERS,
+        USER_COLUMNS,
+        len(numbers),
+        keys=lambda: [plan.user_id(n) for n in numbers],
+        edge_keys=lambda: [plan.user_id(numbers[0]), plan.user_id(numbers[-1])],
+        rows=lambda: [plan.user_row(n) for n in numbers],
+        copy_chunks=lambda: (
+            "".join([plan.user_copy_line(n) for n in chunk]) for chunk in _chunks(numbers)
+        ),
     )
 
 
+def _item_batch(plan: SeedPlan, numbers: range) -> _TableBatch:
+    per_user = plan.items_per_user
+    return _TableBatch(
+        ITEMS,
+        ITEM_COLUMNS,
+        len(numbers) * per_user,
+        keys=lambda: [plan.item_id(n, j) for n in numbers for j in range(per_user)],
+        edge_keys=lambda: [plan.item_id(numbers[0], 0), plan.item_id(numbers[-1], per_user - 1)],
+        rows=lambda: [row for n in numbers for row in plan.item_rows(n)],
+        copy_chunks=lambda: (
+            "".join([line for n in chunk for line in plan.item_copy_lines(n)])
+            for chunk in _chunks(numbers)
+        ),
+    )
+
+
+def _commit(engine: Engine, batches: list[_TableBatch], summary: SeedSummary) -> int:
+    """Write one batch (users, then their items) in its own transaction; returns its size.
+
+    A crash loses at most this batch.
+    """
+    try:
+        with translating_errors(), engine.begin() as connection:
+            inserted = _write(connection, batches, fast=True)
+    except ConflictError:
+        # Some rows exist after all (another run, or rows we did not look for): write the
+        # batch again, letting the database skip what is there.
+        with translating_errors(), engine.begin() as connection:
+            inserted = _write(connection, batches, fast=False)
+    size = sum(batch.size for batch in batches)
+    summary.inserted += inserted
+    summary.already_present += size - inserted
+    return size
+
+
+def _write(connection: Connection, batches: list[_TableBatch], *, fast: bool) -> int:
+    """Write the tables in order; returns how many rows were new."""
+    inserted = 0
+    owners_all_new = False
+    for batch in batches:
+        # Items cannot exist without their owner: when every user was new, so is every item.
+        written = _write_table(connection, batch, fast=fast, known_absent=owners_all_new)
+        owners_all_new = fast and written == batch.size
+        inserted += written
+    return inserted
+
+
 def _write_table(
-    connection: Connection,
-    table: Table,
-    columns: tuple[str, ...],
-    rows: list[Row],
-    *,
-    fast: bool,
-    known_absent: bool = False,
+    connection: Connection, batch: _TableBatch, *, fast: bool, known_absent: bool
 ) -> int:
-    """Write rows to one table: the bulk path when none exist, else skip existing ones."""
-    if not rows:
+    """Write one table's rows: the bulk path when none exist, else skip existing ones.
+
+    Batches are written in id order, so one whose first and last rows are missing is almost
+    surely new: it goes the bulk way, and should a row exist after all, the database refuses
+    it (ConflictError) and the whole batch is written again the careful way.
+    """
+    if batch.size == 0:
         return 0
-    keys = [row[0] for row in rows]
-    present = 0 if known_absent else count_present(connection, table, "id", keys)
-    if present == len(rows):
+    if fast and (known_absent or _edges_absent(connection, batch)):
+        if batch.copy_chunks is not None and connection.dialect.name == "postgresql":
+            copy_text(connection, batch.table, batch.columns, batch.copy_chunks())
+        else:
+            bulk_insert(connection, batch.table, batch.columns, batch.rows())
+        return batch.size
+    keys = batch.keys()
+    present = count_present(connection, batch.table, "id", keys)
+    if present == batch.size:
         return 0
-    if fast and present == 0:
-        insert_new(connection, table, columns, rows)
-        return len(rows)
-    insert_skipping_existing(connection, table, columns, rows)
-    return count_present(connection, table, "id", keys) - present
+    insert_skipping_existing(connection, batch.table, batch.columns, batch.rows())
+    return count_present(connection, batch.table, "id", keys) - present
+
+
+def _edges_absent(connection: Connection, batch: _TableBatch) -> bool:
+    return count_present(connection, batch.table, "id", batch.edge_keys()) == 0
+
+
+def _id(row: Row) -> uuid.UUID:
+    value = row[0]
+    assert isinstance(value, uuid.UUID)
+    return value

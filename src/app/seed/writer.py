@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, func, insert, select
+from sqlalchemy import Connection, Insert, Table, func, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from app.seed.data import Row
@@ -23,18 +23,6 @@ def count_present(connection: Connection, table: Table, column: str, keys: Seque
         statement = select(func.count()).select_from(table).where(table.c[column].in_(chunk))
         present += int(connection.scalar(statement) or 0)
     return present
-
-
-def insert_new(
-    connection: Connection, table: Table, columns: Sequence[str], rows: list[Row]
-) -> None:
-    """Insert rows none of which exist yet: COPY on PostgreSQL, one executemany elsewhere."""
-    if not rows:
-        return
-    if connection.dialect.name == "postgresql":
-        _copy(connection, table, columns, rows)
-    else:
-        connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
 
 
 def insert_skipping_existing(
@@ -56,14 +44,3 @@ def _insert_or_ignore(dialect: str, table: Table) -> Insert:
     # would also swallow data errors, turning them into silent truncations.)
     statement = mysql.insert(table)
     return statement.on_duplicate_key_update({"id": table.c.id})
-
-
-def _copy(connection: Connection, table: Table, columns: Sequence[str], rows: list[Row]) -> None:
-    driver_connection: Any = connection.connection.driver_connection
-    column_list = ", ".join(f'"{name}"' for name in columns)
-    with (
-        driver_connection.cursor() as cursor,
-        cursor.copy(f'COPY "{table.name}" ({column_list}) FROM STDIN') as copy,
-    ):
-        for row in rows:
-            copy.write_row(row)

@@ -1,0 +1,42 @@
+"""`python -m bench`: measure our paths against the baselines on every reachable backend."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench import ingest
+from bench.harness import Measurement, bench_database, console, environment, reachable, report
+
+BACKENDS = ("sqlite", "postgresql", "mariadb")
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--backend", default=",".join(BACKENDS), help="comma-separated backends")
+    parser.add_argument("--rows", type=int, default=100_000, help="rows per ingest run")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per path (median)")
+    parser.add_argument("--quick", action="store_true", help="10k rows, 3 runs: a smoke run")
+    parser.add_argument(
+        "--paths", help="comma-separated paths to run (default: all), e.g. 'raw bulk load,seed'"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
+    args = parser.parse_args()
+    rows, repeat = (10_000, 3) if args.quick else (args.rows, args.repeat)
+    paths = {name.strip() for name in args.paths.split(",")} if args.paths else None
+
+    for key, value in environment().items():
+        console.print(f"{key}: {value}")
+    results: list[Measurement] = []
+    for backend in args.backend.split(","):
+        if not reachable(backend):
+            console.print(f"{backend}: not reachable, skipped")
+            continue
+        with bench_database(backend) as engine:
+            results += ingest.run_ingest(backend, engine, rows=rows, repeat=repeat, paths=paths)
+    report(results, ingest.RATIOS, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Ingest: the same users written by the raw bulk load, Core, the ORM, create_many and the seed."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import sqlite3
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pymysql
+from sqlalchemy import Engine, insert
+
+from app.config import Settings
+from app.db.models import User
+from app.db.session import make_session_factory
+from app.repositories import UserRepository
+from app.seed import SeedOptions, seed_database
+from app.seed.data import USER_COLUMNS, SeedPlan
+from bench.harness import Measurement, measure
+
+USERS = User.__table__
+RATIOS = [
+    ("ingest", "Repository.create_many", "core executemany", "target >= 0.9x"),
+    ("ingest", "seed", "raw bulk load", "target >= 0.7x on PostgreSQL"),
+    ("ingest", "seed", "core executemany", "target >= 0.8x on SQLite, MariaDB"),
+    ("ingest", "orm add_all", "core executemany", "reference"),
+]
+
+
+def _rows(count: int) -> list[tuple[Any, ...]]:
+    plan = SeedPlan(users=count, items_per_user=0, seed=1, hashed_password="$argon2id$x")  # noqa: S106
+    return [plan.user_row(n) for n in range(1, count + 1)]
+
+
+def reset(engine: Engine) -> None:
+    """Empty the tables, as fresh as the backend's cheapest way allows."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("TRUNCATE items, users")
+        elif engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("DELETE FROM items")
+            connection.exec_driver_sql("DELETE FROM users")
+        else:
+            connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+            connection.exec_driver_sql("TRUNCATE items")
+            connection.exec_driver_sql("TRUNCATE users")
+            connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+
+
+def raw_bulk_load(engine: Engine, rows: list[tuple[Any, ...]]) -> Callable[[], int]:
+    """The database's own fastest path, through the bare driver."""
+    url = engine.url
+    columns = ", ".join(USER_COLUMNS)
+    if engine.dialect.name == "postgresql":
+        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+        def copy() -> int:
+            with (
+                psycopg.connect(conninfo) as conn,
+                conn.cursor() as cur,
+                cur.copy(f"COPY users ({columns}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+            return len(rows)
+
+        return copy
+    if engine.dialect.name == "sqlite":
+        stored = [_sqlite_storage(row) for row in rows]
+        marks = ", ".join("?" * len(USER_COLUMNS))
+
+        def executemany() -> int:
+            conn = sqlite3.connect(str(url.database))
+            try:
+                conn.executemany(f"INSERT INTO users ({columns}) VALUES ({marks})", stored)  # noqa: S608
+                conn.commit()
+            finally:
+                conn.close()
+            return len(rows)
+
+        return executemany
+
+    def load_data() -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "users.tsv"
+            with path.open("w", newline="") as handle:
+                writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+                writer.writerows(_mariadb_storage(row) for row in rows)
+            conn = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username,
+                                   password=url.password or "", database=url.database,
+                                   local_infile=True, charset="utf8mb4")  # fmt: skip
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        f"LOAD DATA LOCAL INFILE %s INTO TABLE users ({columns})", (str(path),)
+                    )
+                conn.commit()
+            finally:
+                conn.close()
+        return len(rows)
+
+    return load_data
+
+
+def _sqlite_storage(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    # What SQLAlchemy stores on SQLite: UUIDs as 32 hex digits, datetimes as ISO text.
+    return tuple(_sqlite_value(value) for value in row)
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None).isoformat(sep=" ")
+    return value
+
+
+def _mariadb_storage(row: tuple[Any, ...]) -> list[Any]:
+    out: list[Any] = []
+    for value in row:
+        if value is None:
+            out.append("\\N")
+        elif isinstance(value, bool):
+            out.append(int(value))
+        elif isinstance(value, dt.datetime):
+            out.append(value.replace(tzinfo=None).isoformat(sep=" "))
+        else:
+            out.append(value)
+    return out
+
+
+def core_executemany(engine: Engine, dicts: list[dict[str, Any]]) -> Callable[[], int]:
+    def run() -> int:
+        with engine.begin() as connection:
+            connection.execute(insert(USERS), dicts)
+        return len(dicts)
+
+    return run
+
+
+def orm_add_all(engine: Engine, dicts: list[dict[str, Any]]) -> Callable[[], int]:
+    factory = make_session_factory(engine)
+
+    def run() -> int:
+        with factory() as session:
+            session.add_all([User(**row) for row in dicts])
+            session.commit()
+        return len(dicts)
+
+    return run
+
+
+def repository_create_many(engine: Engine, dicts: list[dict[str, Any]]) -> Callable[[], int]:
+    factory = make_session_factory(engine)
+    # What a caller hands create_many: the fields it knows; ids and timestamps are filled in.
+    inputs = [
+        {"email": d["email"], "full_name": d["full_name"], "hashed_password": d["hashed_password"]}
+        for d in dicts
+    ]
+
+    def run() -> int:
+        with factory() as session:
+            inserted = UserRepository(session).create_many(inputs)
+            session.commit()
+        return inserted
+
+    return run
+
+
+def seed_path(engine: Engine, count: int) -> Callable[[], int]:
+    settings = Settings(database_url=engine.url.render_as_string(hide_password=False))
+
+    def run() -> int:
+        summary = seed_database(engine, settings, SeedOptions(users=count - 1, items_per_user=0))
+        return summary.inserted
+
+    return run
+
+
+def run_ingest(
+    backend: str, engine: Engine, *, rows: int, repeat: int, paths: set[str] | None = None
+) -> list[Measurement]:
+    """The ingest contenders (all, or those named in `paths`) on the same `rows` users."""
+    tuples = _rows(rows)
+    dicts = [dict(zip(USER_COLUMNS, row, strict=True)) for row in tuples]
+    contenders: dict[str, Callable[[], int]] = {
+        "raw bulk load": raw_bulk_load(engine, tuples),
+        "core executemany": core_executemany(engine, dicts),
+        "orm add_all": orm_add_all(engine, dicts),
+        "Repository.create_many": repository_create_many(engine, dicts),
+        "seed": seed_path(engine, rows),
+    }
+    return [
+        measure(backend, "ingest", name, run, reset=lambda: reset(engine), repeat=repeat)
+        for name, run in contenders.items()
+        if paths is None or name in paths
+    ]

@@ -1,0 +1,109 @@
+"""Bulk inserts at the speed of the driver.
+
+Rows are tuples in column order. Each value goes through its column type's own bind processor
+(so storage formats stay SQLAlchemy's, and `UTCDateTime` still refuses naive datetimes); then
+PostgreSQL gets one COPY and the others one DBAPI executemany per call, without SQLAlchemy's
+per-row parameter handling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Connection, Dialect, Table
+from sqlalchemy import exc as sa_exc
+
+Processor = Callable[[Any], Any]
+
+
+def bulk_insert(
+    connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Insert `rows` into `table`; database errors come out as SQLAlchemy's DBAPIError."""
+    if not rows:
+        return
+    dialect = connection.dialect
+    processed = _apply(_processors(table, tuple(columns), dialect), rows)
+    if dialect.name == "postgresql":
+        _copy(connection, table, columns, processed)
+    else:
+        marks = ", ".join([_placeholder(dialect)] * len(columns))
+        names = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
+        connection.exec_driver_sql(
+            f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) "  # noqa: S608 - names come from the table
+            f"VALUES ({marks})",
+            processed,
+        )
+
+
+@lru_cache(maxsize=64)
+def _processors(
+    table: Table, columns: tuple[str, ...], dialect: Dialect
+) -> tuple[tuple[int, Processor], ...]:
+    """(position, processor) for the columns whose type converts values for this dialect."""
+    found = []
+    for position, name in enumerate(columns):
+        processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if processor is not None:
+            found.append((position, processor))
+    return tuple(found)
+
+
+def _apply(
+    processors: tuple[tuple[int, Processor], ...], rows: Sequence[Sequence[Any]]
+) -> list[tuple[Any, ...]]:
+    if not processors:
+        return [tuple(row) for row in rows]
+    out = []
+    for row in rows:
+        values = list(row)
+        for position, processor in processors:
+            value = values[position]
+            if value is not None:
+                values[position] = processor(value)
+        out.append(tuple(values))
+    return out
+
+
+def _placeholder(dialect: Dialect) -> str:
+    return "?" if dialect.paramstyle == "qmark" else "%s"
+
+
+def copy_text(
+    connection: Connection, table: Table, columns: Sequence[str], chunks: Iterable[str]
+) -> None:
+    """Load rows written as PostgreSQL COPY text (tab-separated, one row a line).
+
+    Chunks are sent as they come, so the server stores one while the caller makes the next.
+    """
+    with _copying(connection, table, columns) as copy:
+        for chunk in chunks:
+            copy.write(chunk)
+
+
+def _copy(
+    connection: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    with _copying(connection, table, columns) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+@contextmanager
+def _copying(connection: Connection, table: Table, columns: Sequence[str]) -> Iterator[Any]:
+    preparer = connection.dialect.identifier_preparer
+    statement = (
+        f"COPY {preparer.format_table(table)} "
+        f"({', '.join(preparer.quote(name) for name in columns)}) FROM STDIN"
+    )
+    driver_connection: Any = connection.connection.driver_connection
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            yield copy
+    except dbapi.Error as exc:
+        # Raised by the bare driver: wrap it as SQLAlchemy would, so callers translate it alike.
+        raise sa_exc.DBAPIError.instance(statement, None, exc, dbapi.Error) from exc

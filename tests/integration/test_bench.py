@@ -1,0 +1,32 @@
+"""The benchmark harness runs end to end (on SQLite, small), so it cannot rot unnoticed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.backends import ROOT
+
+
+def test_bench_runs_and_writes_every_path_with_ratios(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--backend", "sqlite", "--rows", "2000", "--repeat", "1",
+         "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(out.read_text())
+    paths = {row["path"] for row in payload["results"]}
+    assert paths == {
+        "raw bulk load",
+        "core executemany",
+        "orm add_all",
+        "Repository.create_many",
+        "seed",
+    }
+    assert all(row["rate"] > 0 for row in payload["results"])
+    assert {row["path"] for row in payload["ratios"]} >= {"Repository.create_many", "seed"}
+    assert payload["environment"]["python"]
