@@ -14,9 +14,12 @@ from logging.config import fileConfig
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from app.config import get_settings
+from app.db.locks import migration_lock
 from app.db.models import Base
 from app.db.session import make_engine
 from app.db.types import UTCDateTime
@@ -24,9 +27,9 @@ from app.db.types import UTCDateTime
 config = context.config
 target_metadata = Base.metadata
 
-# Only the command-line `alembic` configures logging from alembic.ini; callers that hand over a
-# connection keep their own logging.
-if config.config_file_name is not None and "connection" not in config.attributes:
+# Only the command-line `alembic` configures logging from alembic.ini; the app and the tests
+# keep their own.
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
@@ -53,15 +56,31 @@ def _configure(**options: object) -> None:
         render_item=_render_item,
         # SQLite cannot ALTER most things: batch mode copies the table instead.
         render_as_batch=True,
-        transaction_per_migration=True,
         **options,  # type: ignore[arg-type]
     )
 
 
+def _postgresql_timeouts() -> list[str]:
+    settings = get_settings()
+    return [
+        f"SET lock_timeout = '{int(settings.db_migration_lock_timeout * 1000)}ms'",
+        f"SET statement_timeout = '{int(settings.db_migration_statement_timeout * 1000)}ms'",
+    ]
+
+
 def run_migrations_offline() -> None:
     """Write the SQL to stdout instead of running it."""
-    _configure(url=_url(), literal_binds=True, dialect_opts={"paramstyle": "named"})
+    url = config.attributes.get("url") or _url()
+    _configure(
+        url=url,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+        transaction_per_migration=True,
+    )
     with context.begin_transaction():
+        if make_url(url).get_backend_name() == "postgresql":
+            for statement in _postgresql_timeouts():
+                context.execute(statement)
         context.run_migrations()
 
 
@@ -91,10 +110,48 @@ def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
 
 
 def _run(connection: Connection) -> None:
-    with _sqlite_foreign_keys_off(connection):
-        _configure(connection=connection)
+    sqlite = connection.dialect.name == "sqlite"
+    with (
+        migration_lock(connection, wait_seconds=get_settings().db_migration_wait),
+        _sqlite_foreign_keys_off(connection),
+        _postgresql_session_timeouts(connection),
+    ):
+        # One transaction per migration, except on SQLite: there the whole run is one write
+        # transaction, which is what holds SQLite's write lock against a second migrator.
+        _configure(connection=connection, transaction_per_migration=not sqlite)
         with context.begin_transaction():
             context.run_migrations()
+
+
+@contextmanager
+def _postgresql_session_timeouts(connection: Connection) -> Iterator[None]:
+    """Session timeouts for the migrations, reset afterwards (the connection may be pooled)."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    owned_transaction = not connection.in_transaction()
+    for statement in _postgresql_timeouts():
+        connection.exec_driver_sql(statement)
+    if owned_transaction:
+        connection.commit()  # SET outlives the transaction; alembic opens its own
+    try:
+        yield
+    except BaseException:
+        if owned_transaction and connection.in_transaction():
+            connection.rollback()
+        _reset_timeouts(connection, commit=owned_transaction)
+        raise
+    _reset_timeouts(connection, commit=owned_transaction)
+
+
+def _reset_timeouts(connection: Connection, *, commit: bool) -> None:
+    try:
+        connection.exec_driver_sql("RESET lock_timeout")
+        connection.exec_driver_sql("RESET statement_timeout")
+        if commit:
+            connection.commit()
+    except DBAPIError:
+        connection.invalidate()  # never hand a pooled session back with migration timeouts
 
 
 def run_migrations_online() -> None:

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=30.0, gt=0)
     db_connect_timeout: int = Field(default=10, ge=1, le=600)
     db_echo: bool = False
+    # Migrations on PostgreSQL: how long DDL may wait for a table lock and run, in seconds, so a
+    # migration stuck behind a busy table fails fast instead of queueing traffic behind it.
+    db_migration_lock_timeout: float = Field(default=10.0, gt=0)
+    db_migration_statement_timeout: float = Field(default=600.0, gt=0)
+    # How long a second migrator waits for the first to finish, in seconds.
+    db_migration_wait: float = Field(default=120.0, gt=0)
     seed_admin_email: str = "admin@example.com"
     # Development only: the seed refuses this placeholder outside development and test.
     seed_password: SecretStr = SecretStr(PLACEHOLDER_SEED_PASSWORD)

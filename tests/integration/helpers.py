@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -16,3 +19,17 @@ def count_rows(connection: Connection, table: str, where: str = "", **params: An
 def emails(connection: Connection) -> list[str]:
     """Every stored email, sorted."""
     return sorted(connection.execute(text("SELECT email FROM users")).scalars())
+
+
+def run_app(
+    *args: str, database_url: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the `app` command line in a separate process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": database_url, "APP_ENV": "test", **(env or {})},
+        timeout=180,
+        check=False,
+    )

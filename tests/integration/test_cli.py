@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.backends import ThrowawayDatabases
-
-_counter = itertools.count()
-
-
-def run_app(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url, "APP_ENV": "test"}
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
-@pytest.fixture
-def fresh_url(backend: str, databases: ThrowawayDatabases) -> str:
-    return databases.new_url(backend, f"cli_{next(_counter)}").render_as_string(hide_password=False)
+from tests.integration.helpers import run_app
 
 
 def test_version() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from alembic.config import Config
 from sqlalchemy import Engine
 from sqlalchemy.pool import NullPool
 
@@ -17,8 +17,10 @@ _counter = itertools.count()
 
 
 @pytest.fixture
-def alembic_config() -> dict[str, Any]:
-    return {"file": str(ROOT / "alembic.ini")}
+def alembic_config() -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["configure_logger"] = False
+    return config
 
 
 @pytest.fixture

@@ -1,23 +1,54 @@
-"""`app db ...`: migrations and a look at what the database holds."""
+"""`app db ...` migration commands: upgrade, downgrade, current, history, status, revision,
+check, sql."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from alembic import command
 from rich.table import Table
-from sqlalchemy import func, inspect, select, table
 
 from app import migrations
+from app.cli.console import stdout
 from app.cli.errors import EXIT_CHECK_FAILED, fail, handles_expected_failures
-from app.cli.seed import seed
 from app.config import get_settings
+from app.db.errors import RetryableError
 from app.db.session import get_engine
+from app.migration_lint import render_sql
 
-db_app = typer.Typer(help="Database operations: migrations and what the database holds.")
-stdout = Console(highlight=False)
-db_app.command(name="seed")(seed)
+db_app = typer.Typer(help="Database operations: migrations, checks, seeding.", no_args_is_help=True)
+
+
+def describe_revisions(revisions: tuple[str, ...]) -> str:
+    return ", ".join(revisions) if revisions else "base (no migrations applied)"
+
+
+@contextmanager
+def _busy_tables_explained() -> Iterator[None]:
+    try:
+        yield
+    except RetryableError:
+        settings = get_settings()
+        raise fail(
+            "the migration waited longer than DB_MIGRATION_LOCK_TIMEOUT "
+            f"({settings.db_migration_lock_timeout:g} s) for a lock on a busy table and was "
+            "rolled back; run it again when the table is quieter",
+            EXIT_CHECK_FAILED,
+        ) from None
+
+
+def _print_position() -> None:
+    state = migrations.migration_state(get_engine())
+    where = describe_revisions(state.current)
+    stdout.print(f"database at {where} ({get_settings().masked_database_url})")
+
+
+def refuse_in_production(what: str, *, force: bool = False) -> None:
+    if get_settings().app_env == "production" and not force:
+        raise fail(f"refusing to {what} with APP_ENV=production; pass --force if you mean it")
 
 
 @db_app.command()
@@ -25,10 +56,13 @@ db_app.command(name="seed")(seed)
 def upgrade(
     revision: Annotated[str, typer.Argument(help="Revision to upgrade to.")] = "head",
 ) -> None:
-    """Apply migrations up to REVISION (default: head)."""
-    migrations.upgrade(get_engine(), revision)
+    """Apply migrations up to REVISION (default: head), holding the migration lock."""
+    with _busy_tables_explained():
+        migrations.upgrade(get_engine(), revision)
     state = migrations.migration_state(get_engine())
-    stdout.print(f"database at {_revisions(state.current)} ({get_settings().masked_database_url})")
+    stdout.print(
+        f"database at {describe_revisions(state.current)} ({get_settings().masked_database_url})"
+    )
 
 
 @db_app.command()
@@ -41,14 +75,16 @@ def downgrade(
     force: Annotated[bool, typer.Option(help="Allow this when APP_ENV=production.")] = False,
 ) -> None:
     """Revert migrations down to REVISION."""
+    refuse_in_production("downgrade", force=force)
     settings = get_settings()
-    if settings.app_env == "production" and not force:
-        raise fail("refusing to downgrade with APP_ENV=production; pass --force if you mean it")
     if revision == "base" and not yes:
         typer.confirm(f"Drop every table of {settings.masked_database_url}?", abort=True, err=True)
-    migrations.downgrade(get_engine(), revision)
+    with _busy_tables_explained():
+        migrations.downgrade(get_engine(), revision)
     state = migrations.migration_state(get_engine())
-    stdout.print(f"database at {_revisions(state.current)} ({settings.masked_database_url})")
+    stdout.print(
+        f"database at {describe_revisions(state.current)} ({settings.masked_database_url})"
+    )
 
 
 @db_app.command()
@@ -56,32 +92,84 @@ def downgrade(
 def current() -> None:
     """Show the revision the database is at; exit 1 when it is behind the newest one."""
     state = migrations.migration_state(get_engine())
-    status = "at head" if state.at_head else f"behind head {_revisions(state.heads)}"
-    stdout.print(f"{_revisions(state.current)} ({status})")
+    status = "at head" if state.at_head else f"behind head {describe_revisions(state.heads)}"
+    stdout.print(f"{describe_revisions(state.current)} ({status})")
     if not state.at_head:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 @db_app.command()
 @handles_expected_failures
-def info() -> None:
-    """Show the database, its revision, and every table with its row count."""
+def history() -> None:
+    """List the migration scripts, newest first (no database needed)."""
+    table = Table("revision", "revises", "created (UTC)", "message")
+    for rev in migrations.revisions():
+        table.add_row(rev.revision, rev.down_revision or "-", rev.created, rev.message)
+    stdout.print(table)
+
+
+@db_app.command()
+@handles_expected_failures
+def status(
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 when any migration is pending.")
+    ] = False,
+) -> None:
+    """Every revision, applied or pending, with its date and message."""
+    revisions = migrations.revisions(get_engine())
+    table = Table("revision", "created (UTC)", "message", "state")
+    for rev in revisions:
+        state = "[green]applied[/]" if rev.applied else "[yellow]pending[/]"
+        table.add_row(rev.revision, rev.created, rev.message, state)
+    stdout.print(table)
+    pending = [rev for rev in revisions if not rev.applied]
+    stdout.print(f"{len(pending)} pending" if pending else "up to date")
+    if check and pending:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@db_app.command()
+@handles_expected_failures
+def revision(
+    message: Annotated[str, typer.Option("--message", "-m", help="What the migration does.")],
+    autogenerate: Annotated[
+        bool, typer.Option(help="Fill it in from the difference between models and database.")
+    ] = False,
+) -> None:
+    """Write a new migration, named YYYYMMDD_HHMM_<slug>.py and formatted."""
+    written = command.revision(
+        migrations.alembic_config(), message=message, autogenerate=autogenerate
+    )
+    for script in written if isinstance(written, list) else [written]:
+        if script is not None:
+            stdout.print(f"wrote {script.path}")
+
+
+@db_app.command()
+@handles_expected_failures
+def check() -> None:
+    """Compare the models with the database; exit 1 and list the differences if they drift."""
     engine = get_engine()
     state = migrations.migration_state(engine)
-    stdout.print(f"database: {get_settings().masked_database_url}")
-    stdout.print(
-        f"revision: {_revisions(state.current)}"
-        + ("" if state.at_head else " (pending migrations)")
+    problems = (
+        []
+        if state.at_head
+        else [f"pending migrations: database at {describe_revisions(state.current)}"]
     )
-    listing = Table("table", "rows")
-    with engine.connect() as connection:
-        for name in sorted(inspect(connection).get_table_names()):
-            if name == "alembic_version":
-                continue
-            count = connection.scalar(select(func.count()).select_from(table(name)))
-            listing.add_row(name, f"{count:,}")
-    stdout.print(listing)
+    problems += migrations.drift(engine)
+    for problem in problems:
+        stdout.print(f"drift: {problem}")
+    if problems:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+    stdout.print("the database matches the models")
 
 
-def _revisions(revisions: tuple[str, ...]) -> str:
-    return ", ".join(revisions) if revisions else "base (no migrations applied)"
+@db_app.command()
+@handles_expected_failures
+def sql(
+    revision_range: Annotated[
+        str, typer.Argument(help="FROM:TO, or TO alone (from base).", metavar="[FROM:TO]")
+    ] = "head",
+) -> None:
+    """Print the SQL of the migrations in a range, for review, without touching the database."""
+    typer.echo(render_sql(revision_range, url=get_settings().database_url), nl=False)

@@ -10,16 +10,15 @@ from typing import ParamSpec, TypeVar
 import typer
 from alembic.util.exc import CommandError
 from pydantic import ValidationError
-from rich.console import Console
 from sqlalchemy import exc as sa_exc
 
+from app.cli.console import stderr
 from app.config import SettingsError, get_settings
 from app.db.errors import DatabaseUnavailableError, DataLayerError, translate
 
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,6 +58,8 @@ def expected_failures() -> Iterator[None]:
         translated = translate(exc)
         if isinstance(translated, DatabaseUnavailableError):
             raise fail(_unavailable(translated)) from None
+        if isinstance(translated, DataLayerError):
+            raise fail(str(translated), EXIT_CHECK_FAILED) from None
         cause = getattr(exc, "orig", None) or exc
         raise fail(f"database error: {type(cause).__name__}", EXIT_CHECK_FAILED) from None
     except DatabaseUnavailableError as exc:

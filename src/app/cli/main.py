@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from app import __version__
+from app.cli import maintenance  # noqa: F401 - registers its commands on db_app
 from app.cli.db import db_app
 
 cli = typer.Typer(

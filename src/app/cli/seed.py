@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -14,13 +13,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from app.cli.console import stdout
 from app.cli.errors import fail, handles_expected_failures
 from app.config import get_settings
 from app.db.session import get_engine
 from app.seed import SeedOptions, SeedRefusedError, seed_database, total_rows
 from app.seed.runner import DEFAULT_BATCH_SIZE, DEFAULT_DEMO_USERS, DEFAULT_ITEMS_PER_USER
-
-stdout = Console(highlight=False)
 
 
 @handles_expected_failures

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from functools import lru_cache
 from typing import Any
 
@@ -9,10 +10,14 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random
 
 from app.config import Settings, get_settings, parse_database_url
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
+# An execution option naming the statement that opens a transaction on SQLite, for callers that
+# need the write lock up front ("BEGIN IMMEDIATE"), as migrations do.
+SQLITE_BEGIN_OPTION = "sqlite_begin"
 MARIADB_SQL_MODE = "TRADITIONAL,NO_ENGINE_SUBSTITUTION"
 
 
@@ -66,7 +71,7 @@ def _configure_sqlite(engine: Engine, *, file_database: bool) -> None:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             if file_database:
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _use_wal(cursor)
                 # WAL with NORMAL sync stays consistent after a crash; it only may lose the
                 # last commits on power loss, which FULL would keep at several times the cost.
                 cursor.execute("PRAGMA synchronous=NORMAL")
@@ -75,7 +80,28 @@ def _configure_sqlite(engine: Engine, *, file_database: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql(
+            connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "BEGIN")
+        )
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch a database file to WAL unless it already is.
+
+    While another process creates the file or holds its write lock, even reading the journal
+    mode can fail at once with "database is locked" (SQLite does not wait on its busy timeout
+    there), so the switch is retried for as long as that timeout.
+    """
+    retrying = Retrying(
+        stop=stop_after_delay(SQLITE_BUSY_TIMEOUT_MS / 1000),
+        wait=wait_random(0.01, 0.05),
+        retry=retry_if_exception_type(sqlite3.OperationalError),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -1,0 +1,139 @@
+"""`app db ...` maintenance: create, wait, reset, info, diagram, lint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy import MetaData, func, inspect, select, table
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from app import migrations
+from app.cli.console import stdout
+from app.cli.db import db_app, describe_revisions, refuse_in_production
+from app.cli.errors import EXIT_CHECK_FAILED, fail, handles_expected_failures
+from app.cli.seed import seed
+from app.config import get_settings
+from app.db.admin import create_database
+from app.db.errors import DatabaseUnavailableError, translating_errors
+from app.db.session import get_engine
+from app.diagram import schema_markdown
+from app.migration_lint import lint as lint_migrations
+
+DIAGRAM_PATH = Path("docs/schema.md")
+
+
+@db_app.command()
+@handles_expected_failures
+def create() -> None:
+    """Create the database named in DATABASE_URL if it is missing (no-op on SQLite)."""
+    settings = get_settings()
+    if settings.url.get_backend_name() == "sqlite":
+        stdout.print("SQLite creates its database file on first use; nothing to do")
+    elif create_database(settings.database_url):
+        stdout.print(f"created {settings.masked_database_url}")
+    else:
+        stdout.print(f"{settings.masked_database_url} already exists")
+
+
+@db_app.command()
+@handles_expected_failures
+def wait(
+    timeout: Annotated[float, typer.Option(min=0, help="Seconds to keep trying.")] = 30.0,
+) -> None:
+    """Wait until the database answers, retrying with backoff (for container start-up)."""
+    engine = get_engine()
+
+    def ping() -> None:
+        with translating_errors(), engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
+    retrying = Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_exponential(multiplier=0.1, max=2.0),
+        retry=retry_if_exception_type(DatabaseUnavailableError),
+        reraise=True,
+    )
+    retrying(ping)
+    attempts = retrying.statistics.get("attempt_number", 1)
+    stdout.print(f"database is up ({attempts} attempt{'s' if attempts != 1 else ''})")
+
+
+@db_app.command()
+@handles_expected_failures
+def reset(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
+) -> None:
+    """Drop every table, migrate to head and seed: a clean development database."""
+    refuse_in_production("reset the database")
+    settings = get_settings()
+    if not yes:
+        typer.confirm(f"Drop every table of {settings.masked_database_url}?", abort=True, err=True)
+    engine = get_engine()
+    everything = MetaData()
+    with translating_errors(), engine.begin() as connection:
+        everything.reflect(connection)
+        everything.drop_all(connection)
+    stdout.print(f"dropped {len(everything.tables)} tables")
+    migrations.upgrade(engine)
+    seed()
+
+
+@db_app.command()
+@handles_expected_failures
+def info() -> None:
+    """Show the database, its revision, and every table with its row count."""
+    engine = get_engine()
+    state = migrations.migration_state(engine)
+    stdout.print(f"database: {get_settings().masked_database_url}")
+    pending = "" if state.at_head else " (pending migrations)"
+    stdout.print(f"revision: {describe_revisions(state.current)}{pending}")
+    listing = Table("table", "rows")
+    with engine.connect() as connection:
+        for name in sorted(inspect(connection).get_table_names()):
+            if name != "alembic_version":
+                count = connection.scalar(select(func.count()).select_from(table(name)))
+                listing.add_row(name, f"{count:,}")
+    stdout.print(listing)
+
+
+@db_app.command()
+@handles_expected_failures
+def diagram(
+    output: Annotated[Path, typer.Option(help="Where to write it.")] = DIAGRAM_PATH,
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 if the file is out of date.")
+    ] = False,
+) -> None:
+    """Write the schema as a Mermaid ER diagram (docs/schema.md)."""
+    wanted = schema_markdown()
+    current = output.read_text() if output.exists() else None
+    if check:
+        if current != wanted:
+            raise fail(f"{output} is out of date; run `app db diagram`", EXIT_CHECK_FAILED)
+        stdout.print(f"{output} is up to date")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(wanted)
+    stdout.print(f"wrote {output}")
+
+
+@db_app.command()
+@handles_expected_failures
+def lint(
+    revision_range: Annotated[
+        str | None, typer.Argument(help="FROM:TO (default: every revision).", metavar="[FROM:TO]")
+    ] = None,
+) -> None:
+    """Check migrations for operations that lock or break a live database; exit 1 on any."""
+    findings = lint_migrations(revision_range)
+    for finding in findings:
+        stdout.print(str(finding), markup=False)
+    if findings:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+    stdout.print("no unsafe operations found")
+
+
+db_app.command(name="seed")(seed)

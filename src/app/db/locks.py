@@ -1,0 +1,107 @@
+"""A lock that serialises migrations on one database, held for the whole run.
+
+PostgreSQL: a session advisory lock, waited for under `lock_timeout`. MariaDB: GET_LOCK with a
+timeout. SQLite: its own write lock, taken up front with BEGIN IMMEDIATE and waited for under
+`busy_timeout`. A second migrator waits up to `wait_seconds`, then fails with
+`MigrationLockedError`; once it has the lock it finds the migrations applied and does nothing.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, text
+from sqlalchemy import exc as sa_exc
+
+from app.db.errors import DataLayerError, RetryableError, translate
+from app.db.session import SQLITE_BEGIN_OPTION, SQLITE_BUSY_TIMEOUT_MS
+
+LOCK_NAME = "app:migrations"
+# pg_advisory_lock takes a bigint: a stable number derived from the name.
+_PG_LOCK_KEY = zlib.crc32(LOCK_NAME.encode())
+
+
+class MigrationLockedError(DataLayerError):
+    """Another process held the migration lock for longer than we were willing to wait."""
+
+
+def _locked(wait_seconds: float) -> MigrationLockedError:
+    return MigrationLockedError(
+        f"another process is migrating this database; gave up waiting after {wait_seconds:g} s"
+    )
+
+
+@contextmanager
+def migration_lock(connection: Connection, *, wait_seconds: float) -> Iterator[None]:
+    """Hold the migration lock of this database inside the block."""
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        with _sqlite_write_lock(connection, wait_seconds):
+            yield
+        return
+    owned_transaction = not connection.in_transaction()
+    _acquire(connection, dialect, wait_seconds)
+    if owned_transaction:
+        connection.commit()  # the lock belongs to the session and outlives this transaction
+    try:
+        yield
+    except BaseException:
+        _release(connection, dialect, owned_transaction, failed=True)
+        raise
+    _release(connection, dialect, owned_transaction, failed=False)
+
+
+def _acquire(connection: Connection, dialect: str, wait_seconds: float) -> None:
+    try:
+        if dialect == "postgresql":
+            connection.execute(text(f"SET lock_timeout = '{int(wait_seconds * 1000)}ms'"))
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_LOCK_KEY})
+            connection.execute(text("RESET lock_timeout"))
+        else:
+            got = connection.scalar(
+                text("SELECT GET_LOCK(:name, :wait)"), {"name": LOCK_NAME, "wait": wait_seconds}
+            )
+            if got != 1:
+                raise _locked(wait_seconds)
+    except sa_exc.DBAPIError as exc:
+        if isinstance(translate(exc), RetryableError):
+            raise _locked(wait_seconds) from exc
+        raise
+
+
+def _release(
+    connection: Connection, dialect: str, owned_transaction: bool, *, failed: bool
+) -> None:
+    try:
+        if owned_transaction and connection.in_transaction():
+            # Finish what the block left open; after a failure the unlock needs a sound session.
+            (connection.rollback if failed else connection.commit)()
+        if dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_LOCK_KEY})
+        else:
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": LOCK_NAME})
+        if owned_transaction:
+            connection.commit()
+    except sa_exc.DBAPIError:
+        # A session we cannot unlock must not go back to the pool still holding the lock:
+        # closing it releases the lock on the server.
+        connection.invalidate()
+
+
+@contextmanager
+def _sqlite_write_lock(connection: Connection, wait_seconds: float) -> Iterator[None]:
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    dbapi_connection.execute(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
+    connection.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+    try:
+        yield
+    except sa_exc.OperationalError as exc:
+        if isinstance(translate(exc), RetryableError):
+            raise _locked(wait_seconds) from exc
+        raise
+    finally:
+        connection.execution_options(**{SQLITE_BEGIN_OPTION: "BEGIN"})
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")

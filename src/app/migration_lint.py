@@ -1,0 +1,204 @@
+"""Migration safety: what would lock or break a live database, found before it runs.
+
+Two sources: squawk (PyPI `squawk-cli`) over the PostgreSQL SQL each revision renders, and our
+own checks over the migration files, which see what squawk cannot (an operation's intent in
+Python, on every backend). A finding can be waived on its line, or the line above, with
+`# lint: allow <rule>: <reason>`.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.script import ScriptDirectory
+
+from app.migrations import alembic_config
+
+SQUAWK_CONFIG = Path(__file__).with_name("squawk.toml")
+_ALLOW = re.compile(r"#\s*lint:\s*allow\s+([\w-]+)")
+
+SAFE_ALTERNATIVES = {
+    "not-null-without-default": "add the column nullable (or with a server_default), backfill, "
+    "then make it NOT NULL in a later migration",
+    "drop-column": "stop using the column in one release and drop it in a later one "
+    "(expand/contract)",
+    "drop-table": "stop using the table in one release and drop it in a later one",
+    "rename": "add the new name, copy the data, move readers and writers, then drop the old one",
+    "type-change": "add a column of the new type, backfill it, switch readers, then drop the old",
+    "index-not-concurrent": "create it with postgresql_concurrently=True inside "
+    "`with op.get_context().autocommit_block():`",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One unsafe operation: where, which rule, and what to do instead."""
+
+    rule: str
+    path: str
+    line: int
+    message: str
+    alternative: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.rule}: {self.message} (instead: {self.alternative})"
+
+
+def lint(revision_range: str | None = None) -> list[Finding]:
+    """Every finding of the revisions in `revision_range` ("A:B", default: all of them)."""
+    config = alembic_config()
+    script = ScriptDirectory.from_config(config)
+    lower, upper = _bounds(revision_range)
+    findings: list[Finding] = []
+    for rev in reversed(list(script.iterate_revisions(upper, lower))):
+        findings += check_file(Path(rev.path))
+        down = rev.down_revision if isinstance(rev.down_revision, str) else None
+        findings += _squawk(rev.revision, down, rev.path)
+    return findings
+
+
+def _bounds(revision_range: str | None) -> tuple[str, str]:
+    if not revision_range:
+        return "base", "heads"
+    lower, sep, upper = revision_range.partition(":")
+    if not sep:
+        return "base", lower
+    return lower or "base", upper or "heads"
+
+
+# -- our checks ------------------------------------------------------------------------------
+
+
+def check_file(path: Path) -> list[Finding]:
+    """Our own checks over the `upgrade()` of one migration file."""
+    source = path.read_text()
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    upgrade = next(
+        (
+            node
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name == "upgrade"
+        ),
+        None,
+    )
+    if upgrade is None:
+        return []
+    created = {_first_string(call) for call in _op_calls(upgrade) if _name(call) == "create_table"}
+    findings = []
+    for call in _op_calls(upgrade):
+        for rule, message in _judge(call, created):
+            if rule not in _allowed(lines, call.lineno):
+                findings.append(
+                    Finding(rule, str(path), call.lineno, message, SAFE_ALTERNATIVES[rule])
+                )
+    return findings
+
+
+def _op_calls(function: ast.FunctionDef) -> Iterator[ast.Call]:
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            yield node
+
+
+def _name(call: ast.Call) -> str:
+    assert isinstance(call.func, ast.Attribute)
+    return call.func.attr
+
+
+def _first_string(call: ast.Call) -> str | None:
+    if call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
+        return call.args[0].value
+    return None
+
+
+def _keyword(call: ast.Call, name: str) -> ast.expr | None:
+    return next((kw.value for kw in call.keywords if kw.arg == name), None)
+
+
+def _is_false(node: ast.expr | None) -> bool:
+    return isinstance(node, ast.Constant) and node.value is False
+
+
+def _judge(call: ast.Call, created: set[str | None]) -> Iterator[tuple[str, str]]:
+    name = _name(call)
+    if name == "add_column":
+        column = next((a for a in call.args if isinstance(a, ast.Call)), None)
+        required = column is not None and _is_false(_keyword(column, "nullable"))
+        if required and column is not None and _keyword(column, "server_default") is None:
+            yield "not-null-without-default", "NOT NULL column added without a server default"
+    elif name in ("drop_column", "drop_table"):
+        yield name.replace("_", "-"), f"{name.replace('_', ' ')} loses data still in use"
+    elif name == "rename_table" or (
+        name == "alter_column" and _keyword(call, "new_column_name") is not None
+    ):
+        yield "rename", "renaming breaks the code still running against the old name"
+    elif name == "alter_column" and _keyword(call, "type_") is not None:
+        yield "type-change", "changing a column type rewrites the table under a lock"
+    elif name == "create_index":
+        table = call.args[1] if len(call.args) > 1 else _keyword(call, "table_name")
+        table_name = table.value if isinstance(table, ast.Constant) else None
+        concurrently = _keyword(call, "postgresql_concurrently")
+        on_new_table = table_name in created
+        if not on_new_table and not (isinstance(concurrently, ast.Constant) and concurrently.value):
+            yield "index-not-concurrent", "CREATE INDEX without CONCURRENTLY blocks writes"
+
+
+def _allowed(lines: list[str], line: int) -> set[str]:
+    nearby = lines[max(line - 2, 0) : line]
+    return {match.group(1) for text in nearby for match in _ALLOW.finditer(text)}
+
+
+# -- squawk ----------------------------------------------------------------------------------
+
+
+def _squawk(revision: str, down: str | None, path: str) -> list[Finding]:
+    """squawk over the PostgreSQL SQL of one revision."""
+    binary = shutil.which("squawk") or str(Path(sys.executable).with_name("squawk"))
+    if not Path(binary).exists():
+        return []
+    sql = render_sql(f"{down or 'base'}:{revision}")
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
+        handle.write(sql)
+    try:
+        result = subprocess.run(  # noqa: S603 - our own binary and file
+            [binary, "--config", str(SQUAWK_CONFIG), "--reporter", "gcc", handle.name],
+            capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    findings = []
+    for line in result.stdout.splitlines():
+        match = re.match(r"^.*?:(\d+):\d+: \w+: ([\w-]+) (.*)$", line)
+        if match:
+            rule, message = match.group(2), match.group(3)
+            findings.append(
+                Finding(
+                    f"squawk/{rule}",
+                    path,
+                    0,
+                    f"{message} (SQL line {match.group(1)})",
+                    f"see https://squawkhq.com/docs/{rule}",
+                )
+            )
+    return findings
+
+
+def render_sql(revision_range: str, *, url: str = "postgresql+psycopg://") -> str:
+    """The SQL `alembic upgrade --sql` writes for `revision_range`, for the dialect of `url`."""
+    config = alembic_config()
+    buffer = io.StringIO()
+    config.output_buffer = buffer
+    config.attributes["url"] = url
+    command.upgrade(config, revision_range, sql=True)
+    return buffer.getvalue()

@@ -1,0 +1,18 @@
+"""Fixtures of the integration tests that need a database of their own."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tests.backends import ThrowawayDatabases
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def fresh_url(backend: str, databases: ThrowawayDatabases) -> str:
+    """The URL (password included) of a new, empty database for this test alone."""
+    url = databases.new_url(backend, f"own_{next(_counter)}")
+    return url.render_as_string(hide_password=False)

@@ -1,0 +1,232 @@
+"""`app db` operations on every backend: status, check, lint, locks, timeouts, diagram, reset."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.pool import NullPool
+
+from app.db.locks import LOCK_NAME
+from app.db.session import make_engine
+from app.diagram import schema_markdown
+from tests.backends import ROOT
+from tests.integration.helpers import run_app
+
+
+@pytest.fixture
+def fresh_engine(fresh_url: str) -> Iterator[Engine]:
+    engine = make_engine(fresh_url, poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+def _scalar(engine: Engine, sql: str) -> object:
+    with engine.connect() as connection:
+        return connection.execute(text(sql)).scalar()
+
+
+def test_status_check_fails_before_and_passes_after_upgrade(fresh_url: str) -> None:
+    before = run_app("db", "status", "--check", database_url=fresh_url)
+    assert before.returncode == 1
+    assert "pending" in before.stdout
+    assert run_app("db", "upgrade", database_url=fresh_url).returncode == 0
+    after = run_app("db", "status", "--check", database_url=fresh_url)
+    assert after.returncode == 0, after.stderr
+    assert "applied" in after.stdout
+
+
+def test_history_lists_every_revision_without_a_database() -> None:
+    result = run_app("db", "history", database_url="sqlite:///does/not/exist.db")
+    assert result.returncode == 0
+    assert "create initial tables" in result.stdout
+
+
+def test_check_reports_drift_between_models_and_database(
+    fresh_url: str, fresh_engine: Engine
+) -> None:
+    assert run_app("db", "upgrade", database_url=fresh_url).returncode == 0
+    clean = run_app("db", "check", database_url=fresh_url)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    with fresh_engine.begin() as connection:
+        connection.execute(text("ALTER TABLE items ADD COLUMN colour VARCHAR(20)"))
+    drifted = run_app("db", "check", database_url=fresh_url)
+    assert drifted.returncode == 1
+    assert "remove_column items.colour" in drifted.stdout
+
+
+def test_check_counts_pending_migrations_as_drift(fresh_url: str) -> None:
+    result = run_app("db", "check", database_url=fresh_url)
+    assert result.returncode == 1
+    assert "pending migrations" in result.stdout
+
+
+def test_sql_prints_the_migration_without_touching_the_database(fresh_url: str) -> None:
+    result = run_app("db", "sql", database_url=fresh_url)
+    assert result.returncode == 0, result.stderr
+    assert "CREATE TABLE users" in result.stdout
+    assert run_app("db", "status", "--check", database_url=fresh_url).returncode == 1
+
+
+def test_two_concurrent_upgrades_both_succeed_and_apply_the_schema_once(
+    fresh_url: str, fresh_engine: Engine
+) -> None:
+    env = {**os.environ, "DATABASE_URL": fresh_url, "APP_ENV": "test"}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "app", "db", "upgrade"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outcomes = [(process.wait(timeout=180), process.stderr) for process in processes]
+    for code, stderr in outcomes:
+        assert code == 0, stderr.read() if stderr else ""
+    assert _scalar(fresh_engine, "SELECT count(*) FROM alembic_version") == 1
+    assert _scalar(fresh_engine, "SELECT count(*) FROM users") == 0
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_second_migrator_gives_up_clearly_while_the_lock_is_held(
+    fresh_url: str, fresh_engine: Engine, backend: str
+) -> None:
+    with fresh_engine.connect() as holder:
+        if backend == "postgresql":
+            from app.db.locks import _PG_LOCK_KEY  # the same key the migrations take
+
+            holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+        else:
+            holder.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": LOCK_NAME})
+        result = run_app("db", "upgrade", database_url=fresh_url, env={"DB_MIGRATION_WAIT": "1"})
+    assert result.returncode == 1
+    assert "another process is migrating this database" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert run_app("db", "upgrade", database_url=fresh_url).returncode == 0
+
+
+@pytest.mark.backends("postgresql")
+def test_a_migration_stuck_behind_a_busy_table_fails_fast(
+    fresh_url: str, fresh_engine: Engine, unsafe_alembic_ini: Path
+) -> None:
+    env = {"ALEMBIC_CONFIG": str(unsafe_alembic_ini), "DB_MIGRATION_LOCK_TIMEOUT": "1"}
+    with fresh_engine.connect() as holder:
+        assert run_app("db", "upgrade", "97f9fca95565", database_url=fresh_url).returncode == 0
+        holder.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+        result = run_app("db", "upgrade", database_url=fresh_url, env=env)
+        holder.rollback()
+    assert result.returncode == 1
+    assert "waited longer than DB_MIGRATION_LOCK_TIMEOUT" in result.stderr
+    assert _scalar(fresh_engine, "SELECT version_num FROM alembic_version") == "97f9fca95565"
+
+
+@pytest.fixture
+def unsafe_alembic_ini(tmp_path: Path) -> Path:
+    """A copy of the project's migrations with the deliberately unsafe one on top."""
+    shutil.copytree(ROOT / "migrations", tmp_path / "migrations",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    head = "97f9fca95565"
+    fixture = (ROOT / "tests" / "fixtures" / "unsafe_migration.py").read_text()
+    (tmp_path / "migrations" / "versions" / "20261126_1200_unsafe.py").write_text(
+        fixture.replace("{head}", head)
+    )
+    return tmp_path / "alembic.ini"
+
+
+def test_lint_passes_our_migrations() -> None:
+    result = run_app("db", "lint", database_url="sqlite://")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no unsafe operations" in result.stdout
+
+
+def test_lint_flags_an_unsafe_migration_with_rule_file_and_alternative(
+    unsafe_alembic_ini: Path,
+) -> None:
+    result = run_app(
+        "db", "lint", database_url="sqlite://", env={"ALEMBIC_CONFIG": str(unsafe_alembic_ini)}
+    )
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    for rule in ("not-null-without-default", "rename", "index-not-concurrent"):
+        (line,) = [line for line in lines if f": {rule}:" in line]
+        assert "20261126_1200_unsafe.py" in line
+        assert "instead:" in line
+    assert not [line for line in lines if ": drop-column:" in line]  # waived, with a reason
+    assert any("squawk/adding-required-field" in line for line in lines)
+
+
+def test_the_schema_diagram_is_up_to_date() -> None:
+    on_disk = (ROOT / "docs" / "schema.md").read_text()
+    assert on_disk == schema_markdown(), "docs/schema.md is stale: run `app db diagram`"
+    result = run_app("db", "diagram", "--check", database_url="sqlite://")
+    assert result.returncode == 0
+
+
+def test_reset_rebuilds_and_seeds_but_never_in_production(
+    fresh_url: str, fresh_engine: Engine
+) -> None:
+    refused = run_app("db", "reset", "--yes", database_url=fresh_url,
+                      env={"APP_ENV": "production"})  # fmt: skip
+    assert refused.returncode == 2
+    assert "production" in refused.stderr
+    assert run_app("db", "upgrade", database_url=fresh_url).returncode == 0
+    with fresh_engine.begin() as connection:
+        connection.execute(text("CREATE TABLE leftover (x INTEGER)"))
+    result = run_app("db", "reset", "--yes", database_url=fresh_url)
+    assert result.returncode == 0, result.stderr
+    assert _scalar(fresh_engine, "SELECT count(*) FROM users") == 6
+    with fresh_engine.connect() as connection:
+        assert "leftover" not in connection.dialect.get_table_names(connection)
+
+
+def test_create_makes_a_missing_database(backend: str, fresh_url: str) -> None:
+    if backend == "sqlite":
+        result = run_app("db", "create", database_url=fresh_url)
+        assert result.returncode == 0
+        assert "nothing to do" in result.stdout
+        return
+    missing = fresh_url.rsplit("/", 1)[0] + "/" + fresh_url.rsplit("/", 1)[1] + "_made"
+    try:
+        made = run_app("db", "create", database_url=missing)
+        assert made.returncode == 0, made.stderr
+        assert "created" in made.stdout
+        again = run_app("db", "create", database_url=missing)
+        assert "already exists" in again.stdout
+    finally:
+        from app.db.admin import drop_database
+
+        drop_database(missing)
+
+
+def test_wait_returns_once_the_database_answers(fresh_url: str) -> None:
+    result = run_app("db", "wait", "--timeout", "10", database_url=fresh_url)
+    assert result.returncode == 0
+    assert "database is up" in result.stdout
+
+
+def test_wait_gives_up_after_the_timeout_without_the_password() -> None:
+    result = run_app(
+        "db", "wait", "--timeout", "1",
+        database_url="postgresql+psycopg://app:wait-secret@127.0.0.1:1/app",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "unavailable" in result.stderr
+    assert "wait-secret" not in result.stderr + result.stdout
+
+
+def test_every_command_has_help() -> None:
+    commands = ("upgrade", "downgrade", "current", "history", "status", "revision", "check",
+                "sql", "create", "wait", "reset", "info", "diagram", "lint", "seed")  # fmt: skip
+    for name in commands:
+        result = run_app("db", name, "--help", database_url="sqlite://")
+        assert result.returncode == 0, name
+        assert "Usage" in result.stdout, name
