@@ -5,13 +5,14 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 AppEnv = Literal["development", "test", "production"]
 
+PLACEHOLDER_SECRET_KEY = "development-only-secret-key"  # noqa: S105 - refused in production
 PLACEHOLDER_SEED_PASSWORD = "changethis"  # noqa: S105 - the known placeholder, refused in production
 
 ACCEPTED_URL_FORMS = (
@@ -88,6 +89,8 @@ class Settings(BaseSettings):
     db_migration_statement_timeout: float = Field(default=600.0, gt=0)
     # How long a second migrator waits for the first to finish, in seconds.
     db_migration_wait: float = Field(default=120.0, gt=0)
+    # Signs pagination cursors. The placeholder is refused when APP_ENV=production.
+    secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET_KEY)
     seed_admin_email: str = "admin@example.com"
     # Development only: the seed refuses this placeholder outside development and test.
     seed_password: SecretStr = SecretStr(PLACEHOLDER_SEED_PASSWORD)
@@ -96,6 +99,14 @@ class Settings(BaseSettings):
     @classmethod
     def _check_database_url(cls, value: str) -> str:
         return parse_database_url(value).render_as_string(hide_password=False)
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_production(self) -> Settings:
+        if self.app_env == "production" and (
+            self.secret_key.get_secret_value() == PLACEHOLDER_SECRET_KEY
+        ):
+            raise ValueError("SECRET_KEY must be set to a real secret when APP_ENV=production")
+        return self
 
     @property
     def url(self) -> URL:

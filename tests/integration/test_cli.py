@@ -48,7 +48,12 @@ def test_downgrade_is_refused_in_production_without_force() -> None:
         [sys.executable, "-m", "app", "db", "downgrade", "base", "--yes"],
         capture_output=True,
         text=True,
-        env={**os.environ, "DATABASE_URL": env_url, "APP_ENV": "production"},
+        env={
+            **os.environ,
+            "DATABASE_URL": env_url,
+            "APP_ENV": "production",
+            "SECRET_KEY": "a-real-secret-key",
+        },
         timeout=60,
         check=False,
     )

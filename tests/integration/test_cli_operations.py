@@ -175,7 +175,7 @@ def test_reset_rebuilds_and_seeds_but_never_in_production(
     fresh_url: str, fresh_engine: Engine
 ) -> None:
     refused = run_app("db", "reset", "--yes", database_url=fresh_url,
-                      env={"APP_ENV": "production"})  # fmt: skip
+                      env={"APP_ENV": "production", "SECRET_KEY": "a-real-secret-key"})  # fmt: skip
     assert refused.returncode == 2
     assert "production" in refused.stderr
     assert run_app("db", "upgrade", database_url=fresh_url).returncode == 0

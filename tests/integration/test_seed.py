@@ -112,7 +112,9 @@ def test_the_same_options_give_the_same_data_whatever_the_batch_size(
 
 
 def test_refused_in_production_without_force(migrated_engine: Engine) -> None:
-    settings = _settings(app_env="production", seed_password="a-real-secret-password")
+    settings = _settings(
+        app_env="production", seed_password="a-real-secret-password", secret_key="k" * 32
+    )
     with pytest.raises(SeedRefusedError, match="production"):
         seed_database(migrated_engine, settings, SeedOptions())
     assert _counts(migrated_engine) == (0, 0, 0)
@@ -122,7 +124,8 @@ def test_refused_in_production_without_force(migrated_engine: Engine) -> None:
 
 def test_refused_in_production_with_the_placeholder_password(migrated_engine: Engine) -> None:
     with pytest.raises(SeedRefusedError, match="SEED_PASSWORD"):
-        seed_database(migrated_engine, _settings(app_env="production"), SeedOptions(force=True))
+        settings = _settings(app_env="production", secret_key="k" * 32)
+        seed_database(migrated_engine, settings, SeedOptions(force=True))
 
 
 def test_refused_on_a_database_that_is_not_migrated(fresh_engine: Engine) -> None:

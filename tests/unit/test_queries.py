@@ -1,4 +1,4 @@
-"""Statement builders: names checked, values bound, order total."""
+"""Statement builders, filters, sort orders and cursors, without a database."""
 
 from __future__ import annotations
 
@@ -6,54 +6,111 @@ import pytest
 from sqlalchemy.dialects import postgresql
 
 from app.db.errors import InvalidQueryError
-from app.db.models import Item
-from app.repositories.queries import column_names, order_clauses, select_page, where_clause
+from app.db.models import Item, User
+from app.repositories.columns import column_names
+from app.repositories.cursors import decode_cursor, encode_cursor, query_fingerprint
+from app.repositories.filters import where_clause
+from app.repositories.ordering import after, order_terms, sort_keys
+from app.repositories.queries import loader_options
+
+ITEM_FIELDS = column_names(Item)
+KEY = b"k" * 32
 
 
-def _sql(clause: object) -> str:
-    return str(clause.compile(dialect=postgresql.dialect()))  # type: ignore[attr-defined]
+def _sql(clause: object, dialect: object = None) -> str:
+    return str(clause.compile(dialect=dialect))  # type: ignore[attr-defined]
 
 
 def test_values_are_bound_never_inlined() -> None:
-    clause = where_clause(Item, {"title": "x' OR '1'='1"}, allowed=column_names(Item))
-    assert "OR" not in _sql(clause)
-    assert "%(title_1)s" in _sql(clause)
+    clause = where_clause(Item, {"title": "x' OR '1'='1"}, allowed=ITEM_FIELDS)
+    assert _sql(clause) == "items.title = :title_1"
 
 
 def test_none_means_is_null() -> None:
-    clause = where_clause(Item, {"description": None}, allowed=column_names(Item))
-    assert _sql(clause) == "items.description IS NULL"
+    assert _sql(where_clause(Item, {"description": None}, allowed=ITEM_FIELDS)) == (
+        "items.description IS NULL"
+    )
+
+
+def test_like_patterns_are_escaped() -> None:
+    clause = where_clause(Item, {"title__icontains": "50%"}, allowed=ITEM_FIELDS)
+    assert "ILIKE" in _sql(clause, postgresql.dialect())
+    assert "ESCAPE '/'" in _sql(clause, postgresql.dialect())
 
 
 def test_unknown_fields_name_the_allowed_ones() -> None:
     with pytest.raises(InvalidQueryError, match=r"allowed fields: .*title"):
-        where_clause(Item, {"titel": "x"}, allowed=column_names(Item))
+        where_clause(Item, {"titel": "x"}, allowed=ITEM_FIELDS)
 
 
-def test_the_primary_key_ends_every_order() -> None:
-    terms = order_clauses(Item, ["-created_at", "title"], allowed=column_names(Item))
-    assert [_sql(term) for term in terms] == [
+def test_unknown_operators_name_the_known_ones() -> None:
+    with pytest.raises(InvalidQueryError, match=r"unknown operator 'like'.*icontains"):
+        where_clause(Item, {"title__like": "x%"}, allowed=ITEM_FIELDS)
+
+
+@pytest.mark.parametrize(
+    ("where", "complaint"),
+    [
+        ({"title__lt": None}, "needs a value"),
+        ({"title__in": "abc"}, "list of values"),
+        ({"title__contains": 5}, "needs a string"),
+        ({"description__is_null": "yes"}, "true or false"),
+        ({"owner_id": "not-a-uuid"}, "not a valid id"),
+    ],
+)
+def test_bad_filter_values_are_refused(where: dict[str, object], complaint: str) -> None:
+    with pytest.raises(InvalidQueryError, match=complaint):
+        where_clause(Item, where, allowed=ITEM_FIELDS)
+
+
+def test_the_primary_key_ends_every_order_and_nulls_sort_last() -> None:
+    keys = sort_keys(Item, ["-created_at", "description"], allowed=ITEM_FIELDS)
+    assert [key.spec for key in keys] == ["-created_at", "description", "id"]
+    assert [_sql(term) for term in order_terms(Item, keys)] == [
         "items.created_at DESC",
-        "items.title ASC",
+        "items.description IS NULL ASC",
+        "items.description ASC",
         "items.id ASC",
     ]
 
 
-def test_sorting_by_the_primary_key_does_not_repeat_it() -> None:
-    terms = order_clauses(Item, ["-id"], allowed=column_names(Item))
-    assert [_sql(term) for term in terms] == ["items.id DESC"]
+def test_sorting_twice_by_one_field_is_refused() -> None:
+    with pytest.raises(InvalidQueryError, match="twice"):
+        sort_keys(Item, ["title", "-title"], allowed=ITEM_FIELDS)
 
 
-def test_page_statement_has_limit_and_offset() -> None:
-    statement = select_page(
-        Item,
-        where=None,
-        order_by=None,
-        limit=10,
-        offset=20,
-        filterable=column_names(Item),
-        sortable=column_names(Item),
+def test_keyset_condition_is_lexicographic() -> None:
+    keys = sort_keys(Item, ["title"], allowed=ITEM_FIELDS)
+    assert _sql(after(Item, keys, ["lamp", "x"])) == (
+        "items.title > :title_1 OR items.title = :title_2 AND items.id > :id_1"
     )
-    sql = _sql(statement)
-    assert "LIMIT" in sql
-    assert "OFFSET" in sql
+
+
+def test_users_are_never_sorted_or_filtered_by_password_hash() -> None:
+    from app.repositories.users import UserRepository
+
+    assert "hashed_password" not in (UserRepository.sortable_fields or ())
+    assert "hashed_password" not in (UserRepository.filterable_fields or ())
+
+
+def test_loads_are_checked_against_the_relationships() -> None:
+    assert len(loader_options(User, ["items"])) == 1
+    with pytest.raises(InvalidQueryError, match="relationships: items"):
+        loader_options(User, ["orders"])
+
+
+def test_cursors_round_trip_and_refuse_tampering() -> None:
+    fingerprint = query_fingerprint(Item, ["title", "id"], {"title__ne": "x"})
+    cursor = encode_cursor(["lamp", "0190"], fingerprint=fingerprint, key=KEY)
+    assert decode_cursor(cursor, fingerprint=fingerprint, key=KEY, size=2) == ["lamp", "0190"]
+    tampered = cursor[:-2] + ("A" if cursor[-2] != "A" else "B") + cursor[-1]
+    foreign = query_fingerprint(Item, ["-title", "id"], None)
+    for bad, kwargs in [
+        (tampered, {"fingerprint": fingerprint, "key": KEY}),
+        (cursor, {"fingerprint": foreign, "key": KEY}),
+        (cursor, {"fingerprint": fingerprint, "key": b"other-key"}),
+        ("%%%not base64", {"fingerprint": fingerprint, "key": KEY}),
+        ("", {"fingerprint": fingerprint, "key": KEY}),
+    ]:
+        with pytest.raises(InvalidQueryError, match="invalid cursor"):
+            decode_cursor(bad, size=2, **kwargs)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from app.config import Settings, mask_url, parse_database_url
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("DATABASE_URL", "APP_ENV", "DB_POOL_SIZE", "DB_ECHO"):
+    for name in ("DATABASE_URL", "APP_ENV", "DB_POOL_SIZE", "DB_ECHO", "SECRET_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env from the project directory
 
@@ -27,6 +27,7 @@ def test_defaults_to_a_sqlite_file_in_development() -> None:
 def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
     monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "a-real-secret")
     monkeypatch.setenv("DB_POOL_SIZE", "12")
     settings = Settings()
     assert settings.database_url == "postgresql+psycopg://root@127.0.0.1:5432/test"
@@ -79,6 +80,14 @@ def test_bad_urls_are_refused_naming_the_variable_and_the_accepted_forms(
     assert complaint in message
     assert "postgresql+psycopg://user:password@host:5432/dbname" in message
     assert "tiger-secret" not in message
+
+
+def test_production_refuses_the_placeholder_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    with pytest.raises(ValidationError, match="SECRET_KEY must be set"):
+        Settings()
+    monkeypatch.setenv("SECRET_KEY", "a-long-and-real-secret")
+    assert Settings().secret_key.get_secret_value() == "a-long-and-real-secret"
 
 
 def test_an_unknown_app_env_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

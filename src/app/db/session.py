@@ -70,6 +70,8 @@ def _configure_sqlite(engine: Engine, *, file_database: bool) -> None:
         try:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            # LIKE is case-sensitive on PostgreSQL and MariaDB (binary collation): here too.
+            cursor.execute("PRAGMA case_sensitive_like=ON")
             if file_database:
                 _use_wal(cursor)
                 # WAL with NORMAL sync stays consistent after a crash; it only may lose the

@@ -32,6 +32,10 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    @property
+    def python_type(self) -> type[dt.datetime]:
+        return dt.datetime
+
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[dt.datetime]:
         if dialect.name in ("mysql", "mariadb"):
             # Microseconds: without fsp MariaDB truncates to whole seconds.

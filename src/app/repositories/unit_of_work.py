@@ -20,8 +20,14 @@ class UnitOfWork:
     users: UserRepository
     items: ItemRepository
 
-    def __init__(self, session_factory: sessionmaker[Session] | None = None) -> None:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session] | None = None,
+        *,
+        isolation_level: str | None = None,
+    ) -> None:
         self._session_factory = session_factory
+        self._isolation_level = isolation_level
         self._session: Session | None = None
 
     def __enter__(self) -> UnitOfWork:
@@ -31,6 +37,12 @@ class UnitOfWork:
             )
         factory = self._session_factory or get_session_factory()
         self._session = factory()
+        if self._isolation_level is not None:
+            # Must be the first thing the transaction does.
+            with translating_errors():
+                self._session.connection(
+                    execution_options={"isolation_level": self._isolation_level}
+                )
         self.users = UserRepository(self._session)
         self.items = ItemRepository(self._session)
         return self

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app.db.errors import translating_errors
 from app.db.models import User, normalize_email
 from app.repositories.base import Repository
-from app.repositories.queries import column_names
+from app.repositories.columns import column_names
 
 # The password hash is never a filter or a sort key: that would leak it through timing and order.
 _PUBLIC_USER_FIELDS = column_names(User) - {"hashed_password"}

@@ -1,0 +1,104 @@
+"""Which columns a model has, and caller values made fit for them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Collection
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Table, inspect
+
+from app.db.errors import InvalidQueryError
+
+
+def column_names(model: type[Any]) -> frozenset[str]:
+    """The mapped column attribute names of `model`."""
+    return _column_names(model.__table__)
+
+
+@cache
+def _column_names(table: Table) -> frozenset[str]:
+    return frozenset(column.key for column in table.columns)
+
+
+def attribute(model: type[Any], name: str, allowed: Collection[str], purpose: str) -> Any:
+    """The mapped attribute `name` of `model`, if callers may `purpose` by it."""
+    if not isinstance(name, str) or name not in allowed:
+        raise InvalidQueryError(
+            f"cannot {purpose} {model.__name__} by {name!r}; allowed fields: "
+            + ", ".join(sorted(allowed))
+        )
+    return getattr(model, name)
+
+
+def as_uuid(value: object) -> uuid.UUID:
+    """`value` as a UUID, or `InvalidQueryError` when it is not one."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise InvalidQueryError(f"{value!r} is not a valid id (a UUID)")
+
+
+def coerce(model: type[Any], name: str, value: Any) -> Any:
+    """A caller's value made fit for the column: ids given as text become UUIDs."""
+    if value is not None and name in uuid_columns(model):
+        return as_uuid(value)
+    return value
+
+
+def uuid_columns(model: type[Any]) -> frozenset[str]:
+    """The names of `model`'s UUID columns."""
+    return _uuid_columns(model.__table__)
+
+
+@cache
+def _uuid_columns(table: Table) -> frozenset[str]:
+    return frozenset(column.key for column in table.columns if python_type(column) is uuid.UUID)
+
+
+def python_type(column: Any) -> type | None:
+    """The Python type a column's values come back as, where SQLAlchemy knows it."""
+    try:
+        found: type = column.type.python_type
+    except NotImplementedError:
+        return None
+    return found
+
+
+def nullable(model: type[Any], name: str) -> bool:
+    """Whether the column `name` of `model` may hold NULL."""
+    return bool(model.__table__.columns[name].nullable)
+
+
+def primary_key(model: type[Any]) -> list[str]:
+    """The attribute names of `model`'s primary key columns."""
+    return [column.key for column in inspect(model).primary_key]
+
+
+def from_json(model: type[Any], name: str, value: Any) -> Any:
+    """A value read back from a cursor's JSON, as the column's Python type."""
+    if value is None:
+        return None
+    kind = python_type(model.__table__.columns[name])
+    if kind is uuid.UUID:
+        return as_uuid(value)
+    if kind is dt.datetime and isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
+    if kind is not None and not isinstance(value, kind):
+        raise InvalidQueryError(f"cursor value for {name!r} has the wrong type")
+    return value
+
+
+def to_json(value: Any) -> Any:
+    """A column value as something JSON can carry (and `from_json` can read back)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value

@@ -1,0 +1,139 @@
+"""What every repository method shares: the model, the session, and the rules for fields."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import Table
+from sqlalchemy.orm import Session
+
+from app.config import get_settings
+from app.db.errors import InvalidQueryError, translating_errors
+from app.db.models import Base
+from app.db.types import new_id
+from app.repositories.columns import coerce, column_names, uuid_columns
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+Data = Mapping[str, Any] | BaseModel
+
+# Columns the data layer owns: callers never write them directly.
+_MANAGED_ON_CREATE = frozenset({"version"})
+_MANAGED_ON_UPDATE = frozenset({"id", "version", "created_at", "updated_at"})
+
+
+class RepositoryCore(Generic[ModelT]):
+    """A model, a session, and which fields callers may write, filter and sort by."""
+
+    model: type[ModelT]
+    # Fields callers may filter and sort by; None means every column.
+    filterable_fields: ClassVar[frozenset[str] | None] = None
+    sortable_fields: ClassVar[frozenset[str] | None] = None
+
+    def __init__(self, session: Session, *, cursor_key: bytes | None = None) -> None:
+        self.session = session
+        self._cursor_key = cursor_key
+
+    def prepare(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Normalise incoming values before they are written (subclasses override)."""
+        return values
+
+    @property
+    def cursor_key(self) -> bytes:
+        """The key that signs pagination cursors (SECRET_KEY unless given)."""
+        if self._cursor_key is None:
+            self._cursor_key = get_settings().secret_key.get_secret_value().encode()
+        return self._cursor_key
+
+    @property
+    def _entity(self) -> str:
+        return self.model.__name__.lower()
+
+    @property
+    def _table(self) -> Table:
+        table: Table = self.model.__table__  # type: ignore[assignment]
+        return table
+
+    @property
+    def _columns(self) -> frozenset[str]:
+        return column_names(self.model)
+
+    @property
+    def _filterable(self) -> frozenset[str]:
+        return self.filterable_fields if self.filterable_fields is not None else self._columns
+
+    @property
+    def _sortable(self) -> frozenset[str]:
+        return self.sortable_fields if self.sortable_fields is not None else self._columns
+
+    @property
+    def _creatable(self) -> frozenset[str]:
+        return self._columns - _MANAGED_ON_CREATE
+
+    @property
+    def _updatable(self) -> frozenset[str]:
+        return self._columns - _MANAGED_ON_UPDATE
+
+    def _values(self, data: Data, *, writable: frozenset[str]) -> dict[str, Any]:
+        if isinstance(data, BaseModel):
+            values = data.model_dump(exclude_unset=True)
+        elif isinstance(data, Mapping):
+            values = dict(data)
+        else:
+            raise InvalidQueryError(
+                f"{self._entity} data must be a mapping or a pydantic model, "
+                f"not {type(data).__name__}"
+            )
+        unknown = [name for name in values if name not in writable]
+        if unknown:
+            raise InvalidQueryError(
+                f"{self.model.__name__} has no writable field {', '.join(map(repr, unknown))}; "
+                f"writable fields: {', '.join(sorted(writable))}"
+            )
+        for name in uuid_columns(self.model).intersection(values):
+            values[name] = coerce(self.model, name, values[name])
+        return self.prepare(values)
+
+    def _complete_rows(
+        self, batch: list[Data], columns: tuple[str, ...], now: dt.datetime
+    ) -> list[tuple[Any, ...]]:
+        """Whole rows, as `create` would write them: every column, ids and timestamps filled."""
+        template = self._row_template(now)
+        rows = []
+        for row in batch:
+            complete = {**template, **self._values(row, writable=self._creatable)}
+            if complete["id"] is None:
+                complete["id"] = new_id()
+            rows.append(tuple(complete[name] for name in columns))
+        return rows
+
+    def _row_template(self, now: dt.datetime) -> dict[str, Any]:
+        """Values for the columns a bulk row leaves out: what `create` would have filled in."""
+        template: dict[str, Any] = {}
+        for column in self._table.columns:
+            if column.key in ("created_at", "updated_at"):
+                template[column.key] = now
+            elif column.key == "version":
+                template[column.key] = 1
+            elif column.default is not None and column.default.is_scalar:
+                template[column.key] = column.default.arg  # type: ignore[attr-defined]
+            else:
+                template[column.key] = None
+        return template
+
+    def _flush(self, values: Mapping[str, Any] | None = None) -> None:
+        with translating_errors(model=self.model, values=values):
+            self.session.flush()
+
+
+def batches(rows: Iterable[Data], size: int) -> Iterator[list[Data]]:
+    """`rows` in lists of at most `size`, pulled lazily."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidQueryError(f"batch_size must be an integer of at least 1, got {size!r}")
+    iterator = iter(rows)
+    while batch := list(islice(iterator, size)):
+        yield batch

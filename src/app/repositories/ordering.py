@@ -1,0 +1,97 @@
+"""Sort orders that are total and the same on every backend, and keyset conditions on them.
+
+NULL sorts as the largest value everywhere (PostgreSQL's own rule): last when ascending, first
+when descending. SQLite and MariaDB order NULL the other way, so nullable columns sort by
+`col IS NULL` first. The primary key always ends the order, so no two rows tie.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, or_
+
+from app.db.errors import InvalidQueryError
+from app.repositories.columns import attribute, nullable, primary_key
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """One column of a sort order."""
+
+    name: str
+    descending: bool
+    nullable: bool
+
+    @property
+    def spec(self) -> str:
+        return f"-{self.name}" if self.descending else self.name
+
+
+def sort_keys(
+    model: type[Any], order_by: Sequence[str] | str | None, *, allowed: Collection[str]
+) -> list[SortKey]:
+    """`["-created_at", "title"]` as sort keys, completed by the primary key."""
+    if isinstance(order_by, str):
+        order_by = [order_by]
+    if order_by is not None and not isinstance(order_by, Sequence):
+        raise InvalidQueryError(f"order_by must be a list of field names, got {order_by!r}")
+    keys: list[SortKey] = []
+    for spec in order_by or ():
+        if not isinstance(spec, str) or not spec:
+            raise InvalidQueryError(f"cannot sort {model.__name__} by {spec!r}")
+        descending = spec.startswith("-")
+        name = spec[1:] if descending else spec
+        attribute(model, name, allowed, "sort")
+        if any(key.name == name for key in keys):
+            raise InvalidQueryError(f"{name!r} appears twice in order_by")
+        keys.append(SortKey(name, descending, nullable(model, name)))
+    for name in primary_key(model):
+        if all(key.name != name for key in keys):
+            keys.append(SortKey(name, descending=False, nullable=False))
+    return keys
+
+
+def order_terms(model: type[Any], keys: Sequence[SortKey]) -> list[ColumnElement[Any]]:
+    """ORDER BY terms for `keys`, with NULL the largest value on every backend."""
+    terms: list[ColumnElement[Any]] = []
+    for key in keys:
+        column = getattr(model, key.name)
+        if key.nullable:
+            is_null = column.is_(None)
+            terms.append(is_null.desc() if key.descending else is_null.asc())
+        terms.append(column.desc() if key.descending else column.asc())
+    return terms
+
+
+def after(model: type[Any], keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
+    """Rows that come strictly after the row whose sort values are `values`.
+
+    The lexicographic rule: equal on the first i keys and after on key i, for some i.
+    """
+    alternatives = []
+    for i, key in enumerate(keys):
+        column = getattr(model, key.name)
+        earlier = zip(keys[:i], values[:i], strict=True)
+        equal_before = [_equal(getattr(model, k.name), v) for k, v in earlier]
+        alternatives.append(and_(*equal_before, _beyond(column, key, values[i])))
+    return or_(*alternatives)
+
+
+def _equal(column: Any, value: Any) -> ColumnElement[bool]:
+    condition: ColumnElement[bool] = column.is_(None) if value is None else column == value
+    return condition
+
+
+def _beyond(column: Any, key: SortKey, value: Any) -> ColumnElement[bool]:
+    condition: ColumnElement[bool]
+    if key.descending:
+        # Descending: NULLs come first, then values from high to low.
+        condition = column.is_not(None) if value is None else column < value
+        return condition
+    # Ascending: values from low to high, then NULLs (nothing comes after a NULL).
+    if value is None:
+        return false()
+    return or_(column > value, column.is_(None)) if key.nullable else column > value

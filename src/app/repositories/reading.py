@@ -1,0 +1,145 @@
+"""Reading: get, list (offset pages, optionally counted), keyset pages, count, exists."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic
+
+from app.db.errors import NotFoundError, translating_errors
+from app.repositories import queries
+from app.repositories.columns import as_uuid, from_json, to_json
+from app.repositories.core import ModelT, RepositoryCore
+from app.repositories.cursors import decode_cursor, encode_cursor, query_fingerprint
+from app.repositories.ordering import sort_keys
+
+Where = Mapping[str, Any] | None
+OrderBy = Sequence[str] | str | None
+Load = Sequence[str] | None
+
+
+@dataclass(frozen=True)
+class Page(Generic[ModelT]):
+    """One keyset page; `next_cursor` is None on the last one."""
+
+    items: list[ModelT]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class OffsetPage(Generic[ModelT]):
+    """One offset page and, when asked for, how many rows match in all."""
+
+    items: list[ModelT]
+    total: int | None
+
+
+class ReadingMixin(RepositoryCore[ModelT]):
+    """The reading half of a repository."""
+
+    def get(self, id: uuid.UUID | str, *, load: Load = None) -> ModelT | None:
+        """The row with this primary key, or None; `load` names relationships to fetch too."""
+        options = queries.loader_options(self.model, load)
+        with translating_errors(model=self.model):
+            return self.session.get(self.model, as_uuid(id), options=options)
+
+    def get_one(self, id: uuid.UUID | str, *, load: Load = None) -> ModelT:
+        """The row with this primary key, or `NotFoundError`."""
+        found = self.get(id, load=load)
+        if found is None:
+            raise NotFoundError(f"no {self._entity} with id {str(id)!r}")
+        return found
+
+    def list(
+        self,
+        *,
+        where: Where = None,
+        order_by: OrderBy = None,
+        limit: int = 50,
+        offset: int = 0,
+        load: Load = None,
+    ) -> list[ModelT]:
+        """One offset page of rows matching `where`, in a total order."""
+        return self.list_page(
+            where=where, order_by=order_by, limit=limit, offset=offset, load=load
+        ).items
+
+    def list_page(
+        self,
+        *,
+        where: Where = None,
+        order_by: OrderBy = None,
+        limit: int = 50,
+        offset: int = 0,
+        load: Load = None,
+        with_total: bool = False,
+    ) -> OffsetPage[ModelT]:
+        """An offset page; `with_total` counts every match in the same scan (a window count)."""
+        queries.check_limit(limit)
+        queries.check_offset(offset)
+        keys = sort_keys(self.model, order_by, allowed=self._sortable)
+        statement = (
+            queries.select_rows(
+                self.model, where=where, keys=keys, filterable=self._filterable, load=load
+            )
+            .limit(limit)
+            .offset(offset)
+        )
+        with translating_errors(model=self.model):
+            if not with_total:
+                return OffsetPage(list(self.session.scalars(statement)), None)
+            rows = self.session.execute(queries.with_total(statement)).all()
+            if rows:
+                return OffsetPage([row[0] for row in rows], int(rows[0][1]))
+        # Past the last page no row carries the count: ask for it.
+        return OffsetPage([], self.count(where=where) if offset else 0)
+
+    def paginate(
+        self,
+        *,
+        where: Where = None,
+        order_by: OrderBy = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        load: Load = None,
+    ) -> Page[ModelT]:
+        """A keyset page: the rows after `cursor`; pass `next_cursor` back for the next one."""
+        queries.check_limit(limit)
+        keys = sort_keys(self.model, order_by, allowed=self._sortable)
+        fingerprint = query_fingerprint(self.model, [key.spec for key in keys], where)
+        after_values = None
+        if cursor is not None:
+            raw = decode_cursor(
+                cursor, fingerprint=fingerprint, key=self.cursor_key, size=len(keys)
+            )
+            after_values = [
+                from_json(self.model, k.name, v) for k, v in zip(keys, raw, strict=True)
+            ]
+        statement = queries.select_rows(
+            self.model,
+            where=where,
+            keys=keys,
+            filterable=self._filterable,
+            load=load,
+            after_values=after_values,
+        ).limit(limit + 1)
+        with translating_errors(model=self.model):
+            items = list(self.session.scalars(statement))
+        if len(items) <= limit:
+            return Page(items, None)
+        items = items[:limit]
+        last = [to_json(getattr(items[-1], key.name)) for key in keys]
+        return Page(items, encode_cursor(last, fingerprint=fingerprint, key=self.cursor_key))
+
+    def count(self, *, where: Where = None) -> int:
+        """How many rows match `where`."""
+        statement = queries.select_count(self.model, where=where, filterable=self._filterable)
+        with translating_errors(model=self.model):
+            return int(self.session.scalar(statement) or 0)
+
+    def exists(self, *, where: Where = None) -> bool:
+        """Whether any row matches `where`."""
+        statement = queries.select_exists(self.model, where=where, filterable=self._filterable)
+        with translating_errors(model=self.model):
+            return bool(self.session.scalar(statement))

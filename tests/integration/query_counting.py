@@ -1,0 +1,27 @@
+"""`assert_max_queries`: pin how many statements a block sends, so an N+1 shows up as a failure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, event
+
+
+@contextmanager
+def assert_max_queries(connection: Connection, limit: int) -> Iterator[list[str]]:
+    """Fail if the block sends more than `limit` statements on `connection`."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(connection, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(connection, "before_cursor_execute", record)
+    assert len(statements) <= limit, (
+        f"{len(statements)} statements, expected at most {limit}:\n" + "\n".join(statements)
+    )
