@@ -36,5 +36,6 @@ test: lint typecheck pytest
 clean:
 	rm -rf $(VENV) app.db app.db-wal app.db-shm .mypy_cache .ruff_cache .pytest_cache
 
-bench: install-dev
+bench: $(BIN)/python
+	$(PIP) install -e ".[dev,bench]"
 	$(BIN)/python -m bench $(BENCH_ARGS)

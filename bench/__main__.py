@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import ingest
+from bench import ingest, pagination, reads, transactions
+from bench.chart import chart
 from bench.harness import Measurement, bench_database, console, environment, reachable, report
 
 BACKENDS = ("sqlite", "postgresql", "mariadb")
@@ -17,6 +18,12 @@ def main() -> None:
     parser.add_argument("--backend", default=",".join(BACKENDS), help="comma-separated backends")
     parser.add_argument("--rows", type=int, default=100_000, help="rows per ingest run")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per path (median)")
+    parser.add_argument("--items", type=int, default=200_000, help="items for the paging test")
+    parser.add_argument(
+        "--workloads",
+        default="ingest,reads,uow,pages",
+        help="comma-separated workloads: ingest, reads, uow, pages",
+    )
     parser.add_argument("--quick", action="store_true", help="10k rows, 3 runs: a smoke run")
     parser.add_argument(
         "--paths", help="comma-separated paths to run (default: all), e.g. 'raw bulk load,seed'"
@@ -24,6 +31,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
     args = parser.parse_args()
     rows, repeat = (10_000, 3) if args.quick else (args.rows, args.repeat)
+    items = 20_000 if args.quick else args.items
+    workloads = set(args.workloads.split(","))
     paths = {name.strip() for name in args.paths.split(",")} if args.paths else None
 
     for key, value in environment().items():
@@ -34,8 +43,20 @@ def main() -> None:
             console.print(f"{backend}: not reachable, skipped")
             continue
         with bench_database(backend) as engine:
-            results += ingest.run_ingest(backend, engine, rows=rows, repeat=repeat, paths=paths)
-    report(results, ingest.RATIOS, args.out)
+            if "ingest" in workloads:
+                results += ingest.run_ingest(backend, engine, rows=rows, repeat=repeat, paths=paths)
+            if "reads" in workloads:
+                results += reads.run_reads(backend, engine, rows=min(rows, 5_000), repeat=repeat)
+            if "uow" in workloads:
+                count = max(min(rows // 20, 2_000), 10)
+                results += transactions.run_transactions(
+                    backend, engine, count=count, repeat=repeat
+                )
+            if "pages" in workloads:
+                results += pagination.run_pagination(backend, engine, items=items, repeat=repeat)
+    ratios = ingest.RATIOS + reads.RATIOS + transactions.RATIOS + pagination.RATIOS
+    report(results, ratios, args.out)
+    chart(results, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ SERVER_URLS = {
     ),
     "mariadb": os.environ.get("BENCH_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
 }
-console = Console(highlight=False)
+console = Console(highlight=False, width=150)
 
 
 @dataclass
@@ -121,7 +121,10 @@ def environment() -> dict[str, str]:
     }
 
 
-def report(results: list[Measurement], ratios: list[tuple[str, str, str, str]], out: Path) -> None:
+Ratio = tuple[str, str, str, str]  # workload, path, baseline, target (or "reference")
+
+
+def report(results: list[Measurement], ratios: list[Ratio], out: Path) -> None:
     """Print the medians and the ratios, and write them as JSON to `out`."""
     table = Table("backend", "workload", "path", "median s", "rate")
     for m in results:

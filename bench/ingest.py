@@ -21,20 +21,28 @@ from app.db.session import make_session_factory
 from app.repositories import UserRepository
 from app.seed import SeedOptions, seed_database
 from app.seed.data import USER_COLUMNS, SeedPlan
+from bench import peer
 from bench.harness import Measurement, measure
 
 USERS = User.__table__
 RATIOS = [
     ("ingest", "Repository.create_many", "core executemany", "target >= 0.9x"),
-    ("ingest", "seed", "raw bulk load", "target >= 0.7x on PostgreSQL"),
-    ("ingest", "seed", "core executemany", "target >= 0.8x on SQLite, MariaDB"),
+    ("ingest", "seed", "raw bulk load", "target >= 0.7x (PostgreSQL, 1M users)"),
+    ("ingest", "seed", "core executemany", "target >= 0.8x (SQLite, MariaDB)"),
     ("ingest", "orm add_all", "core executemany", "reference"),
+    ("ingest", "Repository.create_many", "advanced-alchemy add_many", "peer"),
 ]
 
 
-def _rows(count: int) -> list[tuple[Any, ...]]:
-    plan = SeedPlan(users=count, items_per_user=0, seed=1, hashed_password="$argon2id$x")  # noqa: S106
+def sample_tuples(count: int) -> list[tuple[Any, ...]]:
+    """`count` distinct users, in USER_COLUMNS order."""
+    plan = SeedPlan(users=count, items_per_user=0, seed=1, hashed_password="$argon2id$x")
     return [plan.user_row(n) for n in range(1, count + 1)]
+
+
+def sample_rows(count: int) -> list[dict[str, Any]]:
+    """The same users as `sample_tuples`, as dicts."""
+    return [dict(zip(USER_COLUMNS, row, strict=True)) for row in sample_tuples(count)]
 
 
 def reset(engine: Engine) -> None:
@@ -77,7 +85,7 @@ def raw_bulk_load(engine: Engine, rows: list[tuple[Any, ...]]) -> Callable[[], i
         def executemany() -> int:
             conn = sqlite3.connect(str(url.database))
             try:
-                conn.executemany(f"INSERT INTO users ({columns}) VALUES ({marks})", stored)  # noqa: S608
+                conn.executemany(f"INSERT INTO users ({columns}) VALUES ({marks})", stored)
                 conn.commit()
             finally:
                 conn.close()
@@ -172,6 +180,22 @@ def repository_create_many(engine: Engine, dicts: list[dict[str, Any]]) -> Calla
     return run
 
 
+def peer_add_many(engine: Engine, dicts: list[dict[str, Any]]) -> Callable[[], int]:
+    factory = make_session_factory(engine)
+    inputs = [
+        {"email": d["email"], "full_name": d["full_name"], "hashed_password": d["hashed_password"]}
+        for d in dicts
+    ]
+
+    def run() -> int:
+        with factory() as session:
+            added = peer.user_repository(session).add_many([User(**row) for row in inputs])
+            session.commit()
+        return len(added)
+
+    return run
+
+
 def seed_path(engine: Engine, count: int) -> Callable[[], int]:
     settings = Settings(database_url=engine.url.render_as_string(hide_password=False))
 
@@ -186,7 +210,7 @@ def run_ingest(
     backend: str, engine: Engine, *, rows: int, repeat: int, paths: set[str] | None = None
 ) -> list[Measurement]:
     """The ingest contenders (all, or those named in `paths`) on the same `rows` users."""
-    tuples = _rows(rows)
+    tuples = sample_tuples(rows)
     dicts = [dict(zip(USER_COLUMNS, row, strict=True)) for row in tuples]
     contenders: dict[str, Callable[[], int]] = {
         "raw bulk load": raw_bulk_load(engine, tuples),
@@ -195,6 +219,8 @@ def run_ingest(
         "Repository.create_many": repository_create_many(engine, dicts),
         "seed": seed_path(engine, rows),
     }
+    if peer.available():
+        contenders["advanced-alchemy add_many"] = peer_add_many(engine, dicts)
     return [
         measure(backend, "ingest", name, run, reset=lambda: reset(engine), repeat=repeat)
         for name, run in contenders.items()

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0, le=100)
     db_pool_timeout: float = Field(default=30.0, gt=0)
     db_connect_timeout: int = Field(default=10, ge=1, le=600)
+    # Seconds one statement may run (0: no limit), so a lost server or a runaway query ends in
+    # an error rather than a hang. PostgreSQL: every statement; MariaDB: SELECTs and reads.
+    db_statement_timeout: float = Field(default=60.0, ge=0)
     db_echo: bool = False
     # Migrations on PostgreSQL: how long DDL may wait for a table lock and run, in seconds, so a
     # migration stuck behind a busy table fails fast instead of queueing traffic behind it.

@@ -10,23 +10,30 @@ from pathlib import Path
 from tests.backends import ROOT
 
 
-def test_bench_runs_and_writes_every_path_with_ratios(tmp_path: Path) -> None:
+def test_bench_runs_every_workload_and_writes_rates_and_ratios(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--backend", "sqlite", "--rows", "2000", "--repeat", "1",
-         "--out", str(out)],
+        [sys.executable, "-m", "bench", "--backend", "sqlite", "--rows", "1000", "--items",
+         "2000", "--repeat", "1", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     payload = json.loads(out.read_text())
-    paths = {row["path"] for row in payload["results"]}
-    assert paths == {
-        "raw bulk load",
-        "core executemany",
-        "orm add_all",
-        "Repository.create_many",
-        "seed",
+    paths = {(row["workload"], row["path"]) for row in payload["results"]}
+    assert paths >= {
+        ("ingest", "raw bulk load"),
+        ("ingest", "core executemany"),
+        ("ingest", "orm add_all"),
+        ("ingest", "Repository.create_many"),
+        ("ingest", "seed"),
+        ("reads", "raw driver"),
+        ("reads", "Session.get"),
+        ("reads", "Repository.get"),
+        ("uow", "session.begin()"),
+        ("uow", "UnitOfWork"),
+        ("pages", "keyset, first page"),
+        ("pages", "keyset, last page"),
     }
     assert all(row["rate"] > 0 for row in payload["results"])
-    assert {row["path"] for row in payload["ratios"]} >= {"Repository.create_many", "seed"}
+    assert {row["path"] for row in payload["ratios"]} >= {"Repository.create_many", "UnitOfWork"}
     assert payload["environment"]["python"]

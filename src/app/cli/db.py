@@ -16,7 +16,7 @@ from app.cli.console import stdout
 from app.cli.errors import EXIT_CHECK_FAILED, fail, handles_expected_failures
 from app.config import get_settings
 from app.db.errors import RetryableError
-from app.db.session import get_engine
+from app.db.session import get_engine, migration_engine
 from app.migration_lint import render_sql
 
 db_app = typer.Typer(help="Database operations: migrations, checks, seeding.", no_args_is_help=True)
@@ -58,7 +58,7 @@ def upgrade(
 ) -> None:
     """Apply migrations up to REVISION (default: head), holding the migration lock."""
     with _busy_tables_explained():
-        migrations.upgrade(get_engine(), revision)
+        migrations.upgrade(migration_engine(get_settings()), revision)
     state = migrations.migration_state(get_engine())
     stdout.print(
         f"database at {describe_revisions(state.current)} ({get_settings().masked_database_url})"
@@ -80,7 +80,7 @@ def downgrade(
     if revision == "base" and not yes:
         typer.confirm(f"Drop every table of {settings.masked_database_url}?", abort=True, err=True)
     with _busy_tables_explained():
-        migrations.downgrade(get_engine(), revision)
+        migrations.downgrade(migration_engine(get_settings()), revision)
     state = migrations.migration_state(get_engine())
     stdout.print(
         f"database at {describe_revisions(state.current)} ({settings.masked_database_url})"

@@ -18,7 +18,7 @@ from app.cli.seed import seed
 from app.config import get_settings
 from app.db.admin import create_database
 from app.db.errors import DatabaseUnavailableError, translating_errors
-from app.db.session import get_engine
+from app.db.session import get_engine, migration_engine
 from app.diagram import schema_markdown
 from app.migration_lint import lint as lint_migrations
 
@@ -77,7 +77,7 @@ def reset(
         everything.reflect(connection)
         everything.drop_all(connection)
     stdout.print(f"dropped {len(everything.tables)} tables")
-    migrations.upgrade(engine)
+    migrations.upgrade(migration_engine(settings))
     seed()
 
 

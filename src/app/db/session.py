@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random
 
 from app.config import Settings, get_settings, parse_database_url
@@ -29,9 +29,15 @@ def make_engine(
     max_overflow: int = 10,
     pool_timeout: float = 30.0,
     connect_timeout: int = 10,
+    statement_timeout: float | None = None,
     **options: Any,
 ) -> Engine:
-    """Build an engine for `url` with the per-backend settings this project relies on."""
+    """Build an engine for `url` with the per-backend settings this project relies on.
+
+    `statement_timeout` (seconds) bounds every statement on PostgreSQL, and every SELECT plus
+    each network read on MariaDB, so a lost server or a runaway query ends in an error, not a
+    hang. SQLite is local: its `busy_timeout` bounds waiting for locks.
+    """
     parsed = parse_database_url(url)
     backend = parsed.get_backend_name()
     in_memory = backend == "sqlite" and parsed.database in (None, "", ":memory:")
@@ -45,8 +51,20 @@ def make_engine(
         kwargs["connect_args"] = {"check_same_thread": False}
     else:
         connect_args: dict[str, Any] = {"connect_timeout": connect_timeout}
-        if backend in ("mysql", "mariadb"):
+        if backend == "postgresql":
+            # TCP keepalives notice a server that vanished without closing the connection.
+            connect_args.update(keepalives=1, keepalives_idle=10, keepalives_interval=5,
+                                keepalives_count=3)  # fmt: skip
+            if statement_timeout:
+                connect_args["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
+        else:
             connect_args.update(charset="utf8mb4", sql_mode=MARIADB_SQL_MODE)
+            if statement_timeout:
+                connect_args["init_command"] = (
+                    f"SET SESSION max_statement_time = {statement_timeout:g}"
+                )
+                # A read that waits this long means the server is gone.
+                connect_args["read_timeout"] = int(statement_timeout) + 30
         kwargs["connect_args"] = connect_args
     kwargs.update(options)
     engine = create_engine(parsed, **kwargs)
@@ -111,16 +129,23 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
 
 
-def engine_from_settings(settings: Settings) -> Engine:
-    """Build the engine that `settings` describes."""
-    return make_engine(
-        settings.database_url,
-        echo=settings.db_echo,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
-        connect_timeout=settings.db_connect_timeout,
-    )
+def engine_from_settings(settings: Settings, **overrides: Any) -> Engine:
+    """Build the engine that `settings` describes (keyword arguments override them)."""
+    options: dict[str, Any] = {
+        "echo": settings.db_echo,
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
+        "connect_timeout": settings.db_connect_timeout,
+        "statement_timeout": settings.db_statement_timeout or None,
+    }
+    return make_engine(settings.database_url, **{**options, **overrides})
+
+
+def migration_engine(settings: Settings) -> Engine:
+    """An engine for migrations: no pool, and no statement timeout of the application's (a
+    migration has its own, DB_MIGRATION_STATEMENT_TIMEOUT)."""
+    return engine_from_settings(settings, poolclass=NullPool, statement_timeout=None)
 
 
 @lru_cache(maxsize=1)

@@ -45,21 +45,48 @@ def as_uuid(value: object) -> uuid.UUID:
     raise InvalidQueryError(f"{value!r} is not a valid id (a UUID)")
 
 
-def coerce(model: type[Any], name: str, value: Any) -> Any:
-    """A caller's value made fit for the column: ids given as text become UUIDs."""
-    if value is not None and name in uuid_columns(model):
+def coerce(model: type[Any], name: str, value: Any, *, check_length: bool = True) -> Any:
+    """A caller's value made fit for the column, or `InvalidQueryError` saying why it is not.
+
+    Ids given as text become UUIDs. Everything else must already be of the column's type, and
+    text must hold no NUL character and (when written) fit the column: the same rules on every
+    backend, even where the database itself would accept more (SQLite ignores VARCHAR lengths)
+    or fail less clearly (PostgreSQL cannot store NUL at all).
+    """
+    if value is None:
+        return None
+    kind, length = _column_specs(model.__table__)[name]
+    if kind is uuid.UUID:
         return as_uuid(value)
+    if kind is bool or kind is int:
+        if type(value) is not kind:
+            raise InvalidQueryError(f"{name} must be {kind.__name__}, got {type(value).__name__}")
+    elif kind is str:
+        if not isinstance(value, str):
+            raise InvalidQueryError(f"{name} must be text, got {type(value).__name__}")
+        if "\x00" in value:
+            raise InvalidQueryError(f"{name} cannot contain NUL characters")
+        if check_length and length is not None and len(value) > length:
+            raise InvalidQueryError(f"{name} is longer than {length} characters ({len(value)})")
+    elif kind is dt.datetime:
+        if not isinstance(value, dt.datetime):
+            raise InvalidQueryError(f"{name} must be a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidQueryError(f"{name} must be timezone-aware (for example datetime.UTC)")
     return value
 
 
-def uuid_columns(model: type[Any]) -> frozenset[str]:
-    """The names of `model`'s UUID columns."""
-    return _uuid_columns(model.__table__)
+def column_kind(model: type[Any], name: str) -> type | None:
+    """The Python type of the column `name` of `model`."""
+    return _column_specs(model.__table__)[name][0]
 
 
 @cache
-def _uuid_columns(table: Table) -> frozenset[str]:
-    return frozenset(column.key for column in table.columns if python_type(column) is uuid.UUID)
+def _column_specs(table: Table) -> dict[str, tuple[type | None, int | None]]:
+    return {
+        column.key: (python_type(column), getattr(column.type, "length", None))
+        for column in table.columns
+    }
 
 
 def python_type(column: Any) -> type | None:

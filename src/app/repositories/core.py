@@ -15,7 +15,7 @@ from app.config import get_settings
 from app.db.errors import InvalidQueryError, translating_errors
 from app.db.models import Base
 from app.db.types import new_id
-from app.repositories.columns import coerce, column_names, uuid_columns
+from app.repositories.columns import coerce, column_names
 
 ModelT = TypeVar("ModelT", bound=Base)
 
@@ -94,8 +94,8 @@ class RepositoryCore(Generic[ModelT]):
                 f"{self.model.__name__} has no writable field {', '.join(map(repr, unknown))}; "
                 f"writable fields: {', '.join(sorted(writable))}"
             )
-        for name in uuid_columns(self.model).intersection(values):
-            values[name] = coerce(self.model, name, values[name])
+        for name, value in values.items():
+            values[name] = coerce(self.model, name, value)
         return self.prepare(values)
 
     def _complete_rows(

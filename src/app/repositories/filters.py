@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, not_
 
 from app.db.errors import InvalidQueryError
-from app.repositories.columns import attribute, coerce
+from app.repositories.columns import attribute, coerce, column_kind
 
 _LIKE_ESCAPE = "/"
 
@@ -20,6 +20,8 @@ _LIKE_ESCAPE = "/"
 def _text(op: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidQueryError(f"{op} needs a string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise InvalidQueryError(f"{op} cannot match NUL characters")
     return value
 
 
@@ -56,6 +58,7 @@ OPERATORS: dict[str, Operator] = {
 # Comparisons with NULL are never true in SQL; refusing them beats a silently empty result.
 _NEEDS_VALUE = {"lt", "le", "gt", "ge"}
 _TAKES_MANY = {"in", "not_in"}
+_TAKES_TEXT = {"contains", "icontains", "startswith", "istartswith"}
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -82,11 +85,13 @@ def where_clause(
                 f"unknown operator {op!r} in {key!r}; operators: {', '.join(OPERATORS)}"
             )
         column = attribute(model, name, allowed, "filter")
+        if op in _TAKES_TEXT and column_kind(model, name) is not str:
+            raise InvalidQueryError(f"{op} works on text fields; {name!r} is not one")
         if op in _NEEDS_VALUE and value is None:
             raise InvalidQueryError(f"{key!r} needs a value, not None (use {name}__is_null)")
         if op in _TAKES_MANY:
-            value = [coerce(model, name, item) for item in _many(op, value)]
-        elif op != "is_null":
-            value = coerce(model, name, value)
+            value = [coerce(model, name, item, check_length=False) for item in _many(op, value)]
+        elif op not in _TAKES_TEXT and op != "is_null":
+            value = coerce(model, name, value, check_length=False)
         conditions.append(OPERATORS[op](column, value))
     return and_(*conditions) if conditions else None
