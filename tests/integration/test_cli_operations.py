@@ -219,7 +219,7 @@ def test_wait_gives_up_after_the_timeout_without_the_password() -> None:
         database_url="postgresql+psycopg://app:wait-secret@127.0.0.1:1/app",
     )  # fmt: skip
     assert result.returncode == 2
-    assert "unavailable" in result.stderr
+    assert "cannot connect to the database" in result.stderr
     assert "wait-secret" not in result.stderr + result.stdout
 
 

@@ -42,6 +42,8 @@ def _sqlite_error(code: int, message: str = "misleading text") -> sqlite3.Error:
         (psycopg.errors.AdminShutdown("whatever"), DatabaseUnavailableError),
         (psycopg.errors.StringDataRightTruncation("whatever"), InvalidQueryError),
         (psycopg.OperationalError("connection refused"), DatabaseUnavailableError),
+        (pymysql.err.OperationalError(1045, "whatever"), DatabaseUnavailableError),
+        (pymysql.err.OperationalError(1049, "whatever"), DatabaseUnavailableError),
         (pymysql.err.IntegrityError(1062, "whatever"), ConflictError),
         (pymysql.err.IntegrityError(1452, "whatever"), ForeignKeyError),
         (pymysql.err.OperationalError(1213, "whatever"), RetryableError),

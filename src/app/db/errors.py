@@ -60,6 +60,9 @@ _KIND_FOREIGN_KEY = "foreign_key"
 _KIND_RETRYABLE = "retryable"
 _KIND_UNAVAILABLE = "unavailable"
 _KIND_INVALID = "invalid"
+_KIND_LOGIN = "login"
+_KIND_CANNOT_CONNECT = "cannot_connect"
+_KIND_NO_DATABASE = "no_database"
 
 # SQLSTATE classes and codes: https://www.postgresql.org/docs/current/errcodes-appendix.html
 _PG_CODES = {
@@ -74,7 +77,8 @@ _PG_CODES = {
     "23502": _KIND_INVALID,  # not_null_violation
     "23514": _KIND_INVALID,  # check_violation
 }
-_PG_CLASSES = {"08": _KIND_UNAVAILABLE, "22": _KIND_INVALID}
+_PG_CODES["3D000"] = _KIND_NO_DATABASE  # invalid_catalog_name
+_PG_CLASSES = {"08": _KIND_UNAVAILABLE, "22": _KIND_INVALID, "28": _KIND_LOGIN}
 
 _MARIADB_ERRNOS = {
     1062: _KIND_CONFLICT,  # ER_DUP_ENTRY
@@ -83,14 +87,17 @@ _MARIADB_ERRNOS = {
     1213: _KIND_RETRYABLE,  # ER_LOCK_DEADLOCK
     1205: _KIND_RETRYABLE,  # ER_LOCK_WAIT_TIMEOUT
     1020: _KIND_RETRYABLE,  # ER_CHECKREAD: record changed since last read
-    2002: _KIND_UNAVAILABLE,  # CR_CONNECTION_ERROR
-    2003: _KIND_UNAVAILABLE,  # CR_CONN_HOST_ERROR
+    2002: _KIND_CANNOT_CONNECT,  # CR_CONNECTION_ERROR
+    2003: _KIND_CANNOT_CONNECT,  # CR_CONN_HOST_ERROR
     2006: _KIND_UNAVAILABLE,  # CR_SERVER_GONE_ERROR
     2013: _KIND_UNAVAILABLE,  # CR_SERVER_LOST
     2055: _KIND_UNAVAILABLE,  # CR_SERVER_LOST_EXTENDED
     1927: _KIND_UNAVAILABLE,  # ER_CONNECTION_KILLED
     1053: _KIND_UNAVAILABLE,  # ER_SERVER_SHUTDOWN
     1040: _KIND_UNAVAILABLE,  # ER_CON_COUNT_ERROR
+    1045: _KIND_LOGIN,  # ER_ACCESS_DENIED_ERROR
+    1044: _KIND_LOGIN,  # ER_DBACCESS_DENIED_ERROR
+    1049: _KIND_NO_DATABASE,  # ER_BAD_DB_ERROR
     1048: _KIND_INVALID,  # ER_BAD_NULL_ERROR
     1264: _KIND_INVALID,  # ER_WARN_DATA_OUT_OF_RANGE
     1292: _KIND_INVALID,  # ER_TRUNCATED_WRONG_VALUE
@@ -127,7 +134,7 @@ def _classify(orig: BaseException | None) -> str | None:
         sqlstate = getattr(orig, "sqlstate", None)
         if sqlstate is None:
             # No SQLSTATE means the server never answered: the client could not connect.
-            return _KIND_UNAVAILABLE if type(orig).__name__ == "OperationalError" else None
+            return _KIND_CANNOT_CONNECT if type(orig).__name__ == "OperationalError" else None
         return _PG_CODES.get(sqlstate) or _PG_CLASSES.get(sqlstate[:2])
     sqlite_code = getattr(orig, "sqlite_errorcode", None)  # sqlite3
     if isinstance(sqlite_code, int):
@@ -219,6 +226,19 @@ def translate(
     if kind == _KIND_UNAVAILABLE:
         return DatabaseUnavailableError(
             f"the database is unavailable ({type(exc.orig).__name__}); check that it is running"
+        )
+    if kind == _KIND_CANNOT_CONNECT:
+        return DatabaseUnavailableError(
+            "cannot connect to the database: check that it is running, that the database in "
+            "DATABASE_URL exists (`app db create`) and that its user and password are right"
+        )
+    if kind == _KIND_LOGIN:
+        return DatabaseUnavailableError(
+            "the database refused the login: check the user and password in DATABASE_URL"
+        )
+    if kind == _KIND_NO_DATABASE:
+        return DatabaseUnavailableError(
+            "the database named in DATABASE_URL does not exist; `app db create` makes it"
         )
     if kind == _KIND_INVALID:
         return InvalidQueryError(f"the database refused a value of the {entity}: {exc.orig}")

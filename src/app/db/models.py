@@ -91,7 +91,8 @@ class User(IdMixin, TimestampMixin, VersionMixin, Base):
 
     @validates("email")
     def _normalize_email(self, _key: str, value: str) -> str:
-        return normalize_email(value)
+        # Anything but text is left for the column's own checks to refuse.
+        return normalize_email(value) if isinstance(value, str) else value
 
     def __repr__(self) -> str:
         return f"User(id={self.id!s}, email={self.email!r})"
