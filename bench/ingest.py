@@ -163,13 +163,17 @@ def orm_add_all(engine: Engine, dicts: list[dict[str, Any]]) -> Callable[[], int
     return run
 
 
-def repository_create_many(engine: Engine, dicts: list[dict[str, Any]]) -> Callable[[], int]:
-    factory = make_session_factory(engine)
-    # What a caller hands create_many: the fields it knows; ids and timestamps are filled in.
-    inputs = [
+def caller_inputs(dicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a caller hands a repository: the fields it knows; ids and timestamps are filled in."""
+    return [
         {"email": d["email"], "full_name": d["full_name"], "hashed_password": d["hashed_password"]}
         for d in dicts
     ]
+
+
+def repository_create_many(engine: Engine, dicts: list[dict[str, Any]]) -> Callable[[], int]:
+    factory = make_session_factory(engine)
+    inputs = caller_inputs(dicts)
 
     def run() -> int:
         with factory() as session:
@@ -182,10 +186,7 @@ def repository_create_many(engine: Engine, dicts: list[dict[str, Any]]) -> Calla
 
 def peer_add_many(engine: Engine, dicts: list[dict[str, Any]]) -> Callable[[], int]:
     factory = make_session_factory(engine)
-    inputs = [
-        {"email": d["email"], "full_name": d["full_name"], "hashed_password": d["hashed_password"]}
-        for d in dicts
-    ]
+    inputs = caller_inputs(dicts)
 
     def run() -> int:
         with factory() as session:

@@ -10,11 +10,10 @@ from pathlib import Path
 from tests.backends import ROOT
 
 
-def test_bench_runs_every_workload_and_writes_rates_and_ratios(tmp_path: Path) -> None:
+def test_bench_quick_runs_every_workload_and_writes_rates_and_ratios(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--backend", "sqlite", "--rows", "1000", "--items",
-         "2000", "--repeat", "1", "--out", str(out)],
+        [sys.executable, "-m", "bench", "--quick", "--backend", "sqlite", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -43,10 +43,18 @@ def bulk_insert(
 def _processors(
     table: Table, columns: tuple[str, ...], dialect: Dialect
 ) -> tuple[tuple[int, Processor], ...]:
-    """(position, processor) for the columns whose type converts values for this dialect."""
+    """(position, processor) for the columns whose type converts values for this dialect.
+
+    Columns of equal types share one processor object, which `_apply` relies on.
+    """
+    by_type: dict[str, Processor | None] = {}
     found = []
     for position, name in enumerate(columns):
-        processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        column_type = table.c[name].type
+        key = f"{type(column_type).__qualname__}:{column_type!r}"
+        if key not in by_type:
+            by_type[key] = column_type.dialect_impl(dialect).bind_processor(dialect)
+        processor = by_type[key]
         if processor is not None:
             found.append((position, processor))
     return tuple(found)
@@ -57,13 +65,30 @@ def _apply(
 ) -> list[tuple[Any, ...]]:
     if not processors:
         return [tuple(row) for row in rows]
+    # Bulk rows often repeat one object, down a column (a batch's timestamp) or across columns
+    # of one type (created_at = updated_at): convert it once.
+    last_in: list[Any] = [object()] * len(processors)
+    last_out: list[Any] = [None] * len(processors)
     out = []
     for row in rows:
         values = list(row)
-        for position, processor in processors:
+        previous_in: Any = object()
+        previous_processor: Any = None
+        previous_out: Any = None
+        for slot, (position, processor) in enumerate(processors):
             value = values[position]
-            if value is not None:
-                values[position] = processor(value)
+            if value is None:
+                continue
+            if value is last_in[slot]:
+                converted = last_out[slot]
+            elif value is previous_in and processor is previous_processor:
+                converted = previous_out
+            else:
+                converted = processor(value)
+            last_in[slot] = previous_in = value
+            last_out[slot] = previous_out = converted
+            previous_processor = processor
+            values[position] = converted
         out.append(tuple(values))
     return out
 

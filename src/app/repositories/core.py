@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
+from functools import cache
 from itertools import islice
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -72,11 +73,11 @@ class RepositoryCore(Generic[ModelT]):
 
     @property
     def _creatable(self) -> frozenset[str]:
-        return self._columns - _MANAGED_ON_CREATE
+        return _writable(self._table, _MANAGED_ON_CREATE)
 
     @property
     def _updatable(self) -> frozenset[str]:
-        return self._columns - _MANAGED_ON_UPDATE
+        return _writable(self._table, _MANAGED_ON_UPDATE)
 
     def _values(self, data: Data, *, writable: frozenset[str]) -> dict[str, Any]:
         if isinstance(data, BaseModel):
@@ -128,6 +129,11 @@ class RepositoryCore(Generic[ModelT]):
     def _flush(self, values: Mapping[str, Any] | None = None) -> None:
         with translating_errors(model=self.model, values=values):
             self.session.flush()
+
+
+@cache
+def _writable(table: Table, managed: frozenset[str]) -> frozenset[str]:
+    return frozenset(table.columns.keys()) - managed
 
 
 def batches(rows: Iterable[Data], size: int) -> Iterator[list[Data]]:

@@ -1,5 +1,6 @@
-"""Writing one batch of seed rows: the fastest path the database has, and one that skips
-rows already there (decided by the database's own constraints, never by a prior SELECT)."""
+"""Seed writes that skip rows already there: the database's own constraints decide
+(`ON CONFLICT DO NOTHING`, `ON DUPLICATE KEY UPDATE id = id`), not a prior SELECT; counting is
+only for the summary and for choosing the bulk path."""
 
 from __future__ import annotations
 
