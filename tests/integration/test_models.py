@@ -31,13 +31,18 @@ def test_emails_are_stored_in_lower_case(session: Session, connection: Connectio
     assert stored == "ada@example.com"
 
 
-def test_defaults_apply(session: Session) -> None:
-    user = _user()
+def _stored_and_reloaded(session: Session, user: User) -> User:
+    """Flush `user`, forget everything, and read it back from the database."""
     session.add(user)
     session.flush()
     session.expire_all()
     loaded = session.get(User, user.id)
     assert loaded is not None
+    return loaded
+
+
+def test_defaults_apply(session: Session) -> None:
+    loaded = _stored_and_reloaded(session, _user())
     assert (loaded.is_active, loaded.is_superuser, loaded.version, loaded.full_name) == (
         True,
         False,
@@ -50,11 +55,7 @@ def test_timestamps_come_back_aware_utc_with_microseconds(session: Session) -> N
     moment = dt.datetime(2026, 3, 1, 10, 30, 15, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     user = _user()
     user.created_at = moment
-    session.add(user)
-    session.flush()
-    session.expire_all()
-    loaded = session.get(User, user.id)
-    assert loaded is not None
+    loaded = _stored_and_reloaded(session, user)
     assert loaded.created_at.tzinfo == dt.UTC
     assert loaded.created_at == moment
     assert loaded.created_at.hour == 8
@@ -81,12 +82,7 @@ def test_updates_move_updated_at_and_the_version(session: Session) -> None:
 
 
 def test_relationships_refuse_to_load_lazily(session: Session) -> None:
-    user = _user()
-    session.add(user)
-    session.flush()
-    session.expire_all()
-    loaded = session.get(User, user.id)
-    assert loaded is not None
+    loaded = _stored_and_reloaded(session, _user())
     with pytest.raises(InvalidRequestError, match="lazy='raise'"):
         _ = loaded.items
 
