@@ -1,7 +1,7 @@
 """${message}
 
 Revision ID: ${up_revision}
-Revises: ${repr(down_revision)}
+Revises: ${down_revision if isinstance(down_revision, str) else ", ".join(down_revision or ()) or "none"}
 Create Date: ${create_date}
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -230,3 +231,26 @@ def test_every_command_has_help() -> None:
         result = run_app("db", name, "--help", database_url="sqlite://")
         assert result.returncode == 0, name
         assert "Usage" in result.stdout, name
+
+
+def test_revision_writes_a_dated_formatted_file(fresh_url: str, unsafe_alembic_ini: Path) -> None:
+    versions = unsafe_alembic_ini.parent / "migrations" / "versions"
+    (versions / "20261126_1200_unsafe.py").unlink()  # back to the project's own history
+    env = {"ALEMBIC_CONFIG": str(unsafe_alembic_ini)}
+    assert run_app("db", "upgrade", database_url=fresh_url, env=env).returncode == 0
+    result = run_app(
+        "db", "revision", "-m", "Add user nickname", "--autogenerate",
+        database_url=fresh_url, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (written,) = list(versions.glob("*add_user_nickname.py"))
+    assert re.fullmatch(r"\d{8}_\d{4}_add_user_nickname\.py", written.name)
+    source = written.read_text()
+    assert "Revises: 97f9fca95565\n" in source
+    # Models and database already agree: nothing but comments and `pass` to do.
+    assert re.search(r"def upgrade\(\) -> None:\n(\s*#.*\n)*\s*pass\n", source)
+    lint = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "--quiet", str(written)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert lint.returncode == 0, lint.stdout
