@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -17,6 +18,13 @@ from sqlalchemy.pool import NullPool
 from app.db.session import make_engine
 from app.migrations import upgrade
 from tests.backends import ALL_BACKENDS, ThrowawayDatabases, unreachable_reason
+
+
+# CI replays the same examples every run, so a red build always means a change broke something;
+# developers' runs keep exploring new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
