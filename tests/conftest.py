@@ -19,7 +19,6 @@ from app.db.session import make_engine
 from app.migrations import upgrade
 from tests.backends import ALL_BACKENDS, ThrowawayDatabases, unreachable_reason
 
-
 # CI replays the same examples every run, so a red build always means a change broke something;
 # developers' runs keep exploring new ones.
 hypothesis_settings.register_profile("ci", derandomize=True, database=None)
