@@ -89,8 +89,8 @@ def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
     """Switch SQLite's foreign keys off while batch mode copies tables.
 
     Dropping the old copy of `users` with foreign keys on would cascade-delete every item.
-    The pragma has no effect inside a transaction, so it is set before the first BEGIN,
-    and the keys are checked once the migrations are done.
+    The pragma has no effect inside a transaction, so it is set before the first BEGIN; the
+    keys are checked inside the run's transaction, before it commits (`_check_foreign_keys`).
     """
     if connection.dialect.name != "sqlite" or connection.in_transaction():
         yield
@@ -100,13 +100,32 @@ def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
     dbapi_connection.execute("PRAGMA foreign_keys=OFF")
     try:
         yield
-    finally:
+    except BaseException:
+        if connection.in_transaction():
+            connection.rollback()
+        raise
+    else:
         if connection.in_transaction():
             connection.commit()
+    finally:
         dbapi_connection.execute("PRAGMA foreign_keys=ON")
-    violations = dbapi_connection.execute("PRAGMA foreign_key_check").fetchall()
+
+
+class ForeignKeyCheckError(RuntimeError):
+    """A migration left rows whose references point nowhere; nothing of the run was kept."""
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """SQLite: refuse to commit a run that left broken references (the keys were off)."""
+    if connection.dialect.name != "sqlite":
+        return
+    violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if violations:
-        raise RuntimeError(f"migration left rows that break foreign keys: {violations[:5]}")
+        tables = sorted({str(row[0]) for row in violations})
+        raise ForeignKeyCheckError(
+            f"the migrations left {len(violations)} rows in {', '.join(tables)} whose foreign "
+            "keys point to no row; nothing was applied"
+        )
 
 
 def _run(connection: Connection) -> None:
@@ -117,10 +136,18 @@ def _run(connection: Connection) -> None:
         _postgresql_session_timeouts(connection),
     ):
         # One transaction per migration, except on SQLite: there the whole run is one write
-        # transaction, which is what holds SQLite's write lock against a second migrator.
-        _configure(connection=connection, transaction_per_migration=not sqlite)
+        # transaction, which is what holds SQLite's write lock against a second migrator, and
+        # what lets the foreign keys be checked before anything commits. SQLite's DDL is
+        # transactional once pysqlite's own transaction handling is off (app.db.session);
+        # Alembic assumes otherwise and would commit after every migration.
+        _configure(
+            connection=connection,
+            transaction_per_migration=not sqlite,
+            **({"transactional_ddl": True} if sqlite else {}),
+        )
         with context.begin_transaction():
             context.run_migrations()
+            _check_foreign_keys(connection)
 
 
 @contextmanager

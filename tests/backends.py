@@ -25,6 +25,15 @@ SERVER_URLS = {
 }
 
 
+def required_backends() -> set[str]:
+    """The backends REQUIRE_BACKENDS names ("all", or a comma-separated list): no test that
+    needs one of them may skip."""
+    value = os.environ.get("REQUIRE_BACKENDS", "").strip()
+    if value == "all":
+        return set(ALL_BACKENDS)
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
 def unreachable_reason(backend: str) -> str | None:
     """Why `backend` cannot be used now, or None when it answers."""
     if backend == "sqlite":
@@ -59,6 +68,30 @@ class ThrowawayDatabases:
         else:
             url = make_url(SERVER_URLS[backend]).set(database=name)
             create_database(url)
+        self.created.append(url)
+        return url
+
+    def new_linguistic_url(self, backend: str, label: str) -> URL:
+        """A URL for a new, empty database whose default collation is linguistic: it equates
+        case variants (MariaDB's utf8mb4_general_ci) or sorts 'a' before 'B' (PostgreSQL ICU)."""
+        if backend == "sqlite":
+            return self.new_url(backend, label)
+        url = make_url(SERVER_URLS[backend]).set(database=f"app_test_{self.run_id}_{label}")
+        default = (
+            "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'und' LOCALE 'C.UTF-8'"
+            if backend == "postgresql"
+            else "CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+        )
+        server = make_engine(
+            url.set(database="postgres" if backend == "postgresql" else "information_schema"),
+            poolclass=NullPool,
+            isolation_level="AUTOCOMMIT",
+        )
+        try:
+            with server.connect() as connection:
+                connection.exec_driver_sql(f"CREATE DATABASE {url.database} {default}")
+        finally:
+            server.dispose()
         self.created.append(url)
         return url
 

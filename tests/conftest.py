@@ -17,7 +17,12 @@ from sqlalchemy.pool import NullPool
 
 from app.db.session import make_engine
 from app.migrations import upgrade
-from tests.backends import ALL_BACKENDS, ThrowawayDatabases, unreachable_reason
+from tests.backends import (
+    ALL_BACKENDS,
+    ThrowawayDatabases,
+    required_backends,
+    unreachable_reason,
+)
 
 # CI replays the same examples every run, so a red build always means a change broke something;
 # developers' runs keep exploring new ones.
@@ -34,20 +39,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _required_backends() -> set[str]:
-    value = os.environ.get("REQUIRE_BACKENDS", "").strip()
-    if value == "all":
-        return set(ALL_BACKENDS)
-    return {name.strip() for name in value.split(",") if name.strip()}
-
-
 def pytest_configure(config: pytest.Config) -> None:
     selected = [name.strip() for name in config.getoption("--backend").split(",") if name.strip()]
     unknown = [name for name in selected if name not in ALL_BACKENDS]
     if unknown:
         raise pytest.UsageError(f"unknown backend(s) {unknown}; choose from {list(ALL_BACKENDS)}")
+    left_out = sorted(required_backends() - set(selected))
+    if left_out:
+        raise pytest.UsageError(
+            f"REQUIRE_BACKENDS asks for {', '.join(left_out)}, which --backend leaves out"
+        )
     unreachable = {name: reason for name in selected if (reason := unreachable_reason(name))}
-    missing = sorted(_required_backends() & set(unreachable))
+    missing = sorted(required_backends() & set(unreachable))
     if missing:
         reasons = "; ".join(unreachable[name] for name in missing)
         raise pytest.UsageError(f"REQUIRE_BACKENDS asks for unreachable backends: {reasons}")

@@ -83,9 +83,17 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=30.0, gt=0)
     db_connect_timeout: int = Field(default=10, ge=1, le=600)
     # Seconds one statement may run (0: no limit), so a lost server or a runaway query ends in
-    # an error rather than a hang. PostgreSQL: every statement; MariaDB: SELECTs and reads.
+    # an error (StatementTimeoutError) rather than a hang; waiting for a lock counts too.
     db_statement_timeout: float = Field(default=60.0, ge=0)
     db_echo: bool = False
+    # Statement parameters (row values, password hashes) stay out of logs and error text unless
+    # this is switched on, for debugging on a development database.
+    db_echo_parameters: bool = False
+    # run_in_transaction: the first retry waits about this long (seconds), doubling each time up
+    # to the maximum, with as much again of random jitter so contenders spread out. MariaDB's
+    # row-lock deadlocks clear in milliseconds; raise these for long-running contended units.
+    db_retry_backoff: float = Field(default=0.01, gt=0, le=60)
+    db_retry_max_backoff: float = Field(default=1.0, gt=0, le=600)
     # Migrations on PostgreSQL: how long DDL may wait for a table lock and run, in seconds, so a
     # migration stuck behind a busy table fails fast instead of queueing traffic behind it.
     db_migration_lock_timeout: float = Field(default=10.0, gt=0)

@@ -25,7 +25,7 @@ from alembic.script import ScriptDirectory
 from app.migrations import alembic_config
 
 SQUAWK_CONFIG = Path(__file__).with_name("squawk.toml")
-_ALLOW = re.compile(r"#\s*lint:\s*allow\s+([\w-]+)")
+_ALLOW = re.compile(r"#\s*lint:\s*allow\s+([\w/-]+)")
 
 SAFE_ALTERNATIVES = {
     "not-null-without-default": "add the column nullable (or with a server_default), backfill, "
@@ -63,7 +63,10 @@ def lint(revision_range: str | None = None) -> list[Finding]:
     for rev in reversed(list(script.iterate_revisions(upper, lower))):
         findings += check_file(Path(rev.path))
         down = rev.down_revision if isinstance(rev.down_revision, str) else None
-        findings += _squawk(rev.revision, down, rev.path)
+        # squawk speaks of lines of the rendered SQL, not of the file: its rules are waived
+        # for a whole file (`# lint: allow squawk/<rule>: <reason>` anywhere in it).
+        waived = _allowed(Path(rev.path).read_text().splitlines(), None)
+        findings += [f for f in _squawk(rev.revision, down, rev.path) if f.rule not in waived]
     return findings
 
 
@@ -154,19 +157,30 @@ def _judge(call: ast.Call, created: set[str | None]) -> Iterator[tuple[str, str]
             yield "index-not-concurrent", "CREATE INDEX without CONCURRENTLY blocks writes"
 
 
-def _allowed(lines: list[str], line: int) -> set[str]:
-    nearby = lines[max(line - 2, 0) : line]
+def _allowed(lines: list[str], line: int | None) -> set[str]:
+    """Rules waived on `line` or the line above it (anywhere, when `line` is None)."""
+    nearby = lines if line is None else lines[max(line - 2, 0) : line]
     return {match.group(1) for text in nearby for match in _ALLOW.finditer(text)}
 
 
 # -- squawk ----------------------------------------------------------------------------------
 
 
+def squawk_binary() -> str:
+    """The squawk executable: on PATH, or beside this Python (a virtual environment's bin)."""
+    beside = Path(sys.executable).with_name("squawk")
+    binary = shutil.which("squawk") or (str(beside) if beside.exists() else None)
+    if binary is None:
+        raise FileNotFoundError(
+            "app db lint needs squawk, which is not installed: "
+            "`pip install squawk-cli` (it comes with this package's dependencies)"
+        )
+    return binary
+
+
 def _squawk(revision: str, down: str | None, path: str) -> list[Finding]:
     """squawk over the PostgreSQL SQL of one revision."""
-    binary = shutil.which("squawk") or str(Path(sys.executable).with_name("squawk"))
-    if not Path(binary).exists():
-        return []
+    binary = squawk_binary()
     sql = render_sql(f"{down or 'base'}:{revision}")
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
         handle.write(sql)

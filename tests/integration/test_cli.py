@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from app import migrations
 from tests.integration.helpers import run_app
 
 
@@ -40,6 +41,18 @@ def test_upgrade_then_current_then_downgrade(fresh_url: str) -> None:
     downgraded = run_app("db", "downgrade", "base", "--yes", database_url=fresh_url)
     assert downgraded.returncode == 0, downgraded.stderr
     assert "base" in downgraded.stdout
+
+
+def test_downgrade_takes_a_relative_revision(fresh_url: str) -> None:
+    assert run_app("db", "upgrade", database_url=fresh_url).returncode == 0
+    history = migrations.revisions()
+    stepped = run_app("db", "downgrade", "-1", database_url=fresh_url)
+    assert stepped.returncode == 0, stepped.stderr
+    assert f"database at {history[1].revision}" in stepped.stdout
+    too_far = run_app("db", "downgrade", f"-{len(history)}", database_url=fresh_url)
+    assert too_far.returncode == 2
+    assert len(too_far.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in too_far.stderr
 
 
 def test_downgrade_is_refused_in_production_without_force() -> None:

@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.pool import NullPool
 
-from app.db.locks import LOCK_NAME
+from app import migrations
+from app.db.locks import migration_lock
 from app.db.session import make_engine
 from app.diagram import schema_markdown
-from tests.backends import ROOT
+from tests.backends import ROOT, ThrowawayDatabases
 from tests.integration.helpers import run_app
 
 
@@ -100,18 +101,29 @@ def test_two_concurrent_upgrades_both_succeed_and_apply_the_schema_once(
 def test_a_second_migrator_gives_up_clearly_while_the_lock_is_held(
     fresh_url: str, fresh_engine: Engine, backend: str
 ) -> None:
-    with fresh_engine.connect() as holder:
-        if backend == "postgresql":
-            from app.db.locks import _PG_LOCK_KEY  # the same key the migrations take
-
-            holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
-        else:
-            holder.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": LOCK_NAME})
+    with fresh_engine.connect() as holder, migration_lock(holder, wait_seconds=1):
         result = run_app("db", "upgrade", database_url=fresh_url, env={"DB_MIGRATION_WAIT": "1"})
     assert result.returncode == 1
     assert "another process is migrating this database" in result.stderr
     assert "Traceback" not in result.stderr
     assert run_app("db", "upgrade", database_url=fresh_url).returncode == 0
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_the_migration_lock_of_one_database_does_not_block_another(
+    fresh_url: str, fresh_engine: Engine, databases: ThrowawayDatabases, backend: str
+) -> None:
+    other_url = databases.new_url(backend, "other_locked").render_as_string(hide_password=False)
+    other = make_engine(other_url, poolclass=NullPool)
+    try:
+        with other.connect() as holder, migration_lock(holder, wait_seconds=1):
+            result = run_app(
+                "db", "upgrade", database_url=fresh_url, env={"DB_MIGRATION_WAIT": "2"}
+            )
+    finally:
+        other.dispose()
+    assert result.returncode == 0, result.stderr
+    assert _scalar(fresh_engine, "SELECT count(*) FROM alembic_version") == 1
 
 
 @pytest.mark.backends("postgresql")
@@ -120,13 +132,14 @@ def test_a_migration_stuck_behind_a_busy_table_fails_fast(
 ) -> None:
     env = {"ALEMBIC_CONFIG": str(unsafe_alembic_ini), "DB_MIGRATION_LOCK_TIMEOUT": "1"}
     with fresh_engine.connect() as holder:
-        assert run_app("db", "upgrade", "97f9fca95565", database_url=fresh_url).returncode == 0
+        assert run_app("db", "upgrade", database_url=fresh_url).returncode == 0
         holder.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
         result = run_app("db", "upgrade", database_url=fresh_url, env=env)
         holder.rollback()
     assert result.returncode == 1
     assert "waited longer than DB_MIGRATION_LOCK_TIMEOUT" in result.stderr
-    assert _scalar(fresh_engine, "SELECT version_num FROM alembic_version") == "97f9fca95565"
+    head = migrations.revisions()[0].revision
+    assert _scalar(fresh_engine, "SELECT version_num FROM alembic_version") == head
 
 
 @pytest.fixture
@@ -135,7 +148,7 @@ def unsafe_alembic_ini(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "migrations", tmp_path / "migrations",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
-    head = "97f9fca95565"
+    head = migrations.revisions()[0].revision
     fixture = (ROOT / "tests" / "fixtures" / "unsafe_migration.py").read_text()
     (tmp_path / "migrations" / "versions" / "20261126_1200_unsafe.py").write_text(
         fixture.replace("{head}", head)
@@ -246,7 +259,7 @@ def test_revision_writes_a_dated_formatted_file(fresh_url: str, unsafe_alembic_i
     (written,) = list(versions.glob("*add_user_nickname.py"))
     assert re.fullmatch(r"\d{8}_\d{4}_add_user_nickname\.py", written.name)
     source = written.read_text()
-    assert "Revises: 97f9fca95565\n" in source
+    assert f"Revises: {migrations.revisions()[0].revision}\n" in source
     # Models and database already agree: nothing but comments and `pass` to do.
     assert re.search(r"def upgrade\(\) -> None:\n(\s*#.*\n)*\s*pass\n", source)
     lint = subprocess.run(
@@ -254,3 +267,21 @@ def test_revision_writes_a_dated_formatted_file(fresh_url: str, unsafe_alembic_i
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert lint.returncode == 0, lint.stdout
+
+
+def test_lint_without_squawk_fails_with_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from app.cli.main import cli
+
+    monkeypatch.setenv("DATABASE_URL", "sqlite://")
+    monkeypatch.setattr("app.migration_lint.shutil.which", lambda _name: None)
+    monkeypatch.setattr("app.migration_lint.sys.executable", str(tmp_path / "bin" / "python"))
+    result = CliRunner().invoke(cli, ["db", "lint"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: app db lint needs squawk, which is not installed: `pip install squawk-cli` "
+        "(it comes with this package's dependencies)"
+    ]

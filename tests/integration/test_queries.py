@@ -237,9 +237,10 @@ def test_loading_relationships_takes_a_fixed_number_of_queries(
     with assert_max_queries(connection, 2):
         page = users.paginate(limit=4, load=("items",))
         assert sum(len(user.items) for user in page.items) == 12
+    first_id = listed[0].id
     session.expire_all()
     with assert_max_queries(connection, 2):
-        one = users.get_one(listed[0].id, load=("items",))
+        one = users.get_one(first_id, load=("items",))
         assert len(one.items) == 3
 
 

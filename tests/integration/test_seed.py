@@ -111,6 +111,37 @@ def test_the_same_options_give_the_same_data_whatever_the_batch_size(
     assert items_a == items_b
 
 
+def test_a_person_registered_with_a_seed_email_is_left_alone_and_their_items_skipped(
+    migrated_engine: Engine,
+) -> None:
+    with migrated_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (id, email, full_name, hashed_password, created_at, updated_at) "
+                "VALUES (:id, 'user3@example.com', 'A real person', 'their-hash', :now, :now)"
+            ),
+            {"id": "0" * 31 + "1", "now": "2026-01-01 00:00:00"},
+        )
+    first = seed_database(migrated_engine, _settings(), SeedOptions())
+    again = seed_database(migrated_engine, _settings(), SeedOptions())
+    # user3 and its 3 items are left out; the admin, 4 demo users and their 12 items are in.
+    assert (first.inserted, first.skipped) == (1 + 4 + 12, 4)
+    assert (again.inserted, again.already_present, again.skipped) == (0, 17, 4)
+    with migrated_engine.connect() as connection:
+        person = connection.execute(
+            text("SELECT full_name, hashed_password FROM users WHERE email = 'user3@example.com'")
+        ).one()
+        owned = connection.execute(
+            text(
+                "SELECT count(*) FROM items JOIN users ON users.id = items.owner_id "
+                "WHERE users.email = 'user3@example.com'"
+            )
+        ).scalar_one()
+    assert tuple(person) == ("A real person", "their-hash")
+    assert owned == 0
+    assert _counts(migrated_engine) == (6, 6, 12)
+
+
 def test_refused_in_production_without_force(migrated_engine: Engine) -> None:
     settings = _settings(
         app_env="production", seed_password="a-real-secret-password", secret_key="k" * 32

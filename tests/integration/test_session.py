@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
-from app.db.session import make_engine
+from app.config import Settings
+from app.db.session import engine_from_settings, make_engine
 
 
 @pytest.mark.backends("sqlite")
@@ -55,3 +60,32 @@ def test_mariadb_sessions_are_strict_and_utf8mb4(connection: Connection) -> None
     sql_mode = connection.execute(text("SELECT @@SESSION.sql_mode")).scalar_one()
     assert "STRICT_ALL_TABLES" in sql_mode
     assert connection.execute(text("SELECT @@character_set_client")).scalar_one() == "utf8mb4"
+
+
+def test_echo_logs_statements_but_not_their_parameters(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    echoing = make_engine(engine.url, echo=True, poolclass=NullPool)
+    with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"), echoing.connect() as conn:
+        conn.execute(text("SELECT :secret AS s"), {"secret": "argon2-hash-of-someone"}).all()
+    echoing.dispose()
+    assert "SELECT" in caplog.text
+    assert "argon2-hash-of-someone" not in caplog.text
+
+
+def test_a_raw_database_error_does_not_carry_the_parameters(engine: Engine) -> None:
+    with engine.connect() as conn, pytest.raises(DBAPIError) as caught:
+        conn.execute(text("INSERT INTO no_such_table VALUES (:secret)"), {"secret": "hash-xyz"})
+    assert "hash-xyz" not in str(caught.value)
+
+
+def test_parameters_are_logged_only_when_asked_for(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(database_url=engine.url.render_as_string(hide_password=False),
+                        db_echo=True, db_echo_parameters=True)  # fmt: skip
+    echoing = engine_from_settings(settings, poolclass=NullPool)
+    with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"), echoing.connect() as conn:
+        conn.execute(text("SELECT :value AS v"), {"value": "shown-on-purpose"}).all()
+    echoing.dispose()
+    assert "shown-on-purpose" in caplog.text

@@ -96,12 +96,58 @@ def test_the_session_is_closed_on_exit_and_a_new_one_opened_on_reentry(
     assert first is not second
 
 
-def test_entering_an_open_unit_of_work_again_is_an_error(
-    session_factory: sessionmaker[Session],
+def test_entering_an_open_unit_joins_its_transaction_and_the_outermost_commit_decides(
+    session_factory: sessionmaker[Session], connection: Connection
 ) -> None:
     uow = UnitOfWork(session_factory)
-    with uow, pytest.raises(RuntimeError, match="already open"), uow:
-        pass
+    with uow:
+        outer_session = uow.session
+        with uow:
+            assert uow.session is outer_session
+            _add(uow, "inner@example.com")
+            uow.commit()  # handed to the enclosing block, which then ends without commit
+    assert count_rows(connection, "users") == 0
+
+
+def test_work_committed_by_a_joined_block_becomes_permanent_with_the_outer_commit(
+    session_factory: sessionmaker[Session], connection: Connection
+) -> None:
+    uow = UnitOfWork(session_factory)
+    with uow:
+        _add(uow, "outer@example.com")
+        with uow:
+            _add(uow, "inner@example.com")
+            uow.commit()
+        uow.commit()
+    assert emails(connection) == ["inner@example.com", "outer@example.com"]
+
+
+def test_a_joined_block_left_without_commit_discards_only_its_own_work(
+    session_factory: sessionmaker[Session], connection: Connection
+) -> None:
+    uow = UnitOfWork(session_factory)
+    with uow:
+        _add(uow, "outer@example.com")
+        with uow:
+            _add(uow, "inner@example.com")
+        uow.commit()
+    assert emails(connection) == ["outer@example.com"]
+
+
+def test_a_failure_in_a_joined_block_that_propagates_rolls_back_the_whole_unit(
+    session_factory: sessionmaker[Session], connection: Connection
+) -> None:
+    uow = UnitOfWork(session_factory)
+    with pytest.raises(ConflictError), uow:
+        _add(uow, "outer@example.com")
+        with uow:
+            _add(uow, "inner@example.com")
+            uow.commit()
+        with uow:
+            _add(uow, "OUTER@example.com")  # taken: the error leaves every block
+            uow.commit()
+        uow.commit()
+    assert count_rows(connection, "users") == 0
 
 
 def test_the_second_of_two_concurrent_updates_is_stale(

@@ -1,4 +1,8 @@
-"""Error translation decides by the drivers' codes, never by message text."""
+"""Error translation decides by the drivers' codes, never by message text.
+
+These build exceptions by hand for codes no test can provoke on a real server here (SQLite I/O
+errors, say); tests/integration/test_error_codes.py provokes every one a server can give.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from app.db.errors import (
     InvalidQueryError,
     RetryableError,
     StaleObjectError,
+    StatementTimeoutError,
     translate,
 )
 from app.db.models import User
@@ -68,12 +73,48 @@ def test_message_text_alone_decides_nothing() -> None:
     assert translate(wrapped) is wrapped
 
 
-def test_conflicts_name_the_constraint_fields_and_value() -> None:
+def test_conflicts_name_the_constraint_and_fields_but_never_the_value() -> None:
     orig = pymysql.err.IntegrityError(1062, "Duplicate entry 'a@b.c' for key 'uq_users_email'")
-    error = translate(_wrapped(orig), model=User, values={"email": "a@b.c"})
+    error = translate(_wrapped(orig), model=User)
     assert isinstance(error, ConflictError)
     assert (error.constraint, error.fields) == ("uq_users_email", ("email",))
-    assert str(error) == "a user with email 'a@b.c' already exists"
+    assert str(error) == "a user with this email already exists"
+
+
+def test_a_value_in_the_drivers_text_that_looks_like_a_column_never_reaches_the_message() -> None:
+    orig = pymysql.err.DataError(
+        1366, "Incorrect integer value: 'email' for column `app`.`users`.`version` at row 1"
+    )
+    error = translate(_wrapped(orig), model=User)
+    assert (
+        str(error) == "the database refused the user: version is not a valid value for its column"
+    )
+
+
+@pytest.mark.parametrize(
+    ("orig", "expected"),
+    [
+        (
+            psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+            StatementTimeoutError,
+        ),
+        (
+            pymysql.err.OperationalError(1969, "Query execution was interrupted"),
+            StatementTimeoutError,
+        ),
+        (psycopg.errors.TooManyConnections("whatever"), DatabaseUnavailableError),
+        (psycopg.errors.IdleInTransactionSessionTimeout("whatever"), DatabaseUnavailableError),
+        (_sqlite_error(13), DatabaseUnavailableError),
+        (_sqlite_error(8), DatabaseUnavailableError),
+        (_sqlite_error(10), DatabaseUnavailableError),
+        (_sqlite_error(266), DatabaseUnavailableError),  # SQLITE_IOERR_READ: the primary code
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else "",
+)
+def test_timeouts_and_exhausted_or_broken_servers_have_named_errors(
+    orig: BaseException, expected: type[Exception]
+) -> None:
+    assert isinstance(translate(_wrapped(orig)), expected)
 
 
 def test_stale_data_becomes_stale_object() -> None:

@@ -31,6 +31,7 @@ def test_errors_export_the_documented_names() -> None:
         "NotFoundError",
         "RetryableError",
         "StaleObjectError",
+        "StatementTimeoutError",
         "translate",
         "translating_errors",
     }

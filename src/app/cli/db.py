@@ -65,10 +65,13 @@ def upgrade(
     )
 
 
-@db_app.command()
+# Relative revisions look like options ("-1"): unknown options are taken as the argument.
+@db_app.command(context_settings={"ignore_unknown_options": True})
 @handles_expected_failures
 def downgrade(
-    revision: Annotated[str, typer.Argument(help="Revision to go down to ('base' for none).")],
+    revision: Annotated[
+        str, typer.Argument(help="Revision to go down to: an id, -N (steps back) or 'base'.")
+    ],
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask before going to base.")
     ] = False,

@@ -61,7 +61,13 @@ def seed(
             summary = seed_database(get_engine(), get_settings(), options, on_progress=advance)
     except SeedRefusedError as exc:
         raise fail(str(exc)) from None
+    skipped = (
+        f", {summary.skipped:,} left out (their email belongs to a user the seed did not "
+        "create, or their owner was left out)"
+        if summary.skipped
+        else ""
+    )
     stdout.print(
-        f"seeded: {summary.inserted:,} rows inserted, {summary.already_present:,} already present, "
-        f"{summary.seconds:.1f} s"
+        f"seeded: {summary.inserted:,} rows inserted, {summary.already_present:,} already present"
+        f"{skipped}, {summary.seconds:.1f} s"
     )

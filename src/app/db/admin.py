@@ -49,12 +49,9 @@ def create_database(url: str | URL) -> bool:
     parsed = parse_database_url(url)
     if parsed.get_backend_name() == "sqlite" or database_exists(parsed):
         return False
-    statement = f"CREATE DATABASE {_quoted(parsed)}"
-    if parsed.get_backend_name() != "postgresql":
-        # Binary collation: strings compare and sort by code point, as on PostgreSQL's C.UTF-8
-        # and SQLite, so uniqueness and order mean the same on every backend.
-        statement += " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-    _run_outside_transaction(parsed, statement)
+    # The server's default character set and collation: every text column declares its own
+    # (binary, no pad), so what a database default would mean never matters.
+    _run_outside_transaction(parsed, f"CREATE DATABASE {_quoted(parsed)}")
     return True
 
 

@@ -1,13 +1,16 @@
 """A lock that serialises migrations on one database, held for the whole run.
 
-PostgreSQL: a session advisory lock, waited for under `lock_timeout`. MariaDB: GET_LOCK with a
-timeout. SQLite: its own write lock, taken up front with BEGIN IMMEDIATE and waited for under
-`busy_timeout`. A second migrator waits up to `wait_seconds`, then fails with
-`MigrationLockedError`; once it has the lock it finds the migrations applied and does nothing.
+PostgreSQL: a session advisory lock (advisory locks belong to one database), waited for under
+`lock_timeout`. MariaDB: GET_LOCK with a timeout, on a name derived from the database's (GET_LOCK
+names are server-wide: one name would make migrating staging block production). SQLite: its own
+write lock, taken up front with BEGIN IMMEDIATE and waited for under `busy_timeout`. A second
+migrator waits up to `wait_seconds`, then fails with `MigrationLockedError`; once it has the lock
+it finds the migrations applied and does nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,18 +45,25 @@ def migration_lock(connection: Connection, *, wait_seconds: float) -> Iterator[N
             yield
         return
     owned_transaction = not connection.in_transaction()
-    _acquire(connection, dialect, wait_seconds)
+    name = LOCK_NAME if dialect == "postgresql" else _mariadb_lock_name(connection)
+    _acquire(connection, dialect, name, wait_seconds)
     if owned_transaction:
         connection.commit()  # the lock belongs to the session and outlives this transaction
     try:
         yield
     except BaseException:
-        _release(connection, dialect, owned_transaction, failed=True)
+        _release(connection, dialect, name, owned_transaction, failed=True)
         raise
-    _release(connection, dialect, owned_transaction, failed=False)
+    _release(connection, dialect, name, owned_transaction, failed=False)
 
 
-def _acquire(connection: Connection, dialect: str, wait_seconds: float) -> None:
+def _mariadb_lock_name(connection: Connection) -> str:
+    """The lock's name for the connection's database; within GET_LOCK's 64 characters."""
+    database = connection.scalar(text("SELECT DATABASE()")) or ""
+    return f"{LOCK_NAME}:{hashlib.sha256(database.encode()).hexdigest()[:40]}"
+
+
+def _acquire(connection: Connection, dialect: str, name: str, wait_seconds: float) -> None:
     try:
         if dialect == "postgresql":
             connection.execute(text(f"SET lock_timeout = '{int(wait_seconds * 1000)}ms'"))
@@ -61,7 +71,7 @@ def _acquire(connection: Connection, dialect: str, wait_seconds: float) -> None:
             connection.execute(text("RESET lock_timeout"))
         else:
             got = connection.scalar(
-                text("SELECT GET_LOCK(:name, :wait)"), {"name": LOCK_NAME, "wait": wait_seconds}
+                text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": wait_seconds}
             )
             if got != 1:
                 raise _locked(wait_seconds)
@@ -72,7 +82,7 @@ def _acquire(connection: Connection, dialect: str, wait_seconds: float) -> None:
 
 
 def _release(
-    connection: Connection, dialect: str, owned_transaction: bool, *, failed: bool
+    connection: Connection, dialect: str, name: str, owned_transaction: bool, *, failed: bool
 ) -> None:
     try:
         if owned_transaction and connection.in_transaction():
@@ -81,7 +91,7 @@ def _release(
         if dialect == "postgresql":
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_LOCK_KEY})
         else:
-            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": LOCK_NAME})
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
         if owned_transaction:
             connection.commit()
     except sa_exc.DBAPIError:

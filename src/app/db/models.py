@@ -6,8 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any, ClassVar
 
-from sqlalchemy import Boolean, ForeignKey, Integer, MetaData, String, Text, Uuid, false, true
-from sqlalchemy.dialects import mysql
+from sqlalchemy import Boolean, ForeignKey, Integer, MetaData, Uuid, false, true
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -17,7 +16,7 @@ from sqlalchemy.orm import (
     validates,
 )
 
-from app.db.types import UTCDateTime, new_id, utcnow
+from app.db.types import UTCDateTime, exact_text, new_id, utcnow
 
 # One convention for every constraint, so migrations name things deterministically and a
 # downgrade can drop exactly what its upgrade created, on every backend.
@@ -72,16 +71,11 @@ class User(IdMixin, TimestampMixin, VersionMixin, Base):
 
     __tablename__ = "users"
 
-    # Binary on MariaDB, whose default collations would also equate 'é' with 'e'; the stored
-    # form is already lower case, so uniqueness means "the same normalised address" everywhere.
-    email: Mapped[str] = mapped_column(
-        String(EMAIL_LENGTH).with_variant(
-            mysql.VARCHAR(EMAIL_LENGTH, collation="utf8mb4_bin"), "mysql", "mariadb"
-        ),
-        unique=True,
-    )
-    full_name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
-    hashed_password: Mapped[str] = mapped_column(String(PASSWORD_HASH_LENGTH))
+    # Stored lower case and compared exactly, so uniqueness means "the same normalised address"
+    # everywhere (a linguistic collation would also equate 'é' with 'e').
+    email: Mapped[str] = mapped_column(exact_text(EMAIL_LENGTH), unique=True)
+    full_name: Mapped[str | None] = mapped_column(exact_text(NAME_LENGTH))
+    hashed_password: Mapped[str] = mapped_column(exact_text(PASSWORD_HASH_LENGTH))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     is_superuser: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
@@ -103,8 +97,8 @@ class Item(IdMixin, TimestampMixin, VersionMixin, Base):
 
     __tablename__ = "items"
 
-    title: Mapped[str] = mapped_column(String(NAME_LENGTH))
-    description: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(exact_text(NAME_LENGTH))
+    description: Mapped[str | None] = mapped_column(exact_text())
     owner_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )

@@ -25,6 +25,7 @@ def make_engine(
     url: str | URL,
     *,
     echo: bool = False,
+    echo_parameters: bool = False,
     pool_size: int = 5,
     max_overflow: int = 10,
     pool_timeout: float = 30.0,
@@ -37,11 +38,17 @@ def make_engine(
     `statement_timeout` (seconds) bounds every statement on PostgreSQL, and every SELECT plus
     each network read on MariaDB, so a lost server or a runaway query ends in an error, not a
     hang. SQLite is local: its `busy_timeout` bounds waiting for locks.
+
+    Statement parameters stay out of echo logs and exception text unless `echo_parameters`.
     """
     parsed = parse_database_url(url)
     backend = parsed.get_backend_name()
     in_memory = backend == "sqlite" and parsed.database in (None, "", ":memory:")
-    kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+    kwargs: dict[str, Any] = {
+        "echo": echo,
+        "pool_pre_ping": True,
+        "hide_parameters": not echo_parameters,
+    }
     if in_memory:
         # One shared connection, or every checkout would see a different empty database.
         kwargs["poolclass"] = StaticPool
@@ -133,6 +140,7 @@ def engine_from_settings(settings: Settings, **overrides: Any) -> Engine:
     """Build the engine that `settings` describes (keyword arguments override them)."""
     options: dict[str, Any] = {
         "echo": settings.db_echo,
+        "echo_parameters": settings.db_echo_parameters,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import DateTime, Dialect
-from sqlalchemy.dialects import mysql
+from sqlalchemy import DateTime, Dialect, String, Text
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from uuid6 import uuid7
 
@@ -68,3 +68,33 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+
+# Code-point order, exact equality, no trailing-space padding: what SQLite's BINARY does. Declared
+# on every text column so no server or database default can change what `==`, LIKE and ORDER BY
+# mean (MariaDB's usual utf8mb4_general_ci would equate 'Lamp' with 'LAMP', and every PAD SPACE
+# collation, utf8mb4_bin included, 'pad' with 'pad ').
+MARIADB_TEXT_COLLATION = "utf8mb4_nopad_bin"
+POSTGRESQL_TEXT_COLLATION = "C"
+
+
+def exact_text(length: int | None = None) -> TypeEngine[str]:
+    """A text column (VARCHAR(length), or unbounded TEXT) with binary, no-pad comparison on
+    every backend."""
+    if length is None:
+        return (
+            Text()
+            .with_variant(
+                mysql.TEXT(charset="utf8mb4", collation=MARIADB_TEXT_COLLATION), "mysql", "mariadb"
+            )
+            .with_variant(postgresql.TEXT(collation=POSTGRESQL_TEXT_COLLATION), "postgresql")
+        )
+    return (
+        String(length)
+        .with_variant(
+            mysql.VARCHAR(length, charset="utf8mb4", collation=MARIADB_TEXT_COLLATION),
+            "mysql",
+            "mariadb",
+        )
+        .with_variant(postgresql.VARCHAR(length, collation=POSTGRESQL_TEXT_COLLATION), "postgresql")
+    )

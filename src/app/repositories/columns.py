@@ -45,6 +45,10 @@ def as_uuid(value: object) -> uuid.UUID:
     raise InvalidQueryError(f"{value!r} is not a valid id (a UUID)")
 
 
+# Every integer column of the models is a 32-bit INTEGER on all three backends.
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
 def coerce(model: type[Any], name: str, value: Any, *, check_length: bool = True) -> Any:
     """A caller's value made fit for the column, or `InvalidQueryError` saying why it is not.
 
@@ -61,6 +65,8 @@ def coerce(model: type[Any], name: str, value: Any, *, check_length: bool = True
     if kind is bool or kind is int:
         if type(value) is not kind:
             raise InvalidQueryError(f"{name} must be {kind.__name__}, got {type(value).__name__}")
+        if kind is int and not _INT32_MIN <= value <= _INT32_MAX:
+            raise InvalidQueryError(f"{name} is out of range (a 32-bit integer)")
     elif kind is str:
         if not isinstance(value, str):
             raise InvalidQueryError(f"{name} must be text, got {type(value).__name__}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from itertools import islice
 from typing import Any, ClassVar, Generic, TypeVar
@@ -16,7 +16,7 @@ from app.config import get_settings
 from app.db.errors import InvalidQueryError, translating_errors
 from app.db.models import Base
 from app.db.types import new_id
-from app.repositories.columns import coerce, column_names
+from app.repositories.columns import coerce, column_names, nullable
 
 ModelT = TypeVar("ModelT", bound=Base)
 
@@ -79,6 +79,17 @@ class RepositoryCore(Generic[ModelT]):
     def _updatable(self) -> frozenset[str]:
         return _writable(self._table, _MANAGED_ON_UPDATE)
 
+    def _new_row_values(self, data: Data) -> dict[str, Any]:
+        """The values of a new row, checked; every column without a default must be given."""
+        values = self._values(data, writable=self._creatable)
+        missing = [name for name in _required(self._table) if name not in values]
+        if missing:
+            raise InvalidQueryError(
+                f"a new {self._entity} needs {', '.join(missing)}; "
+                f"given: {', '.join(sorted(values)) or 'nothing'}"
+            )
+        return values
+
     def _values(self, data: Data, *, writable: frozenset[str]) -> dict[str, Any]:
         if isinstance(data, BaseModel):
             values = data.model_dump(exclude_unset=True)
@@ -96,17 +107,22 @@ class RepositoryCore(Generic[ModelT]):
                 f"writable fields: {', '.join(sorted(writable))}"
             )
         for name, value in values.items():
+            if value is None and not nullable(self.model, name):
+                raise InvalidQueryError(f"{self.model.__name__}.{name} cannot be null")
             values[name] = coerce(self.model, name, value)
         return self.prepare(values)
 
     def _complete_rows(
-        self, batch: list[Data], columns: tuple[str, ...], now: dt.datetime
+        self, checked: Sequence[Mapping[str, Any]], columns: tuple[str, ...], now: dt.datetime
     ) -> list[tuple[Any, ...]]:
-        """Whole rows, as `create` would write them: every column, ids and timestamps filled."""
+        """Whole rows, as `create` would write them: every column, ids and timestamps filled.
+
+        `checked` are values that `_new_row_values` returned.
+        """
         template = self._row_template(now)
         rows = []
-        for row in batch:
-            complete = {**template, **self._values(row, writable=self._creatable)}
+        for values in checked:
+            complete = {**template, **values}
             if complete["id"] is None:
                 complete["id"] = new_id()
             rows.append(tuple(complete[name] for name in columns))
@@ -126,9 +142,19 @@ class RepositoryCore(Generic[ModelT]):
                 template[column.key] = None
         return template
 
-    def _flush(self, values: Mapping[str, Any] | None = None) -> None:
-        with translating_errors(model=self.model, values=values):
+    def _flush(self) -> None:
+        with translating_errors(model=self.model):
             self.session.flush()
+
+
+@cache
+def _required(table: Table) -> tuple[str, ...]:
+    """Columns a new row must be given: NOT NULL, with no default of ours or the database's."""
+    return tuple(
+        column.key
+        for column in table.columns
+        if not column.nullable and column.default is None and column.server_default is None
+    )
 
 
 @cache

@@ -64,6 +64,12 @@ def select_rows(
     return statement.order_by(*order_terms(model, keys))
 
 
+def select_by_key(model: type[Any], key: Any, *, load: Sequence[str] | None) -> Select[Any]:
+    """SELECT of the `model` row with primary key `key`, loading the named relationships."""
+    column = getattr(model, primary_key(model)[0])
+    return select(model).options(*loader_options(model, load)).where(column == key)
+
+
 def with_total(statement: Select[Any]) -> Select[Any]:
     """The same SELECT, each row also carrying the count of all matching rows (one scan)."""
     return statement.add_columns(over(func.count()).label("total_count"))

@@ -39,10 +39,17 @@ class ReadingMixin(RepositoryCore[ModelT]):
     """The reading half of a repository."""
 
     def get(self, id: uuid.UUID | str, *, load: Load = None) -> ModelT | None:
-        """The row with this primary key, or None; `load` names relationships to fetch too."""
-        options = queries.loader_options(self.model, load)
+        """The row with this primary key, or None; `load` names relationships to fetch too,
+        also when the row is already in the session."""
+        key = as_uuid(id)
         with translating_errors(model=self.model):
-            return self.session.get(self.model, as_uuid(id), options=options)
+            if not load:
+                return self.session.get(self.model, key)
+            # A SELECT, not Session.get: get returns a row the session already holds without
+            # applying loader options, leaving its relationships unloaded.
+            statement = queries.select_by_key(self.model, key, load=load)
+            found: ModelT | None = self.session.scalars(statement).one_or_none()
+            return found
 
     def get_one(self, id: uuid.UUID | str, *, load: Load = None) -> ModelT:
         """The row with this primary key, or `NotFoundError`."""

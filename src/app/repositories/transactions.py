@@ -1,10 +1,11 @@
 """Run a unit of work to completion, retrying the whole of it when the database says so.
 
 Serialization failures, deadlocks, lock timeouts, SQLite's busy errors (`RetryableError`) and
-lost optimistic locks (`StaleObjectError`) are retried with exponential backoff and jitter;
-nothing else is. This is the retry protocol distributed SQL engines (CockroachDB and the like)
-require as well: the function must be safe to run again, so it should only touch the database
-through the unit of work it is given.
+optimistic locks lost to a concurrent transaction (`StaleObjectError` with `lost_race`) are
+retried with exponential backoff and jitter; nothing else is. A stale `expected_version` from
+the caller is not retried: running again cannot succeed. This is the retry protocol distributed
+SQL engines (CockroachDB and the like) require as well: the function must be safe to run again,
+so it should only touch the database through the unit of work it is given.
 """
 
 from __future__ import annotations
@@ -14,8 +15,15 @@ from functools import wraps
 from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
+from app.config import get_settings
 from app.db.errors import RetryableError, StaleObjectError
 from app.repositories.unit_of_work import UnitOfWork
 
@@ -31,15 +39,25 @@ def run_in_transaction(
     retries: int = DEFAULT_RETRIES,
     isolation_level: str | None = None,
     session_factory: sessionmaker[Session] | None = None,
+    backoff: float | None = None,
+    max_backoff: float | None = None,
 ) -> T:
     """Run `fn(uow)` in a fresh unit of work and commit; run it again (up to `retries` more
-    times) when it fails with `RetryableError` or `StaleObjectError`."""
+    times) when it fails with `RetryableError` or loses an optimistic lock to a concurrent
+    transaction.
+
+    The first retry waits `backoff` seconds, each next one twice as long up to `max_backoff`,
+    plus up to `backoff` of random jitter (defaults: DB_RETRY_BACKOFF, DB_RETRY_MAX_BACKOFF).
+    """
     if retries < 0:
         raise ValueError(f"retries must be 0 or more, got {retries}")
+    settings = get_settings()
+    initial = settings.db_retry_backoff if backoff is None else backoff
+    ceiling = settings.db_retry_max_backoff if max_backoff is None else max_backoff
     retrying = Retrying(
         stop=stop_after_attempt(retries + 1),
-        wait=wait_exponential_jitter(multiplier=0.005, max=0.5, jitter=0.02),
-        retry=retry_if_exception_type((RetryableError, StaleObjectError)),
+        wait=wait_exponential(multiplier=initial, max=ceiling) + wait_random(0, initial),
+        retry=retry_if_exception(is_retryable),
         reraise=True,
     )
     for attempt in retrying:
@@ -49,11 +67,18 @@ def run_in_transaction(
     return result
 
 
+def is_retryable(exc: BaseException) -> bool:
+    """Whether running the whole unit of work again may succeed."""
+    return isinstance(exc, RetryableError) or (isinstance(exc, StaleObjectError) and exc.lost_race)
+
+
 def transactional(
     *,
     retries: int = DEFAULT_RETRIES,
     isolation_level: str | None = None,
     session_factory: sessionmaker[Session] | None = None,
+    backoff: float | None = None,
+    max_backoff: float | None = None,
 ) -> Callable[[Callable[Concatenate[UnitOfWork, P], T]], Callable[P, T]]:
     """Decorator form: `@transactional()` on `def f(uow, ...)` makes `f(...)` run in
     `run_in_transaction`."""
@@ -66,6 +91,8 @@ def transactional(
                 retries=retries,
                 isolation_level=isolation_level,
                 session_factory=session_factory,
+                backoff=backoff,
+                max_backoff=max_backoff,
             )
 
         return wrapper

@@ -1,4 +1,11 @@
-"""The Unit of Work: one session, one transaction boundary, repositories on that session."""
+"""The Unit of Work: one session, one transaction boundary, repositories on that session.
+
+Entering a unit that is already open joins it: the inner block runs in a savepoint of the same
+transaction. Its `commit()` releases the savepoint and hands the work to the enclosing block
+(only the outermost `commit()` makes anything permanent); leaving it without `commit()`, or with
+an exception, rolls back to the savepoint. A service written as `with uow: ...; uow.commit()`
+therefore works on its own and inside a caller's unit or `run_in_transaction` alike.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from app.db.errors import translating_errors
 from app.db.session import get_session_factory
@@ -15,7 +22,11 @@ from app.repositories.users import UserRepository
 
 
 class UnitOfWork:
-    """`with UnitOfWork() as uow: ...; uow.commit()` -- leaving without commit rolls back."""
+    """`with UnitOfWork() as uow: ...; uow.commit()` -- leaving without commit rolls back.
+
+    What was loaded stays readable after the block, committed or not; relationships that were
+    not loaded still raise.
+    """
 
     users: UserRepository
     items: ItemRepository
@@ -29,12 +40,15 @@ class UnitOfWork:
         self._session_factory = session_factory
         self._isolation_level = isolation_level
         self._session: Session | None = None
+        # One entry per joined (inner) block: its savepoint, or None once committed or rolled
+        # back, after which its further work belongs to the enclosing block.
+        self._joined: list[SessionTransaction | None] = []
 
     def __enter__(self) -> UnitOfWork:
         if self._session is not None:
-            raise RuntimeError(
-                "this UnitOfWork is already open; leave its `with` block before entering it again"
-            )
+            with translating_errors():
+                self._joined.append(self._session.begin_nested())
+            return self
         factory = self._session_factory or get_session_factory()
         self._session = factory()
         if self._isolation_level is not None:
@@ -53,13 +67,16 @@ class UnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        session, self._session = self._session, None
-        if session is None:
+        if self._joined:
+            savepoint = self._joined.pop()
+            if savepoint is not None and savepoint.is_active:
+                with translating_errors():
+                    savepoint.rollback()
             return
-        try:
-            # Whatever was not committed is discarded, exception or not.
-            session.rollback()
-        finally:
+        session, self._session = self._session, None
+        if session is not None:
+            # Closing ends the transaction with a rollback of whatever was not committed, and
+            # detaches the objects without expiring them: what was read stays readable.
             session.close()
 
     @property
@@ -70,13 +87,28 @@ class UnitOfWork:
         return self._session
 
     def commit(self) -> None:
-        """Make the work so far permanent."""
+        """Make the work so far permanent (inside a joined block: hand it to the enclosing one)."""
+        session = self.session
         with translating_errors():
-            self.session.commit()
+            if self._joined:
+                self._finish_joined(commit=True)
+            else:
+                session.commit()
 
     def rollback(self) -> None:
-        """Discard the work since the last commit."""
-        self.session.rollback()
+        """Discard the work since the last commit (inside a joined block: since it began)."""
+        session = self.session
+        with translating_errors():
+            if self._joined:
+                self._finish_joined(commit=False)
+            else:
+                session.rollback()
+
+    def _finish_joined(self, *, commit: bool) -> None:
+        savepoint = self._joined[-1]
+        if savepoint is not None and savepoint.is_active:
+            (savepoint.commit if commit else savepoint.rollback)()
+        self._joined[-1] = None
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

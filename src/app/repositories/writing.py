@@ -6,14 +6,20 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import Table, and_, select
+from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
 from app.db.bulk import bulk_insert
-from app.db.errors import InvalidQueryError, StaleObjectError, translating_errors
+from app.db.errors import ConflictError, InvalidQueryError, StaleObjectError, translating_errors
 from app.db.types import utcnow
 from app.repositories.core import Data, ModelT, batches
 from app.repositories.reading import ReadingMixin
-from app.repositories.upserts import check_conflict_target, upsert_statement
+from app.repositories.upserts import (
+    check_conflict_target,
+    conflicting_key,
+    other_keys_given,
+    upsert_statement,
+)
 
 DEFAULT_BATCH_SIZE = 1000
 
@@ -23,10 +29,10 @@ class WritingMixin(ReadingMixin[ModelT]):
 
     def create(self, data: Data) -> ModelT:
         """Add a row and flush it, so its id and defaults are set."""
-        values = self._values(data, writable=self._creatable)
+        values = self._new_row_values(data)
         instance = self.model(**values)
         self.session.add(instance)
-        self._flush(values)
+        self._flush()
         return instance
 
     def update(
@@ -43,11 +49,12 @@ class WritingMixin(ReadingMixin[ModelT]):
         if expected_version is not None and current != expected_version:
             raise StaleObjectError(
                 f"the {self._entity} is at version {current}, not version {expected_version}: "
-                "someone changed it since it was read; load it again and retry"
+                "someone changed it since it was read; load it again and retry",
+                lost_race=False,
             )
         for name, value in values.items():
             setattr(instance, name, value)
-        self._flush(values)
+        self._flush()
         return instance
 
     def delete(self, id: uuid.UUID | str) -> None:
@@ -67,9 +74,10 @@ class WritingMixin(ReadingMixin[ModelT]):
         inserted = 0
         self._flush()
         for batch in batches(rows, batch_size):
-            values = self._complete_rows(batch, columns, utcnow())
-            single = dict(zip(columns, values[0], strict=True)) if len(values) == 1 else None
-            with translating_errors(model=self.model, values=single):
+            values = self._complete_rows(
+                [self._new_row_values(row) for row in batch], columns, utcnow()
+            )
+            with translating_errors(model=self.model):
                 bulk_insert(self.session.connection(), self._table, columns, values)
             inserted += len(values)
         return inserted
@@ -77,14 +85,15 @@ class WritingMixin(ReadingMixin[ModelT]):
     def upsert(self, data: Data, *, conflict: Sequence[str] = ("email",)) -> ModelT:
         """Insert the row, or update the one that has the same `conflict` values, atomically.
 
-        On update the given fields change, `version` advances and `updated_at` moves; the id
-        and `created_at` stay.
+        On update only the given fields change, `version` advances and `updated_at` moves; the
+        id, `created_at` and every field left out stay as stored. A row whose other unique
+        values (an id, an email) belong to a different row is a `ConflictError`, and nothing
+        is written.
         """
         target = check_conflict_target(self._table, conflict)
         (row,) = self._upsert_batch([data], target)
-        keys = dict(zip(self._table.columns.keys(), row, strict=True))
         statement = select(self.model).where(
-            and_(*(getattr(self.model, name) == keys[name] for name in target))
+            and_(*(getattr(self.model, name) == row[name] for name in target))
         )
         with translating_errors(model=self.model):
             found: ModelT = self.session.scalars(
@@ -99,24 +108,71 @@ class WritingMixin(ReadingMixin[ModelT]):
         conflict: Sequence[str] = ("email",),
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> int:
-        """`upsert` for many rows, streamed in batches; returns how many rows were sent."""
+        """`upsert` for many rows, streamed in batches; returns how many rows were sent.
+
+        Rows may give different sets of fields: each set is one statement per batch.
+        """
         target = check_conflict_target(self._table, conflict)
         written = 0
         for batch in batches(rows, batch_size):
             written += len(self._upsert_batch(batch, target))
         return written
 
-    def _upsert_batch(self, batch: list[Data], target: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    def _upsert_batch(self, batch: list[Data], target: tuple[str, ...]) -> list[dict[str, Any]]:
         self._flush()
-        columns = tuple(self._table.columns.keys())
-        rows = self._complete_rows(batch, columns, utcnow())
-        missing = [name for name in target if any(row[columns.index(name)] is None for row in rows)]
+        missing: set[str] = set()
+        given_sets: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for data in batch:
+            values = self._new_row_values(data)
+            # An id left out is generated: such a row can only be inserted.
+            missing |= {name for name in target if name != "id" and values.get(name) is None}
+            given_sets.setdefault(frozenset(values), []).append(values)
         if missing:
-            raise InvalidQueryError(f"upsert needs a value for {', '.join(missing)} in every row")
-        statement = upsert_statement(
-            self.session.get_bind().dialect.name, self._table, columns, target
-        )
-        params = [dict(zip(columns, row, strict=True)) for row in rows]
-        with translating_errors(model=self.model, values=params[0] if len(params) == 1 else None):
+            raise InvalidQueryError(
+                f"upsert needs a value for {', '.join(sorted(missing))} in every row"
+            )
+        columns = tuple(self._table.columns.keys())
+        now = utcnow()
+        sent: list[dict[str, Any]] = []
+        for given, group in given_sets.items():
+            params = [
+                dict(zip(columns, row, strict=True))
+                for row in self._complete_rows(group, columns, now)
+            ]
+            self._upsert_group(params, target, given)
+            sent += params
+        return sent
+
+    def _upsert_group(
+        self, params: list[dict[str, Any]], target: tuple[str, ...], given: frozenset[str]
+    ) -> None:
+        dialect = self.session.get_bind().dialect.name
+        statement = upsert_statement(dialect, self._table, tuple(params[0]), target, given)
+        others = other_keys_given(self._table, given, target)
+        if not others:
+            with translating_errors(model=self.model):
+                self.session.execute(statement, params)
+            return
+        # The rows name another unique key too: check that they met no other row, in a
+        # savepoint, so a conflict leaves nothing changed.
+        with translating_errors(model=self.model), self.session.begin_nested() as savepoint:
             self.session.execute(statement, params)
-        return rows
+            connection = self.session.connection()
+            collided = conflicting_key(connection, self._table, params, target, others)
+            if collided is not None:
+                savepoint.rollback()
+        if collided is not None:
+            raise ConflictError(
+                f"a {self._entity} with this {' and '.join(collided)} already exists",
+                constraint=_constraint_name(self._table, collided),
+                fields=collided,
+            )
+
+
+def _constraint_name(table: Table, columns: tuple[str, ...]) -> str | None:
+    for constraint in table.constraints:
+        if isinstance(constraint, ColumnCollectionConstraint) and (
+            tuple(constraint.columns.keys()) == columns
+        ):
+            return str(constraint.name)
+    return None

@@ -15,7 +15,7 @@ from app.db.bulk import bulk_insert, copy_text
 from app.db.errors import ConflictError, translating_errors
 from app.db.models import Item, User
 from app.seed.data import ITEM_COLUMNS, USER_COLUMNS, Row, SeedPlan
-from app.seed.writer import count_present, insert_skipping_existing
+from app.seed.writer import count_present, insert_skipping_existing, present_keys
 from app.services.passwords import hash_password
 
 DEFAULT_DEMO_USERS = 5
@@ -47,11 +47,14 @@ class SeedSummary:
 
     inserted: int = 0
     already_present: int = 0
+    # Rows left out because a row the seed does not own holds one of their unique values (a
+    # person registered as user3@example.com), or because their owner was left out.
+    skipped: int = 0
     seconds: float = 0.0
 
     @property
     def rows(self) -> int:
-        return self.inserted + self.already_present
+        return self.inserted + self.already_present + self.skipped
 
 
 ProgressCallback = Callable[[int], None]
@@ -134,6 +137,8 @@ class _TableBatch:
     edge_keys: Callable[[], list[uuid.UUID]]  # the first and the last key, cheaply
     rows: Callable[[], list[Row]]
     copy_chunks: Callable[[], Iterator[str]] | None = None
+    # The column (by position) that refers to a row of another seeded table, and that table.
+    parent: tuple[int, Table] | None = None
 
     @classmethod
     def of_rows(cls, table: Table, columns: tuple[str, ...], rows: list[Row]) -> _TableBatch:
@@ -169,6 +174,7 @@ def _item_batch(plan: SeedPlan, numbers: range) -> _TableBatch:
             "".join([line for n in chunk for line in plan.item_copy_lines(n)])
             for chunk in _chunks(numbers)
         ),
+        parent=(ITEM_COLUMNS.index("owner_id"), USERS),
     )
 
 
@@ -179,53 +185,68 @@ def _commit(engine: Engine, batches: list[_TableBatch], summary: SeedSummary) ->
     """
     try:
         with translating_errors(), engine.begin() as connection:
-            inserted = _write(connection, batches, fast=True)
+            written = _write(connection, batches, fast=True)
     except ConflictError:
         # Some rows exist after all (another run, or rows we did not look for): write the
         # batch again, letting the database skip what is there.
         with translating_errors(), engine.begin() as connection:
-            inserted = _write(connection, batches, fast=False)
+            written = _write(connection, batches, fast=False)
     size = sum(batch.size for batch in batches)
-    summary.inserted += inserted
-    summary.already_present += size - inserted
+    summary.inserted += written.inserted
+    summary.skipped += written.skipped
+    summary.already_present += size - written.inserted - written.skipped
     return size
 
 
-def _write(connection: Connection, batches: list[_TableBatch], *, fast: bool) -> int:
-    """Write the tables in order; returns how many rows were new."""
-    inserted = 0
+@dataclass(frozen=True)
+class _Written:
+    inserted: int
+    skipped: int
+
+
+def _write(connection: Connection, batches: list[_TableBatch], *, fast: bool) -> _Written:
+    """Write the tables in order; returns how many rows were new and how many left out."""
+    inserted = skipped = 0
     owners_all_new = False
     for batch in batches:
         # Items cannot exist without their owner: when every user was new, so is every item.
         written = _write_table(connection, batch, fast=fast, known_absent=owners_all_new)
-        owners_all_new = fast and written == batch.size
-        inserted += written
-    return inserted
+        owners_all_new = fast and written.inserted == batch.size
+        inserted += written.inserted
+        skipped += written.skipped
+    return _Written(inserted, skipped)
 
 
 def _write_table(
     connection: Connection, batch: _TableBatch, *, fast: bool, known_absent: bool
-) -> int:
+) -> _Written:
     """Write one table's rows: the bulk path when none exist, else skip existing ones.
 
     Batches are written in id order, so one whose first and last rows are missing is almost
     surely new: it goes the bulk way, and should a row exist after all, the database refuses
-    it (ConflictError) and the whole batch is written again the careful way.
+    it (ConflictError) and the whole batch is written again the careful way. The careful way
+    leaves alone rows the seed does not own, and leaves out rows whose parent is missing.
     """
     if batch.size == 0:
-        return 0
+        return _Written(0, 0)
     if fast and (known_absent or _edges_absent(connection, batch)):
         if batch.copy_chunks is not None and connection.dialect.name == "postgresql":
             copy_text(connection, batch.table, batch.columns, batch.copy_chunks())
         else:
             bulk_insert(connection, batch.table, batch.columns, batch.rows())
-        return batch.size
+        return _Written(batch.size, 0)
     keys = batch.keys()
     present = count_present(connection, batch.table, "id", keys)
     if present == batch.size:
-        return 0
-    insert_skipping_existing(connection, batch.table, batch.columns, batch.rows())
-    return count_present(connection, batch.table, "id", keys) - present
+        return _Written(0, 0)
+    rows = batch.rows()
+    if batch.parent is not None:
+        position, parent = batch.parent
+        parents = present_keys(connection, parent, "id", list({row[position] for row in rows}))
+        rows = [row for row in rows if row[position] in parents]
+    insert_skipping_existing(connection, batch.table, batch.columns, rows)
+    after = count_present(connection, batch.table, "id", keys)
+    return _Written(after - present, batch.size - after)
 
 
 def _edges_absent(connection: Connection, batch: _TableBatch) -> bool:

@@ -26,6 +26,17 @@ def count_present(connection: Connection, table: Table, column: str, keys: Seque
     return present
 
 
+def present_keys(
+    connection: Connection, table: Table, column: str, keys: Sequence[Any]
+) -> set[Any]:
+    """Which of `keys` some row of `table` has in `column`."""
+    found: set[Any] = set()
+    for start in range(0, len(keys), _LOOKUP_CHUNK):
+        chunk = keys[start : start + _LOOKUP_CHUNK]
+        found.update(connection.scalars(select(table.c[column]).where(table.c[column].in_(chunk))))
+    return found
+
+
 def insert_skipping_existing(
     connection: Connection, table: Table, columns: Sequence[str], rows: list[Row]
 ) -> None:

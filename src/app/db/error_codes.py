@@ -1,0 +1,168 @@
+"""What a driver's exception means, decided by the code the database gives, never by its text.
+
+PostgreSQL: SQLSTATE (https://www.postgresql.org/docs/current/errcodes-appendix.html). MariaDB:
+the error number. SQLite: the extended result code (its primary code as a fallback).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(Enum):
+    """What a caller can do about a failure; each kind becomes one data-layer error."""
+
+    CONFLICT = "conflict"
+    FOREIGN_KEY = "foreign_key"
+    RETRYABLE = "retryable"
+    UNAVAILABLE = "unavailable"
+    CANNOT_CONNECT = "cannot_connect"
+    LOGIN = "login"
+    NO_DATABASE = "no_database"
+    TIMEOUT = "timeout"
+    INVALID = "invalid"
+
+
+class Rule(Enum):
+    """Which rule a refused value broke, for the message; the kind is INVALID."""
+
+    NOT_NULL = "cannot be null"
+    CHECK = "breaks a check constraint"
+    TOO_LONG = "is too long for its column"
+    OUT_OF_RANGE = "is out of the column's range"
+    MALFORMED = "is not a valid value for its column"
+
+
+@dataclass(frozen=True)
+class Meaning:
+    """The kind of a failure and, for refused values, the rule; `unavailable_because` says
+    in a few words why the database cannot serve (for DatabaseUnavailableError)."""
+
+    kind: Kind
+    rule: Rule | None = None
+    unavailable_because: str = ""
+
+
+def _invalid(rule: Rule) -> Meaning:
+    return Meaning(Kind.INVALID, rule)
+
+
+def _unavailable(because: str) -> Meaning:
+    return Meaning(Kind.UNAVAILABLE, unavailable_because=because)
+
+
+CONFLICT = Meaning(Kind.CONFLICT)
+FOREIGN_KEY = Meaning(Kind.FOREIGN_KEY)
+RETRYABLE = Meaning(Kind.RETRYABLE)
+CANNOT_CONNECT = Meaning(Kind.CANNOT_CONNECT)
+LOGIN = Meaning(Kind.LOGIN)
+NO_DATABASE = Meaning(Kind.NO_DATABASE)
+TIMEOUT = Meaning(Kind.TIMEOUT)
+SERVER_GONE = _unavailable("the connection was lost or the server is shutting down")
+TOO_MANY_CONNECTIONS = _unavailable("the server has no free connection slots")
+IDLE_TIMEOUT = _unavailable(
+    "the server closed a transaction that stayed idle too long (idle-in-transaction timeout)"
+)
+STORAGE = _unavailable("the database cannot write: its disk is full, it is read-only or I/O failed")
+
+POSTGRESQL_CODES = {
+    "23505": CONFLICT,  # unique_violation
+    "23503": FOREIGN_KEY,  # foreign_key_violation
+    "40001": RETRYABLE,  # serialization_failure
+    "40P01": RETRYABLE,  # deadlock_detected
+    "55P03": RETRYABLE,  # lock_not_available (lock_timeout)
+    "57014": TIMEOUT,  # query_canceled (statement_timeout, or a cancel request)
+    "57P01": SERVER_GONE,  # admin_shutdown
+    "57P02": SERVER_GONE,  # crash_shutdown
+    "57P03": SERVER_GONE,  # cannot_connect_now
+    "53300": TOO_MANY_CONNECTIONS,  # too_many_connections
+    "25P03": IDLE_TIMEOUT,  # idle_in_transaction_session_timeout
+    "3D000": NO_DATABASE,  # invalid_catalog_name
+    "23502": _invalid(Rule.NOT_NULL),  # not_null_violation
+    "23514": _invalid(Rule.CHECK),  # check_violation
+    "22001": _invalid(Rule.TOO_LONG),  # string_data_right_truncation
+    "22003": _invalid(Rule.OUT_OF_RANGE),  # numeric_value_out_of_range
+    "22008": _invalid(Rule.OUT_OF_RANGE),  # datetime_field_overflow
+}
+POSTGRESQL_CLASSES = {
+    "08": SERVER_GONE,  # connection_exception
+    "22": _invalid(Rule.MALFORMED),  # data_exception
+    "28": LOGIN,  # invalid_authorization_specification
+    "53": _unavailable("the server is out of resources (disk, memory or connections)"),
+}
+
+MARIADB_ERRNOS = {
+    1062: CONFLICT,  # ER_DUP_ENTRY
+    1451: FOREIGN_KEY,  # ER_ROW_IS_REFERENCED_2
+    1452: FOREIGN_KEY,  # ER_NO_REFERENCED_ROW_2
+    1213: RETRYABLE,  # ER_LOCK_DEADLOCK
+    1205: RETRYABLE,  # ER_LOCK_WAIT_TIMEOUT
+    1020: RETRYABLE,  # ER_CHECKREAD: record changed since last read
+    1969: TIMEOUT,  # ER_STATEMENT_TIMEOUT (max_statement_time)
+    2002: CANNOT_CONNECT,  # CR_CONNECTION_ERROR
+    2003: CANNOT_CONNECT,  # CR_CONN_HOST_ERROR
+    2006: SERVER_GONE,  # CR_SERVER_GONE_ERROR
+    2013: SERVER_GONE,  # CR_SERVER_LOST
+    2055: SERVER_GONE,  # CR_SERVER_LOST_EXTENDED
+    1927: SERVER_GONE,  # ER_CONNECTION_KILLED
+    1053: SERVER_GONE,  # ER_SERVER_SHUTDOWN
+    1040: TOO_MANY_CONNECTIONS,  # ER_CON_COUNT_ERROR
+    1203: TOO_MANY_CONNECTIONS,  # ER_TOO_MANY_USER_CONNECTIONS
+    1226: TOO_MANY_CONNECTIONS,  # ER_USER_LIMIT_REACHED (max_user_connections)
+    1021: STORAGE,  # ER_DISK_FULL
+    1114: STORAGE,  # ER_RECORD_FILE_FULL (table full)
+    1290: STORAGE,  # ER_OPTION_PREVENTS_STATEMENT (read_only)
+    1792: STORAGE,  # ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+    1045: LOGIN,  # ER_ACCESS_DENIED_ERROR
+    1044: LOGIN,  # ER_DBACCESS_DENIED_ERROR
+    1049: NO_DATABASE,  # ER_BAD_DB_ERROR
+    1048: _invalid(Rule.NOT_NULL),  # ER_BAD_NULL_ERROR
+    1364: _invalid(Rule.NOT_NULL),  # ER_NO_DEFAULT_FOR_FIELD
+    1406: _invalid(Rule.TOO_LONG),  # ER_DATA_TOO_LONG
+    1264: _invalid(Rule.OUT_OF_RANGE),  # ER_WARN_DATA_OUT_OF_RANGE
+    1292: _invalid(Rule.MALFORMED),  # ER_TRUNCATED_WRONG_VALUE
+    1366: _invalid(Rule.MALFORMED),  # ER_TRUNCATED_WRONG_VALUE_FOR_FIELD
+    4025: _invalid(Rule.CHECK),  # ER_CONSTRAINT_FAILED
+}
+
+SQLITE_CODES = {
+    2067: CONFLICT,  # SQLITE_CONSTRAINT_UNIQUE
+    1555: CONFLICT,  # SQLITE_CONSTRAINT_PRIMARYKEY
+    787: FOREIGN_KEY,  # SQLITE_CONSTRAINT_FOREIGNKEY
+    5: RETRYABLE,  # SQLITE_BUSY
+    261: RETRYABLE,  # SQLITE_BUSY_RECOVERY
+    517: RETRYABLE,  # SQLITE_BUSY_SNAPSHOT
+    773: RETRYABLE,  # SQLITE_BUSY_TIMEOUT
+    6: RETRYABLE,  # SQLITE_LOCKED
+    262: RETRYABLE,  # SQLITE_LOCKED_SHAREDCACHE
+    14: _unavailable("the database file cannot be opened"),  # SQLITE_CANTOPEN
+    8: STORAGE,  # SQLITE_READONLY
+    10: STORAGE,  # SQLITE_IOERR
+    13: STORAGE,  # SQLITE_FULL
+    1299: _invalid(Rule.NOT_NULL),  # SQLITE_CONSTRAINT_NOTNULL
+    275: _invalid(Rule.CHECK),  # SQLITE_CONSTRAINT_CHECK
+    18: _invalid(Rule.TOO_LONG),  # SQLITE_TOOBIG
+    20: _invalid(Rule.MALFORMED),  # SQLITE_MISMATCH
+    25: _invalid(Rule.OUT_OF_RANGE),  # SQLITE_RANGE
+}
+
+
+def classify(orig: BaseException | None) -> Meaning | None:
+    """The meaning of a DBAPI exception, from the code the driver exposes; None if unknown."""
+    if orig is None:
+        return None
+    module = type(orig).__module__
+    if module.startswith("psycopg"):
+        sqlstate = getattr(orig, "sqlstate", None)
+        if sqlstate is None:
+            # No SQLSTATE means the server never answered: the client could not connect.
+            return CANNOT_CONNECT if type(orig).__name__ == "OperationalError" else None
+        return POSTGRESQL_CODES.get(sqlstate) or POSTGRESQL_CLASSES.get(sqlstate[:2])
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)  # sqlite3
+    if isinstance(sqlite_code, int):
+        return SQLITE_CODES.get(sqlite_code) or SQLITE_CODES.get(sqlite_code & 0xFF)
+    args = getattr(orig, "args", ())
+    if module.startswith("pymysql") and args and isinstance(args[0], int):
+        return MARIADB_ERRNOS.get(args[0])
+    return None

@@ -1,0 +1,455 @@
+"""Every failure the data layer maps, provoked on a real server, becomes the named error, and its
+message carries no stored value and no driver text.
+
+Each case makes the database itself refuse something (raw SQL where the repositories would
+refuse the input before it reached the database), then checks what `translating_errors` makes
+of it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
+
+from app.db.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    DataLayerError,
+    ForeignKeyError,
+    InvalidQueryError,
+    RetryableError,
+    StatementTimeoutError,
+    translating_errors,
+)
+from app.db.models import Item, User
+from app.db.session import make_engine
+
+SECRET_VALUE = "s3cret-hash-value"
+
+
+@pytest.fixture
+def engine_url(committed_engine: Engine) -> Iterator[URL]:
+    """The URL of a migrated database whose tables are emptied after the test."""
+    yield committed_engine.url
+    with committed_engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM items")
+        conn.exec_driver_sql("DELETE FROM users")
+
+
+def _engine(url: URL | str, **options: object) -> Engine:
+    return make_engine(url, poolclass=NullPool, **options)  # type: ignore[arg-type]
+
+
+@contextmanager
+def _refused(expected: type[DataLayerError], model: type[object] | None = None) -> Iterator[None]:
+    """The block must fail with `expected`, chained to the driver's error, with a clean message."""
+    with pytest.raises(expected) as caught, translating_errors(model=model):
+        yield
+    message = str(caught.value)
+    assert SECRET_VALUE not in message
+    assert caught.value.__cause__ is not None
+    for driver_words in ("DETAIL", "Failing row", "Duplicate entry", "constraint failed:"):
+        assert driver_words not in message
+
+
+def _insert_user(conn: Connection, email: str = "a@example.com", **values: object) -> str:
+    user_id = uuid.uuid4()
+    stored = str(user_id) if conn.dialect.name == "postgresql" else user_id.hex
+    row = {"id": stored, "email": email, "hashed_password": SECRET_VALUE, "now": _now(conn)}
+    row.update(values)
+    conn.execute(
+        text(
+            "INSERT INTO users (id, email, hashed_password, created_at, updated_at) "
+            "VALUES (:id, :email, :hashed_password, :now, :now)"
+        ),
+        row,
+    )
+    return stored
+
+
+def _now(conn: Connection) -> str:
+    return "2026-01-01 00:00:00+00" if conn.dialect.name == "postgresql" else "2026-01-01 00:00:00"
+
+
+# -- every backend ------------------------------------------------------------------------------
+
+
+def test_a_duplicate_unique_value_is_a_conflict_naming_the_field(engine_url: URL) -> None:
+    with _engine(engine_url).connect() as conn:
+        _insert_user(conn, "taken@example.com")
+        with _refused(ConflictError, User) as _:
+            _insert_user(conn, "taken@example.com")
+
+
+def test_the_conflict_names_field_and_constraint_but_not_the_value(engine_url: URL) -> None:
+    with _engine(engine_url).connect() as conn:
+        _insert_user(conn, "taken@example.com")
+        with pytest.raises(ConflictError) as caught, translating_errors(model=User):
+            _insert_user(conn, "taken@example.com")
+    assert (caught.value.fields, caught.value.constraint) == (("email",), "uq_users_email")
+    assert str(caught.value) == "a user with this email already exists"
+
+
+def test_a_duplicate_primary_key_is_a_conflict(engine_url: URL) -> None:
+    with _engine(engine_url).connect() as conn:
+        user_id = _insert_user(conn, "one@example.com")
+        with _refused(ConflictError, User):
+            _insert_user(conn, "two@example.com", id=user_id)
+
+
+def test_a_missing_referenced_row_is_a_foreign_key_error(engine_url: URL) -> None:
+    with _engine(engine_url).connect() as conn, _refused(ForeignKeyError, Item):
+        conn.execute(
+            text(
+                "INSERT INTO items (id, title, owner_id, created_at, updated_at) "
+                "VALUES (:id, 't', :owner, :now, :now)"
+            ),
+            {"id": uuid.uuid4().hex, "owner": uuid.uuid4().hex, "now": _now(conn)},
+        )
+
+
+def test_a_null_in_a_required_column_names_the_column_and_not_the_row(engine_url: URL) -> None:
+    with (
+        _engine(engine_url).connect() as conn,
+        pytest.raises(InvalidQueryError) as caught,
+        translating_errors(model=User),
+    ):
+        _insert_user(conn, email=None)  # type: ignore[arg-type]
+    assert str(caught.value) == "the database refused the user: email cannot be null"
+
+
+def test_a_check_constraint_is_an_invalid_query(engine_url: URL) -> None:
+    with _engine(engine_url).connect() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE checked (n INTEGER, CONSTRAINT ck_positive CHECK (n > 0))"
+        )
+        conn.commit()
+        try:
+            with _refused(InvalidQueryError):
+                conn.exec_driver_sql("INSERT INTO checked (n) VALUES (-1)")
+            conn.rollback()
+        finally:
+            conn.exec_driver_sql("DROP TABLE checked")
+            conn.commit()
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+
+def _pg_blocked_by_a_row_lock(url: URL, statement: str, **options: object) -> None:
+    """Run `statement` on one connection while another holds the lock it needs."""
+    holder_engine, waiter_engine = _engine(url), _engine(url, **options)
+    with holder_engine.connect() as holder, waiter_engine.connect() as waiter:
+        _insert_user(holder, "locked@example.com")
+        holder.commit()
+        holder.execute(text("SELECT * FROM users FOR UPDATE"))
+        try:
+            waiter.execute(text(statement))
+        finally:
+            holder.rollback()
+
+
+@pytest.mark.backends("postgresql")
+def test_postgresql_statement_timeout_on_a_blocked_update_is_a_statement_timeout(
+    engine_url: URL,
+) -> None:
+    with _refused(StatementTimeoutError, User):
+        _pg_blocked_by_a_row_lock(
+            engine_url, "UPDATE users SET full_name = 'x'", statement_timeout=0.3
+        )
+
+
+@pytest.mark.backends("postgresql")
+def test_postgresql_lock_timeout_is_retryable(engine_url: URL) -> None:
+    with _refused(RetryableError, User):
+        _pg_blocked_by_a_row_lock(
+            engine_url, "SET lock_timeout = '200ms'; UPDATE users SET full_name = 'x'"
+        )
+
+
+@pytest.mark.backends("postgresql")
+def test_postgresql_serialization_failure_is_retryable(engine_url: URL) -> None:
+    engine = _engine(engine_url, isolation_level="SERIALIZABLE")
+    with engine.connect() as setup:
+        _insert_user(setup, "s@example.com")
+        setup.commit()
+    with engine.connect() as first, engine.connect() as second:
+        first.execute(text("SELECT * FROM users")).all()
+        second.execute(text("SELECT * FROM users")).all()
+        first.execute(text("UPDATE users SET full_name = 'first'"))
+        first.commit()
+        with _refused(RetryableError, User):
+            second.execute(text("UPDATE users SET full_name = 'second'"))
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_deadlock_is_retryable(engine_url: URL) -> None:
+    engine = _engine(engine_url)
+    with engine.connect() as setup:
+        first_id, second_id = (
+            _insert_user(setup, "d1@example.com"),
+            _insert_user(setup, "d2@example.com"),
+        )
+        setup.commit()
+    errors: list[BaseException] = []
+    lock_second = "UPDATE users SET full_name = 'x' WHERE id = :id"
+
+    def cross(conn: Connection, mine: str, theirs: str, ready: threading.Barrier) -> None:
+        try:
+            with translating_errors(model=User):
+                conn.execute(text(lock_second), {"id": mine})
+                ready.wait(timeout=10)
+                conn.execute(text(lock_second), {"id": theirs})
+        except BaseException as exc:  # collected and checked by the main thread
+            errors.append(exc)
+        finally:
+            conn.rollback()
+
+    barrier = threading.Barrier(2)
+    with engine.connect() as a, engine.connect() as b:
+        threads = [
+            threading.Thread(target=cross, args=(a, first_id, second_id, barrier)),
+            threading.Thread(target=cross, args=(b, second_id, first_id, barrier)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert [type(error) for error in errors] == [RetryableError]
+
+
+@pytest.mark.backends("postgresql")
+def test_postgresql_idle_in_transaction_timeout_is_unavailable(engine_url: URL) -> None:
+    with _engine(engine_url).connect() as conn:
+        conn.exec_driver_sql("SET idle_in_transaction_session_timeout = '200ms'")
+        conn.exec_driver_sql("SELECT 1")
+        time.sleep(0.6)
+        with _refused(DatabaseUnavailableError):
+            conn.exec_driver_sql("SELECT 1")
+
+
+@pytest.mark.backends("postgresql")
+def test_postgresql_a_terminated_session_is_unavailable(engine_url: URL) -> None:
+    engine = _engine(engine_url)
+    with engine.connect() as victim, engine.connect() as admin:
+        pid = victim.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with _refused(DatabaseUnavailableError):
+            victim.exec_driver_sql("SELECT 1")
+
+
+@pytest.mark.backends("postgresql")
+def test_postgresql_a_role_out_of_connection_slots_is_unavailable(engine_url: URL) -> None:
+    role = f"app_test_limited_{uuid.uuid4().hex[:8]}"
+    with _engine(engine_url, isolation_level="AUTOCOMMIT").connect() as admin:
+        admin.exec_driver_sql(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0")
+        try:
+            with (
+                _refused(DatabaseUnavailableError),
+                _engine(engine_url.set(username=role)).connect(),
+            ):
+                pass
+        finally:
+            admin.exec_driver_sql(f"DROP ROLE {role}")
+
+
+@pytest.mark.backends("postgresql")
+def test_postgresql_values_out_of_range_or_malformed_are_invalid(engine_url: URL) -> None:
+    with _engine(engine_url).connect() as conn:
+        with _refused(InvalidQueryError):
+            conn.exec_driver_sql("SELECT CAST(2147483648 AS integer)")
+        conn.rollback()
+        with _refused(InvalidQueryError):
+            conn.exec_driver_sql("SELECT CAST('not a number' AS integer)")
+        conn.rollback()
+        with _refused(InvalidQueryError, Item):
+            conn.execute(
+                text("INSERT INTO items (id, title, owner_id, created_at, updated_at) "
+                     "VALUES (:id, :t, :o, now(), now())"),
+                {"id": uuid.uuid4(), "t": "x" * 300, "o": uuid.uuid4()},
+            )  # fmt: skip
+
+
+# -- MariaDB ------------------------------------------------------------------------------------
+
+
+@pytest.mark.backends("mariadb")
+def test_mariadb_max_statement_time_is_a_statement_timeout(engine_url: URL) -> None:
+    with (
+        _engine(engine_url, statement_timeout=0.3).connect() as conn,
+        _refused(StatementTimeoutError),
+    ):
+        conn.exec_driver_sql("SELECT SLEEP(3)")
+
+
+@pytest.mark.backends("mariadb")
+def test_mariadb_a_lock_wait_timeout_is_retryable(engine_url: URL) -> None:
+    engine = _engine(engine_url)
+    with engine.connect() as holder, engine.connect() as waiter:
+        _insert_user(holder, "locked@example.com")
+        holder.commit()
+        holder.execute(text("SELECT * FROM users FOR UPDATE")).all()
+        waiter.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
+        try:
+            with _refused(RetryableError, User):
+                waiter.execute(text("UPDATE users SET full_name = 'x'"))
+        finally:
+            holder.rollback()
+
+
+@pytest.mark.backends("mariadb")
+def test_mariadb_a_killed_connection_is_unavailable(engine_url: URL) -> None:
+    engine = _engine(engine_url)
+    with engine.connect() as victim, engine.connect() as admin:
+        victim_id = victim.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
+        admin.exec_driver_sql(f"KILL CONNECTION {int(victim_id or 0)}")
+        with _refused(DatabaseUnavailableError):
+            victim.exec_driver_sql("SELECT 1")
+
+
+@pytest.mark.backends("mariadb")
+def test_mariadb_a_user_out_of_connections_is_unavailable(engine_url: URL) -> None:
+    user = f"app_limited_{uuid.uuid4().hex[:8]}"
+    with _engine(engine_url).connect() as admin:
+        admin.execute(text(f"CREATE USER '{user}'@'%' WITH MAX_USER_CONNECTIONS 1"))
+        try:
+            limited = _engine(engine_url.set(username=user, database="information_schema"))
+            with limited.connect(), _refused(DatabaseUnavailableError), limited.connect():
+                pass
+        finally:
+            admin.execute(text(f"DROP USER '{user}'@'%'"))
+
+
+@pytest.mark.backends("mariadb")
+def test_mariadb_a_database_the_user_may_not_use_is_a_refused_login(engine_url: URL) -> None:
+    user = f"app_nobody_{uuid.uuid4().hex[:8]}"
+    with _engine(engine_url).connect() as admin:
+        admin.execute(text(f"CREATE USER '{user}'@'%'"))
+        try:
+            with (
+                _refused(DatabaseUnavailableError),
+                _engine(engine_url.set(username=user)).connect(),
+            ):
+                pass
+        finally:
+            admin.execute(text(f"DROP USER '{user}'@'%'"))
+
+
+@pytest.mark.backends("mariadb")
+def test_mariadb_a_read_only_transaction_cannot_write(engine_url: URL) -> None:
+    with _engine(engine_url).connect() as conn:
+        conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
+        with _refused(DatabaseUnavailableError, User):
+            _insert_user(conn, "ro@example.com")
+
+
+@pytest.mark.backends("mariadb")
+def test_mariadb_values_the_columns_cannot_hold_are_invalid(engine_url: URL) -> None:
+    with _engine(engine_url).connect() as conn:
+        with _refused(InvalidQueryError, User):  # 1364: no default for a required column
+            conn.exec_driver_sql(
+                "INSERT INTO users (id, email, created_at, updated_at) "
+                "VALUES ('x', 'y', NOW(), NOW())"
+            )
+        with _refused(InvalidQueryError, User):  # 1406: too long
+            _insert_user(conn, "x" * 400)
+        _insert_user(conn, "kept@example.com")
+        with _refused(InvalidQueryError, User):  # 1264: out of range
+            conn.exec_driver_sql("UPDATE users SET version = 99999999999")
+        with _refused(InvalidQueryError, User):  # 1292: a date that is not one
+            _insert_user(conn, "d@example.com", now="2026-13-45 99:00:00")
+        with _refused(InvalidQueryError, User):  # 1366: text in an integer column
+            conn.exec_driver_sql(
+                "INSERT INTO users (id, email, hashed_password, created_at, updated_at, version) "
+                "VALUES ('z', 'z', 'h', NOW(), NOW(), 'abc')"
+            )
+
+
+# -- SQLite -------------------------------------------------------------------------------------
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_a_read_only_database_cannot_write(engine_url: URL) -> None:
+    read_only = f"sqlite:///file:{engine_url.database}?mode=ro&uri=true"
+    with _engine(read_only).connect() as conn, _refused(DatabaseUnavailableError, User):
+        _insert_user(conn, "ro@example.com")
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_a_full_database_is_unavailable(tmp_path: Path) -> None:
+    engine = _engine(f"sqlite:///{tmp_path / 'full.db'}")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE filler (data TEXT)")
+        conn.commit()
+        conn.exec_driver_sql("PRAGMA max_page_count = 10")
+        with _refused(DatabaseUnavailableError):
+            for _ in range(100):
+                conn.exec_driver_sql("INSERT INTO filler VALUES (?)", ("x" * 4000,))
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_a_file_that_cannot_be_opened_is_unavailable(tmp_path: Path) -> None:
+    missing_dir = tmp_path / "no" / "such" / "dir" / "app.db"
+    with _refused(DatabaseUnavailableError), _engine(f"sqlite:///{missing_dir}").connect():
+        pass
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_a_value_over_the_length_limit_and_a_type_mismatch_are_invalid(
+    tmp_path: Path,
+) -> None:
+    engine = _engine(f"sqlite:///{tmp_path / 'limits.db'}")
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert isinstance(raw, sqlite3.Connection)
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, data TEXT)")
+        raw.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 100)
+        with _refused(InvalidQueryError):
+            conn.exec_driver_sql("INSERT INTO t (data) VALUES (?)", (SECRET_VALUE * 20,))
+        with _refused(InvalidQueryError):
+            conn.exec_driver_sql("INSERT INTO t (id) VALUES ('not an integer')")
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_a_writer_that_read_an_old_snapshot_is_retryable(engine_url: URL) -> None:
+    engine = _engine(engine_url)
+    with engine.connect() as reader, engine.connect() as writer:
+        reader.exec_driver_sql("SELECT count(*) FROM users").all()
+        _insert_user(writer, "w@example.com")
+        writer.commit()
+        with _refused(RetryableError, User):
+            _insert_user(reader, "r@example.com")
+
+
+# -- connecting ---------------------------------------------------------------------------------
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_database_that_does_not_exist_is_unavailable(engine_url: URL) -> None:
+    missing = engine_url.set(database=f"app_missing_{uuid.uuid4().hex[:8]}")
+    with _refused(DatabaseUnavailableError), _engine(missing).connect():
+        pass
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_refused_login_is_unavailable(engine_url: URL) -> None:
+    wrong = engine_url.set(username="app_no_such_user", password=SECRET_VALUE)
+    with _refused(DatabaseUnavailableError), _engine(wrong).connect():
+        pass
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_server_that_does_not_answer_is_unavailable(engine_url: URL) -> None:
+    closed = make_url(engine_url).set(host="127.0.0.1", port=9)
+    with _refused(DatabaseUnavailableError), _engine(closed, connect_timeout=2).connect():
+        pass

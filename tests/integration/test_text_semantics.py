@@ -1,0 +1,68 @@
+"""Text means the same on every backend, whatever the database's default collation: equality,
+LIKE and ORDER BY compare code points exactly, and trailing spaces count."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import NullPool
+
+from app.db.session import make_engine, make_session_factory
+from app.migrations import upgrade
+from app.repositories import UnitOfWork
+from tests.backends import ThrowawayDatabases
+
+TITLES = ["Lamp", "lamp", "LAMP", "pad", "pad ", "B", "a", "é", "e"]
+
+
+@pytest.fixture(scope="module")
+def linguistic_engine(backend: str, databases: ThrowawayDatabases) -> Iterator[Engine]:
+    """A migrated database created with a case-insensitive or linguistic default collation."""
+    engine = make_engine(databases.new_linguistic_url(backend, "linguistic"), poolclass=NullPool)
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    with UnitOfWork(factory) as uow:
+        owner = uow.users.create({"email": "owner@example.com", "hashed_password": "h"})
+        uow.items.create_many({"title": title, "owner_id": owner.id} for title in TITLES)
+        uow.commit()
+    yield engine
+    engine.dispose()
+
+
+def _titles(engine: Engine, **query: object) -> list[str]:
+    with UnitOfWork(sessionmaker(bind=engine)) as uow:
+        return [item.title for item in uow.items.list(**query)]  # type: ignore[arg-type]
+
+
+def test_equality_is_exact_about_case(linguistic_engine: Engine) -> None:
+    assert _titles(linguistic_engine, where={"title": "LAMP"}) == ["LAMP"]
+
+
+def test_equality_counts_trailing_spaces(linguistic_engine: Engine) -> None:
+    assert _titles(linguistic_engine, where={"title": "pad"}) == ["pad"]
+    assert _titles(linguistic_engine, where={"title": "pad "}) == ["pad "]
+
+
+def test_equality_tells_accented_letters_apart(linguistic_engine: Engine) -> None:
+    assert _titles(linguistic_engine, where={"title__in": ["e"]}) == ["e"]
+
+
+def test_like_is_case_sensitive(linguistic_engine: Engine) -> None:
+    assert _titles(linguistic_engine, where={"title__startswith": "La"}) == ["Lamp"]
+    assert _titles(linguistic_engine, where={"title__contains": "AM"}) == ["LAMP"]
+
+
+def test_order_is_code_point_order(linguistic_engine: Engine) -> None:
+    assert _titles(linguistic_engine, order_by=["title"]) == sorted(TITLES)
+
+
+def test_a_users_email_differing_only_by_accent_is_a_different_email(
+    linguistic_engine: Engine,
+) -> None:
+    with UnitOfWork(sessionmaker(bind=linguistic_engine)) as uow:
+        uow.users.create({"email": "rene@example.com", "hashed_password": "h"})
+        uow.users.create({"email": "rené@example.com", "hashed_password": "h"})
+        assert uow.users.count(where={"email__startswith": "ren"}) == 2
