@@ -118,6 +118,27 @@ def test_a_missing_referenced_row_is_a_foreign_key_error(engine_url: URL) -> Non
         )
 
 
+def test_deleting_a_row_still_referred_to_is_a_foreign_key_error(engine_url: URL) -> None:
+    engine = _engine(engine_url)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql(
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL, "
+            "CONSTRAINT fk_child_parent FOREIGN KEY (parent_id) REFERENCES parent (id))"
+        )
+        conn.exec_driver_sql("INSERT INTO parent VALUES (1)")
+        conn.exec_driver_sql("INSERT INTO child VALUES (1, 1)")
+        conn.commit()
+        try:
+            with _refused(ForeignKeyError):
+                conn.exec_driver_sql("DELETE FROM parent")
+            conn.rollback()
+        finally:
+            conn.exec_driver_sql("DROP TABLE child")
+            conn.exec_driver_sql("DROP TABLE parent")
+            conn.commit()
+
+
 def test_a_null_in_a_required_column_names_the_column_and_not_the_row(engine_url: URL) -> None:
     with (
         _engine(engine_url).connect() as conn,

@@ -36,15 +36,14 @@ def downgrade() -> None:
 '''
 
 
-@pytest.mark.backends("sqlite")
-def test_rebuilding_users_in_batch_mode_keeps_every_item(
-    raw_engine: Engine, tmp_path: Path
-) -> None:
+def _migrated_with_an_owned_item(engine: Engine, tmp_path: Path, migration: str) -> Config:
+    """The project's migrations applied to `engine` (a user owning an item added), then
+    `migration` (a template taking the head revision) written on top, not yet applied."""
     scripts = tmp_path / "migrations"
     shutil.copytree(ROOT / "migrations", scripts, ignore=shutil.ignore_patterns("__pycache__"))
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(scripts))
-    with raw_engine.connect() as connection:
+    with engine.connect() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
         connection.commit()
@@ -62,13 +61,20 @@ def test_rebuilding_users_in_batch_mode_keeps_every_item(
             )
         )
         connection.commit()
-    (scripts / "versions" / "99999999_9999_rebuild_users.py").write_text(
-        REBUILD_USERS.format(head=head)
-    )
+    (scripts / "versions" / "99999999_9999_on_top.py").write_text(migration.format(head=head))
+    config.attributes["head"] = head
+    return config
+
+
+@pytest.mark.backends("sqlite")
+def test_rebuilding_users_in_batch_mode_keeps_every_item(
+    raw_engine: Engine, tmp_path: Path
+) -> None:
+    config = _migrated_with_an_owned_item(raw_engine, tmp_path, REBUILD_USERS)
     with raw_engine.connect() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
-        command.downgrade(config, str(head))
+        command.downgrade(config, str(config.attributes["head"]))
         connection.commit()
         assert connection.scalar(text("SELECT count(*) FROM items")) == 1
         assert connection.scalar(text("PRAGMA foreign_keys")) == 1
@@ -98,31 +104,8 @@ def test_a_migration_that_breaks_references_is_refused_before_it_commits(
     databases: ThrowawayDatabases, tmp_path: Path
 ) -> None:
     raw_engine = make_engine(databases.new_url("sqlite", "orphans"), poolclass=NullPool)
-    scripts = tmp_path / "migrations"
-    shutil.copytree(ROOT / "migrations", scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(scripts))
-    with raw_engine.connect() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-        connection.commit()
-        head = connection.scalar(text("SELECT version_num FROM alembic_version"))
-        connection.execute(
-            text(
-                "INSERT INTO users (id, email, hashed_password, created_at, updated_at) "
-                "VALUES ('u1', 'owner@example.com', 'x', '2026-01-01', '2026-01-01')"
-            )
-        )
-        connection.execute(
-            text(
-                "INSERT INTO items (id, title, owner_id, created_at, updated_at) "
-                "VALUES ('i1', 'kept', 'u1', '2026-01-01', '2026-01-01')"
-            )
-        )
-        connection.commit()
-    (scripts / "versions" / "99999999_9999_orphan_items.py").write_text(
-        ORPHAN_ITEMS.format(head=head)
-    )
+    config = _migrated_with_an_owned_item(raw_engine, tmp_path, ORPHAN_ITEMS)
+    head = config.attributes["head"]
     with raw_engine.connect() as connection:
         config.attributes["connection"] = connection
         with pytest.raises(RuntimeError, match="foreign keys point to no row; nothing was applied"):

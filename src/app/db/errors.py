@@ -189,14 +189,15 @@ def _subject(exc: sa_exc.DBAPIError, model: type[Any] | None) -> tuple[str | Non
         if index.name in named:
             return str(index.name), tuple(column.key for column in index.columns)
     columns = tuple(dict.fromkeys(c.key for c in table.columns if c.name in named))
-    return _constraint_by_columns(table, columns), columns
+    return constraint_for_columns(table, columns), columns
 
 
 def _keyed_constraints(table: Table) -> list[ColumnCollectionConstraint]:
     return [c for c in table.constraints if isinstance(c, ColumnCollectionConstraint)]
 
 
-def _constraint_by_columns(table: Table, columns: tuple[str, ...]) -> str | None:
+def constraint_for_columns(table: Table, columns: tuple[str, ...]) -> str | None:
+    """The name of the constraint of `table` over exactly `columns`, if there is one."""
     for constraint in _keyed_constraints(table):
         if columns and tuple(column.key for column in constraint.columns) == columns:
             return str(constraint.name)

@@ -6,11 +6,16 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Table, and_, select
-from sqlalchemy.sql.schema import ColumnCollectionConstraint
+from sqlalchemy import and_, select
 
 from app.db.bulk import bulk_insert
-from app.db.errors import ConflictError, InvalidQueryError, StaleObjectError, translating_errors
+from app.db.errors import (
+    ConflictError,
+    InvalidQueryError,
+    StaleObjectError,
+    constraint_for_columns,
+    translating_errors,
+)
 from app.db.types import utcnow
 from app.repositories.core import Data, ModelT, batches
 from app.repositories.reading import ReadingMixin
@@ -164,15 +169,6 @@ class WritingMixin(ReadingMixin[ModelT]):
         if collided is not None:
             raise ConflictError(
                 f"a {self._entity} with this {' and '.join(collided)} already exists",
-                constraint=_constraint_name(self._table, collided),
+                constraint=constraint_for_columns(self._table, collided),
                 fields=collided,
             )
-
-
-def _constraint_name(table: Table, columns: tuple[str, ...]) -> str | None:
-    for constraint in table.constraints:
-        if isinstance(constraint, ColumnCollectionConstraint) and (
-            tuple(constraint.columns.keys()) == columns
-        ):
-            return str(constraint.name)
-    return None
