@@ -18,24 +18,24 @@ PLACEHOLDER_SEED_PASSWORD = "changethis"  # noqa: S105 - the known placeholder, 
 ACCEPTED_URL_FORMS = (
     "sqlite:///path/to/file.db, sqlite:// (in memory), "
     "postgresql+psycopg://user:password@host:5432/dbname, "
-    "mysql+pymysql://user:password@host:3306/dbname (MariaDB and MySQL)"
+    "mysql+pymysql://user:password@host:3306/dbname (MariaDB and MySQL); the asyncio drivers "
+    "(sqlite+aiosqlite, mysql+asyncmy) are accepted too"
 )
 
-# The drivers this project installs; a bare backend name gets the one that is there.
-_DEFAULT_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg", "mysql": "pymysql"}
-_SUPPORTED_DRIVERS = {
-    "sqlite": {"pysqlite"},
-    "postgresql": {"psycopg"},
-    "mysql": {"pymysql"},
-}
+# The drivers this project installs, for each backend: one for blocking code, one for asyncio
+# (psycopg 3 is both). A URL may name either; each kind of engine gets its own.
+_SYNC_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg", "mysql": "pymysql"}
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "psycopg", "mysql": "asyncmy"}
+_DRIVER_KIND = {"psycopg_async": "psycopg"}
 
 
 class SettingsError(ValueError):
     """The configuration cannot be used; the message names the variable and never a secret."""
 
 
-def parse_database_url(raw: str | URL) -> URL:
-    """Parse a database URL, supply the installed driver, and refuse unsupported backends."""
+def parse_database_url(raw: str | URL, *, asynchronous: bool = False) -> URL:
+    """Parse a database URL and refuse unsupported backends; the driver becomes the installed
+    one for blocking code, or for asyncio when `asynchronous`."""
     try:
         url = make_url(raw)
     except ArgumentError:
@@ -43,17 +43,19 @@ def parse_database_url(raw: str | URL) -> URL:
             f"DATABASE_URL is not a valid database URL; accepted forms: {ACCEPTED_URL_FORMS}"
         ) from None
     backend = "mysql" if url.get_backend_name() == "mariadb" else url.get_backend_name()
-    if backend not in _SUPPORTED_DRIVERS:
+    if backend not in _SYNC_DRIVERS:
         raise SettingsError(
             f"DATABASE_URL names the unsupported backend {url.get_backend_name()!r}; "
             f"accepted forms: {ACCEPTED_URL_FORMS}"
         )
-    driver = url.get_driver_name() if "+" in url.drivername else _DEFAULT_DRIVERS[backend]
-    if driver not in _SUPPORTED_DRIVERS[backend]:
-        raise SettingsError(
-            f"DATABASE_URL names the driver {driver!r}, which this project does not install; "
-            f"accepted forms: {ACCEPTED_URL_FORMS}"
-        )
+    if "+" in url.drivername:
+        driver = _DRIVER_KIND.get(url.get_driver_name(), url.get_driver_name())
+        if driver not in (_SYNC_DRIVERS[backend], _ASYNC_DRIVERS[backend]):
+            raise SettingsError(
+                f"DATABASE_URL names the driver {driver!r}, which this project does not "
+                f"install; accepted forms: {ACCEPTED_URL_FORMS}"
+            )
+    driver = (_ASYNC_DRIVERS if asynchronous else _SYNC_DRIVERS)[backend]
     return url.set(drivername=f"{url.get_backend_name()}+{driver}")
 
 

@@ -13,8 +13,10 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Dialect, Table
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.util import await_only
 
 Processor = Callable[[Any], Any]
 
@@ -100,35 +102,53 @@ def _placeholder(dialect: Dialect) -> str:
 def copy_text(
     connection: Connection, table: Table, columns: Sequence[str], chunks: Iterable[str]
 ) -> None:
-    """Load rows written as PostgreSQL COPY text (tab-separated, one row a line).
-
-    Chunks are sent as they come, so the server stores one while the caller makes the next.
-    """
-    with _copying(connection, table, columns) as copy:
-        for chunk in chunks:
-            copy.write(chunk)
+    """Load rows written as PostgreSQL COPY text (tab-separated, one row a line), on a blocking
+    connection. Chunks are sent as they come, so the server stores one while the caller makes
+    the next."""
+    statement = _copy_statement(connection, table, columns)
+    with _wrapping_driver_errors(statement):
+        driver_connection: Any = connection.connection.driver_connection
+        with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
 
 
 def _copy(
     connection: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
 ) -> None:
-    with _copying(connection, table, columns) as copy:
+    statement = _copy_statement(connection, table, columns)
+    driver_connection: Any = connection.connection.driver_connection
+    with _wrapping_driver_errors(statement):
+        if connection.dialect.is_async:
+            # Under an asyncio engine this runs in SQLAlchemy's greenlet: await psycopg's
+            # async COPY from here, as SQLAlchemy awaits every other statement.
+            await_only(_copy_rows_async(driver_connection, statement, rows))
+            return
+        with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+async def _copy_rows_async(
+    driver_connection: Any, statement: str, rows: list[tuple[Any, ...]]
+) -> None:
+    async with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
-            copy.write_row(row)
+            await copy.write_row(row)
 
 
-@contextmanager
-def _copying(connection: Connection, table: Table, columns: Sequence[str]) -> Iterator[Any]:
+def _copy_statement(connection: Connection, table: Table, columns: Sequence[str]) -> str:
     preparer = connection.dialect.identifier_preparer
-    statement = (
+    return (
         f"COPY {preparer.format_table(table)} "
         f"({', '.join(preparer.quote(name) for name in columns)}) FROM STDIN"
     )
-    driver_connection: Any = connection.connection.driver_connection
-    dbapi = connection.dialect.loaded_dbapi
+
+
+@contextmanager
+def _wrapping_driver_errors(statement: str) -> Iterator[None]:
+    """Errors of the bare driver, wrapped as SQLAlchemy wraps them, so callers translate alike."""
     try:
-        with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-            yield copy
-    except dbapi.Error as exc:
-        # Raised by the bare driver: wrap it as SQLAlchemy would, so callers translate it alike.
-        raise sa_exc.DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
+        yield
+    except psycopg.Error as exc:  # COPY is PostgreSQL's; both faces of psycopg raise these
+        raise sa_exc.DBAPIError.instance(statement, None, exc, psycopg.Error) from exc

@@ -163,6 +163,7 @@ def classify(orig: BaseException | None) -> Meaning | None:
     if isinstance(sqlite_code, int):
         return SQLITE_CODES.get(sqlite_code) or SQLITE_CODES.get(sqlite_code & 0xFF)
     args = getattr(orig, "args", ())
-    if module.startswith("pymysql") and args and isinstance(args[0], int):
+    # PyMySQL and asyncmy (its asyncio twin) both carry MariaDB's error number first.
+    if module.startswith(("pymysql", "asyncmy")) and args and isinstance(args[0], int):
         return MARIADB_ERRNOS.get(args[0])
     return None

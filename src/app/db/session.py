@@ -8,6 +8,12 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool, StaticPool
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random
@@ -21,8 +27,28 @@ SQLITE_BEGIN_OPTION = "sqlite_begin"
 MARIADB_SQL_MODE = "TRADITIONAL,NO_ENGINE_SUBSTITUTION"
 
 
-def make_engine(
-    url: str | URL,
+def make_engine(url: str | URL, **options: Any) -> Engine:
+    """Build an engine for `url` with the per-backend settings this project relies on.
+
+    Keyword arguments are those of `engine_options`, plus any of SQLAlchemy's `create_engine`.
+    """
+    parsed = parse_database_url(url)
+    engine = create_engine(parsed, **engine_options(parsed, **options))
+    _configure(engine, parsed)
+    return engine
+
+
+def make_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
+    """The asyncio twin of `make_engine`, from the same URL: psycopg's async mode on PostgreSQL,
+    aiosqlite on SQLite, asyncmy on MariaDB; the same settings, timeouts and pragmas."""
+    parsed = parse_database_url(url, asynchronous=True)
+    engine = create_async_engine(parsed, **engine_options(parsed, **options))
+    _configure(engine.sync_engine, parsed)
+    return engine
+
+
+def engine_options(
+    url: URL,
     *,
     echo: bool = False,
     echo_parameters: bool = False,
@@ -32,24 +58,21 @@ def make_engine(
     connect_timeout: int = 10,
     statement_timeout: float | None = None,
     **options: Any,
-) -> Engine:
-    """Build an engine for `url` with the per-backend settings this project relies on.
+) -> dict[str, Any]:
+    """`create_engine` arguments for `url`, the same for blocking and asyncio engines.
 
-    `statement_timeout` (seconds) bounds every statement on PostgreSQL, and every SELECT plus
-    each network read on MariaDB, so a lost server or a runaway query ends in an error, not a
-    hang. SQLite is local: its `busy_timeout` bounds waiting for locks.
-
-    Statement parameters stay out of echo logs and exception text unless `echo_parameters`.
+    `statement_timeout` (seconds) bounds every statement, waiting for locks included, so a lost
+    server or a runaway query ends in an error, not a hang. SQLite is local: its `busy_timeout`
+    bounds waiting for locks. Statement parameters stay out of echo logs and exception text
+    unless `echo_parameters`.
     """
-    parsed = parse_database_url(url)
-    backend = parsed.get_backend_name()
-    in_memory = backend == "sqlite" and parsed.database in (None, "", ":memory:")
+    backend = url.get_backend_name()
     kwargs: dict[str, Any] = {
         "echo": echo,
         "pool_pre_ping": True,
         "hide_parameters": not echo_parameters,
     }
-    if in_memory:
+    if _in_memory(url):
         # One shared connection, or every checkout would see a different empty database.
         kwargs["poolclass"] = StaticPool
     elif "poolclass" not in options:
@@ -65,19 +88,28 @@ def make_engine(
             if statement_timeout:
                 connect_args["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
         else:
-            connect_args.update(charset="utf8mb4", sql_mode=MARIADB_SQL_MODE)
+            # One SET for the session settings: both drivers run init_command, and asyncmy
+            # mangles its own sql_mode argument.
+            settings = [f"sql_mode = '{MARIADB_SQL_MODE}'"]
             if statement_timeout:
-                connect_args["init_command"] = (
-                    f"SET SESSION max_statement_time = {statement_timeout:g}"
-                )
+                settings.append(f"max_statement_time = {statement_timeout:g}")
                 # A read that waits this long means the server is gone.
                 connect_args["read_timeout"] = int(statement_timeout) + 30
+            connect_args.update(
+                charset="utf8mb4", init_command="SET SESSION " + ", ".join(settings)
+            )
         kwargs["connect_args"] = connect_args
     kwargs.update(options)
-    engine = create_engine(parsed, **kwargs)
-    if backend == "sqlite":
-        _configure_sqlite(engine, file_database=not in_memory)
-    return engine
+    return kwargs
+
+
+def _in_memory(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def _configure(engine: Engine, url: URL) -> None:
+    if url.get_backend_name() == "sqlite":
+        _configure_sqlite(engine, file_database=not _in_memory(url))
 
 
 def _configure_sqlite(engine: Engine, *, file_database: bool) -> None:
@@ -127,7 +159,8 @@ def _use_wal(cursor: Any) -> None:
     )
     for attempt in retrying:
         with attempt:
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            cursor.execute("PRAGMA journal_mode")  # (an asyncio cursor returns no cursor)
+            if cursor.fetchone()[0] != "wal":
                 cursor.execute("PRAGMA journal_mode=WAL")
 
 
@@ -136,9 +169,23 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
 
 
+def make_async_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """The asyncio twin of `make_session_factory`."""
+    return async_sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
 def engine_from_settings(settings: Settings, **overrides: Any) -> Engine:
     """Build the engine that `settings` describes (keyword arguments override them)."""
-    options: dict[str, Any] = {
+    return make_engine(settings.database_url, **{**_settings_options(settings), **overrides})
+
+
+def async_engine_from_settings(settings: Settings, **overrides: Any) -> AsyncEngine:
+    """Build the asyncio engine that `settings` describes (keyword arguments override them)."""
+    return make_async_engine(settings.database_url, **{**_settings_options(settings), **overrides})
+
+
+def _settings_options(settings: Settings) -> dict[str, Any]:
+    return {
         "echo": settings.db_echo,
         "echo_parameters": settings.db_echo_parameters,
         "pool_size": settings.db_pool_size,
@@ -147,7 +194,6 @@ def engine_from_settings(settings: Settings, **overrides: Any) -> Engine:
         "connect_timeout": settings.db_connect_timeout,
         "statement_timeout": settings.db_statement_timeout or None,
     }
-    return make_engine(settings.database_url, **{**options, **overrides})
 
 
 def migration_engine(settings: Settings) -> Engine:
@@ -166,3 +212,16 @@ def get_engine() -> Engine:
 def get_session_factory() -> sessionmaker[Session]:
     """The session factory for the default engine, built on first use."""
     return make_session_factory(get_engine())
+
+
+@lru_cache(maxsize=1)
+def get_async_engine() -> AsyncEngine:
+    """The asyncio engine for the default settings, built on first use (in the event loop that
+    will use it: an asyncio engine's connections belong to one loop)."""
+    return async_engine_from_settings(get_settings())
+
+
+@lru_cache(maxsize=1)
+def get_async_session_factory() -> async_sessionmaker[AsyncSession]:
+    """The asyncio session factory for the default engine, built on first use."""
+    return make_async_session_factory(get_async_engine())

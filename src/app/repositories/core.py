@@ -162,10 +162,15 @@ def _writable(table: Table, managed: frozenset[str]) -> frozenset[str]:
     return frozenset(table.columns.keys()) - managed
 
 
-def batches(rows: Iterable[Data], size: int) -> Iterator[list[Data]]:
-    """`rows` in lists of at most `size`, pulled lazily."""
+def check_batch_size(size: int) -> None:
+    """Refuse batch sizes that are not a whole number of at least 1."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise InvalidQueryError(f"batch_size must be an integer of at least 1, got {size!r}")
+
+
+def batches(rows: Iterable[Data], size: int) -> Iterator[list[Data]]:
+    """`rows` in lists of at most `size`, pulled lazily."""
+    check_batch_size(size)
     iterator = iter(rows)
     while batch := list(islice(iterator, size)):
         yield batch

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import (
@@ -49,22 +49,27 @@ def run_in_transaction(
     The first retry waits `backoff` seconds, each next one twice as long up to `max_backoff`,
     plus up to `backoff` of random jitter (defaults: DB_RETRY_BACKOFF, DB_RETRY_MAX_BACKOFF).
     """
-    if retries < 0:
-        raise ValueError(f"retries must be 0 or more, got {retries}")
-    settings = get_settings()
-    initial = settings.db_retry_backoff if backoff is None else backoff
-    ceiling = settings.db_retry_max_backoff if max_backoff is None else max_backoff
-    retrying = Retrying(
-        stop=stop_after_attempt(retries + 1),
-        wait=wait_exponential(multiplier=initial, max=ceiling) + wait_random(0, initial),
-        retry=retry_if_exception(is_retryable),
-        reraise=True,
-    )
+    retrying = Retrying(**retry_policy(retries, backoff, max_backoff))
     for attempt in retrying:
         with attempt, UnitOfWork(session_factory, isolation_level=isolation_level) as uow:
             result = fn(uow)
             uow.commit()
     return result
+
+
+def retry_policy(retries: int, backoff: float | None, max_backoff: float | None) -> dict[str, Any]:
+    """tenacity's arguments for `run_in_transaction` and its asyncio twin."""
+    if retries < 0:
+        raise ValueError(f"retries must be 0 or more, got {retries}")
+    settings = get_settings()
+    initial = settings.db_retry_backoff if backoff is None else backoff
+    ceiling = settings.db_retry_max_backoff if max_backoff is None else max_backoff
+    return {
+        "stop": stop_after_attempt(retries + 1),
+        "wait": wait_exponential(multiplier=initial, max=ceiling) + wait_random(0, initial),
+        "retry": retry_if_exception(is_retryable),
+        "reraise": True,
+    }
 
 
 def is_retryable(exc: BaseException) -> bool:

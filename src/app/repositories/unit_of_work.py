@@ -9,11 +9,11 @@ therefore works on its own and inside a caller's unit or `run_in_transaction` al
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction
 
 from app.db.errors import translating_errors
 from app.db.session import get_session_factory
@@ -33,7 +33,7 @@ class UnitOfWork:
 
     def __init__(
         self,
-        session_factory: sessionmaker[Session] | None = None,
+        session_factory: Callable[[], Session] | None = None,
         *,
         isolation_level: str | None = None,
     ) -> None:
@@ -78,6 +78,11 @@ class UnitOfWork:
             # Closing ends the transaction with a rollback of whatever was not committed, and
             # detaches the objects without expiring them: what was read stays readable.
             session.close()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the unit is inside its `with` block."""
+        return self._session is not None
 
     @property
     def session(self) -> Session:

@@ -1,6 +1,6 @@
-"""Use cases that need a transaction."""
+"""Use cases that need a transaction, each with its asyncio twin."""
 
-from app.services.items import create_item
-from app.services.users import register_user
+from app.services.items import create_item, create_item_async
+from app.services.users import register_user, register_user_async
 
-__all__ = ["create_item", "register_user"]
+__all__ = ["create_item", "create_item_async", "register_user", "register_user_async"]

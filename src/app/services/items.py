@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.db.models import Item
+from app.repositories.async_unit_of_work import AsyncUnitOfWork
 from app.repositories.unit_of_work import UnitOfWork
 from app.schemas import ItemCreate
 
@@ -20,3 +21,10 @@ def create_item(
         item = uow.items.create({**data.model_dump(), "owner_id": owner_id})
         uow.commit()
     return item
+
+
+async def create_item_async(
+    uow: AsyncUnitOfWork, owner_id: uuid.UUID | str, data: ItemCreate | Mapping[str, Any]
+) -> Item:
+    """`create_item` for asyncio."""
+    return await uow.run_sync(create_item, owner_id, data)

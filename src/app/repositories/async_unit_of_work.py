@@ -1,0 +1,115 @@
+"""The asyncio Unit of Work: `async with AsyncUnitOfWork() as uow: ...; await uow.commit()`.
+
+It is the blocking `UnitOfWork` run on an `AsyncSession`'s own session in SQLAlchemy's greenlet,
+so the rules (rollback unless committed, joined blocks in savepoints, the outermost commit
+decides, objects readable after the block) are the same code on both faces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from app.db.session import get_async_session_factory
+from app.repositories.async_repository import AsyncItemRepository, AsyncUserRepository
+from app.repositories.awaited import run_blocking
+from app.repositories.unit_of_work import UnitOfWork
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class AsyncUnitOfWork:
+    """`async with AsyncUnitOfWork() as uow: ...; await uow.commit()` -- leaving without commit
+    rolls back; a task cancelled inside rolls back and gives its connection back."""
+
+    users: AsyncUserRepository
+    items: AsyncItemRepository
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        isolation_level: str | None = None,
+    ) -> None:
+        self._session_factory = session_factory
+        self._async_session: AsyncSession | None = None
+        self.sync = UnitOfWork(self._sync_session, isolation_level=isolation_level)
+
+    def _sync_session(self) -> Session:
+        return self.async_session.sync_session
+
+    @property
+    def async_session(self) -> AsyncSession:
+        """The session of the open unit of work."""
+        if self._async_session is None:
+            raise RuntimeError("this AsyncUnitOfWork is not open; use it as `async with uow:`")
+        return self._async_session
+
+    async def __aenter__(self) -> AsyncUnitOfWork:
+        outermost = self._async_session is None
+        if outermost:
+            self._async_session = (self._session_factory or get_async_session_factory())()
+        try:
+            await run_blocking(self.async_session, self.sync.__enter__)
+        except BaseException:
+            if outermost:
+                await self._close()
+            raise
+        if outermost:
+            self.users = AsyncUserRepository(self.async_session, self.sync.users)
+            self.items = AsyncItemRepository(self.async_session, self.sync.items)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            await run_blocking(self.async_session, self.sync.__exit__, exc_type, exc, traceback)
+        finally:
+            if not self.sync.is_open:
+                await self._close()
+
+    async def _close(self) -> None:
+        session, self._async_session = self._async_session, None
+        if session is not None:
+            # Also after a failed or cancelled exit: closing gives the connection back to the
+            # pool, which throws it away if it cannot be reset.
+            await session.close()
+
+    async def commit(self) -> None:
+        """Make the work so far permanent (inside a joined block: hand it to the enclosing one)."""
+        await run_blocking(self.async_session, self.sync.commit)
+
+    async def rollback(self) -> None:
+        """Discard the work since the last commit (inside a joined block: since it began)."""
+        await run_blocking(self.async_session, self.sync.rollback)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested transaction: an exception inside undoes only its work, then propagates."""
+        block = self.sync.savepoint()
+        await run_blocking(self.async_session, block.__enter__)
+        try:
+            yield
+        except BaseException as exc:
+            await run_blocking(
+                self.async_session, block.__exit__, type(exc), exc, exc.__traceback__
+            )
+            raise
+        await run_blocking(self.async_session, block.__exit__, None, None, None)
+
+    async def run_sync(
+        self, fn: Callable[Concatenate[UnitOfWork, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run a blocking `fn(uow, ...)`, such as a service, on this unit in SQLAlchemy's
+        greenlet; its database calls await this unit's connection."""
+        return await run_blocking(self.async_session, fn, self.sync, *args, **kwargs)

@@ -1,0 +1,170 @@
+"""What only the asyncio face can get wrong: many tasks on one pool, contended retries,
+cancellation in the middle of a unit of work."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.errors import RetryableError
+from app.db.session import make_async_engine, make_async_session_factory
+from app.repositories import AsyncUnitOfWork, run_in_transaction_async, transactional_async
+
+
+@pytest.fixture
+def committed_url(committed_engine: Engine, committing_factory: sessionmaker[Session]) -> str:
+    """A migrated database that really commits (emptied after the test by committing_factory)."""
+    return committed_engine.url.render_as_string(hide_password=False)
+
+
+def _scalar(engine: Engine, sql: str) -> object:
+    with engine.connect() as connection:
+        return connection.execute(text(sql)).scalar()
+
+
+async def _new_user(engine: AsyncEngine, email: str) -> uuid.UUID:
+    async with AsyncUnitOfWork(make_async_session_factory(engine)) as uow:
+        user = await uow.users.create({"email": email, "hashed_password": "h", "full_name": "0"})
+        await uow.commit()
+    return user.id
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_forty_tasks_of_five_contended_increments_lose_nothing(
+    committed_url: str, committed_engine: Engine
+) -> None:
+    async def scenario() -> None:
+        engine = make_async_engine(committed_url, pool_size=10, max_overflow=30)
+        factory = make_async_session_factory(engine)
+        user_id = await _new_user(engine, "counter@example.com")
+
+        @transactional_async(session_factory=factory, retries=100, backoff=0.002)
+        async def increment(uow: AsyncUnitOfWork) -> None:
+            user = await uow.users.get_one(user_id)
+            await uow.users.update(user_id, {"full_name": str(int(user.full_name or "0") + 1)})
+
+        async def task() -> None:
+            for _ in range(5):
+                await increment()
+
+        await asyncio.gather(*(task() for _ in range(40)))
+        assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        await engine.dispose()
+
+    asyncio.run(scenario())
+    assert _scalar(committed_engine, "SELECT full_name FROM users") == "200"
+
+
+def test_a_task_cancelled_inside_a_unit_leaves_no_row_and_no_connection_behind(
+    committed_url: str, committed_engine: Engine
+) -> None:
+    async def scenario() -> None:
+        engine = make_async_engine(committed_url, pool_size=2, max_overflow=0)
+        factory = make_async_session_factory(engine)
+        written = asyncio.Event()
+
+        async def sign_up() -> None:
+            async with AsyncUnitOfWork(factory) as uow:
+                await uow.users.create({"email": "cancelled@example.com", "hashed_password": "h"})
+                written.set()
+                await asyncio.sleep(30)  # a client that went away while the unit waited
+                await uow.commit()
+
+        task = asyncio.create_task(sign_up())
+        await written.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        # The pool is whole: both connections can be had at once.
+        async with AsyncUnitOfWork(factory) as first, AsyncUnitOfWork(factory) as second:
+            assert await first.users.count() == await second.users.count() == 0
+        await engine.dispose()
+
+    asyncio.run(scenario())
+    assert _scalar(committed_engine, "SELECT count(*) FROM users") == 0
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_timeout_during_a_blocked_statement_rolls_back_and_frees_the_connection(
+    committed_url: str, committed_engine: Engine
+) -> None:
+    async def scenario() -> None:
+        engine = make_async_engine(committed_url, pool_size=1, max_overflow=0)
+        factory = make_async_session_factory(engine)
+        user_id = await _new_user(engine, "locked@example.com")
+        with committed_engine.connect() as holder:
+            holder.execute(text("SELECT * FROM users FOR UPDATE")).all()
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5), AsyncUnitOfWork(factory) as uow:
+                    await uow.users.create({"email": "new@example.com", "hashed_password": "h"})
+                    await uow.users.update(user_id, {"full_name": "blocked"})
+                    await uow.commit()
+            holder.rollback()
+        assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        async with AsyncUnitOfWork(factory) as uow:  # the only connection works again
+            assert await uow.users.count() == 1
+        await engine.dispose()
+
+    asyncio.run(scenario())
+    assert _scalar(committed_engine, "SELECT count(*) FROM users") == 1
+    assert _scalar(committed_engine, "SELECT full_name FROM users") == "0"
+
+
+def test_two_hundred_tasks_share_a_pool_of_five_and_give_every_connection_back(
+    committed_url: str,
+) -> None:
+    async def scenario() -> None:
+        engine = make_async_engine(committed_url, pool_size=5, max_overflow=0, pool_timeout=60)
+        factory = make_async_session_factory(engine)
+        await _new_user(engine, "shared@example.com")
+        most = 0
+
+        async def read(n: int) -> int:
+            nonlocal most
+            async with AsyncUnitOfWork(factory) as uow:
+                most = max(most, engine.sync_engine.pool.checkedout())  # type: ignore[attr-defined]
+                found = await uow.users.get_by_email("shared@example.com")
+                await asyncio.sleep(0.001 * (n % 3))
+                return 1 if found is not None else 0
+
+        results = await asyncio.gather(*(read(n) for n in range(200)))
+        assert sum(results) == 200
+        assert most <= 5
+        assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_run_in_transaction_async_retries_then_commits_once(
+    committed_url: str, committed_engine: Engine
+) -> None:
+    attempts: list[int] = []
+
+    async def scenario() -> str:
+        engine = make_async_engine(committed_url)
+
+        async def flaky(uow: AsyncUnitOfWork) -> str:
+            attempts.append(1)
+            await uow.users.create({"email": f"try{len(attempts)}@example.com",
+                                    "hashed_password": "h"})  # fmt: skip
+            if len(attempts) < 3:
+                raise RetryableError("simulated serialization failure")
+            return "done"
+
+        try:
+            return await run_in_transaction_async(
+                flaky, session_factory=make_async_session_factory(engine), backoff=0.001
+            )
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(scenario()) == "done"
+    assert len(attempts) == 3
+    assert _scalar(committed_engine, "SELECT email FROM users") == "try3@example.com"
