@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import ingest, pagination, reads, transactions
+from bench import concurrency, ingest, pagination, reads, transactions
 from bench.chart import chart
 from bench.harness import Measurement, bench_database, console, environment, reachable, report
 
@@ -21,8 +21,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=200_000, help="items for the paging test")
     parser.add_argument(
         "--workloads",
-        default="ingest,reads,uow,pages",
-        help="comma-separated workloads: ingest, reads, uow, pages",
+        default="ingest,reads,uow,pages,async",
+        help="comma-separated workloads: ingest, reads, uow, pages, async",
     )
     parser.add_argument("--quick", action="store_true", help="10k rows, 3 runs: a smoke run")
     parser.add_argument(
@@ -52,9 +52,21 @@ def main() -> None:
                 results += transactions.run_transactions(
                     backend, engine, count=count, repeat=repeat
                 )
+            if "async" in workloads:
+                results += concurrency.run_concurrency(
+                    backend,
+                    engine,
+                    reads=max(min(rows // 50, 6_400), 128),
+                    units=max(min(rows // 100, 1_280), 64),
+                    rows=rows,
+                    repeat=repeat,
+                )
             if "pages" in workloads:
                 results += pagination.run_pagination(backend, engine, items=items, repeat=repeat)
-    ratios = ingest.RATIOS + reads.RATIOS + transactions.RATIOS + pagination.RATIOS
+    ratios = (
+        ingest.RATIOS + reads.RATIOS + transactions.RATIOS + pagination.RATIOS
+        + concurrency.RATIOS
+    )  # fmt: skip
     report(results, ratios, args.out)
     chart(results, args.out.with_suffix(".png"))
 

@@ -53,7 +53,7 @@ def _raw_driver(engine: Engine, ids: list[object]) -> Callable[[], int]:
             return len(ids)
 
         return run_sqlite
-    text_ids = [str(user_id) for user_id in ids]
+    text_ids = [user_id.hex for user_id in ids]  # type: ignore[attr-defined]  # CHAR(32) there
 
     def run_mariadb() -> int:
         conn = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username,
@@ -62,7 +62,7 @@ def _raw_driver(engine: Engine, ids: list[object]) -> Callable[[], int]:
             with conn.cursor() as cur:
                 for user_id in text_ids:
                     cur.execute("SELECT * FROM users WHERE id = %s", (user_id,))
-                    cur.fetchone()
+                    assert cur.fetchone() is not None
         finally:
             conn.close()
         return len(ids)

@@ -32,6 +32,10 @@ def test_bench_quick_runs_every_workload_and_writes_rates_and_ratios(tmp_path: P
         ("uow", "UnitOfWork"),
         ("pages", "keyset, first page"),
         ("pages", "keyset, last page"),
+        ("async", "AsyncRepository.get x64"),
+        ("async", "AsyncSession.get x1"),
+        ("async", "AsyncUnitOfWork 3 writes x16"),
+        ("async", "AsyncRepository.create_many"),
     }
     assert all(row["rate"] > 0 for row in payload["results"])
     assert {row["path"] for row in payload["ratios"]} >= {"Repository.create_many", "UnitOfWork"}
