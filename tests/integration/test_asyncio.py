@@ -168,3 +168,31 @@ def test_run_in_transaction_async_retries_then_commits_once(
     assert asyncio.run(scenario()) == "done"
     assert len(attempts) == 3
     assert _scalar(committed_engine, "SELECT email FROM users") == "try3@example.com"
+
+
+def test_the_asyncio_engine_has_the_same_session_settings(committed_url: str, backend: str) -> None:
+    async def scenario() -> None:
+        engine = make_async_engine(committed_url, statement_timeout=7)
+        try:
+            async with engine.connect() as connection:
+                if backend == "sqlite":
+                    settings = [
+                        (await connection.exec_driver_sql(f"PRAGMA {name}")).scalar()
+                        for name in ("foreign_keys", "journal_mode", "busy_timeout")
+                    ]
+                    assert settings == [1, "wal", 5000]
+                elif backend == "postgresql":
+                    timeout = (await connection.exec_driver_sql("SHOW statement_timeout")).scalar()
+                    assert timeout == "7s"
+                else:
+                    mode, timeout = (
+                        await connection.exec_driver_sql(
+                            "SELECT @@SESSION.sql_mode, @@SESSION.max_statement_time"
+                        )
+                    ).one()
+                    assert "STRICT_ALL_TABLES" in mode
+                    assert timeout == 7
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())

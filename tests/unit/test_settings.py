@@ -107,3 +107,22 @@ def test_the_password_never_appears_in_repr_or_str(monkeypatch: pytest.MonkeyPat
 
 def test_mask_url_survives_garbage() -> None:
     assert mask_url("::::") == "<unparseable database URL>"
+
+
+@pytest.mark.parametrize(
+    ("raw", "blocking", "asynchronous"),
+    [
+        ("sqlite:///app.db", "sqlite+pysqlite", "sqlite+aiosqlite"),
+        ("sqlite+aiosqlite:///app.db", "sqlite+pysqlite", "sqlite+aiosqlite"),
+        ("postgresql://u@h/db", "postgresql+psycopg", "postgresql+psycopg"),
+        ("postgresql+psycopg_async://u@h/db", "postgresql+psycopg", "postgresql+psycopg"),
+        ("mysql+pymysql://u@h/db", "mysql+pymysql", "mysql+asyncmy"),
+        ("mysql+asyncmy://u@h/db", "mysql+pymysql", "mysql+asyncmy"),
+        ("mariadb://u@h/db", "mariadb+pymysql", "mariadb+asyncmy"),
+    ],
+)
+def test_one_url_gives_the_blocking_and_the_asyncio_driver(
+    raw: str, blocking: str, asynchronous: str
+) -> None:
+    assert parse_database_url(raw).drivername == blocking
+    assert parse_database_url(raw, asynchronous=True).drivername == asynchronous
