@@ -196,3 +196,25 @@ def test_the_asyncio_engine_has_the_same_session_settings(committed_url: str, ba
             await engine.dispose()
 
     asyncio.run(scenario())
+
+
+def test_the_default_asyncio_unit_of_work_comes_from_settings_in_every_event_loop(
+    monkeypatch: pytest.MonkeyPatch, committed_url: str
+) -> None:
+    from app.config import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", committed_url)
+    get_settings.cache_clear()
+    try:
+
+        async def sign_up(email: str) -> int:
+            async with AsyncUnitOfWork() as uow:
+                await uow.users.create({"email": email, "hashed_password": "h"})
+                await uow.commit()
+                return await uow.users.count()
+
+        # Two event loops one after the other, as two scripts or two tests would run.
+        assert asyncio.run(sign_up("first@example.com")) == 1
+        assert asyncio.run(sign_up("second@example.com")) == 2
+    finally:
+        get_settings.cache_clear()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import weakref
 from functools import lru_cache
 from typing import Any
 
@@ -214,14 +216,28 @@ def get_session_factory() -> sessionmaker[Session]:
     return make_session_factory(get_engine())
 
 
-@lru_cache(maxsize=1)
+# An asyncio engine's pooled connections belong to the event loop that opened them: the default
+# engine is kept per loop, so a second `asyncio.run()` (a script, a test) gets its own.
+_async_defaults: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, tuple[AsyncEngine, async_sessionmaker[AsyncSession]]
+] = weakref.WeakKeyDictionary()
+
+
 def get_async_engine() -> AsyncEngine:
-    """The asyncio engine for the default settings, built on first use (in the event loop that
-    will use it: an asyncio engine's connections belong to one loop)."""
-    return async_engine_from_settings(get_settings())
+    """The asyncio engine for the default settings in the running event loop, built on first
+    use there."""
+    return _async_default()[0]
 
 
-@lru_cache(maxsize=1)
 def get_async_session_factory() -> async_sessionmaker[AsyncSession]:
-    """The asyncio session factory for the default engine, built on first use."""
-    return make_async_session_factory(get_async_engine())
+    """The asyncio session factory for the default engine in the running event loop."""
+    return _async_default()[1]
+
+
+def _async_default() -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    loop = asyncio.get_running_loop()
+    found = _async_defaults.get(loop)
+    if found is None:
+        engine = async_engine_from_settings(get_settings())
+        found = _async_defaults[loop] = (engine, make_async_session_factory(engine))
+    return found
