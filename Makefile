@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
-LINTED := src tests migrations scripts bench
+LINTED := src tests migrations scripts bench examples
 
 .PHONY: run install install-dev test lint typecheck pytest bench clean
 

@@ -1,0 +1,153 @@
+"""FastAPI: a unit of work per request, data-layer errors as RFC 9457 problem details, keyset
+pages with a `Link` header, and optimistic locking over HTTP (`ETag` / `If-Match`).
+
+Installed with `pip install app[web]`. Handlers commit; leaving without commit rolls back:
+
+    app = FastAPI()
+    add_error_handlers(app)
+
+    @app.post("/users", status_code=201)
+    async def create(data: UserCreate, uow: AsyncUnitOfWorkDep) -> UserOut:
+        user = await register_user_async(uow, data)
+        return UserOut.model_validate(user, from_attributes=True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from app.db.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    DataLayerError,
+    ForeignKeyError,
+    InvalidQueryError,
+    NotFoundError,
+    RetryableError,
+    StaleObjectError,
+    StatementTimeoutError,
+)
+from app.repositories import AsyncUnitOfWork, UnitOfWork
+
+ItemT = TypeVar("ItemT")
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = 1
+
+
+def unit_of_work() -> Iterator[UnitOfWork]:
+    """A unit of work for one request (blocking handlers), closed after the response."""
+    with UnitOfWork() as uow:
+        yield uow
+
+
+async def async_unit_of_work() -> AsyncIterator[AsyncUnitOfWork]:
+    """A unit of work for one request (async handlers), closed after the response."""
+    async with AsyncUnitOfWork() as uow:
+        yield uow
+
+
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(unit_of_work)]
+AsyncUnitOfWorkDep = Annotated[AsyncUnitOfWork, Depends(async_unit_of_work)]
+
+
+# -- errors as problem details ------------------------------------------------------------------
+
+# (status, title) by error class, most specific first.
+_PROBLEMS: list[tuple[type[DataLayerError], int, str]] = [
+    (NotFoundError, 404, "Not found"),
+    (ConflictError, 409, "Conflict"),
+    (ForeignKeyError, 409, "Conflict with a related resource"),
+    (InvalidQueryError, 400, "Bad request"),
+    (RetryableError, 503, "Busy, try again"),
+    (StatementTimeoutError, 503, "Took too long"),
+    (DatabaseUnavailableError, 503, "Service unavailable"),
+]
+
+
+def problem_for(exc: DataLayerError) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and RFC 9457 body for a data-layer error: its message (which names
+    fields and rules, never stored values or driver text), and for conflicts the fields."""
+    status, title = 500, "Internal server error"
+    if isinstance(exc, StaleObjectError):
+        # The caller's If-Match (expected_version) is old: 412; a lost race: 409.
+        status, title = (409, "Conflict") if exc.lost_race else (412, "Precondition failed")
+    else:
+        for kind, kind_status, kind_title in _PROBLEMS:
+            if isinstance(exc, kind):
+                status, title = kind_status, kind_title
+                break
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if status != 500:
+        body["detail"] = str(exc)
+    if isinstance(exc, ConflictError) and exc.fields:
+        body["fields"] = list(exc.fields)
+    return status, body
+
+
+async def _data_layer_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DataLayerError)
+    status, body = problem_for(exc)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Answer every `DataLayerError` a handler raises with its problem details."""
+    app.add_exception_handler(DataLayerError, _data_layer_error)
+
+
+# -- keyset pages -------------------------------------------------------------------------------
+
+
+class KeysetPage(BaseModel, Generic[ItemT]):
+    """One page of a list endpoint; pass `next_cursor` back as `?cursor=` for the next."""
+
+    items: list[ItemT]
+    next_cursor: str | None
+
+
+def link_next(request: Request, response: Response, next_cursor: str | None) -> None:
+    """Set `Link: <this URL with cursor=next>; rel="next"` when there is a next page."""
+    if next_cursor is not None:
+        url = request.url.include_query_params(cursor=next_cursor)
+        response.headers["Link"] = f'<{url}>; rel="next"'
+
+
+# -- optimistic locking over HTTP ---------------------------------------------------------------
+
+
+def etag(version: int) -> str:
+    """The strong ETag of a row at `version`."""
+    return f'"{version}"'
+
+
+def expected_version(if_match: str | None) -> int | None:
+    """The version an `If-Match` header names (None when absent), for
+    `update(..., expected_version=...)`; a malformed one is an `InvalidQueryError` (400)."""
+    if if_match is None:
+        return None
+    tag = if_match.strip()
+    if tag.startswith("W/"):
+        tag = tag[2:]
+    if len(tag) >= 2 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit():
+        return int(tag[1:-1])
+    raise InvalidQueryError('If-Match must be an ETag this service gave, such as "3"')
+
+
+__all__ = [
+    "AsyncUnitOfWorkDep",
+    "KeysetPage",
+    "UnitOfWorkDep",
+    "add_error_handlers",
+    "async_unit_of_work",
+    "etag",
+    "expected_version",
+    "link_next",
+    "problem_for",
+    "unit_of_work",
+]

@@ -1,0 +1,156 @@
+"""A pytest plugin for projects that build on this data layer.
+
+Enable it with `pytest -p app.testing`, or `pytest_plugins = ["app.testing"]` in a conftest.py.
+It migrates a database of the tests' own once per run and gives each test a unit of work in
+which everything the test does, its commits included, is rolled back at the end:
+
+    def test_signing_up_twice_is_a_conflict(uow, user_factory):
+        user_factory(email="ada@example.com")
+        with pytest.raises(ConflictError):
+            register_user(uow, {"email": "ADA@example.com", "password": "long enough"})
+
+The database: `--app-database-url URL` (or APP_TEST_DATABASE_URL) is used as it is; otherwise a
+throwaway database is created next to the one DATABASE_URL names (a temporary file for SQLite)
+and dropped after the run. `async_uow` needs pytest-asyncio.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import NullPool
+
+from app.config import get_settings, parse_database_url
+from app.db.admin import create_database, drop_database
+from app.db.models import Item, User
+from app.db.session import make_async_engine, make_engine
+from app.migrations import upgrade
+from app.repositories import AsyncUnitOfWork, UnitOfWork
+
+URL_OPTION = "--app-database-url"
+URL_VARIABLE = "APP_TEST_DATABASE_URL"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        URL_OPTION,
+        default=os.environ.get(URL_VARIABLE),
+        help="database for app.testing to migrate and use as it is (default: a throwaway "
+        "database beside DATABASE_URL's, dropped after the run)",
+    )
+
+
+@pytest.fixture(scope="session")
+def app_database_url(request: pytest.FixtureRequest) -> Iterator[URL]:
+    """The URL of the tests' database: given, or made for this run and dropped after it."""
+    given = request.config.getoption(URL_OPTION)
+    if given:
+        yield parse_database_url(given)
+        return
+    base = parse_database_url(get_settings().database_url)
+    with tempfile.TemporaryDirectory() as tmp:
+        if base.get_backend_name() == "sqlite":
+            url = base.set(database=str(Path(tmp) / "app_test.db"))
+        else:
+            url = base.set(database=f"{base.database or 'app'}_test_{uuid.uuid4().hex[:8]}")
+        create_database(url)
+        try:
+            yield url
+        finally:
+            drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def app_engine(app_database_url: URL) -> Iterator[Engine]:
+    """An engine on the tests' database, migrated to the newest revision."""
+    engine = make_engine(app_database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def app_connection(app_engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that is rolled back after the test."""
+    with app_engine.connect() as connection:
+        transaction = connection.begin()
+        yield connection
+        if transaction.is_active:
+            transaction.rollback()
+
+
+@pytest.fixture
+def uow(app_connection: Connection) -> UnitOfWork:
+    """A unit of work (not yet entered) whose commits become savepoints of the test's
+    transaction: the test sees them, the next test does not."""
+    factory = sessionmaker(
+        bind=app_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    return UnitOfWork(factory)
+
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def user_factory(uow: UnitOfWork) -> Callable[..., User]:
+    """`user_factory(**fields)`: a committed user; unique email unless given."""
+
+    def make(**fields: Any) -> User:
+        values = {"email": f"user{next(_numbers)}@example.test", "hashed_password": "x"}
+        with uow:
+            user = uow.users.create({**values, **fields})
+            uow.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def item_factory(uow: UnitOfWork, user_factory: Callable[..., User]) -> Callable[..., Item]:
+    """`item_factory(**fields)`: a committed item, of a new user unless `owner_id` is given."""
+
+    def make(**fields: Any) -> Item:
+        if "owner_id" not in fields:
+            fields["owner_id"] = user_factory().id
+        with uow:
+            item = uow.items.create({"title": f"item {next(_numbers)}", **fields})
+            uow.commit()
+        return item
+
+    return make
+
+
+try:
+    import pytest_asyncio
+except ImportError:  # async_uow needs pytest-asyncio; everything else works without it
+    pass
+else:
+
+    @pytest_asyncio.fixture
+    async def async_uow(app_engine: Engine) -> AsyncIterator[AsyncUnitOfWork]:
+        """`uow` for asyncio tests: everything it commits is rolled back after the test."""
+        engine = make_async_engine(app_engine.url, poolclass=NullPool)
+        connection = await engine.connect()
+        transaction = await connection.begin()
+        factory = async_sessionmaker(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        try:
+            yield AsyncUnitOfWork(factory)
+        finally:
+            if transaction.is_active:
+                await transaction.rollback()
+            await connection.close()
+            await engine.dispose()

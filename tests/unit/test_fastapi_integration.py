@@ -1,0 +1,53 @@
+"""Data-layer errors as HTTP problems, and ETags, without a database."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.db.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    DataLayerError,
+    ForeignKeyError,
+    InvalidQueryError,
+    NotFoundError,
+    RetryableError,
+    StaleObjectError,
+    StatementTimeoutError,
+)
+from app.integrations.fastapi import etag, expected_version, problem_for
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (NotFoundError("no user with id 'x'"), 404),
+        (ConflictError("a user with this email already exists", fields=("email",)), 409),
+        (ForeignKeyError("the item refers to a row that does not exist"), 409),
+        (StaleObjectError("changed since it was read"), 409),
+        (StaleObjectError("the item is at version 3, not version 2", lost_race=False), 412),
+        (InvalidQueryError("invalid cursor"), 400),
+        (RetryableError("busy"), 503),
+        (StatementTimeoutError("too long"), 503),
+        (DatabaseUnavailableError("down"), 503),
+        (DataLayerError("something the caller cannot act on"), 500),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
+)
+def test_each_error_has_its_status(error: DataLayerError, status: int) -> None:
+    found, body = problem_for(error)
+    assert (found, body["status"]) == (status, status)
+    assert body["type"] == "about:blank"
+
+
+def test_a_conflict_names_its_fields_and_a_500_hides_its_message() -> None:
+    assert problem_for(ConflictError("taken", fields=("email",)))[1]["fields"] == ["email"]
+    assert "detail" not in problem_for(DataLayerError("internal detail"))[1]
+
+
+def test_etags_round_trip_through_if_match() -> None:
+    assert expected_version(etag(3)) == 3
+    assert expected_version('W/"3"') == 3
+    assert expected_version(None) is None
+    with pytest.raises(InvalidQueryError, match="If-Match"):
+        expected_version("*")
