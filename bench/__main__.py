@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import concurrency, ingest, pagination, reads, transactions
+from bench import concurrency, ingest, pagination, reads, transactions, web
 from bench.chart import chart
 from bench.harness import Measurement, bench_database, console, environment, reachable, report
 
@@ -21,8 +21,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=200_000, help="items for the paging test")
     parser.add_argument(
         "--workloads",
-        default="ingest,reads,uow,pages,async",
-        help="comma-separated workloads: ingest, reads, uow, pages, async",
+        default="ingest,reads,uow,pages,async,web",
+        help="comma-separated workloads: ingest, reads, uow, pages, async, web (PostgreSQL)",
     )
     parser.add_argument("--quick", action="store_true", help="10k rows, 3 runs: a smoke run")
     parser.add_argument(
@@ -61,11 +61,15 @@ def main() -> None:
                     rows=rows,
                     repeat=repeat,
                 )
+            if "web" in workloads:
+                results += web.run_web(
+                    backend, engine, requests=200 if args.quick else 2_000, repeat=repeat
+                )
             if "pages" in workloads:
                 results += pagination.run_pagination(backend, engine, items=items, repeat=repeat)
     ratios = (
         ingest.RATIOS + reads.RATIOS + transactions.RATIOS + pagination.RATIOS
-        + concurrency.RATIOS
+        + concurrency.RATIOS + web.RATIOS
     )  # fmt: skip
     report(results, ratios, args.out)
     chart(results, args.out.with_suffix(".png"))
