@@ -16,7 +16,7 @@ from app.config import get_settings
 from app.db.errors import InvalidQueryError, translating_errors
 from app.db.models import Base
 from app.db.types import new_id
-from app.repositories.columns import coerce, column_names, nullable
+from app.repositories.columns import coerce, column_names
 
 ModelT = TypeVar("ModelT", bound=Base)
 
@@ -82,8 +82,10 @@ class RepositoryCore(Generic[ModelT]):
     def _new_row_values(self, data: Data) -> dict[str, Any]:
         """The values of a new row, checked; every column without a default must be given."""
         values = self._values(data, writable=self._creatable)
-        missing = [name for name in _required(self._table) if name not in values]
-        if missing:
+        required = _required(self._table)
+        if not required <= values.keys():
+            absent = required - values.keys()
+            missing = [column.key for column in self._table.columns if column.key in absent]
             raise InvalidQueryError(
                 f"a new {self._entity} needs {', '.join(missing)}; "
                 f"given: {', '.join(sorted(values)) or 'nothing'}"
@@ -106,8 +108,9 @@ class RepositoryCore(Generic[ModelT]):
                 f"{self.model.__name__} has no writable field {', '.join(map(repr, unknown))}; "
                 f"writable fields: {', '.join(sorted(writable))}"
             )
+        required = _not_nullable(self._table)
         for name, value in values.items():
-            if value is None and not nullable(self.model, name):
+            if value is None and name in required:
                 raise InvalidQueryError(f"{self.model.__name__}.{name} cannot be null")
             values[name] = coerce(self.model, name, value)
         return self.prepare(values)
@@ -148,9 +151,14 @@ class RepositoryCore(Generic[ModelT]):
 
 
 @cache
-def _required(table: Table) -> tuple[str, ...]:
+def _not_nullable(table: Table) -> frozenset[str]:
+    return frozenset(column.key for column in table.columns if not column.nullable)
+
+
+@cache
+def _required(table: Table) -> frozenset[str]:
     """Columns a new row must be given: NOT NULL, with no default of ours or the database's."""
-    return tuple(
+    return frozenset(
         column.key
         for column in table.columns
         if not column.nullable and column.default is None and column.server_default is None
