@@ -142,18 +142,39 @@ def test_a_migration_stuck_behind_a_busy_table_fails_fast(
     assert _scalar(fresh_engine, "SELECT version_num FROM alembic_version") == head
 
 
-@pytest.fixture
-def unsafe_alembic_ini(tmp_path: Path) -> Path:
-    """A copy of the project's migrations with the deliberately unsafe one on top."""
+def alembic_ini_with(tmp_path: Path, fixture: str, file_name: str) -> Path:
+    """A copy of the project's migrations with the migration in tests/fixtures/`fixture` on top."""
     shutil.copytree(ROOT / "migrations", tmp_path / "migrations",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
     head = migrations.revisions()[0].revision
-    fixture = (ROOT / "tests" / "fixtures" / "unsafe_migration.py").read_text()
-    (tmp_path / "migrations" / "versions" / "20261126_1200_unsafe.py").write_text(
-        fixture.replace("{head}", head)
-    )
+    text_of = (ROOT / "tests" / "fixtures" / fixture).read_text()
+    (tmp_path / "migrations" / "versions" / file_name).write_text(text_of.replace("{head}", head))
     return tmp_path / "alembic.ini"
+
+
+@pytest.fixture
+def unsafe_alembic_ini(tmp_path: Path) -> Path:
+    """The project's migrations with the deliberately unsafe one on top."""
+    return alembic_ini_with(tmp_path, "unsafe_migration.py", "20261126_1200_unsafe.py")
+
+
+def test_lint_accepts_the_same_changes_made_through_the_online_helpers(tmp_path: Path) -> None:
+    ini = alembic_ini_with(tmp_path, "online_migration.py", "20261127_1200_online.py")
+    result = run_app("db", "lint", database_url="sqlite://", env={"ALEMBIC_CONFIG": str(ini)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no unsafe operations" in result.stdout
+
+
+def test_lint_names_the_helpers_as_the_safe_alternative(unsafe_alembic_ini: Path) -> None:
+    result = run_app(
+        "db", "lint", database_url="sqlite://", env={"ALEMBIC_CONFIG": str(unsafe_alembic_ini)}
+    )
+    lines = result.stdout.splitlines()
+    (required,) = [line for line in lines if ": not-null-without-default:" in line]
+    (index,) = [line for line in lines if ": index-not-concurrent:" in line]
+    assert "migration_ops.add_not_null_column" in required
+    assert "migration_ops.create_index" in index
 
 
 def test_lint_passes_our_migrations() -> None:

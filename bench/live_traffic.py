@@ -1,0 +1,191 @@
+"""Units of work running against a table while a migration changes it, and what they saw.
+
+Shared by the live-migration test (tests/integration/test_migration_ops.py) and the benchmark
+(bench/online_migration.py): threads read items by key, update them and insert new ones through
+the public API (`run_in_transaction`), recording every request's latency and every failure.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.models import Item
+from app.migrations import alembic_config, find_alembic_ini
+from app.repositories import UnitOfWork, run_in_transaction
+
+# A migration through the helpers: a NOT NULL column filled from each row's title, and an index.
+ONLINE_MIGRATION = """
+import sqlalchemy as sa
+
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.add_not_null_column(
+        "items",
+        sa.Column("title_length", sa.Integer(), server_default="0"),
+        backfill=sa.func.length(sa.column("title")),
+    )
+    migration_ops.create_index(
+        "ix_items_owner_id_title_length", "items", ["owner_id", "title_length"]
+    )
+"""
+
+# The same change as autogenerate and habit write it: a NOT NULL column with a per-row default
+# (the table is rewritten under an exclusive lock), one UPDATE, a plain CREATE INDEX.
+NAIVE_MIGRATION = """
+import sqlalchemy as sa
+from alembic import op
+
+PER_ROW_DEFAULT = {"postgresql": "(floor(random() * 100))::int", "mysql": "(floor(rand() * 100))"}
+
+
+def upgrade() -> None:
+    dialect = op.get_context().dialect.name
+    default = PER_ROW_DEFAULT.get(dialect, PER_ROW_DEFAULT["mysql"])
+    op.add_column(
+        "items",
+        sa.Column("title_length", sa.Integer(), nullable=False, server_default=sa.text(default)),
+    )
+    op.execute("UPDATE items SET title_length = length(title)")
+    op.create_index("ix_items_owner_id_title_length", "items", ["owner_id", "title_length"])
+"""
+
+
+@dataclass
+class Request:
+    """One unit of work: when it started, how long it took, what it did, how it ended."""
+
+    started: float
+    seconds: float
+    kind: str
+    error: BaseException | None = None
+
+
+@dataclass
+class Traffic:
+    """`threads` threads running units of work until the block ends."""
+
+    factory: sessionmaker[Session]
+    item_ids: list[uuid.UUID]
+    owner_ids: list[uuid.UUID]
+    threads: int = 4
+    requests: list[Request] = field(default_factory=list)
+    attempts: int = 0
+    inserted: list[uuid.UUID] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _workers: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __enter__(self) -> Traffic:
+        for number in range(self.threads):
+            worker = threading.Thread(target=self._run, args=(number,), daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout=60)
+
+    def during(self, start: float, end: float) -> list[Request]:
+        """The requests that were running at some time between `start` and `end`."""
+        return [r for r in self.requests if r.started <= end and r.started + r.seconds >= start]
+
+    @property
+    def errors(self) -> list[BaseException]:
+        return [r.error for r in self.requests if r.error is not None]
+
+    def _run(self, number: int) -> None:
+        chooser = random.Random(number)
+        kinds: dict[str, Callable[[UnitOfWork], object]] = {
+            "read": lambda uow: uow.items.get(chooser.choice(self.item_ids)),
+            "update": lambda uow: uow.items.update(
+                chooser.choice(self.item_ids), {"description": f"changed {chooser.random():.6f}"}
+            ),
+            "insert": self._insert(chooser),
+        }
+        while not self._stop.is_set():
+            kind = chooser.choice(("read", "read", "update", "insert"))
+            started = time.perf_counter()
+            error: BaseException | None = None
+            try:
+                run_in_transaction(self._counted(kinds[kind]), session_factory=self.factory)
+            except Exception as exc:  # every failure is recorded and judged
+                error = exc
+            with self._lock:
+                self.requests.append(Request(started, time.perf_counter() - started, kind, error))
+
+    def _counted(self, fn: Callable[[UnitOfWork], object]) -> Callable[[UnitOfWork], object]:
+        def attempt(uow: UnitOfWork) -> object:
+            with self._lock:
+                self.attempts += 1
+            return fn(uow)
+
+        return attempt
+
+    def _insert(self, chooser: random.Random) -> Callable[[UnitOfWork], object]:
+        def insert(uow: UnitOfWork) -> object:
+            item = uow.items.create(
+                {"title": f"new {chooser.random():.6f}", "owner_id": chooser.choice(self.owner_ids)}
+            )
+            with self._lock:
+                self.inserted.append(item.id)
+            return item
+
+        return insert
+
+
+def sample_ids(engine: Engine, count: int = 5_000) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """Some item ids and owner ids to work on."""
+    with engine.connect() as connection:
+        items = list(connection.scalars(select(Item.id).limit(count)))
+        owners = list(connection.scalars(select(Item.owner_id).distinct().limit(count)))
+    return items, owners
+
+
+def run_extra_migration(
+    engine: Engine, body: str, *, revision: str = "f00dfeed0001", downgrade_to: str | None = None
+) -> float:
+    """Apply one more migration (`body` is its code) on top of the project's, or with
+    `downgrade_to` go down from it to there; the seconds it took."""
+    project = find_alembic_ini().parent / "migrations"
+    with TemporaryDirectory() as scratch:
+        scripts = Path(scratch) / "migrations"
+        shutil.copytree(project, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+        config = alembic_config()
+        config.set_main_option("script_location", str(scripts))
+        head = _head(config)
+        header = f'"""extra"""\nrevision = "{revision}"\ndown_revision = "{head}"\n'
+        (scripts / "versions" / f"29991231_2359_{revision}.py").write_text(header + body)
+        started = time.perf_counter()
+        with engine.connect() as connection:
+            config.attributes["connection"] = connection
+            if downgrade_to is None:
+                command.upgrade(config, revision)
+            else:
+                command.downgrade(config, downgrade_to)
+            if connection.in_transaction():
+                connection.commit()
+        return time.perf_counter() - started
+
+
+def _head(config: Config) -> str:
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head

@@ -1,0 +1,115 @@
+"""Indexes built and dropped without blocking writes.
+
+PostgreSQL: `CREATE INDEX CONCURRENTLY` outside the migration's transaction. A build that failed
+(a lock wait that ran out, a duplicate under a unique index, a killed migration) leaves an
+INVALID index behind; it is dropped and the build started again, and a valid index of the name
+means an earlier run got this far. MariaDB: `ALGORITHM=INPLACE, LOCK=NONE`, which the server
+refuses rather than quietly locking the table. SQLite: a plain CREATE INDEX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import suppress
+
+from alembic import op
+from sqlalchemy import Connection, text
+from sqlalchemy import exc as sa_exc
+
+from app.migration_ops.online import (
+    dialect_name,
+    mariadb_wait,
+    offline,
+    outside_transaction,
+    quote,
+    retrying_lock_waits,
+    short_lock_waits,
+)
+
+
+def create_index(name: str, table: str, columns: Sequence[str], *, unique: bool = False) -> None:
+    """Create index `name` on `table` (`columns`, in order) while the table stays writable."""
+    if isinstance(columns, str) or not columns:
+        raise ValueError(f"create_index {name!r}: columns must be a non-empty list of names")
+    kind = "UNIQUE INDEX" if unique else "INDEX"
+    column_list = ", ".join(quote(column) for column in columns)
+    dialect = dialect_name()
+    with outside_transaction():
+        if dialect == "postgresql":
+            statement = (
+                f"CREATE {kind} CONCURRENTLY {quote(name)} ON {quote(table)} ({column_list})"
+            )
+            if offline():
+                op.execute(statement)
+                return
+            connection = op.get_bind()
+            with short_lock_waits(connection):
+                retrying_lock_waits(lambda: _build_postgresql(connection, name, statement))
+        elif dialect in ("mysql", "mariadb"):
+            statement = (
+                f"CREATE {kind} IF NOT EXISTS {quote(name)} ON {quote(table)} ({column_list}) "
+                f"{mariadb_wait()} ALGORITHM=INPLACE LOCK=NONE"
+            )
+            _run_mariadb(statement)
+        else:
+            op.execute(
+                f"CREATE {kind} IF NOT EXISTS {quote(name)} ON {quote(table)} ({column_list})"
+            )
+
+
+def drop_index(name: str, table: str) -> None:
+    """Drop index `name` of `table` while the table stays writable; nothing if it is gone."""
+    dialect = dialect_name()
+    with outside_transaction():
+        if dialect == "postgresql":
+            statement = f"DROP INDEX CONCURRENTLY IF EXISTS {quote(name)}"
+            if offline():
+                op.execute(statement)
+                return
+            connection = op.get_bind()
+            with short_lock_waits(connection):
+                retrying_lock_waits(lambda: connection.exec_driver_sql(statement))
+        elif dialect in ("mysql", "mariadb"):
+            _run_mariadb(
+                f"ALTER TABLE {quote(table)} {mariadb_wait()} DROP INDEX IF EXISTS {quote(name)}, "
+                "ALGORITHM=INPLACE, LOCK=NONE"
+            )
+        else:
+            op.execute(f"DROP INDEX IF EXISTS {quote(name)}")
+
+
+def _run_mariadb(statement: str) -> None:
+    if offline():
+        op.execute(statement)
+        return
+    connection = op.get_bind()
+    with short_lock_waits(connection):
+        retrying_lock_waits(lambda: connection.exec_driver_sql(statement))
+
+
+def postgresql_index_valid(connection: Connection, name: str) -> bool | None:
+    """Whether index `name` is valid: None when there is no such index (current schema)."""
+    return connection.scalar(  # type: ignore[no-any-return]
+        text(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = :name AND c.relnamespace = current_schema()::regnamespace"
+        ),
+        {"name": name},
+    )
+
+
+def _build_postgresql(connection: Connection, name: str, statement: str) -> None:
+    valid = postgresql_index_valid(connection, name)
+    if valid:
+        return
+    if valid is False:
+        connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(name)}")
+    try:
+        connection.exec_driver_sql(statement)
+    except sa_exc.DBAPIError:
+        # Leave no INVALID index behind; if even the drop cannot get its lock, the next attempt
+        # (or the next run) finds the index invalid and drops it first.
+        with suppress(sa_exc.DBAPIError):
+            if postgresql_index_valid(connection, name) is False:
+                connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(name)}")
+        raise

@@ -1,0 +1,127 @@
+"""What every online operation needs: its own short transactions, short lock waits, retries.
+
+A DDL statement that waits for a table lock queues every later reader and writer of the table
+behind it, so the wait must be short and the statement retried, not left to wait for seconds.
+On PostgreSQL and MariaDB each operation runs outside the migration's transaction (Alembic's
+autocommit block): a batch commits when it ends and a lock is held only as long as its statement.
+SQLite runs the whole migration as one write transaction (see migrations/env.py) and has no
+concurrent writers to protect; there the helpers run inside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from alembic import op
+from sqlalchemy import Connection, text
+from sqlalchemy import exc as sa_exc
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+
+from app.db.errors import RetryableError, translate
+
+T = TypeVar("T")
+
+# How long one attempt may wait for a lock, and how many attempts an operation gets. Traffic
+# queued behind a waiting ALTER waits at most this long.
+LOCK_TIMEOUT = 0.5
+ATTEMPTS = 60
+
+
+def dialect_name() -> str:
+    return op.get_context().dialect.name
+
+
+def offline() -> bool:
+    """True while Alembic writes SQL (`--sql`) instead of running it."""
+    return op.get_context().as_sql
+
+
+def quote(name: str) -> str:
+    """`name` as an identifier of the migration's dialect."""
+    return op.get_context().dialect.identifier_preparer.quote(name)
+
+
+def mariadb_wait(seconds: float = LOCK_TIMEOUT) -> str:
+    """The clause that bounds a MariaDB DDL statement's wait for its table's metadata lock.
+
+    The server counts whole seconds (`WAIT 0.5` does not wait at all): at least one.
+    """
+    return f"WAIT {max(math.ceil(seconds), 1)}"
+
+
+@contextmanager
+def outside_transaction() -> Iterator[None]:
+    """Run the block in autocommit, outside the migration's transaction (not on SQLite)."""
+    if dialect_name() == "sqlite":
+        yield
+        return
+    with op.get_context().autocommit_block():
+        yield
+
+
+def _lock_wait_ended(exc: BaseException) -> bool:
+    return isinstance(exc, sa_exc.DBAPIError) and isinstance(translate(exc), RetryableError)
+
+
+def retrying_lock_waits(action: Callable[[], T], *, attempts: int = ATTEMPTS) -> T:
+    """Run `action`, again after a pause each time it gave up waiting for a lock."""
+    retrying = Retrying(
+        retry=retry_if_exception(_lock_wait_ended),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential(min=0.05, max=2.0) + wait_random(0, 0.1),
+        reraise=True,
+    )
+    return retrying(action)
+
+
+@contextmanager
+def short_lock_waits(connection: Connection, seconds: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Lock waits of at most `seconds` and no statement timeout, restored afterwards.
+
+    The statement timeout is lifted because an online operation (an index build, a VALIDATE)
+    may rightly run for minutes while the table stays usable.
+    """
+    dialect = connection.dialect.name
+    if dialect == "sqlite" or offline():
+        yield
+        return
+    if dialect == "postgresql":
+        names = ("lock_timeout", "statement_timeout")
+        wanted = (f"{int(seconds * 1000)}ms", "0")
+        before = [connection.scalar(text(f"SELECT current_setting('{n}')")) for n in names]
+        for name, value in zip(names, wanted, strict=True):
+            connection.execute(text("SELECT set_config(:n, :v, false)"), {"n": name, "v": value})
+        try:
+            yield
+        finally:
+            for name, value in zip(names, before, strict=True):
+                connection.execute(
+                    text("SELECT set_config(:n, :v, false)"), {"n": name, "v": value}
+                )
+        return
+    # DDL waits for its metadata lock as long as its own `WAIT n` says (`mariadb_wait`); row
+    # locks are waited for in whole seconds, at least one.
+    variables = ("innodb_lock_wait_timeout", "max_statement_time")
+    wanted_values = (max(math.ceil(seconds), 1), 0)
+    saved = tuple(
+        connection.execute(text("SELECT " + ", ".join(f"@@SESSION.{n}" for n in variables))).one()
+    )
+    _set_mariadb(connection, dict(zip(variables, wanted_values, strict=True)))
+    try:
+        yield
+    finally:
+        _set_mariadb(connection, dict(zip(variables, saved, strict=True)))
+
+
+def _set_mariadb(connection: Connection, values: dict[str, object]) -> None:
+    # Numbers read back from the server or set above, never caller text; whole numbers are
+    # written as integers, which is all lock_wait_timeout accepts.
+    numbers = {name: float(str(value)) for name, value in values.items()}
+    assignments = ", ".join(
+        f"SESSION {name} = {int(number) if number.is_integer() else number!r}"
+        for name, number in numbers.items()
+    )
+    connection.execute(text(f"SET {assignments}"))

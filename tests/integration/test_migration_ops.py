@@ -1,0 +1,253 @@
+"""The online migration helpers, on every backend, and under live traffic on the servers.
+
+The live-traffic test runs four threads of units of work against a table of
+APP_TEST_LIVE_ROWS items (default 50,000; the benchmark uses a million) while a migration
+adds a NOT NULL column with a backfill and a two-column index through `app.migration_ops`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from bench.live_traffic import (
+    ONLINE_MIGRATION,
+    Traffic,
+    run_extra_migration,
+    sample_ids,
+)
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.orm import sessionmaker
+
+from app.db.errors import RetryableError
+from app.db.models import Base
+from app.db.session import make_engine, make_session_factory
+from app.migrations import drift, upgrade
+from app.repositories import ItemRepository, UserRepository
+
+ROOT = Path(__file__).resolve().parents[2]
+LIVE_ROWS = int(os.environ.get("APP_TEST_LIVE_ROWS", "50000"))
+INDEX = "ix_items_owner_id_title_length"
+ONLINE_WITH_DOWNGRADE = (
+    ONLINE_MIGRATION
+    + """
+
+def downgrade() -> None:
+    migration_ops.drop_index("ix_items_owner_id_title_length", "items")
+    migration_ops.drop_column("items", "title_length")
+"""
+)
+
+
+def load_items(engine: Engine, count: int) -> None:
+    """`count` items of 100 owners each (titles of varied length), committed."""
+    factory = make_session_factory(engine)
+    with factory() as session:
+        owners = [uuid.uuid4() for _ in range(max(count // 100, 1))]
+        UserRepository(session).create_many(
+            {"id": owner, "email": f"{owner}@example.com", "hashed_password": "x"}
+            for owner in owners
+        )
+        ItemRepository(session).create_many(
+            {"title": "t" * (1 + n % 40), "owner_id": owners[n % len(owners)]} for n in range(count)
+        )
+        session.commit()
+
+
+@pytest.fixture
+def loaded(fresh_url: str) -> Iterator[Engine]:
+    engine = make_engine(fresh_url, pool_size=8)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def extended_metadata() -> sa.MetaData:
+    """The models' schema plus what the migration adds: the target `app db check` compares."""
+    metadata = sa.MetaData(naming_convention=Base.metadata.naming_convention)
+    for table in Base.metadata.tables.values():
+        table.to_metadata(metadata)
+    items = metadata.tables["items"]
+    items.append_column(sa.Column("title_length", sa.Integer(), nullable=False))
+    sa.Index(INDEX, items.c.owner_id, items.c.title_length)
+    return metadata
+
+
+def schema_differences(engine: Engine, metadata: sa.MetaData) -> list[object]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "target_metadata": metadata}
+        )
+        return list(compare_metadata(context, metadata))
+
+
+def index_is_valid(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            return bool(
+                connection.scalar(
+                    text(
+                        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c "
+                        "ON c.oid = i.indexrelid WHERE c.relname = :name"
+                    ),
+                    {"name": INDEX},
+                )
+            )
+        return any(index["name"] == INDEX for index in inspect(connection).get_indexes("items"))
+
+
+def wrong_lengths(engine: Engine, skip: set[uuid.UUID]) -> int:
+    """Rows (other than `skip`) whose title_length is not their title's length."""
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, title, title_length FROM items")).all()
+    ids = {str(value).replace("-", "") for value in skip}
+    return sum(
+        1
+        for row in rows
+        if str(row.id).replace("-", "") not in ids and row.title_length != len(row.title)
+    )
+
+
+def test_helpers_add_and_remove_a_column_and_an_index(loaded: Engine) -> None:
+    load_items(loaded, 3_000)
+
+    run_extra_migration(loaded, ONLINE_WITH_DOWNGRADE)
+
+    assert schema_differences(loaded, extended_metadata()) == []
+    assert index_is_valid(loaded)
+    assert wrong_lengths(loaded, set()) == 0
+    with loaded.connect() as connection:
+        nullable = {c["name"]: c["nullable"] for c in inspect(connection).get_columns("items")}
+    assert nullable["title_length"] is False
+
+    run_extra_migration(loaded, ONLINE_WITH_DOWNGRADE, downgrade_to="-1")
+
+    assert drift(loaded) == []
+    with loaded.connect() as connection:
+        assert "title_length" not in {c["name"] for c in inspect(connection).get_columns("items")}
+
+
+def test_backfill_runs_in_batches_and_skips_rows_already_done(loaded: Engine) -> None:
+    load_items(loaded, 2_500)
+    body = """
+import sqlalchemy as sa
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.backfill(
+        "items", {"description": sa.func.upper(sa.column("title"))},
+        where=sa.column("owner_id").is_not(None), batch_size=1_000,
+    )
+"""
+    with loaded.begin() as connection:  # some rows already hold the value
+        connection.execute(text("UPDATE items SET description = upper(title) WHERE title = 't'"))
+    run_extra_migration(loaded, body)
+
+    with loaded.connect() as connection:
+        wrong = connection.scalar(
+            text(
+                "SELECT count(*) FROM items "
+                "WHERE description IS NULL OR description <> upper(title)"
+            )
+        )
+    assert wrong == 0
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_online_migration_under_live_traffic(loaded: Engine) -> None:
+    load_items(loaded, LIVE_ROWS)
+    item_ids, owner_ids = sample_ids(loaded)
+    factory = sessionmaker(bind=loaded, expire_on_commit=False)
+
+    with Traffic(factory, item_ids, owner_ids) as traffic:
+        time.sleep(1.0)  # traffic first, then the migration in the middle of it
+        started = time.perf_counter()
+        run_extra_migration(loaded, ONLINE_MIGRATION)
+        ended = time.perf_counter()
+        time.sleep(0.5)
+
+    during = traffic.during(started, ended)
+    longest = max(request.seconds for request in during)
+    assert traffic.errors == []
+    assert len(during) > 50, "the traffic ran while the migration did"
+    assert longest < 1.0, f"a request waited {longest:.2f} s during the migration"
+    assert traffic.attempts >= len(traffic.requests)  # retries, if any, were absorbed
+    assert not any(isinstance(e, RetryableError) for e in traffic.errors)
+    assert index_is_valid(loaded)
+    assert schema_differences(loaded, extended_metadata()) == []
+    assert wrong_lengths(loaded, set(traffic.inserted)) == 0
+    with loaded.connect() as connection:
+        missing = connection.scalar(text("SELECT count(*) FROM items WHERE title_length IS NULL"))
+    assert missing == 0
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_killed_migration_continues_where_it_stopped(loaded: Engine, fresh_url: str) -> None:
+    load_items(loaded, 40_000)
+    body = ONLINE_MIGRATION.replace(
+        'backfill=sa.func.length(sa.column("title")),',
+        'backfill=sa.func.length(sa.column("title")), batch_size=200,',
+    )
+    script = (
+        "import sys\n"
+        "from app.db.session import make_engine\n"
+        "from bench.live_traffic import run_extra_migration\n"
+        "run_extra_migration(make_engine(sys.argv[1]), sys.stdin.read())\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, fresh_url], cwd=ROOT, stdin=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None
+    child.stdin.write(body)
+    child.stdin.close()
+    filled = filled_rows(loaded)
+    deadline = time.monotonic() + 60
+    while filled < 2_000 and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.02)
+        filled = filled_rows(loaded)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert 0 < filled_rows(loaded) < 40_000, "killed half-way through the backfill"
+    kept = row_versions(loaded)
+
+    run_extra_migration(loaded, body)
+
+    assert wrong_lengths(loaded, set()) == 0
+    assert index_is_valid(loaded)
+    assert schema_differences(loaded, extended_metadata()) == []
+    if kept:  # PostgreSQL: rows filled by the killed run were not written again
+        after = row_versions(loaded)
+        assert all(after[key] == version for key, version in kept.items())
+
+
+def filled_rows(engine: Engine) -> int:
+    with engine.connect() as connection:
+        columns = {c["name"] for c in inspect(connection).get_columns("items")}
+        if "title_length" not in columns:
+            return 0
+        return int(
+            connection.scalar(text("SELECT count(*) FROM items WHERE title_length IS NOT NULL"))
+            or 0
+        )
+
+
+def row_versions(engine: Engine) -> dict[str, str]:
+    """PostgreSQL: each filled row's xmin, which changes when the row is written again."""
+    if engine.dialect.name != "postgresql":
+        return {}
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT id::text, xmin::text FROM items WHERE title_length IS NOT NULL")
+        ).all()
+    return {row[0]: row[1] for row in rows}
