@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
+
+from app.db.session import make_session_factory
+from app.repositories import ItemRepository, UserRepository
 
 
 def count_rows(connection: Connection, table: str, where: str = "", **params: Any) -> int:
@@ -33,3 +37,20 @@ def run_app(
         timeout=180,
         check=False,
     )
+
+
+def load_items(engine: Engine, count: int, *, owners: int | None = None) -> None:
+    """`count` items of `owners` owners (default: one per 100 items), titles of varied length,
+    committed."""
+    factory = make_session_factory(engine)
+    with factory() as session:
+        owner_ids = [uuid.uuid4() for _ in range(owners or max(count // 100, 1))]
+        UserRepository(session).create_many(
+            {"id": owner, "email": f"{owner}@example.com", "hashed_password": "x"}
+            for owner in owner_ids
+        )
+        ItemRepository(session).create_many(
+            {"title": "t" * (1 + n % 40), "owner_id": owner_ids[n % len(owner_ids)]}
+            for n in range(count)
+        )
+        session.commit()

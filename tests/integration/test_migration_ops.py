@@ -31,9 +31,9 @@ from sqlalchemy.orm import sessionmaker
 
 from app.db.errors import RetryableError
 from app.db.models import Base
-from app.db.session import make_engine, make_session_factory
+from app.db.session import make_engine
 from app.migrations import drift, upgrade
-from app.repositories import ItemRepository, UserRepository
+from tests.integration.helpers import load_items
 
 ROOT = Path(__file__).resolve().parents[2]
 LIVE_ROWS = int(os.environ.get("APP_TEST_LIVE_ROWS", "50000"))
@@ -47,21 +47,6 @@ def downgrade() -> None:
     migration_ops.drop_column("items", "title_length")
 """
 )
-
-
-def load_items(engine: Engine, count: int) -> None:
-    """`count` items of 100 owners each (titles of varied length), committed."""
-    factory = make_session_factory(engine)
-    with factory() as session:
-        owners = [uuid.uuid4() for _ in range(max(count // 100, 1))]
-        UserRepository(session).create_many(
-            {"id": owner, "email": f"{owner}@example.com", "hashed_password": "x"}
-            for owner in owners
-        )
-        ItemRepository(session).create_many(
-            {"title": "t" * (1 + n % 40), "owner_id": owners[n % len(owners)]} for n in range(count)
-        )
-        session.commit()
 
 
 @pytest.fixture

@@ -63,8 +63,10 @@ def _insert(items: ItemRepository, owner: uuid.UUID, rows: list[tuple[Any, ...]]
 
 
 def _python_order(rows: list[Item], order: list[str]) -> list[uuid.UUID]:
-    """The order the repository promises: NULL the largest value, the id last."""
-    ordered = sorted(rows, key=lambda item: item.id)
+    """The order the repository promises: NULL the largest value, the id last (in the
+    direction of the key before it)."""
+    descending = bool(order) and order[-1].startswith("-")
+    ordered = sorted(rows, key=lambda item: item.id, reverse=descending)
     for spec in reversed(order):
         name = spec.lstrip("-")
 

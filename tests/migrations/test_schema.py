@@ -44,13 +44,18 @@ def test_head_has_the_tables_columns_and_named_constraints_of_the_models(
             assert inspector.get_pk_constraint(table.name)["name"] == f"pk_{table.name}"
 
 
-def test_the_owner_index_and_cascading_foreign_key_exist(
+def test_the_sort_order_indexes_and_cascading_foreign_key_exist(
     alembic_runner: MigrationContext, alembic_engine: Engine
 ) -> None:
     alembic_runner.migrate_up_to("heads")
     inspector = inspect(alembic_engine)
     indexes = {ix["name"]: ix["column_names"] for ix in inspector.get_indexes("items")}
-    assert indexes["ix_items_owner_id"] == ["owner_id"]
+    assert indexes["ix_items_owner_id_created_at"] == ["owner_id", "created_at", "id"]
+    assert indexes["ix_items_created_at"] == ["created_at", "id"]
+    assert indexes["ix_items_title"] == ["title", "id"]
+    assert "ix_items_owner_id" not in indexes  # the three-column index serves the foreign key
+    users = {ix["name"]: ix["column_names"] for ix in inspector.get_indexes("users")}
+    assert users["ix_users_created_at"] == ["created_at", "id"]
     (foreign_key,) = inspector.get_foreign_keys("items")
     assert foreign_key["referred_table"] == "users"
     assert (foreign_key.get("options") or {}).get("ondelete", "").upper() == "CASCADE"

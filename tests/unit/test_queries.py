@@ -63,15 +63,31 @@ def test_bad_filter_values_are_refused(where: dict[str, object], complaint: str)
         where_clause(Item, where, allowed=ITEM_FIELDS)
 
 
-def test_the_primary_key_ends_every_order_and_nulls_sort_last() -> None:
+def test_the_primary_key_ends_every_order_in_the_direction_of_the_key_before_it() -> None:
     keys = sort_keys(Item, ["-created_at", "description"], allowed=ITEM_FIELDS)
     assert [key.spec for key in keys] == ["-created_at", "description", "id"]
-    assert [_sql(term) for term in order_terms(Item, keys)] == [
-        "items.created_at DESC",
-        "items.description IS NULL ASC",
-        "items.description ASC",
-        "items.id ASC",
-    ]
+    newest_first = sort_keys(Item, ["-created_at"], allowed=ITEM_FIELDS)
+    assert [key.spec for key in newest_first] == ["-created_at", "-id"]
+    assert [key.spec for key in sort_keys(Item, None, allowed=ITEM_FIELDS)] == ["id"]
+
+
+def test_an_order_that_reaches_a_unique_required_column_ends_there() -> None:
+    fields = {"email", "full_name", "created_at", "id"}
+    assert [k.spec for k in sort_keys(User, ["-email"], allowed=fields)] == ["-email"]
+    assert [k.spec for k in sort_keys(User, ["full_name"], allowed=fields)] == ["full_name", "id"]
+
+
+@pytest.mark.parametrize(
+    ("dialect", "null_terms"), [("sqlite", True), ("mysql", True), ("postgresql", False)]
+)
+def test_nulls_sort_last_and_postgresql_needs_no_term_for_it(
+    dialect: str, null_terms: bool
+) -> None:
+    keys = sort_keys(Item, ["-created_at", "description"], allowed=ITEM_FIELDS)
+    expected = ["items.created_at DESC", "items.description ASC", "items.id ASC"]
+    if null_terms:
+        expected.insert(1, "items.description IS NULL ASC")
+    assert [_sql(term) for term in order_terms(Item, keys, dialect)] == expected
 
 
 def test_sorting_twice_by_one_field_is_refused() -> None:
@@ -79,10 +95,19 @@ def test_sorting_twice_by_one_field_is_refused() -> None:
         sort_keys(Item, ["title", "-title"], allowed=ITEM_FIELDS)
 
 
-def test_keyset_condition_is_lexicographic() -> None:
-    keys = sort_keys(Item, ["title"], allowed=ITEM_FIELDS)
-    assert _sql(after(Item, keys, ["lamp", "x"])) == (
-        "items.title > :title_1 OR items.title = :title_2 AND items.id > :id_1"
+def test_keyset_condition_is_a_row_value_when_all_keys_run_one_way() -> None:
+    keys = sort_keys(Item, ["-created_at"], allowed=ITEM_FIELDS)
+    assert _sql(after(Item, keys, ["2026-01-01", "x"])) == (
+        "(items.created_at, items.id) < (:param_1, :param_2)"
+    )
+
+
+def test_keyset_condition_is_lexicographic_with_a_bound_otherwise() -> None:
+    keys = sort_keys(Item, ["title", "-created_at"], allowed=ITEM_FIELDS)
+    assert _sql(after(Item, keys, ["lamp", "2026-01-01", "x"])) == (
+        "items.title >= :title_1 AND (items.title > :title_2 OR items.title = :title_3 "
+        "AND items.created_at < :created_at_1 OR items.title = :title_4 "
+        "AND items.created_at = :created_at_2 AND items.id < :id_1)"
     )
 
 

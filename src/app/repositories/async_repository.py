@@ -7,16 +7,18 @@ SQLAlchemy's greenlet (`awaited`), so both faces share every rule. Only `create_
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Generic
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.errors import translating_errors
 from app.db.models import Item, User
 from app.repositories.awaited import async_batches, awaited, run_blocking
 from app.repositories.base import DEFAULT_BATCH_SIZE, Data, Repository
 from app.repositories.core import ModelT
 from app.repositories.items import ItemRepository
+from app.repositories.reading import Load, OrderBy, Where
 from app.repositories.users import UserRepository
 
 Rows = Iterable[Data] | AsyncIterable[Data]
@@ -40,6 +42,21 @@ class AsyncRepository(Generic[ModelT]):
     update = awaited(Repository[ModelT].update)
     delete = awaited(Repository[ModelT].delete)
     upsert = awaited(Repository[ModelT].upsert)
+
+    async def iterate(
+        self,
+        *,
+        where: Where = None,
+        order_by: OrderBy = None,
+        batch_size: int = 1000,
+        load: Load = None,
+    ) -> AsyncIterator[ModelT]:
+        """`Repository.iterate`: `async for item in uow.items.iterate(...)`, streamed."""
+        statement = self.sync._iteration_statement(where, order_by, batch_size, load)
+        with translating_errors(model=self.sync.model):
+            result = await self.async_session.stream_scalars(statement)
+            async for item in result:
+                yield item
 
     async def create_many(self, rows: Rows, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
         """`Repository.create_many`; `rows` may also be an async iterable."""

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, inspect
+from sqlalchemy import Table, UniqueConstraint, inspect
 
 from app.db.errors import InvalidQueryError
 
@@ -107,6 +107,22 @@ def python_type(column: Any) -> type | None:
 def nullable(model: type[Any], name: str) -> bool:
     """Whether the column `name` of `model` may hold NULL."""
     return bool(model.__table__.columns[name].nullable)
+
+
+def unique_and_required(model: type[Any], name: str) -> bool:
+    """Whether column `name` alone is a unique key that holds no NULL: no two rows tie on it."""
+    return name in _unique_required(model.__table__)
+
+
+@cache
+def _unique_required(table: Table) -> frozenset[str]:
+    keys = [c.columns for c in table.constraints if isinstance(c, UniqueConstraint)]
+    keys += [index.columns for index in table.indexes if index.unique]
+    return frozenset(
+        next(iter(columns)).key
+        for columns in keys
+        if len(columns) == 1 and not next(iter(columns)).nullable
+    )
 
 
 def primary_key(model: type[Any]) -> list[str]:

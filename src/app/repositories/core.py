@@ -55,6 +55,11 @@ class RepositoryCore(Generic[ModelT]):
         return self.model.__name__.lower()
 
     @property
+    def _dialect(self) -> str:
+        """The session's database: `postgresql`, `mysql` (MariaDB) or `sqlite`."""
+        return str(self.session.get_bind().dialect.name)
+
+    @property
     def _table(self) -> Table:
         table: Table = self.model.__table__  # type: ignore[assignment]
         return table

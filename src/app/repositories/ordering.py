@@ -1,8 +1,15 @@
 """Sort orders that are total and the same on every backend, and keyset conditions on them.
 
 NULL sorts as the largest value everywhere (PostgreSQL's own rule): last when ascending, first
-when descending. SQLite and MariaDB order NULL the other way, so nullable columns sort by
-`col IS NULL` first. The primary key always ends the order, so no two rows tie.
+when descending. SQLite and MariaDB order NULL the other way, so there nullable columns sort by
+`col IS NULL` first; PostgreSQL needs no such term, which keeps its indexes usable. An order
+ends with the primary key, in the direction of the key before it, so that no two rows tie and
+one index on `(col, id)` serves `col` both ways; an order that already reaches a unique NOT NULL
+column (a user's email) is total there and ends with it.
+
+A page after a row is a row-value comparison `(a, b, id) > (:a, :b, :id)` when every key runs
+the same way and none holds NULL: the form planners turn into one index range. Otherwise the
+lexicographic rule is spelled out, with a bound on the first key that an index can start from.
 """
 
 from __future__ import annotations
@@ -11,10 +18,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_
+from sqlalchemy import ColumnElement, and_, false, or_, tuple_
 
 from app.db.errors import InvalidQueryError
-from app.repositories.columns import attribute, nullable, primary_key
+from app.repositories.columns import attribute, nullable, primary_key, unique_and_required
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,7 @@ class SortKey:
 def sort_keys(
     model: type[Any], order_by: Sequence[str] | str | None, *, allowed: Collection[str]
 ) -> list[SortKey]:
-    """`["-created_at", "title"]` as sort keys, completed by the primary key."""
+    """`["-created_at", "title"]` as sort keys, completed to a total order."""
     if isinstance(order_by, str):
         order_by = [order_by]
     if order_by is not None and not isinstance(order_by, Sequence):
@@ -48,18 +55,21 @@ def sort_keys(
         if any(key.name == name for key in keys):
             raise InvalidQueryError(f"{name!r} appears twice in order_by")
         keys.append(SortKey(name, descending, nullable(model, name)))
+        if unique_and_required(model, name):
+            return keys  # total already: later keys could never break a tie
+    descending = keys[-1].descending if keys else False
     for name in primary_key(model):
         if all(key.name != name for key in keys):
-            keys.append(SortKey(name, descending=False, nullable=False))
+            keys.append(SortKey(name, descending, nullable=False))
     return keys
 
 
-def order_terms(model: type[Any], keys: Sequence[SortKey]) -> list[ColumnElement[Any]]:
+def order_terms(model: type[Any], keys: Sequence[SortKey], dialect: str) -> list[Any]:
     """ORDER BY terms for `keys`, with NULL the largest value on every backend."""
-    terms: list[ColumnElement[Any]] = []
+    terms: list[Any] = []
     for key in keys:
         column = getattr(model, key.name)
-        if key.nullable:
+        if key.nullable and dialect != "postgresql":
             is_null = column.is_(None)
             terms.append(is_null.desc() if key.descending else is_null.asc())
         terms.append(column.desc() if key.descending else column.asc())
@@ -67,16 +77,29 @@ def order_terms(model: type[Any], keys: Sequence[SortKey]) -> list[ColumnElement
 
 
 def after(model: type[Any], keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
-    """Rows that come strictly after the row whose sort values are `values`.
+    """Rows that come strictly after the row whose sort values are `values`."""
+    columns = [getattr(model, key.name) for key in keys]
+    one_way = len({key.descending for key in keys}) == 1
+    if one_way and not any(key.nullable for key in keys) and None not in values:
+        row, at = tuple_(*columns), tuple_(*values)
+        return row < at if keys[0].descending else row > at
+    condition = _lexicographic(columns, keys, values)
+    first, value = keys[0], values[0]
+    if first.nullable or value is None:
+        return condition
+    # Redundant, but it gives the planner the start of an index range on the first key.
+    bound = columns[0] <= value if first.descending else columns[0] >= value
+    return and_(bound, condition)
 
-    The lexicographic rule: equal on the first i keys and after on key i, for some i.
-    """
+
+def _lexicographic(
+    columns: Sequence[Any], keys: Sequence[SortKey], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """Equal on the first i keys and after on key i, for some i."""
     alternatives = []
     for i, key in enumerate(keys):
-        column = getattr(model, key.name)
-        earlier = zip(keys[:i], values[:i], strict=True)
-        equal_before = [_equal(getattr(model, k.name), v) for k, v in earlier]
-        alternatives.append(and_(*equal_before, _beyond(column, key, values[i])))
+        equal_before = [_equal(c, v) for c, v in zip(columns[:i], values[:i], strict=True)]
+        alternatives.append(and_(*equal_before, _beyond(columns[i], key, values[i])))
     return or_(*alternatives)
 
 

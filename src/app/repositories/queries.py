@@ -51,6 +51,7 @@ def select_rows(
     where: Mapping[str, Any] | None,
     keys: Sequence[SortKey],
     filterable: Collection[str],
+    dialect: str,
     load: Sequence[str] | None = None,
     after_values: Sequence[Any] | None = None,
 ) -> Select[Any]:
@@ -61,7 +62,7 @@ def select_rows(
         statement = statement.where(condition)
     if after_values is not None:
         statement = statement.where(after(model, keys, after_values))
-    return statement.order_by(*order_terms(model, keys))
+    return statement.order_by(*order_terms(model, keys, dialect))
 
 
 def select_by_key(model: type[Any], key: Any, *, load: Sequence[str] | None) -> Select[Any]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic
+
+from sqlalchemy import Select
 
 from app.db.errors import NotFoundError, translating_errors
 from app.repositories import queries
@@ -88,7 +90,12 @@ class ReadingMixin(RepositoryCore[ModelT]):
         keys = sort_keys(self.model, order_by, allowed=self._sortable)
         statement = (
             queries.select_rows(
-                self.model, where=where, keys=keys, filterable=self._filterable, load=load
+                self.model,
+                where=where,
+                keys=keys,
+                filterable=self._filterable,
+                dialect=self._dialect,
+                load=load,
             )
             .limit(limit)
             .offset(offset)
@@ -128,6 +135,7 @@ class ReadingMixin(RepositoryCore[ModelT]):
             where=where,
             keys=keys,
             filterable=self._filterable,
+            dialect=self._dialect,
             load=load,
             after_values=after_values,
         ).limit(limit + 1)
@@ -138,6 +146,39 @@ class ReadingMixin(RepositoryCore[ModelT]):
         items = items[:limit]
         last = [to_json(getattr(items[-1], key.name)) for key in keys]
         return Page(items, encode_cursor(last, fingerprint=fingerprint, key=self.cursor_key))
+
+    def iterate(
+        self,
+        *,
+        where: Where = None,
+        order_by: OrderBy = None,
+        batch_size: int = 1000,
+        load: Load = None,
+    ) -> Iterator[ModelT]:
+        """Every row matching `where`, in order, fetched `batch_size` at a time.
+
+        For exports and batch jobs: memory stays flat however many rows there are. PostgreSQL
+        and MariaDB stream from a server-side cursor, which holds the connection until the
+        iteration ends (another query on the same session must wait for it on MariaDB).
+        """
+        statement = self._iteration_statement(where, order_by, batch_size, load)
+        with translating_errors(model=self.model):
+            yield from self.session.scalars(statement)
+
+    def _iteration_statement(
+        self, where: Where, order_by: OrderBy, batch_size: int, load: Load
+    ) -> Select[Any]:
+        """The streaming SELECT of `iterate` (shared with the asyncio face)."""
+        queries.check_limit(batch_size)
+        keys = sort_keys(self.model, order_by, allowed=self._sortable)
+        return queries.select_rows(
+            self.model,
+            where=where,
+            keys=keys,
+            filterable=self._filterable,
+            dialect=self._dialect,
+            load=load,
+        ).execution_options(yield_per=batch_size)
 
     def count(self, *, where: Where = None) -> int:
         """How many rows match `where`."""

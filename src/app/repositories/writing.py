@@ -151,8 +151,7 @@ class WritingMixin(ReadingMixin[ModelT]):
     def _upsert_group(
         self, params: list[dict[str, Any]], target: tuple[str, ...], given: frozenset[str]
     ) -> None:
-        dialect = self.session.get_bind().dialect.name
-        statement = upsert_statement(dialect, self._table, tuple(params[0]), target, given)
+        statement = upsert_statement(self._dialect, self._table, tuple(params[0]), target, given)
         others = other_keys_given(self._table, given, target)
         if not others:
             with translating_errors(model=self.model):
