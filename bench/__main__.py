@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import concurrency, ingest, pagination, reads, transactions, web
+from bench import concurrency, ingest, online_migration, pagination, reads, transactions, web
 from bench.chart import chart
 from bench.harness import Measurement, bench_database, console, environment, reachable, report
 
@@ -20,9 +20,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per path (median)")
     parser.add_argument("--items", type=int, default=200_000, help="items for the paging test")
     parser.add_argument(
+        "--live-rows", type=int, default=1_000_000, help="rows for the online-migration test"
+    )
+    parser.add_argument(
         "--workloads",
-        default="ingest,reads,uow,pages,async,web",
-        help="comma-separated workloads: ingest, reads, uow, pages, async, web (PostgreSQL)",
+        default="ingest,reads,uow,pages,async,web,online-migration",
+        help="comma-separated workloads: ingest, reads, uow, pages (with the streaming read), "
+        "async, web (PostgreSQL), online-migration (PostgreSQL, MariaDB)",
     )
     parser.add_argument("--quick", action="store_true", help="10k rows, 3 runs: a smoke run")
     parser.add_argument(
@@ -38,6 +42,8 @@ def main() -> None:
     for key, value in environment().items():
         console.print(f"{key}: {value}")
     results: list[Measurement] = []
+    live_rows = 20_000 if args.quick else args.live_rows
+    online: list[dict[str, object]] = []
     for backend in args.backend.split(","):
         if not reachable(backend):
             console.print(f"{backend}: not reachable, skipped")
@@ -67,6 +73,10 @@ def main() -> None:
                 )
             if "pages" in workloads:
                 results += pagination.run_pagination(backend, engine, items=items, repeat=repeat)
+            if "online-migration" in workloads and backend != "sqlite":
+                online += online_migration.run_online_migration(backend, engine, rows=live_rows)
+    if online:
+        online_migration.save(online, args.out.with_name("online_migration.json"))
     ratios = (
         ingest.RATIOS + reads.RATIOS + transactions.RATIOS + pagination.RATIOS
         + concurrency.RATIOS + web.RATIOS

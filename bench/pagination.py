@@ -1,8 +1,11 @@
-"""Pages deep in a large table: keyset against offset, first page against the last."""
+"""Pages deep in a large table: every documented order at depth against the primary-key page 1,
+keyset against offset, and a streaming read of the whole table against the raw driver."""
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 
@@ -10,6 +13,7 @@ from app.config import Settings
 from app.db.models import Item
 from app.db.session import make_session_factory
 from app.repositories import ItemRepository
+from app.repositories.columns import to_json
 from app.repositories.cursors import encode_cursor, query_fingerprint
 from app.repositories.ordering import sort_keys
 from app.seed import SeedOptions, seed_database
@@ -17,21 +21,26 @@ from bench.harness import Measurement, measure
 from bench.ingest import reset
 
 PAGE = 50
+DEPTH = 100_000
+# The item orders README documents; the same indexes serve the users' ones.
+ORDERS = [["-created_at"], ["created_at"], ["title"], ["-title"]]
+TARGET = "target: time <= 1.5x (ratio >= 0.67x)"
 RATIOS = [
-    ("pages", "keyset, last page", "keyset, first page", "target: time <= 1.5x (ratio >= 0.67x)"),
+    ("pages", "keyset, last page", "keyset, first page", TARGET),
+    *[("pages", f"{' '.join(o)} at depth", "keyset, first page", TARGET) for o in ORDERS],
+    ("pages", "one owner, -created_at, deep", "keyset, first page", TARGET),
     ("pages", "offset, last page", "offset, first page", "reference"),
+    ("stream", "iterate()", "raw driver fetch", "target: >= 0.5x"),
 ]
 
 
-def _cursor_before_last_page(repository: ItemRepository, total: int) -> str:
-    """The cursor a client would hold after paging to just before the last page."""
-    keys = sort_keys(Item, None, allowed={"id"})
-    with repository.session as session:
-        last_id = session.scalars(
-            select(Item.id).order_by(Item.id).offset(total - PAGE - 1).limit(1)
-        ).one()
-    fingerprint = query_fingerprint(Item, [key.spec for key in keys], None)
-    return encode_cursor([str(last_id)], fingerprint=fingerprint, key=repository.cursor_key)
+def _cursor_at(repository: ItemRepository, order: list[str] | None, depth: int, where: Any) -> str:
+    """The cursor a client would hold after paging `depth` rows into `order`."""
+    keys = sort_keys(Item, order, allowed=repository._sortable)
+    row = repository.list(where=where, order_by=order, limit=1, offset=depth)[0]
+    fingerprint = query_fingerprint(Item, [key.spec for key in keys], where)
+    values = [to_json(getattr(row, key.name)) for key in keys]
+    return encode_cursor(values, fingerprint=fingerprint, key=repository.cursor_key)
 
 
 def run_pagination(backend: str, engine: Engine, *, items: int, repeat: int) -> list[Measurement]:
@@ -43,26 +52,73 @@ def run_pagination(backend: str, engine: Engine, *, items: int, repeat: int) -> 
     factory = make_session_factory(engine)
     with factory() as session:
         total = session.scalar(select(func.count()).select_from(Item)) or 0
-    cursor = _cursor_before_last_page(ItemRepository(factory()), total)
+        owner = session.scalar(select(Item.owner_id).limit(1))
+        repository = ItemRepository(session)
+        depth = min(DEPTH, total - PAGE - 1)
+        last = _cursor_at(repository, None, total - PAGE - 1, None)
+        deep = {tuple(o): _cursor_at(repository, o, depth, None) for o in ORDERS}
+        mine = {"owner_id": owner}
+        own = _cursor_at(repository, ["-created_at"], (items // users) // 2, mine)
 
     def pages(fetch: Callable[[ItemRepository], list[Item]], times: int = 200) -> Callable[[], int]:
         def run() -> int:
             with factory() as session:
                 repository = ItemRepository(session)
                 for _ in range(times):
-                    assert len(fetch(repository)) == PAGE
+                    assert fetch(repository)
                     session.expunge_all()
             return times
 
         return run
 
+    def keyset(order: list[str] | None, cursor: str | None, where: Any = None) -> Callable[[], int]:
+        return pages(
+            lambda r: r.paginate(where=where, order_by=order, limit=PAGE, cursor=cursor).items
+        )
+
     contenders = {
-        "keyset, first page": pages(lambda r: r.paginate(limit=PAGE).items),
-        "keyset, last page": pages(lambda r: r.paginate(limit=PAGE, cursor=cursor).items),
+        "keyset, first page": keyset(None, None),
+        "keyset, last page": keyset(None, last),
+        **{f"{' '.join(o)} at depth": keyset(o, deep[tuple(o)]) for o in ORDERS},
+        "one owner, -created_at, deep": keyset(["-created_at"], own, mine),
         "offset, first page": pages(lambda r: r.list(limit=PAGE)),
         "offset, last page": pages(lambda r: r.list(limit=PAGE, offset=total - PAGE), times=20),
     }
-    return [
+    results = [
         measure(backend, "pages", name, run, reset=lambda: None, repeat=repeat, unit="pages")
         for name, run in contenders.items()
     ]
+    return results + run_stream(backend, engine, total=total, repeat=max(repeat // 2, 1))
+
+
+def run_stream(backend: str, engine: Engine, *, total: int, repeat: int) -> list[Measurement]:
+    """Every item, in primary-key order: `iterate()` against the raw driver's fetch."""
+    factory = make_session_factory(engine)
+
+    def ours() -> int:
+        with factory() as session, session.begin():
+            return sum(1 for _ in ItemRepository(session).iterate(batch_size=1000))
+
+    def raw() -> int:
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT * FROM items ORDER BY id")
+            count = 0
+            while rows := cursor.fetchmany(1000):
+                count += len(rows)
+            cursor.close()
+            connection.rollback()
+            return count
+        finally:
+            connection.close()
+
+    results = [
+        measure(backend, "stream", "raw driver fetch", raw, reset=lambda: None, repeat=repeat),
+        measure(backend, "stream", "iterate()", ours, reset=lambda: None, repeat=repeat),
+    ]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"  {backend:<10} stream   {total:,} rows; peak RSS of this process so far {peak:,.0f} MiB"
+    )
+    return results

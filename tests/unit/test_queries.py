@@ -97,14 +97,18 @@ def test_sorting_twice_by_one_field_is_refused() -> None:
 
 def test_keyset_condition_is_a_row_value_when_all_keys_run_one_way() -> None:
     keys = sort_keys(Item, ["-created_at"], allowed=ITEM_FIELDS)
-    assert _sql(after(Item, keys, ["2026-01-01", "x"])) == (
+    assert _sql(after(Item, keys, ["2026-01-01", "x"], "postgresql")) == (
         "(items.created_at, items.id) < (:param_1, :param_2)"
+    )
+    assert _sql(after(Item, keys, ["2026-01-01", "x"], "mysql")) == (
+        "items.created_at <= :created_at_1 AND (items.created_at < :created_at_2 "
+        "OR items.created_at = :created_at_3 AND items.id < :id_1)"
     )
 
 
 def test_keyset_condition_is_lexicographic_with_a_bound_otherwise() -> None:
     keys = sort_keys(Item, ["title", "-created_at"], allowed=ITEM_FIELDS)
-    assert _sql(after(Item, keys, ["lamp", "2026-01-01", "x"])) == (
+    assert _sql(after(Item, keys, ["lamp", "2026-01-01", "x"], "postgresql")) == (
         "items.title >= :title_1 AND (items.title > :title_2 OR items.title = :title_3 "
         "AND items.created_at < :created_at_1 OR items.title = :title_4 "
         "AND items.created_at = :created_at_2 AND items.id < :id_1)"

@@ -8,8 +8,9 @@ one index on `(col, id)` serves `col` both ways; an order that already reaches a
 column (a user's email) is total there and ends with it.
 
 A page after a row is a row-value comparison `(a, b, id) > (:a, :b, :id)` when every key runs
-the same way and none holds NULL: the form planners turn into one index range. Otherwise the
-lexicographic rule is spelled out, with a bound on the first key that an index can start from.
+the same way and none holds NULL: the form PostgreSQL and SQLite turn into one index range.
+Otherwise, and on MariaDB (whose optimizer reads the whole index for a row value), the
+lexicographic rule is spelled out, with a bound on the first key that an index range starts from.
 """
 
 from __future__ import annotations
@@ -76,11 +77,15 @@ def order_terms(model: type[Any], keys: Sequence[SortKey], dialect: str) -> list
     return terms
 
 
-def after(model: type[Any], keys: Sequence[SortKey], values: Sequence[Any]) -> ColumnElement[bool]:
+def after(
+    model: type[Any], keys: Sequence[SortKey], values: Sequence[Any], dialect: str
+) -> ColumnElement[bool]:
     """Rows that come strictly after the row whose sort values are `values`."""
     columns = [getattr(model, key.name) for key in keys]
     one_way = len({key.descending for key in keys}) == 1
-    if one_way and not any(key.nullable for key in keys) and None not in values:
+    # MariaDB compares row values correctly but scans its index from the start for them.
+    row_values = dialect in ("postgresql", "sqlite")
+    if row_values and one_way and not any(key.nullable for key in keys) and None not in values:
         row, at = tuple_(*columns), tuple_(*values)
         return row < at if keys[0].descending else row > at
     condition = _lexicographic(columns, keys, values)

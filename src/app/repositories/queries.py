@@ -61,7 +61,7 @@ def select_rows(
     if condition is not None:
         statement = statement.where(condition)
     if after_values is not None:
-        statement = statement.where(after(model, keys, after_values))
+        statement = statement.where(after(model, keys, after_values, dialect))
     return statement.order_by(*order_terms(model, keys, dialect))
 
 

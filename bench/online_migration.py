@@ -1,0 +1,90 @@
+"""A migration under live traffic: the `app.migration_ops` helpers against the naive migration.
+
+Four threads run units of work (reads by key, updates, inserts) against a table of `rows` items
+while each migration adds a NOT NULL column filled from every row and a two-column index. Printed:
+how long the migration took, the longest request while it ran, and the requests that failed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.orm import sessionmaker
+
+from app.config import Settings
+from app.migrations import alembic_config
+from app.seed import SeedOptions, seed_database
+from bench.harness import console
+from bench.ingest import reset
+from bench.live_traffic import (
+    NAIVE_MIGRATION,
+    ONLINE_MIGRATION,
+    Traffic,
+    run_extra_migration,
+    sample_ids,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results" / "online_migration.json"
+
+
+def run_online_migration(backend: str, engine: Engine, *, rows: int) -> list[dict[str, object]]:
+    """Both migrations, each on a freshly seeded table of `rows` items."""
+    figures = []
+    for name, body in (("naive", NAIVE_MIGRATION), ("migration_ops", ONLINE_MIGRATION)):
+        _fresh_table(engine, rows)
+        item_ids, owner_ids = sample_ids(engine)
+        factory = sessionmaker(bind=engine, expire_on_commit=False)
+        with Traffic(factory, item_ids, owner_ids) as traffic:
+            time.sleep(1.0)
+            started = time.perf_counter()
+            error = None
+            try:
+                run_extra_migration(engine, body)
+            except Exception as exc:  # the naive one may be refused (a statement timeout)
+                error = type(exc).__name__
+            ended = time.perf_counter()
+            time.sleep(0.5)
+        during = traffic.during(started, ended)
+        figure = {
+            "backend": backend,
+            "migration": name,
+            "rows": rows,
+            "migration_seconds": round(ended - started, 2),
+            "migration_error": error,
+            "requests_during": len(during),
+            "longest_request_seconds": round(max(r.seconds for r in during), 3) if during else None,
+            "failed_requests": len([r for r in during if r.error is not None]),
+        }
+        console.print(
+            f"  {backend:<10} online   {name:<14} {rows:,} rows: migration "
+            f"{figure['migration_seconds']} s{' (' + error + ')' if error else ''}, "
+            f"{len(during)} requests meanwhile, longest {figure['longest_request_seconds']} s, "
+            f"{figure['failed_requests']} failed"
+        )
+        figures.append(figure)
+    return figures
+
+
+def _fresh_table(engine: Engine, rows: int) -> None:
+    """Back at the project's head (no column, no index of an earlier round), `rows` items."""
+    with engine.begin() as connection:
+        if "title_length" in {c["name"] for c in inspect(connection).get_columns("items")}:
+            on_table = " ON items" if engine.dialect.name == "mysql" else ""
+            connection.exec_driver_sql(
+                f"DROP INDEX IF EXISTS ix_items_owner_id_title_length{on_table}"
+            )
+            connection.exec_driver_sql("ALTER TABLE items DROP COLUMN title_length")
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        connection.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
+    reset(engine)
+    settings = Settings(database_url=engine.url.render_as_string(hide_password=False))
+    users = max(rows // 100, 1)
+    seed_database(engine, settings, SeedOptions(users=users, items_per_user=rows // users))
+
+
+def save(figures: list[dict[str, object]], path: Path = RESULTS) -> None:
+    path.write_text(json.dumps(figures, indent=2) + "\n")
