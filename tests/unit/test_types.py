@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+import uuid
 
 import pytest
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from app.db.types import UTCDateTime, new_id
+from app.db.types import UTCDateTime, new_hex_ids, new_id
 
 PARIS = dt.timezone(dt.timedelta(hours=1))
 
@@ -44,3 +46,15 @@ def test_new_ids_are_version_7_and_increase() -> None:
     ids = [new_id() for _ in range(1000)]
     assert {value.version for value in ids} == {7}
     assert ids == sorted(ids)
+
+
+def test_bulk_ids_are_uuid7_in_increasing_order_stamped_now() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = new_hex_ids(2_000)
+    after = time.time_ns() // 1_000_000
+    parsed = [uuid.UUID(value) for value in ids]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 2_000
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert all(before <= u.int >> 80 <= after for u in parsed)
+    assert all(len(value) == 32 and value == u.hex for value, u in zip(ids, parsed, strict=True))

@@ -8,15 +8,21 @@ per-row parameter handling.
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain, repeat
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Dialect, Table
+from sqlalchemy import Boolean, Connection, Dialect, Integer, String, Table, Uuid
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.util import await_only
+
+from app.db.types import UTCDateTime
 
 Processor = Callable[[Any], Any]
 
@@ -28,10 +34,14 @@ def bulk_insert(
     if not rows:
         return
     dialect = connection.dialect
-    processed = _apply(_processors(table, tuple(columns), dialect), rows)
     if dialect.name == "postgresql":
-        _copy(connection, table, columns, processed)
+        formatters = _copy_formatters(table, tuple(columns))
+        if formatters is not None:
+            copy_text(connection, table, columns, [_copy_lines(formatters, rows)])
+            return
+        _copy(connection, table, columns, _apply(_processors(table, tuple(columns), dialect), rows))
     else:
+        processed = _apply(_processors(table, tuple(columns), dialect), rows)
         marks = ", ".join([_placeholder(dialect)] * len(columns))
         names = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
         connection.exec_driver_sql(
@@ -95,6 +105,154 @@ def _apply(
     return out
 
 
+# -- PostgreSQL COPY text, written here rather than value by value by the driver -------------
+
+NULL = "\\N"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_escape(value: str) -> str:
+    """A string as a field of PostgreSQL's COPY text format."""
+    return value.translate(_COPY_ESCAPES)
+
+
+def _copy_boolean(value: bool) -> str:
+    return "t" if value else "f"
+
+
+def _copy_uuid(value: uuid.UUID) -> str:
+    return value.hex
+
+
+def _copy_timestamp(value: dt.datetime) -> str:
+    # Aware (the repositories refuse naive values before this): the offset travels with it.
+    return value.isoformat()
+
+
+@lru_cache(maxsize=64)
+def _copy_formatters(table: Table, columns: tuple[str, ...]) -> tuple[Processor, ...] | None:
+    """A COPY text formatter per column, or None when a column's type has none here."""
+    formatters: list[Processor] = []
+    for name in columns:
+        column_type = table.c[name].type
+        if isinstance(column_type, Boolean):
+            formatters.append(_copy_boolean)
+        elif isinstance(column_type, Integer):
+            formatters.append(str)
+        elif isinstance(column_type, String):
+            formatters.append(copy_escape)
+        elif isinstance(column_type, Uuid):
+            formatters.append(_copy_uuid)
+        elif isinstance(column_type, UTCDateTime):
+            formatters.append(_copy_timestamp)
+        else:
+            return None
+    return tuple(formatters)
+
+
+def _copy_lines(formatters: tuple[Processor, ...], rows: Sequence[Sequence[Any]]) -> str:
+    """`rows` as COPY text. A batch's rows share their timestamps (one object in every row):
+    each distinct object is formatted once."""
+    memo: dict[int, str] = {}
+    lines = []
+    for row in rows:
+        fields = []
+        for value, formatter in zip(row, formatters, strict=True):
+            if value is None:
+                fields.append(NULL)
+            elif formatter is _copy_timestamp:
+                key = id(value)
+                text = memo.get(key)
+                if text is None:
+                    text = memo[key] = formatter(value)
+                fields.append(text)
+            else:
+                fields.append(formatter(value))
+        lines.append("\t".join(fields))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def bulk_insert_columns(
+    connection: Connection,
+    table: Table,
+    columns: dict[str, list[Any]],
+    stored_as_is: frozenset[str] = frozenset(),
+) -> None:
+    """Insert rows given column by column (every column of `table`, equally long lists).
+
+    Columns named in `stored_as_is` already hold the storage form (ids as 32 hex digits)."""
+    names = tuple(table.columns.keys())
+    dialect = connection.dialect
+    formatters = _copy_formatters(table, names) if dialect.name == "postgresql" else None
+    if formatters is not None:
+        copy_text(
+            connection, table, names, [_columns_text(formatters, names, columns, stored_as_is)]
+        )
+        return
+    processors = dict(_processors(table, names, dialect))
+    prepared = []
+    for position, name in enumerate(names):
+        processor = processors.get(position)
+        values = columns[name]
+        if processor is not None and name not in stored_as_is:
+            values = _converted(processor, values)
+        prepared.append(values)
+    rows = list(zip(*prepared, strict=True))
+    if dialect.name == "postgresql":
+        _copy(connection, table, names, rows)
+        return
+    marks = ", ".join([_placeholder(dialect)] * len(names))
+    quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
+    connection.exec_driver_sql(
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({quoted}) "  # noqa: S608 - names come from the table
+        f"VALUES ({marks})",
+        rows,
+    )
+
+
+def _converted(processor: Processor, values: list[Any]) -> list[Any]:
+    """`values` through `processor`, each distinct object once (a batch's timestamp is one)."""
+    memo: dict[int, Any] = {}
+    out: list[Any] = []
+    for value in values:
+        if value is None:
+            out.append(None)
+            continue
+        key = id(value)
+        if key not in memo:
+            memo[key] = processor(value)
+        out.append(memo[key])
+    return out
+
+
+def _columns_text(
+    formatters: tuple[Processor, ...],
+    names: tuple[str, ...],
+    columns: dict[str, list[Any]],
+    stored_as_is: frozenset[str],
+) -> str:
+    """Rows given column by column, as COPY text: formatted a column at a time, joined once."""
+    formatted = [
+        columns[name] if name in stored_as_is else _copy_column(formatter, columns[name])
+        for name, formatter in zip(names, formatters, strict=True)
+    ]
+    lines = list(map("\t".join, zip(*formatted, strict=True)))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _copy_column(formatter: Processor, values: list[Any]) -> list[str]:
+    if formatter is copy_escape and None not in values:
+        return list(map(str.translate, values, repeat(_COPY_ESCAPES)))
+    if formatter is _copy_timestamp:
+        return [
+            NULL if v is None else text
+            for v, text in zip(values, _converted(formatter, values), strict=True)
+        ]
+    return [NULL if value is None else formatter(value) for value in values]
+
+
 def _placeholder(dialect: Dialect) -> str:
     return "?" if dialect.paramstyle == "qmark" else "%s"
 
@@ -102,15 +260,68 @@ def _placeholder(dialect: Dialect) -> str:
 def copy_text(
     connection: Connection, table: Table, columns: Sequence[str], chunks: Iterable[str]
 ) -> None:
-    """Load rows written as PostgreSQL COPY text (tab-separated, one row a line), on a blocking
-    connection. Chunks are sent as they come, so the server stores one while the caller makes
-    the next."""
+    """Load rows written as PostgreSQL COPY text (tab-separated, one row a line). Chunks are
+    sent as they come, so the server stores one while the caller makes the next; one COPY for
+    all of them, so a failure anywhere stores none."""
     statement = _copy_statement(connection, table, columns)
+    driver_connection: Any = connection.connection.driver_connection
     with _wrapping_driver_errors(statement):
-        driver_connection: Any = connection.connection.driver_connection
+        if connection.dialect.is_async:
+            await_only(_copy_text_async(driver_connection, statement, chunks))
+            return
         with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
             for chunk in chunks:
                 copy.write(chunk)
+
+
+async def _copy_text_async(driver_connection: Any, statement: str, chunks: Iterable[str]) -> None:
+    # Making a chunk does no I/O, so the blocking iterator may be pulled from here.
+    async with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for chunk in chunks:
+            await copy.write(chunk)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows for `insert_batches`: column by column (`columns`, every column of the table) or as
+    tuples in the table's column order (`rows`)."""
+
+    count: int
+    columns: dict[str, list[Any]] | None = None
+    rows: list[tuple[Any, ...]] | None = None
+    stored_as_is: frozenset[str] = frozenset()
+
+
+def insert_batches(connection: Connection, table: Table, batches: Iterable[Batch]) -> int:
+    """Insert every batch; how many rows. PostgreSQL: one COPY streamed batch by batch."""
+    names = tuple(table.columns.keys())
+    pending = iter(batches)
+    first = next(pending, None)
+    if first is None:
+        return 0
+    every = chain([first], pending)
+    formatters = _copy_formatters(table, names) if connection.dialect.name == "postgresql" else None
+    inserted = 0
+    if formatters is None:
+        for batch in every:
+            if batch.columns is not None:
+                bulk_insert_columns(connection, table, batch.columns, batch.stored_as_is)
+            else:
+                bulk_insert(connection, table, names, batch.rows or [])
+            inserted += batch.count
+        return inserted
+
+    def chunks() -> Iterator[str]:
+        nonlocal inserted
+        for batch in every:
+            if batch.columns is not None:
+                yield _columns_text(formatters, names, batch.columns, batch.stored_as_is)
+            else:
+                yield _copy_lines(formatters, batch.rows or [])
+            inserted += batch.count
+
+    copy_text(connection, table, names, chunks())
+    return inserted
 
 
 def _copy(

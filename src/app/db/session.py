@@ -87,8 +87,12 @@ def engine_options(
             # TCP keepalives notice a server that vanished without closing the connection.
             connect_args.update(keepalives=1, keepalives_idle=10, keepalives_interval=5,
                                 keepalives_count=3)  # fmt: skip
+            # Sessions in UTC, like everything stored: timestamps come back already in UTC
+            # (psycopg's own timezone.utc), with no conversion per value.
+            server_options = ["-c TimeZone=UTC"]
             if statement_timeout:
-                connect_args["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
+                server_options.append(f"-c statement_timeout={int(statement_timeout * 1000)}")
+            connect_args["options"] = " ".join(server_options)
         else:
             # One SET for the session settings: both drivers run init_command, and asyncmy
             # mangles its own sql_mode argument.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Generic
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.errors import translating_errors
@@ -18,7 +19,7 @@ from app.repositories.awaited import async_batches, awaited, run_blocking
 from app.repositories.base import DEFAULT_BATCH_SIZE, Data, Repository
 from app.repositories.core import ModelT
 from app.repositories.items import ItemRepository
-from app.repositories.reading import Load, OrderBy, Where
+from app.repositories.reading import OrderBy, Where
 from app.repositories.users import UserRepository
 
 Rows = Iterable[Data] | AsyncIterable[Data]
@@ -44,19 +45,14 @@ class AsyncRepository(Generic[ModelT]):
     upsert = awaited(Repository[ModelT].upsert)
 
     async def iterate(
-        self,
-        *,
-        where: Where = None,
-        order_by: OrderBy = None,
-        batch_size: int = 1000,
-        load: Load = None,
-    ) -> AsyncIterator[ModelT]:
-        """`Repository.iterate`: `async for item in uow.items.iterate(...)`, streamed."""
-        statement = self.sync._iteration_statement(where, order_by, batch_size, load)
+        self, *, where: Where = None, order_by: OrderBy = None, batch_size: int = 1000
+    ) -> AsyncIterator[Row[Any]]:
+        """`Repository.iterate`: `async for row in uow.items.iterate(...)`, streamed."""
+        statement = self.sync._iteration_statement(where, order_by, batch_size)
         with translating_errors(model=self.sync.model):
-            result = await self.async_session.stream_scalars(statement)
-            async for item in result:
-                yield item
+            result = await self.async_session.stream(statement)
+            async for row in result:
+                yield row
 
     async def create_many(self, rows: Rows, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
         """`Repository.create_many`; `rows` may also be an async iterable."""

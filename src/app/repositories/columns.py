@@ -30,7 +30,13 @@ def attribute(model: type[Any], name: str, allowed: Collection[str], purpose: st
             f"cannot {purpose} {model.__name__} by {name!r}; allowed fields: "
             + ", ".join(sorted(allowed))
         )
-    return getattr(model, name)
+    return table_column(model, name)
+
+
+def table_column(model: type[Any], name: str) -> Any:
+    """The table column behind field `name`: conditions and orders built from table columns
+    serve ORM queries and plain row queries (`iterate`) alike, and the latter stay plain."""
+    return model.__table__.c[name]
 
 
 def as_uuid(value: object) -> uuid.UUID:
@@ -46,7 +52,7 @@ def as_uuid(value: object) -> uuid.UUID:
 
 
 # Every integer column of the models is a 32-bit INTEGER on all three backends.
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 def coerce(model: type[Any], name: str, value: Any, *, check_length: bool = True) -> Any:
@@ -59,13 +65,13 @@ def coerce(model: type[Any], name: str, value: Any, *, check_length: bool = True
     """
     if value is None:
         return None
-    kind, length = _column_specs(model.__table__)[name]
+    kind, length = column_specs(model.__table__)[name]
     if kind is uuid.UUID:
         return as_uuid(value)
     if kind is bool or kind is int:
         if type(value) is not kind:
             raise InvalidQueryError(f"{name} must be {kind.__name__}, got {type(value).__name__}")
-        if kind is int and not _INT32_MIN <= value <= _INT32_MAX:
+        if kind is int and not INT32_MIN <= value <= INT32_MAX:
             raise InvalidQueryError(f"{name} is out of range (a 32-bit integer)")
     elif kind is str:
         if not isinstance(value, str):
@@ -84,11 +90,11 @@ def coerce(model: type[Any], name: str, value: Any, *, check_length: bool = True
 
 def column_kind(model: type[Any], name: str) -> type | None:
     """The Python type of the column `name` of `model`."""
-    return _column_specs(model.__table__)[name][0]
+    return column_specs(model.__table__)[name][0]
 
 
 @cache
-def _column_specs(table: Table) -> dict[str, tuple[type | None, int | None]]:
+def column_specs(table: Table) -> dict[str, tuple[type | None, int | None]]:
     return {
         column.key: (python_type(column), getattr(column.type, "length", None))
         for column in table.columns

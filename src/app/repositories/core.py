@@ -43,6 +43,14 @@ class RepositoryCore(Generic[ModelT]):
         """Normalise incoming values before they are written (subclasses override)."""
         return values
 
+    def prepare_columns(self, columns: dict[str, list[Any]]) -> bool:
+        """`prepare` for a batch given column by column (create_many's fast path), in place.
+
+        A subclass that overrides `prepare` overrides this too, or its batches go row by row
+        (returning False says so).
+        """
+        return type(self).prepare is RepositoryCore.prepare
+
     @property
     def cursor_key(self) -> bytes:
         """The key that signs pagination cursors (SECRET_KEY unless given)."""
@@ -75,6 +83,10 @@ class RepositoryCore(Generic[ModelT]):
     @property
     def _sortable(self) -> frozenset[str]:
         return self.sortable_fields if self.sortable_fields is not None else self._columns
+
+    @property
+    def _required_columns(self) -> frozenset[str]:
+        return _required(self._table)
 
     @property
     def _creatable(self) -> frozenset[str]:

@@ -22,7 +22,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, or_, tuple_
 
 from app.db.errors import InvalidQueryError
-from app.repositories.columns import attribute, nullable, primary_key, unique_and_required
+from app.repositories.columns import (
+    attribute,
+    nullable,
+    primary_key,
+    table_column,
+    unique_and_required,
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ def order_terms(model: type[Any], keys: Sequence[SortKey], dialect: str) -> list
     """ORDER BY terms for `keys`, with NULL the largest value on every backend."""
     terms: list[Any] = []
     for key in keys:
-        column = getattr(model, key.name)
+        column = table_column(model, key.name)
         if key.nullable and dialect != "postgresql":
             is_null = column.is_(None)
             terms.append(is_null.desc() if key.descending else is_null.asc())
@@ -81,7 +87,7 @@ def after(
     model: type[Any], keys: Sequence[SortKey], values: Sequence[Any], dialect: str
 ) -> ColumnElement[bool]:
     """Rows that come strictly after the row whose sort values are `values`."""
-    columns = [getattr(model, key.name) for key in keys]
+    columns = [table_column(model, key.name) for key in keys]
     one_way = len({key.descending for key in keys}) == 1
     # MariaDB compares row values correctly but scans its index from the start for them.
     row_values = dialect in ("postgresql", "sqlite")

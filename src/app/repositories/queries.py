@@ -54,9 +54,14 @@ def select_rows(
     dialect: str,
     load: Sequence[str] | None = None,
     after_values: Sequence[Any] | None = None,
+    plain: bool = False,
 ) -> Select[Any]:
-    """SELECT of `model` rows matching `where`, in the order of `keys`, optionally after a row."""
-    statement = select(model).options(*loader_options(model, load))
+    """SELECT of `model` rows matching `where`, in the order of `keys`, optionally after a row;
+    with `plain`, of the table's columns only (rows, not instances)."""
+    if plain:
+        statement = select(*model.__table__.columns)
+    else:
+        statement = select(model).options(*loader_options(model, load))
     condition = where_clause(model, where, allowed=filterable)
     if condition is not None:
         statement = statement.where(condition)

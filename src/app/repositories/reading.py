@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic
 
-from sqlalchemy import Select
+from sqlalchemy import Row, Select
 
 from app.db.errors import NotFoundError, translating_errors
 from app.repositories import queries
@@ -148,37 +148,33 @@ class ReadingMixin(RepositoryCore[ModelT]):
         return Page(items, encode_cursor(last, fingerprint=fingerprint, key=self.cursor_key))
 
     def iterate(
-        self,
-        *,
-        where: Where = None,
-        order_by: OrderBy = None,
-        batch_size: int = 1000,
-        load: Load = None,
-    ) -> Iterator[ModelT]:
-        """Every row matching `where`, in order, fetched `batch_size` at a time.
+        self, *, where: Where = None, order_by: OrderBy = None, batch_size: int = 1000
+    ) -> Iterator[Row[Any]]:
+        """Every row matching `where`, in order, fetched `batch_size` at a time: for exports and
+        batch jobs, in memory that stays flat however many rows there are.
 
-        For exports and batch jobs: memory stays flat however many rows there are. PostgreSQL
-        and MariaDB stream from a server-side cursor, which holds the connection until the
-        iteration ends (another query on the same session must wait for it on MariaDB).
+        Rows are read-only records with the model's fields as attributes (`row.title`,
+        `row._asdict()`), not tracked instances: building a tracked instance costs more than
+        fetching the row. PostgreSQL and MariaDB stream from a server-side cursor, which holds
+        the session's connection until the iteration ends.
         """
-        statement = self._iteration_statement(where, order_by, batch_size, load)
+        statement = self._iteration_statement(where, order_by, batch_size)
         with translating_errors(model=self.model):
-            yield from self.session.scalars(statement)
+            yield from self.session.execute(statement)
 
-    def _iteration_statement(
-        self, where: Where, order_by: OrderBy, batch_size: int, load: Load
-    ) -> Select[Any]:
+    def _iteration_statement(self, where: Where, order_by: OrderBy, batch_size: int) -> Select[Any]:
         """The streaming SELECT of `iterate` (shared with the asyncio face)."""
         queries.check_limit(batch_size)
         keys = sort_keys(self.model, order_by, allowed=self._sortable)
-        return queries.select_rows(
+        statement = queries.select_rows(
             self.model,
             where=where,
             keys=keys,
             filterable=self._filterable,
             dialect=self._dialect,
-            load=load,
-        ).execution_options(yield_per=batch_size)
+            plain=True,
+        )
+        return statement.execution_options(yield_per=batch_size)
 
     def count(self, *, where: Where = None) -> int:
         """How many rows match `where`."""

@@ -32,3 +32,8 @@ class UserRepository(Repository[User]):
         if isinstance(values.get("email"), str):
             values["email"] = normalize_email(values["email"])
         return values
+
+    def prepare_columns(self, columns: dict[str, list[Any]]) -> bool:
+        if "email" in columns:  # text already: the fast path checked every value's type
+            columns["email"] = [email.strip().lower() for email in columns["email"]]
+        return True

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
-from app.db.bulk import bulk_insert
+from app.db.bulk import Batch, insert_batches
 from app.db.errors import (
     ConflictError,
     InvalidQueryError,
@@ -17,6 +17,7 @@ from app.db.errors import (
     translating_errors,
 )
 from app.db.types import utcnow
+from app.repositories.batch_columns import complete_columns
 from app.repositories.core import Data, ModelT, batches
 from app.repositories.reading import ReadingMixin
 from app.repositories.upserts import (
@@ -75,17 +76,20 @@ class WritingMixin(ReadingMixin[ModelT]):
         filled in Python as `create` does. The rows skip the ORM: objects already in the
         session are not refreshed.
         """
-        columns = tuple(self._table.columns.keys())
-        inserted = 0
         self._flush()
-        for batch in batches(rows, batch_size):
-            values = self._complete_rows(
-                [self._new_row_values(row) for row in batch], columns, utcnow()
-            )
-            with translating_errors(model=self.model):
-                bulk_insert(self.session.connection(), self._table, columns, values)
-            inserted += len(values)
-        return inserted
+        prepared = (self._bulk_batch(batch) for batch in batches(rows, batch_size))
+        with translating_errors(model=self.model):
+            return insert_batches(self.session.connection(), self._table, prepared)
+
+    def _bulk_batch(self, batch: list[Data]) -> Batch:
+        """One batch of new rows, checked and completed: column by column when it is uniform."""
+        now = utcnow()
+        uniform = complete_columns(self, batch, now)
+        if uniform is not None:
+            return Batch(len(batch), columns=uniform[0], stored_as_is=uniform[1])
+        columns = tuple(self._table.columns.keys())
+        checked = [self._new_row_values(row) for row in batch]
+        return Batch(len(batch), rows=self._complete_rows(checked, columns, now))
 
     def upsert(self, data: Data, *, conflict: Sequence[str] = ("email",)) -> ModelT:
         """Insert the row, or update the one that has the same `conflict` values, atomically.

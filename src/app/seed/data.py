@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
+from app.db.bulk import copy_escape
+
 # Seed rows carry timestamps from 2020-01-01 onwards, far from the ids of real rows.
 SEED_EPOCH_MS = 1_577_836_800_000
 _EPOCH = dt.datetime.fromtimestamp(SEED_EPOCH_MS / 1000, dt.UTC)
@@ -95,14 +97,6 @@ def _copy_time(n: int) -> str:
     """seed_time(n) in PostgreSQL's COPY text format."""
     second, millisecond = divmod(n, 1000)
     return f"{_copy_second(second)}.{millisecond:03d}+00"
-
-
-def copy_escape(value: str) -> str:
-    """A string as a field of PostgreSQL's COPY text format."""
-    return value.translate(_COPY_ESCAPES)
-
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def demo_email(n: int) -> str:

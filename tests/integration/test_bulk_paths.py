@@ -1,0 +1,125 @@
+"""`create_many` checks and completes a uniform batch column by column and other batches row by
+row; PostgreSQL streams every batch into one COPY. Whichever way a batch goes, what is stored
+and what is refused are the same."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
+
+from app.db.errors import ConflictError, InvalidQueryError
+from app.repositories import ItemRepository, UserRepository
+
+FIELDS = ("email", "full_name", "is_active", "is_superuser", "version")
+
+
+def stored_users(connection: Connection) -> dict[str, tuple[Any, ...]]:
+    rows = connection.execute(
+        text("SELECT email, full_name, is_active, is_superuser, version FROM users")
+    ).all()
+    return {row[0]: tuple(row) for row in rows}
+
+
+def test_uniform_and_mixed_batches_store_the_same_rows(
+    session: Session, connection: Connection
+) -> None:
+    users = UserRepository(session)
+    uniform = [
+        {"email": f" Uniform{n}@Example.com ", "full_name": None if n % 3 else f"U {n}",
+         "hashed_password": "x"}
+        for n in range(250)
+    ]  # fmt: skip
+    mixed = [
+        {"email": f" Mixed{n}@Example.com ", "hashed_password": "x",
+         **({"full_name": f"U {n}"} if n % 3 == 0 else {})}
+        for n in range(250)
+    ]  # fmt: skip
+    assert users.create_many(uniform, batch_size=100) == 250
+    assert users.create_many(mixed, batch_size=100) == 250
+
+    stored = stored_users(connection)
+    for n in range(250):
+        one = stored[f"uniform{n}@example.com"]
+        other = stored[f"mixed{n}@example.com"]
+        assert one[1:] == other[1:]  # the same name, defaults and version either way
+        assert bool(one[2]) is True
+        assert bool(one[3]) is False
+        assert one[4] == 1
+
+
+def test_generated_ids_are_time_ordered_uuid7_and_timestamps_aware(session: Session) -> None:
+    users = UserRepository(session)
+    before = dt.datetime.now(dt.UTC)
+    users.create_many(
+        ({"email": f"t{n}@example.com", "hashed_password": "x"} for n in range(300)),
+        batch_size=128,
+    )
+    rows = users.list(order_by=["created_at"], limit=300)
+    ids = [row.id for row in rows]
+    assert all(isinstance(i, uuid.UUID) and i.version == 7 for i in ids)
+    assert len(set(ids)) == 300
+    assert all(row.created_at >= before - dt.timedelta(seconds=1) for row in rows)
+    assert all(row.created_at.utcoffset() == dt.timedelta(0) for row in rows)
+    # Within a batch the ids keep their order; across batches they only grow.
+    created = [(row.created_at, row.id) for row in rows]
+    assert created == sorted(created)
+
+
+@pytest.mark.parametrize(
+    ("bad", "complaint"),
+    [
+        ({"full_name": "x" * 256}, "full_name is longer than 255"),
+        ({"full_name": "nul\x00"}, "NUL"),
+        ({"email": None}, "email cannot be null"),
+        ({"is_active": 1}, "is_active must be bool"),
+        ({"created_at": dt.datetime(2026, 1, 1)}, "timezone-aware"),
+    ],
+)
+def test_a_bad_value_in_an_otherwise_uniform_batch_gets_the_row_by_row_error(
+    session: Session, bad: dict[str, Any], complaint: str
+) -> None:
+    field = next(iter(bad))
+    good = {"full_name": "fine", "is_active": True, "created_at": dt.datetime.now(dt.UTC)}
+    rows = [
+        {"email": f"b{n}@example.com", "hashed_password": "x"}
+        | ({field: good[field]} if field in good else {})
+        for n in range(50)
+    ]  # uniform: every row gives the same fields, values of the right types
+    rows[37] = rows[37] | bad
+    with pytest.raises(InvalidQueryError, match=complaint):
+        UserRepository(session).create_many(rows, batch_size=20)
+
+
+def test_ids_given_as_text_are_taken_as_uuids(session: Session, connection: Connection) -> None:
+    given = [uuid.uuid4() for _ in range(30)]
+    UserRepository(session).create_many(
+        {"id": str(key), "email": f"g{n}@example.com", "hashed_password": "x"}
+        for n, key in enumerate(given)
+    )
+    found = {row.id for row in UserRepository(session).list(limit=100)}
+    assert set(given) <= found
+
+
+def test_a_conflict_in_a_later_batch_is_a_conflict_error(session: Session) -> None:
+    users = UserRepository(session)
+    users.create({"email": "taken@example.com", "hashed_password": "x"})
+    rows = [{"email": f"c{n}@example.com", "hashed_password": "x"} for n in range(90)]
+    rows[75] = {"email": "TAKEN@example.com", "hashed_password": "x"}
+    with pytest.raises(ConflictError, match="email"):
+        users.create_many(rows, batch_size=25)
+
+
+def test_items_in_bulk_keep_text_exactly(session: Session, connection: Connection) -> None:
+    owner = UserRepository(session).create({"email": "o@example.com", "hashed_password": "x"})
+    titles = ["tab\there", "new\nline", "back\\slash", "cr\rhere", "ünï 😀", " padded "]
+    ItemRepository(session).create_many(
+        {"title": title, "description": title, "owner_id": owner.id} for title in titles
+    )
+    stored = connection.execute(text("SELECT title, description FROM items")).all()
+    assert sorted(row[0] for row in stored) == sorted(titles)
+    assert all(row[0] == row[1] for row in stored)
