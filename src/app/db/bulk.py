@@ -1,9 +1,10 @@
-"""Bulk inserts at the speed of the driver.
+"""Bulk inserts at the speed of the database's own bulk load.
 
-Rows are tuples in column order. Each value goes through its column type's own bind processor
-(so storage formats stay SQLAlchemy's, and `UTCDateTime` still refuses naive datetimes); then
-PostgreSQL gets one COPY and the others one DBAPI executemany per call, without SQLAlchemy's
-per-row parameter handling.
+Values are already checked (the repositories) and in their columns' Python types. PostgreSQL
+gets COPY text, written here a column at a time and streamed, every batch of a call in one
+COPY; MariaDB one multi-row INSERT a batch, its literals written a column at a time; SQLite one
+executemany a batch, its values through each column type's own bind processor. Storage formats
+stay SQLAlchemy's on every path (UUIDs as 32 hex digits outside PostgreSQL, timestamps UTC).
 """
 
 from __future__ import annotations
@@ -30,35 +31,68 @@ Processor = Callable[[Any], Any]
 def bulk_insert(
     connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
-    """Insert `rows` into `table`; database errors come out as SQLAlchemy's DBAPIError."""
+    """Insert `rows` (tuples in the order of `columns`) into `table`; database errors come out
+    as SQLAlchemy's DBAPIError."""
     if not rows:
         return
-    dialect = connection.dialect
-    if dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql":
         formatters = _copy_formatters(table, tuple(columns))
         if formatters is not None:
             copy_text(connection, table, columns, [_copy_lines(formatters, rows)])
             return
-        _copy(connection, table, columns, _apply(_processors(table, tuple(columns), dialect), rows))
-    else:
-        processed = _apply(_processors(table, tuple(columns), dialect), rows)
-        marks = ", ".join([_placeholder(dialect)] * len(columns))
-        names = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
-        connection.exec_driver_sql(
-            f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({names}) "  # noqa: S608 - names come from the table
-            f"VALUES ({marks})",
-            processed,
+    by_column = [list(values) for values in zip(*rows, strict=True)]
+    bulk_insert_columns(connection, table, dict(zip(columns, by_column, strict=True)))
+
+
+def bulk_insert_columns(
+    connection: Connection,
+    table: Table,
+    columns: dict[str, list[Any]],
+    stored_as_is: frozenset[str] = frozenset(),
+) -> None:
+    """Insert rows given column by column (equally long lists, by column name).
+
+    Columns named in `stored_as_is` already hold the storage form (ids as 32 hex digits)."""
+    names = tuple(columns)
+    dialect = connection.dialect
+    formatters = _copy_formatters(table, names) if dialect.name == "postgresql" else None
+    if formatters is not None:
+        copy_text(
+            connection, table, names, [_columns_text(formatters, names, columns, stored_as_is)]
         )
+        return
+    processors = dict(_processors(table, names, dialect))
+    literals = _mariadb_literals(table, names) if dialect.name == "mysql" else None
+    prepared = []
+    for position, name in enumerate(names):
+        processor = processors.get(position)
+        values = columns[name]
+        if literals is not None and literals[position] is _mariadb_boolean:
+            processor = None  # written as 1/0 from the Python value
+        if processor is not None and name not in stored_as_is:
+            values = _converted(processor, values)
+        prepared.append(values)
+    if literals is not None:
+        _mariadb_insert(connection, table, names, literals, prepared)
+        return
+    rows = list(zip(*prepared, strict=True))
+    if dialect.name == "postgresql":
+        _copy(connection, table, names, rows)
+        return
+    marks = ", ".join([_placeholder(dialect)] * len(names))
+    quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
+    connection.exec_driver_sql(
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({quoted}) "  # noqa: S608 - names come from the table
+        f"VALUES ({marks})",
+        rows,
+    )
 
 
 @lru_cache(maxsize=64)
 def _processors(
     table: Table, columns: tuple[str, ...], dialect: Dialect
 ) -> tuple[tuple[int, Processor], ...]:
-    """(position, processor) for the columns whose type converts values for this dialect.
-
-    Columns of equal types share one processor object, which `_apply` relies on.
-    """
+    """(position, processor) for the columns whose type converts values for this dialect."""
     by_type: dict[str, Processor | None] = {}
     found = []
     for position, name in enumerate(columns):
@@ -70,39 +104,6 @@ def _processors(
         if processor is not None:
             found.append((position, processor))
     return tuple(found)
-
-
-def _apply(
-    processors: tuple[tuple[int, Processor], ...], rows: Sequence[Sequence[Any]]
-) -> list[tuple[Any, ...]]:
-    if not processors:
-        return [tuple(row) for row in rows]
-    # Bulk rows often repeat one object, down a column (a batch's timestamp) or across columns
-    # of one type (created_at = updated_at): convert it once.
-    last_in: list[Any] = [object()] * len(processors)
-    last_out: list[Any] = [None] * len(processors)
-    out = []
-    for row in rows:
-        values = list(row)
-        previous_in: Any = object()
-        previous_processor: Any = None
-        previous_out: Any = None
-        for slot, (position, processor) in enumerate(processors):
-            value = values[position]
-            if value is None:
-                continue
-            if value is last_in[slot]:
-                converted = last_out[slot]
-            elif value is previous_in and processor is previous_processor:
-                converted = previous_out
-            else:
-                converted = processor(value)
-            last_in[slot] = previous_in = value
-            last_out[slot] = previous_out = converted
-            previous_processor = processor
-            values[position] = converted
-        out.append(tuple(values))
-    return out
 
 
 # -- PostgreSQL COPY text, written here rather than value by value by the driver -------------
@@ -173,42 +174,83 @@ def _copy_lines(formatters: tuple[Processor, ...], rows: Sequence[Sequence[Any]]
     return "\n".join(lines)
 
 
-def bulk_insert_columns(
+# -- MariaDB: one multi-row INSERT a batch, its values written as literals here ---------------
+#
+# What PyMySQL's executemany does too (it interpolates literals client-side), but a column at a
+# time. The escapes are those of MariaDB string literals under our sql_mode, which never has
+# NO_BACKSLASH_ESCAPES (app.db.session); every connection speaks utf8mb4.
+
+_MARIADB_ESCAPES = str.maketrans(
+    {"\0": "\\0", "\n": "\\n", "\r": "\\r", "\x1a": "\\Z", "'": "\\'", '"': '\\"', "\\": "\\\\"}
+)
+
+
+def _mariadb_text(value: str) -> str:
+    return "'" + value.translate(_MARIADB_ESCAPES) + "'"
+
+
+def _mariadb_uuid(value: uuid.UUID | str) -> str:
+    # 32 hex digits, as SQLAlchemy stores a Uuid where there is no native type.
+    return "'" + (value.hex if isinstance(value, uuid.UUID) else value) + "'"
+
+
+def _mariadb_boolean(value: bool) -> str:
+    return "1" if value else "0"
+
+
+def _mariadb_timestamp(value: dt.datetime) -> str:
+    return "'" + value.isoformat(" ") + "'"  # naive UTC by now (UTCDateTime's bind processor)
+
+
+@lru_cache(maxsize=64)
+def _mariadb_literals(table: Table, columns: tuple[str, ...]) -> tuple[Processor, ...] | None:
+    """A literal writer per column (of the values in storage form), or None."""
+    writers: list[Processor] = []
+    for name in columns:
+        column_type = table.c[name].type
+        if isinstance(column_type, Boolean):
+            writers.append(_mariadb_boolean)
+        elif isinstance(column_type, Integer):
+            writers.append(str)
+        elif isinstance(column_type, String):
+            writers.append(_mariadb_text)
+        elif isinstance(column_type, Uuid):
+            writers.append(_mariadb_uuid)
+        elif isinstance(column_type, UTCDateTime):
+            writers.append(_mariadb_timestamp)
+        else:
+            return None
+    return tuple(writers)
+
+
+def _mariadb_insert(
     connection: Connection,
     table: Table,
-    columns: dict[str, list[Any]],
-    stored_as_is: frozenset[str] = frozenset(),
+    names: tuple[str, ...],
+    writers: tuple[Processor, ...],
+    columns: list[list[Any]],
 ) -> None:
-    """Insert rows given column by column (every column of `table`, equally long lists).
-
-    Columns named in `stored_as_is` already hold the storage form (ids as 32 hex digits)."""
-    names = tuple(table.columns.keys())
-    dialect = connection.dialect
-    formatters = _copy_formatters(table, names) if dialect.name == "postgresql" else None
-    if formatters is not None:
-        copy_text(
-            connection, table, names, [_columns_text(formatters, names, columns, stored_as_is)]
-        )
-        return
-    processors = dict(_processors(table, names, dialect))
-    prepared = []
-    for position, name in enumerate(names):
-        processor = processors.get(position)
-        values = columns[name]
-        if processor is not None and name not in stored_as_is:
-            values = _converted(processor, values)
-        prepared.append(values)
-    rows = list(zip(*prepared, strict=True))
-    if dialect.name == "postgresql":
-        _copy(connection, table, names, rows)
-        return
-    marks = ", ".join([_placeholder(dialect)] * len(names))
-    quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
-    connection.exec_driver_sql(
-        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({quoted}) "  # noqa: S608 - names come from the table
-        f"VALUES ({marks})",
-        rows,
-    )
+    written = []
+    for writer, values in zip(writers, columns, strict=True):
+        if writer is _mariadb_text and None not in values:
+            written.append(list(map(writer, values)))
+        elif writer is _mariadb_timestamp:
+            texts = _converted(writer, values)
+            written.append(["NULL" if text is None else text for text in texts])
+        else:
+            written.append(["NULL" if value is None else writer(value) for value in values])
+    preparer = connection.dialect.identifier_preparer
+    quoted = ", ".join(preparer.quote(name) for name in names)
+    head = f"INSERT INTO {preparer.format_table(table)} ({quoted}) VALUES "  # noqa: S608 - names come from the table, values are escaped literals
+    rows = "),(".join(map(",".join, zip(*written, strict=True)))
+    try:
+        # No parameters: the driver interpolates nothing, so a % in the data is just a %.
+        connection.exec_driver_sql(f"{head}({rows})")
+    except sa_exc.DBAPIError as exc:
+        # The statement holds the rows' values: keep it out of the error and the logs.
+        shown = f"{head}(...) -- {len(columns[0])} rows"
+        driver_error: Exception = exc.orig if isinstance(exc.orig, Exception) else exc
+        raise sa_exc.DBAPIError.instance(shown, None, driver_error, Exception) from driver_error
 
 
 def _converted(processor: Processor, values: list[Any]) -> list[Any]:
