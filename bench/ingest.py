@@ -26,7 +26,9 @@ from bench.harness import Measurement, measure
 
 USERS = User.__table__
 RATIOS = [
+    ("ingest", "Repository.create_many", "raw bulk load", "target >= 0.7x (SQLite: ahead of Core)"),
     ("ingest", "Repository.create_many", "core executemany", "target >= 0.9x"),
+    ("ingest", "Repository.upsert_many", "Repository.create_many", "target >= 0.5x"),
     ("ingest", "seed", "raw bulk load", "target >= 0.7x (PostgreSQL, 1M users)"),
     ("ingest", "seed", "core executemany", "target >= 0.8x (SQLite, MariaDB)"),
     ("ingest", "orm add_all", "core executemany", "reference"),
@@ -184,6 +186,21 @@ def repository_create_many(engine: Engine, dicts: list[dict[str, Any]]) -> Calla
     return run
 
 
+def repository_upsert_many(engine: Engine, dicts: list[dict[str, Any]]) -> Callable[[], int]:
+    """The same rows as upserts by email, into an emptied table: every row goes through the
+    upsert statement and its conflict checks."""
+    factory = make_session_factory(engine)
+    inputs = caller_inputs(dicts)
+
+    def run() -> int:
+        with factory() as session:
+            written = UserRepository(session).upsert_many(inputs, conflict=("email",))
+            session.commit()
+        return written
+
+    return run
+
+
 def peer_add_many(engine: Engine, dicts: list[dict[str, Any]]) -> Callable[[], int]:
     factory = make_session_factory(engine)
     inputs = caller_inputs(dicts)
@@ -218,6 +235,7 @@ def run_ingest(
         "core executemany": core_executemany(engine, dicts),
         "orm add_all": orm_add_all(engine, dicts),
         "Repository.create_many": repository_create_many(engine, dicts),
+        "Repository.upsert_many": repository_upsert_many(engine, dicts),
         "seed": seed_path(engine, rows),
     }
     if peer.available():

@@ -3,7 +3,8 @@ keyset against offset, and a streaming read of the whole table against the raw d
 
 from __future__ import annotations
 
-import resource
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from app.repositories.columns import to_json
 from app.repositories.cursors import encode_cursor, query_fingerprint
 from app.repositories.ordering import sort_keys
 from app.seed import SeedOptions, seed_database
-from bench.harness import Measurement, measure
+from bench.harness import Measurement, console, measure
 from bench.ingest import reset
 
 PAGE = 50
@@ -117,8 +118,29 @@ def run_stream(backend: str, engine: Engine, *, total: int, repeat: int) -> list
         measure(backend, "stream", "raw driver fetch", raw, reset=lambda: None, repeat=repeat),
         measure(backend, "stream", "iterate()", ours, reset=lambda: None, repeat=repeat),
     ]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        f"  {backend:<10} stream   {total:,} rows; peak RSS of this process so far {peak:,.0f} MiB"
-    )
+    url = engine.url.render_as_string(hide_password=False)
+    for rows in sorted({min(100_000, total), total}):
+        console.print(
+            f"  {backend:<10} stream   peak RSS of a process that iterates {rows:,} rows: "
+            f"{peak_rss_of_iterating(url, rows):,.0f} MiB"
+        )
     return results
+
+
+def peak_rss_of_iterating(url: str, rows: int) -> float:
+    """MiB at the peak of a fresh process that reads `rows` items with `iterate()`."""
+    script = (
+        "import resource, sys\n"
+        "from app.db.session import make_engine, make_session_factory\n"
+        "from app.repositories import ItemRepository\n"
+        "factory = make_session_factory(make_engine(sys.argv[1]))\n"
+        "with factory() as session, session.begin():\n"
+        "    for n, _ in enumerate(ItemRepository(session).iterate(), 1):\n"
+        "        if n == int(sys.argv[2]):\n"
+        "            break\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", script, url, str(rows)], capture_output=True, text=True, check=True
+    )
+    return float(done.stdout.strip())

@@ -1,16 +1,17 @@
 """A lock that serialises migrations on one database, held for the whole run.
 
-PostgreSQL: a session advisory lock (advisory locks belong to one database), waited for under
-`lock_timeout`. MariaDB: GET_LOCK with a timeout, on a name derived from the database's (GET_LOCK
-names are server-wide: one name would make migrating staging block production). SQLite: its own
-write lock, taken up front with BEGIN IMMEDIATE and waited for under `busy_timeout`. A second
-migrator waits up to `wait_seconds`, then fails with `MigrationLockedError`; once it has the lock
-it finds the migrations applied and does nothing.
+PostgreSQL: a session advisory lock (advisory locks belong to one database), tried until
+`wait_seconds` have passed. MariaDB: GET_LOCK with a timeout, on a name derived from the
+database's (GET_LOCK names are server-wide: one name would make migrating staging block
+production). SQLite: its own write lock, taken up front with BEGIN IMMEDIATE and waited for
+under `busy_timeout`. A second migrator waits up to `wait_seconds`, then fails with
+`MigrationLockedError`; once it has the lock it finds the migrations applied and does nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,7 +47,7 @@ def migration_lock(connection: Connection, *, wait_seconds: float) -> Iterator[N
         return
     owned_transaction = not connection.in_transaction()
     name = LOCK_NAME if dialect == "postgresql" else _mariadb_lock_name(connection)
-    _acquire(connection, dialect, name, wait_seconds)
+    _acquire(connection, dialect, name, wait_seconds, owned_transaction=owned_transaction)
     if owned_transaction:
         connection.commit()  # the lock belongs to the session and outlives this transaction
     try:
@@ -63,12 +64,12 @@ def _mariadb_lock_name(connection: Connection) -> str:
     return f"{LOCK_NAME}:{hashlib.sha256(database.encode()).hexdigest()[:40]}"
 
 
-def _acquire(connection: Connection, dialect: str, name: str, wait_seconds: float) -> None:
+def _acquire(
+    connection: Connection, dialect: str, name: str, wait_seconds: float, *, owned_transaction: bool
+) -> None:
     try:
         if dialect == "postgresql":
-            connection.execute(text(f"SET lock_timeout = '{int(wait_seconds * 1000)}ms'"))
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_LOCK_KEY})
-            connection.execute(text("RESET lock_timeout"))
+            _poll_postgresql(connection, wait_seconds, owned_transaction=owned_transaction)
         else:
             got = connection.scalar(
                 text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": wait_seconds}
@@ -79,6 +80,27 @@ def _acquire(connection: Connection, dialect: str, name: str, wait_seconds: floa
         if isinstance(translate(exc), RetryableError):
             raise _locked(wait_seconds) from exc
         raise
+
+
+def _poll_postgresql(
+    connection: Connection, wait_seconds: float, *, owned_transaction: bool
+) -> None:
+    """Take the advisory lock, trying every so often instead of waiting in one statement.
+
+    A statement blocked on the lock would hold its snapshot, and `CREATE INDEX CONCURRENTLY` in
+    the first migrator's run waits for every older snapshot to end: each would wait for the
+    other. Between tries this session holds no snapshot (and, when it owns the transaction,
+    no transaction).
+    """
+    deadline = time.monotonic() + wait_seconds
+    pause = 0.02
+    while not connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": _PG_LOCK_KEY}):
+        if owned_transaction:
+            connection.commit()
+        if time.monotonic() + pause > deadline:
+            raise _locked(wait_seconds)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 def _release(
