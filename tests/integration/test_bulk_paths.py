@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.orm import Session
 
 from app.db.errors import ConflictError, InvalidQueryError
@@ -132,3 +132,64 @@ def test_items_in_bulk_keep_text_exactly(session: Session, connection: Connectio
     stored = connection.execute(text("SELECT title, description FROM items")).all()
     assert sorted(row[0] for row in stored) == sorted(titles)
     assert all(row[0] == row[1] for row in stored)
+
+
+def _state(connection: Connection, emails: list[str]) -> list[tuple[Any, ...]]:
+    rows = connection.execute(
+        text(
+            "SELECT email, full_name, is_active, version, id, created_at FROM users "
+            "WHERE email IN :emails ORDER BY email"
+        ).bindparams(bindparam("emails", expanding=True)),
+        {"emails": emails},
+    ).all()
+    return [tuple(row) for row in rows]
+
+
+def test_a_uniform_upsert_batch_ends_as_one_upsert_a_row_would(
+    session: Session, connection: Connection
+) -> None:
+    users = UserRepository(session)
+    for prefix in ("batch", "single"):  # half of each set exists already
+        users.create_many(
+            {"email": f"{prefix}{n}@example.com", "hashed_password": "x", "full_name": "old"}
+            for n in range(0, 60, 2)
+        )
+    before = {
+        email: row
+        for email, *row in _state(connection, [f"batch{n}@example.com" for n in range(60)])
+    }
+
+    def rows(prefix: str) -> list[dict[str, Any]]:
+        return [
+            {"email": f"{prefix}{n}@example.com", "hashed_password": "y", "is_active": n % 3 > 0}
+            for n in range(60)
+        ]
+
+    assert users.upsert_many(rows("batch"), batch_size=25) == 60
+    for row in rows("single"):
+        users.upsert(row)
+
+    batch = _state(connection, [f"batch{n}@example.com" for n in range(60)])
+    single = _state(connection, [f"single{n}@example.com" for n in range(60)])
+    assert [row[1:4] for row in batch] == [row[1:4] for row in single]
+    for email, full_name, _active, version, key, created in batch:
+        if email in before:  # updated: the name was not given, so it stays; identity stays
+            assert (full_name, version) == ("old", 2)
+            assert (key, created) == (before[email][3], before[email][4])
+        else:
+            assert (full_name, version) == (None, 1)
+
+
+def test_a_batch_that_names_one_key_twice_applies_both_in_order(
+    session: Session, connection: Connection
+) -> None:
+    users = UserRepository(session)
+    rows = [
+        {"email": "twice@example.com", "hashed_password": "x", "full_name": "first"},
+        {"email": "other@example.com", "hashed_password": "x", "full_name": "other"},
+        {"email": "twice@example.com", "hashed_password": "x", "full_name": "second"},
+    ]
+    assert users.upsert_many(rows) == 3
+    (twice,) = _state(connection, ["twice@example.com"])
+    assert twice[1] == "second"
+    assert twice[3] == 2  # inserted, then updated

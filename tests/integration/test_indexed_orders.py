@@ -7,6 +7,7 @@ large enough, and analysed, for a planner to prefer an index only where one help
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from functools import partial
@@ -16,9 +17,14 @@ import pytest
 from sqlalchemy import Engine, event, select
 
 from app.db.models import User
-from app.db.session import make_engine, make_session_factory
+from app.db.session import (
+    make_async_engine,
+    make_async_session_factory,
+    make_engine,
+    make_session_factory,
+)
 from app.migrations import upgrade
-from app.repositories import ItemRepository, UserRepository
+from app.repositories import AsyncUnitOfWork, ItemRepository, UserRepository
 from tests.integration.helpers import load_items
 
 ROWS = 20_000
@@ -172,3 +178,27 @@ def test_iterate_streams_every_row_in_order_in_batches(large: Engine) -> None:
                 break
     assert len(streamed) == ROWS + BUSY_OWNER_ITEMS
     assert streamed == paged
+
+
+def test_iterate_streams_the_same_rows_on_the_asyncio_face(large: Engine) -> None:
+    url = large.url.render_as_string(hide_password=False)
+
+    async def stream() -> list[Any]:
+        engine = make_async_engine(url)
+        try:
+            async with AsyncUnitOfWork(make_async_session_factory(engine)) as uow:
+                rows = uow.items.iterate(where={"title__startswith": "b"}, order_by=["title"])
+                return [(row.title, row.id) async for row in rows]
+        finally:
+            await engine.dispose()
+
+    streamed = asyncio.run(stream())
+    with make_session_factory(large)() as session, session.begin():
+        blocking = [
+            (row.title, row.id)
+            for row in ItemRepository(session).iterate(
+                where={"title__startswith": "b"}, order_by=["title"], batch_size=100
+            )
+        ]
+    assert len(streamed) == BUSY_OWNER_ITEMS
+    assert streamed == blocking == sorted(blocking)

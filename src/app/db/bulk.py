@@ -19,8 +19,21 @@ from itertools import chain, repeat
 from typing import Any
 
 import psycopg
-from sqlalchemy import Boolean, Connection, Dialect, Integer, String, Table, Uuid
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Dialect,
+    Insert,
+    Integer,
+    Select,
+    String,
+    Table,
+    Uuid,
+    select,
+)
+from sqlalchemy import column as lightweight_column
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import table as lightweight_table
 from sqlalchemy.util import await_only
 
 from app.db.types import UTCDateTime
@@ -172,6 +185,64 @@ def _copy_lines(formatters: tuple[Processor, ...], rows: Sequence[Sequence[Any]]
         lines.append("\t".join(fields))
     lines.append("")
     return "\n".join(lines)
+
+
+def staged(
+    connection: Connection,
+    table: Table,
+    columns: dict[str, list[Any]],
+    stored_as_is: frozenset[str] = frozenset(),
+) -> Select[Any]:
+    """PostgreSQL: the rows loaded by COPY into this session's staging table for `table` (a
+    temporary table, emptied at every commit and before every load); a SELECT of them."""
+    names = tuple(columns)
+    formatters = _copy_formatters(table, names)
+    if formatters is None:
+        raise ValueError(f"{table.name} has a column COPY text is not written for here")
+    name = f"app_staged_{table.name}"
+    preparer = connection.dialect.identifier_preparer
+    quoted = preparer.quote(name)
+    connection.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {quoted} "
+        f"(LIKE {preparer.format_table(table)}) ON COMMIT DELETE ROWS"
+    )
+    connection.exec_driver_sql(f"TRUNCATE {quoted}")
+    stage = lightweight_table(name, *(lightweight_column(column) for column in names))
+    copy_text(connection, stage, names, [_columns_text(formatters, names, columns, stored_as_is)])  # type: ignore[arg-type]
+    return select(*stage.c)
+
+
+def execute_for_columns(
+    connection: Connection,
+    table: Table,
+    statement: Insert,
+    columns: dict[str, list[Any]],
+    stored_as_is: frozenset[str] = frozenset(),
+) -> bool:
+    """Run an INSERT-like `statement` of `table` once per row given column by column, compiled
+    once and handed to the driver's executemany; False (nothing run) when its parameters are
+    not plainly the columns."""
+    names = tuple(columns)
+    dialect = connection.dialect
+    compiled = statement.compile(dialect=dialect, column_keys=list(names))
+    if set(compiled.binds) != set(names):
+        return False
+    processors = dict(_processors(table, names, dialect))
+    prepared = {
+        name: _converted(processors[position], columns[name])
+        if position in processors and name not in stored_as_is
+        else columns[name]
+        for position, name in enumerate(names)
+    }
+    if compiled.positiontup is not None:
+        order = [prepared[key] for key in compiled.positiontup]
+        parameters: list[Any] = list(zip(*order, strict=True))
+    else:
+        parameters = [
+            dict(zip(names, row, strict=True)) for row in zip(*prepared.values(), strict=True)
+        ]
+    connection.exec_driver_sql(str(compiled), parameters)
+    return True
 
 
 # -- MariaDB: one multi-row INSERT a batch, its values written as literals here ---------------

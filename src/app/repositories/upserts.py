@@ -16,7 +16,16 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, UniqueConstraint, literal_column, select, tuple_
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Select,
+    Table,
+    UniqueConstraint,
+    literal_column,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from app.db.errors import InvalidQueryError
@@ -65,9 +74,12 @@ def upsert_statement(
     columns: Sequence[str],
     conflict: Sequence[str],
     given: Collection[str],
+    *,
+    source: Select[Any] | None = None,
 ) -> Insert:
     """INSERT of `columns` that, on a conflict on `conflict`, updates only the `given` fields,
-    advances `version` and sets `updated_at` from the new row."""
+    advances `version` and sets `updated_at` from the new row. The rows are parameters, or the
+    result of `source` (PostgreSQL and SQLite)."""
     updated = [
         name for name in columns if name in given and name not in _KEPT_ON_UPDATE
         and name not in conflict
@@ -75,6 +87,8 @@ def upsert_statement(
     if dialect in ("postgresql", "sqlite"):
         module: Any = postgresql if dialect == "postgresql" else sqlite
         statement = module.insert(table)
+        if source is not None:
+            statement = statement.from_select(list(columns), source)
         excluded = {name: statement.excluded[name] for name in [*updated, "updated_at"]}
         excluded["version"] = _next_version(table)
         return statement.on_conflict_do_update(index_elements=list(conflict), set_=excluded)  # type: ignore[no-any-return]

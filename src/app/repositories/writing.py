@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, select
 
-from app.db.bulk import Batch, insert_batches
+from app.db.bulk import Batch, execute_for_columns, insert_batches, staged
 from app.db.errors import (
     ConflictError,
     InvalidQueryError,
@@ -129,6 +129,8 @@ class WritingMixin(ReadingMixin[ModelT]):
 
     def _upsert_batch(self, batch: list[Data], target: tuple[str, ...]) -> list[dict[str, Any]]:
         self._flush()
+        if self._upserted_uniform(batch, target):
+            return [{}] * len(batch)
         missing: set[str] = set()
         given_sets: dict[frozenset[str], list[dict[str, Any]]] = {}
         for data in batch:
@@ -151,6 +153,35 @@ class WritingMixin(ReadingMixin[ModelT]):
             self._upsert_group(params, target, given)
             sent += params
         return sent
+
+    def _upserted_uniform(self, batch: list[Data], target: tuple[str, ...]) -> bool:
+        """Upsert a batch whose rows give the same fields, checked and sent column by column;
+        False (nothing done) for any other batch, which goes row by row."""
+        if len(batch) < 2:
+            return False
+        uniform = complete_columns(self, batch, utcnow())
+        if uniform is None:
+            return False
+        columns, stored_as_is = uniform
+        given: frozenset[str] = frozenset(cast("dict[str, Any]", batch[0]))
+        if not all(name in given for name in target if name != "id"):
+            return False
+        if other_keys_given(self._table, given, target):
+            return False  # the outcome must be checked row by row (`_upsert_group`)
+        names = tuple(columns)
+        connection = self.session.connection()
+        with translating_errors(model=self.model):
+            if self._dialect == "postgresql" and _distinct(columns, target):
+                # One statement for the batch: COPY into a staging table, then INSERT ... SELECT
+                # ... ON CONFLICT (which refuses a batch naming one key twice: those go below).
+                source = staged(connection, self._table, columns, stored_as_is)
+                statement = upsert_statement(
+                    self._dialect, self._table, names, target, given, source=source
+                )
+                connection.execute(statement)
+                return True
+            statement = upsert_statement(self._dialect, self._table, names, target, given)
+            return execute_for_columns(connection, self._table, statement, columns, stored_as_is)
 
     def _upsert_group(
         self, params: list[dict[str, Any]], target: tuple[str, ...], given: frozenset[str]
@@ -175,3 +206,9 @@ class WritingMixin(ReadingMixin[ModelT]):
                 constraint=constraint_for_columns(self._table, collided),
                 fields=collided,
             )
+
+
+def _distinct(columns: dict[str, list[Any]], key: tuple[str, ...]) -> bool:
+    """Whether no two rows of a batch given column by column share their `key` values."""
+    values = list(zip(*(columns[name] for name in key), strict=True))
+    return len(set(values)) == len(values)
