@@ -29,6 +29,7 @@ RATIOS = [
     ("ingest", "Repository.create_many", "raw bulk load", "target >= 0.7x (SQLite: ahead of Core)"),
     ("ingest", "Repository.create_many", "core executemany", "target >= 0.9x"),
     ("ingest", "Repository.upsert_many", "Repository.create_many", "target >= 0.5x"),
+    ("ingest", "upsert_many, all updates", "Repository.create_many", "reference"),
     ("ingest", "seed", "raw bulk load", "target >= 0.7x (PostgreSQL, 1M users)"),
     ("ingest", "seed", "core executemany", "target >= 0.8x (SQLite, MariaDB)"),
     ("ingest", "orm add_all", "core executemany", "reference"),
@@ -240,8 +241,28 @@ def run_ingest(
     }
     if peer.available():
         contenders["advanced-alchemy add_many"] = peer_add_many(engine, dicts)
-    return [
+    results = [
         measure(backend, "ingest", name, run, reset=lambda: reset(engine), repeat=repeat)
         for name, run in contenders.items()
         if paths is None or name in paths
     ]
+    name = "upsert_many, all updates"
+    if paths is None or name in paths:
+        fill = repository_create_many(engine, dicts)
+        update = repository_upsert_many(engine, dicts)
+
+        def refill() -> None:
+            reset(engine)
+            fill()
+
+        results.append(
+            measure(
+                backend,
+                "ingest",
+                name,
+                update,
+                reset=refill,
+                repeat=repeat,
+            )
+        )
+    return results

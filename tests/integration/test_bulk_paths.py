@@ -193,3 +193,20 @@ def test_a_batch_that_names_one_key_twice_applies_both_in_order(
     (twice,) = _state(connection, ["twice@example.com"])
     assert twice[1] == "second"
     assert twice[3] == 2  # inserted, then updated
+
+
+def test_a_batch_larger_than_one_statement_may_carry_is_split(
+    session: Session, connection: Connection
+) -> None:
+    # 2,000 rows of 10 kB: 20 MB in one batch, more than MariaDB's default max_allowed_packet.
+    owner = UserRepository(session).create({"email": "big@example.com", "hashed_password": "x"})
+    written = ItemRepository(session).create_many(
+        (
+            {"title": f"big {n}", "description": "x" * 10_000, "owner_id": owner.id}
+            for n in range(2_000)
+        ),
+        batch_size=2_000,
+    )
+    assert written == 2_000
+    stored = connection.execute(text("SELECT count(*), sum(length(description)) FROM items")).one()
+    assert tuple(stored) == (2_000, 20_000_000)

@@ -313,15 +313,32 @@ def _mariadb_insert(
     preparer = connection.dialect.identifier_preparer
     quoted = ", ".join(preparer.quote(name) for name in names)
     head = f"INSERT INTO {preparer.format_table(table)} ({quoted}) VALUES "  # noqa: S608 - names come from the table, values are escaped literals
-    rows = "),(".join(map(",".join, zip(*written, strict=True)))
-    try:
-        # No parameters: the driver interpolates nothing, so a % in the data is just a %.
-        connection.exec_driver_sql(f"{head}({rows})")
-    except sa_exc.DBAPIError as exc:
-        # The statement holds the rows' values: keep it out of the error and the logs.
-        shown = f"{head}(...) -- {len(columns[0])} rows"
-        driver_error: Exception = exc.orig if isinstance(exc.orig, Exception) else exc
-        raise sa_exc.DBAPIError.instance(shown, None, driver_error, Exception) from driver_error
+    rows = list(map(",".join, zip(*written, strict=True)))
+    for start, end in _statement_spans(rows):
+        try:
+            # No parameters: the driver interpolates nothing, so a % in the data is just a %.
+            connection.exec_driver_sql(f"{head}({'),('.join(rows[start:end])})")
+        except sa_exc.DBAPIError as exc:
+            # The statement holds the rows' values: keep it out of the error and the logs.
+            shown = f"{head}(...) -- {end - start} rows"
+            driver_error: Exception = exc.orig if isinstance(exc.orig, Exception) else exc
+            raise sa_exc.DBAPIError.instance(shown, None, driver_error, Exception) from driver_error
+
+
+# A statement stays well under max_allowed_packet (16 MiB by default; 1 MiB at the least),
+# as PyMySQL's own executemany keeps to about a megabyte.
+_MAX_STATEMENT = 1_000_000
+
+
+def _statement_spans(rows: list[str]) -> Iterator[tuple[int, int]]:
+    """(start, end) of runs of `rows` whose text fits one statement; one row at the least."""
+    start, size = 0, 0
+    for index, row in enumerate(rows):
+        if size and size + len(row) > _MAX_STATEMENT:
+            yield start, index
+            start, size = index, 0
+        size += len(row) + 3
+    yield start, len(rows)
 
 
 def _converted(processor: Processor, values: list[Any]) -> list[Any]:
