@@ -22,7 +22,7 @@ from app.config import get_settings
 from app.db.locks import migration_lock
 from app.db.models import Base
 from app.db.session import make_engine
-from app.db.types import UTCDateTime
+from app.db.types import UTCDateTime, UUIDColumn
 
 config = context.config
 target_metadata = Base.metadata
@@ -46,6 +46,8 @@ def _render_item(type_: str, obj: object, autogen_context: AutogenContext) -> st
     if type_ == "type" and isinstance(obj, UTCDateTime):
         autogen_context.imports.add("from sqlalchemy.dialects import mysql")
         return 'sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")'
+    if type_ == "type" and isinstance(obj, UUIDColumn):
+        return "sa.Uuid()"
     return False
 
 

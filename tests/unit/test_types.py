@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from app.db.types import UTCDateTime, new_hex_ids, new_id
+from app.db.types import UTCDateTime, new_hex_ids, new_id, uuid_from_hex
 
 PARIS = dt.timezone(dt.timedelta(hours=1))
 
@@ -58,3 +59,23 @@ def test_bulk_ids_are_uuid7_in_increasing_order_stamped_now() -> None:
     assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
     assert all(before <= u.int >> 80 <= after for u in parsed)
     assert all(len(value) == 32 and value == u.hex for value, u in zip(ids, parsed, strict=True))
+
+
+def test_ids_read_from_hex_text_are_ordinary_uuids() -> None:
+    for _ in range(200):
+        original = uuid.uuid4()
+        made = uuid_from_hex(original.hex)
+        assert made == original
+        assert hash(made) == hash(original)
+        assert (str(made), made.version, made.is_safe) == (str(original), 4, uuid.SafeUUID.unknown)
+        assert {made: 1}[original] == 1
+    assert uuid_from_hex(str(original)) == original  # the dashed form takes the general path
+    for odd in ("z" * 32, "0x" + "1" * 30, "-" + "1" * 31, "1_" * 16, "ab " * 10 + "ab"):
+        assert _outcome(uuid_from_hex, odd) == _outcome(uuid.UUID, odd)  # as the class does
+
+
+def _outcome(make: Any, text: str) -> object:
+    try:
+        return make(text)
+    except ValueError:
+        return ValueError

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any, ClassVar
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, Uuid, false, true
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, false, true
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -16,7 +16,7 @@ from sqlalchemy.orm import (
     validates,
 )
 
-from app.db.types import UTCDateTime, exact_text, new_id, utcnow
+from app.db.types import UTCDateTime, UUIDColumn, exact_text, new_id, utcnow
 
 # One convention for every constraint, so migrations name things deterministically and a
 # downgrade can drop exactly what its upgrade created, on every backend.
@@ -39,7 +39,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         dt.datetime: UTCDateTime(),
-        uuid.UUID: Uuid(),
+        uuid.UUID: UUIDColumn(),
     }
 
 

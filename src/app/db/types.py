@@ -7,8 +7,10 @@ import os
 import secrets
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import DateTime, Dialect, String, Text
+from sqlalchemy import DateTime, Dialect, String, Text, Uuid
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from uuid6 import uuid7
@@ -40,6 +42,52 @@ def new_hex_ids(count: int) -> list[str]:
     high = f"{(millis << 16) | (0x7 << 12) | secrets.randbits(12):016x}"
     randoms = sorted(memoryview(os.urandom(8 * count)).cast("Q"))
     return [high + f"{_VARIANT | (r >> 2):016x}" for r in randoms]
+
+
+def _sqlite_utc(value: str | None) -> dt.datetime | None:
+    """SQLite's stored UTC wall time (`2026-11-27 12:00:00.000000`) as an aware datetime."""
+    # Parsing the offset is cheaper than replace() afterwards; "+00:00" gives datetime.UTC.
+    return None if value is None else dt.datetime.fromisoformat(value + "+00:00")
+
+
+_new_object = object.__new__
+_set_slot = object.__setattr__
+_SAFETY_UNKNOWN = uuid.SafeUUID.unknown
+
+
+def uuid_from_hex(value: str) -> uuid.UUID:
+    """The UUID written as 32 hex digits, made without `UUID.__init__`'s general parsing, which
+    costs more than fetching the row it belongs to; anything else goes through it."""
+    try:
+        raw = bytes.fromhex(value)  # strict: no 0x, sign or underscores, unlike int(value, 16)
+    except ValueError:
+        raw = b""
+    if len(raw) != 16:
+        return uuid.UUID(value)  # the dashed form, or its error for anything malformed
+    made = _new_object(uuid.UUID)
+    _set_slot(made, "int", int.from_bytes(raw))  # UUID is immutable: its slots are set directly
+    _set_slot(made, "is_safe", _SAFETY_UNKNOWN)
+    return made
+
+
+def _uuid_from_text(value: Any) -> uuid.UUID | None:
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    return uuid_from_hex(value)
+
+
+class UUIDColumn(Uuid[uuid.UUID]):
+    """`sqlalchemy.Uuid`, read faster where it is stored as hex text (SQLite, MariaDB)."""
+
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        if self.native_uuid and dialect.supports_native_uuid:
+            native: Callable[[Any], Any] | None = super().result_processor(  # type: ignore[no-untyped-call]
+                dialect, coltype
+            )
+            return native
+        return _uuid_from_text
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -79,6 +127,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if dialect.name == "postgresql":
             return value
         return value.replace(tzinfo=None)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        if dialect.name == "sqlite":
+            return _sqlite_utc  # one step from the stored text (a faster read of many rows)
+        return super().result_processor(dialect, coltype)
 
     def process_result_value(
         self, value: dt.datetime | None, dialect: Dialect

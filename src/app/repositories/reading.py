@@ -160,7 +160,9 @@ class ReadingMixin(RepositoryCore[ModelT]):
         """
         statement = self._iteration_statement(where, order_by, batch_size)
         with translating_errors(model=self.model):
-            yield from self.session.execute(statement)
+            # A batch at a time: rows come from the driver's fetchmany, not one call per row.
+            for batch in self.session.execute(statement).partitions():
+                yield from batch
 
     def _iteration_statement(self, where: Where, order_by: OrderBy, batch_size: int) -> Select[Any]:
         """The streaming SELECT of `iterate` (shared with the asyncio face)."""
