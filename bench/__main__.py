@@ -81,8 +81,9 @@ def main() -> None:
         ingest.RATIOS + reads.RATIOS + transactions.RATIOS + pagination.RATIOS
         + concurrency.RATIOS + web.RATIOS
     )  # fmt: skip
-    report(results, ratios, args.out)
-    chart(results, args.out.with_suffix(".png"))
+    if results:
+        report(results, ratios, args.out)
+        chart(results, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

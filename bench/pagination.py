@@ -29,6 +29,10 @@ TARGET = "target: time <= 1.5x (ratio >= 0.67x)"
 RATIOS = [
     ("pages", "keyset, last page", "keyset, first page", TARGET),
     *[("pages", f"{' '.join(o)} at depth", "keyset, first page", TARGET) for o in ORDERS],
+    *[
+        ("pages", f"{' '.join(o)} at depth", f"{' '.join(o)} first page", "depth costs")
+        for o in ORDERS
+    ],
     ("pages", "one owner, -created_at, deep", "keyset, first page", TARGET),
     ("pages", "offset, last page", "offset, first page", "reference"),
     ("stream", "iterate()", "raw driver fetch", "target: >= 0.5x"),
@@ -80,6 +84,7 @@ def run_pagination(backend: str, engine: Engine, *, items: int, repeat: int) -> 
     contenders = {
         "keyset, first page": keyset(None, None),
         "keyset, last page": keyset(None, last),
+        **{f"{' '.join(o)} first page": keyset(o, None) for o in ORDERS},
         **{f"{' '.join(o)} at depth": keyset(o, deep[tuple(o)]) for o in ORDERS},
         "one owner, -created_at, deep": keyset(["-created_at"], own, mine),
         "offset, first page": pages(lambda r: r.list(limit=PAGE)),
@@ -130,7 +135,7 @@ def run_stream(backend: str, engine: Engine, *, total: int, repeat: int) -> list
 def peak_rss_of_iterating(url: str, rows: int) -> float:
     """MiB at the peak of a fresh process that reads `rows` items with `iterate()`."""
     script = (
-        "import resource, sys\n"
+        "import sys\n"
         "from app.db.session import make_engine, make_session_factory\n"
         "from app.repositories import ItemRepository\n"
         "factory = make_session_factory(make_engine(sys.argv[1]))\n"
@@ -138,7 +143,9 @@ def peak_rss_of_iterating(url: str, rows: int) -> float:
         "    for n, _ in enumerate(ItemRepository(session).iterate(), 1):\n"
         "        if n == int(sys.argv[2]):\n"
         "            break\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        # VmHWM: this process's own peak (ru_maxrss would carry the parent's over exec).
+        "status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+        "print(int(status.split()[0]) / 1024)\n"
     )
     done = subprocess.run(  # noqa: S603 - our own interpreter and script
         [sys.executable, "-c", script, url, str(rows)], capture_output=True, text=True, check=True
