@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain, repeat
+from operator import is_
 from typing import Any
 
 import psycopg
@@ -53,8 +54,52 @@ def bulk_insert(
         if formatters is not None:
             copy_text(connection, table, columns, [_copy_lines(formatters, rows)])
             return
-    by_column = [list(values) for values in zip(*rows, strict=True)]
-    bulk_insert_columns(connection, table, dict(zip(columns, by_column, strict=True)))
+    dialect = connection.dialect
+    if dialect.name == "mysql":
+        by_column = [list(values) for values in zip(*rows, strict=True)]
+        bulk_insert_columns(connection, table, dict(zip(columns, by_column, strict=True)))
+        return
+    processed = _apply(_processors(table, tuple(columns), dialect), rows)
+    marks = ", ".join([_placeholder(dialect)] * len(columns))
+    quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
+    connection.exec_driver_sql(
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({quoted}) "  # noqa: S608 - names come from the table
+        f"VALUES ({marks})",
+        processed,
+    )
+
+
+def _apply(
+    processors: tuple[tuple[int, Processor], ...], rows: Sequence[Sequence[Any]]
+) -> list[tuple[Any, ...]]:
+    if not processors:
+        return [tuple(row) for row in rows]
+    # Bulk rows often repeat one object, down a column (a batch's timestamp) or across columns
+    # of one type (created_at = updated_at): convert it once.
+    last_in: list[Any] = [object()] * len(processors)
+    last_out: list[Any] = [None] * len(processors)
+    out = []
+    for row in rows:
+        values = list(row)
+        previous_in: Any = object()
+        previous_processor: Any = None
+        previous_out: Any = None
+        for slot, (position, processor) in enumerate(processors):
+            value = values[position]
+            if value is None:
+                continue
+            if value is last_in[slot]:
+                converted = last_out[slot]
+            elif value is previous_in and processor is previous_processor:
+                converted = previous_out
+            else:
+                converted = processor(value)
+            last_in[slot] = previous_in = value
+            last_out[slot] = previous_out = converted
+            previous_processor = processor
+            values[position] = converted
+        out.append(tuple(values))
+    return out
 
 
 def bulk_insert_columns(
@@ -342,18 +387,13 @@ def _statement_spans(rows: list[str]) -> Iterator[tuple[int, int]]:
 
 
 def _converted(processor: Processor, values: list[Any]) -> list[Any]:
-    """`values` through `processor`, each distinct object once (a batch's timestamp is one)."""
-    memo: dict[int, Any] = {}
-    out: list[Any] = []
-    for value in values:
-        if value is None:
-            out.append(None)
-            continue
-        key = id(value)
-        if key not in memo:
-            memo[key] = processor(value)
-        out.append(memo[key])
-    return out
+    """`values` through `processor`; one object repeated down the column (a batch's timestamp)
+    is converted once."""
+    if any(map(is_, values, repeat(None))):  # `None in values` would call each __eq__
+        return [None if value is None else processor(value) for value in values]
+    if len(set(map(id, values))) == 1:
+        return [processor(values[0])] * len(values)
+    return list(map(processor, values))
 
 
 def _columns_text(
