@@ -15,7 +15,7 @@ HEADER = (
 
 def _type_name(column_type: object) -> str:
     name = type(column_type).__name__.lower()
-    return {"utcdatetime": "timestamptz", "uuid": "uuid"}.get(name, name)
+    return {"utcdatetime": "timestamptz", "uuidcolumn": "uuid"}.get(name, name)
 
 
 def _table_block(table: Table) -> list[str]:
