@@ -59,13 +59,21 @@ def bulk_insert(
         by_column = [list(values) for values in zip(*rows, strict=True)]
         bulk_insert_columns(connection, table, dict(zip(columns, by_column, strict=True)))
         return
-    processed = _apply(_processors(table, tuple(columns), dialect), rows)
-    marks = ", ".join([_placeholder(dialect)] * len(columns))
-    quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
+    _executemany(
+        connection, table, columns, _apply(_processors(table, tuple(columns), dialect), rows)
+    )
+
+
+def _executemany(
+    connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """One INSERT for all `rows` (values in storage form), through the driver's executemany."""
+    preparer = connection.dialect.identifier_preparer
+    marks = ", ".join([_placeholder(connection.dialect)] * len(columns))
+    quoted = ", ".join(preparer.quote(name) for name in columns)
     connection.exec_driver_sql(
-        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({quoted}) "  # noqa: S608 - names come from the table
-        f"VALUES ({marks})",
-        processed,
+        f"INSERT INTO {preparer.format_table(table)} ({quoted}) VALUES ({marks})",  # noqa: S608 - names come from the table
+        rows,
     )
 
 
@@ -136,14 +144,8 @@ def bulk_insert_columns(
     rows = list(zip(*prepared, strict=True))
     if dialect.name == "postgresql":
         _copy(connection, table, names, rows)
-        return
-    marks = ", ".join([_placeholder(dialect)] * len(names))
-    quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
-    connection.exec_driver_sql(
-        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({quoted}) "  # noqa: S608 - names come from the table
-        f"VALUES ({marks})",
-        rows,
-    )
+    else:
+        _executemany(connection, table, names, rows)
 
 
 @lru_cache(maxsize=64)
@@ -188,25 +190,32 @@ def _copy_timestamp(value: dt.datetime) -> str:
     return value.isoformat()
 
 
+# Column types the text writers below know, in the order they are tried (Boolean before
+# Integer: a Boolean may be stored as one).
+_KINDS: tuple[type[Any], ...] = (Boolean, Integer, String, Uuid, UTCDateTime)
+
+
+def _writers_by_kind(
+    table: Table, columns: tuple[str, ...], writers: tuple[Processor, ...]
+) -> tuple[Processor, ...] | None:
+    """For each column, the writer (one per entry of `_KINDS`) of its type; None when a column's
+    type is none of them."""
+    chosen: list[Processor] = []
+    for name in columns:
+        column_type = table.c[name].type
+        kind = next((i for i, kind in enumerate(_KINDS) if isinstance(column_type, kind)), None)
+        if kind is None:
+            return None
+        chosen.append(writers[kind])
+    return tuple(chosen)
+
+
 @lru_cache(maxsize=64)
 def _copy_formatters(table: Table, columns: tuple[str, ...]) -> tuple[Processor, ...] | None:
     """A COPY text formatter per column, or None when a column's type has none here."""
-    formatters: list[Processor] = []
-    for name in columns:
-        column_type = table.c[name].type
-        if isinstance(column_type, Boolean):
-            formatters.append(_copy_boolean)
-        elif isinstance(column_type, Integer):
-            formatters.append(str)
-        elif isinstance(column_type, String):
-            formatters.append(copy_escape)
-        elif isinstance(column_type, Uuid):
-            formatters.append(_copy_uuid)
-        elif isinstance(column_type, UTCDateTime):
-            formatters.append(_copy_timestamp)
-        else:
-            return None
-    return tuple(formatters)
+    return _writers_by_kind(
+        table, columns, (_copy_boolean, str, copy_escape, _copy_uuid, _copy_timestamp)
+    )
 
 
 def _copy_lines(formatters: tuple[Processor, ...], rows: Sequence[Sequence[Any]]) -> str:
@@ -321,22 +330,9 @@ def _mariadb_timestamp(value: dt.datetime) -> str:
 @lru_cache(maxsize=64)
 def _mariadb_literals(table: Table, columns: tuple[str, ...]) -> tuple[Processor, ...] | None:
     """A literal writer per column (of the values in storage form), or None."""
-    writers: list[Processor] = []
-    for name in columns:
-        column_type = table.c[name].type
-        if isinstance(column_type, Boolean):
-            writers.append(_mariadb_boolean)
-        elif isinstance(column_type, Integer):
-            writers.append(str)
-        elif isinstance(column_type, String):
-            writers.append(_mariadb_text)
-        elif isinstance(column_type, Uuid):
-            writers.append(_mariadb_uuid)
-        elif isinstance(column_type, UTCDateTime):
-            writers.append(_mariadb_timestamp)
-        else:
-            return None
-    return tuple(writers)
+    return _writers_by_kind(
+        table, columns, (_mariadb_boolean, str, _mariadb_text, _mariadb_uuid, _mariadb_timestamp)
+    )
 
 
 def _mariadb_insert(

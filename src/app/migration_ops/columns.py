@@ -24,12 +24,11 @@ from app.migration_ops.backfill import BATCH_SIZE
 from app.migration_ops.backfill import backfill as backfill_rows
 from app.migration_ops.online import (
     dialect_name,
+    locked_briefly,
     mariadb_wait,
     offline,
     outside_transaction,
     quote,
-    retrying_lock_waits,
-    short_lock_waits,
 )
 
 # MariaDB: ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON): the algorithm asked for is not possible.
@@ -58,7 +57,7 @@ def add_not_null_column(
         if offline() or not _has_column(op.get_bind(), table, column.name):
             _add_nullable(table, nullable, dialect)
         if default is not None and dialect != "sqlite":
-            _locked_briefly(
+            locked_briefly(
                 lambda: op.alter_column(
                     table, column.name, server_default=default, existing_type=column.type
                 )
@@ -90,7 +89,7 @@ def drop_column(table: str, name: str) -> None:
     with outside_transaction():
         if dialect == "postgresql":
             statement = f"ALTER TABLE {quote(table)} DROP COLUMN IF EXISTS {quote(name)}"
-            _locked_briefly(lambda: op.execute(statement))
+            locked_briefly(lambda: op.execute(statement))
         else:
             _alter_mariadb(table, f"DROP COLUMN IF EXISTS {quote(name)}", instant=True)
 
@@ -107,16 +106,7 @@ def _add_nullable(table: str, column: Column[Any], dialect: str) -> None:
     if dialect in ("mysql", "mariadb"):
         _alter_mariadb(table, f"ADD COLUMN IF NOT EXISTS {_column_sql(column)}", instant=True)
     else:
-        _locked_briefly(lambda: op.add_column(table, column))
-
-
-def _locked_briefly(action: Any) -> None:
-    """Run a DDL step that takes a table lock for an instant, waiting for it only briefly."""
-    if offline():
-        action()
-        return
-    with short_lock_waits(op.get_bind()):
-        retrying_lock_waits(action)
+        locked_briefly(lambda: op.add_column(table, column))
 
 
 def _alter_mariadb(table: str, change: str, *, instant: bool) -> None:
@@ -124,15 +114,15 @@ def _alter_mariadb(table: str, change: str, *, instant: bool) -> None:
     alter = f"ALTER TABLE {quote(table)} {mariadb_wait()} {change}"
     online = f"{alter}, ALGORITHM=INPLACE, LOCK=NONE"
     if not instant:
-        _locked_briefly(lambda: op.execute(online))
+        locked_briefly(lambda: op.execute(online))
         return
     try:
-        _locked_briefly(lambda: op.execute(f"{alter}, ALGORITHM=INSTANT"))
+        locked_briefly(lambda: op.execute(f"{alter}, ALGORITHM=INSTANT"))
     except sa_exc.DBAPIError as exc:
         code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
         if code not in _MARIADB_ALGORITHM_REFUSED:
             raise
-        _locked_briefly(lambda: op.execute(online))
+        locked_briefly(lambda: op.execute(online))
 
 
 def _not_null_postgresql(
@@ -142,7 +132,7 @@ def _not_null_postgresql(
     with outside_transaction():
         connection = None if offline() else op.get_bind()
         if connection is None or not _constraint_exists(connection, table, check):
-            _locked_briefly(
+            locked_briefly(
                 lambda: op.execute(
                     f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(check)} "
                     f"CHECK ({quote(name)} IS NOT NULL) NOT VALID"
@@ -152,23 +142,23 @@ def _not_null_postgresql(
     backfill_rows(table, {name: backfill}, where=needs_value, batch_size=batch_size)
     with outside_transaction():
         try:
-            _locked_briefly(
+            locked_briefly(
                 lambda: op.execute(f"ALTER TABLE {quote(table)} VALIDATE CONSTRAINT {quote(check)}")
             )
         except sa_exc.IntegrityError as exc:
-            _locked_briefly(
+            locked_briefly(
                 lambda: op.execute(f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(check)}")
             )
             raise NotNullRefusedError(
                 f"{table}.{name}: rows without a value were written while the column was "
                 "filled; give the column a server_default, or deploy code that writes it first"
             ) from exc
-        _locked_briefly(
+        locked_briefly(
             lambda: op.execute(
                 f"ALTER TABLE {quote(table)} ALTER COLUMN {quote(name)} SET NOT NULL"
             )
         )
-        _locked_briefly(
+        locked_briefly(
             lambda: op.execute(
                 f"ALTER TABLE {quote(table)} DROP CONSTRAINT IF EXISTS {quote(check)}"
             )

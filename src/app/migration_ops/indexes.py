@@ -18,12 +18,11 @@ from sqlalchemy import exc as sa_exc
 
 from app.migration_ops.online import (
     dialect_name,
+    locked_briefly,
     mariadb_wait,
     offline,
     outside_transaction,
     quote,
-    retrying_lock_waits,
-    short_lock_waits,
 )
 
 
@@ -42,15 +41,13 @@ def create_index(name: str, table: str, columns: Sequence[str], *, unique: bool 
             if offline():
                 op.execute(statement)
                 return
-            connection = op.get_bind()
-            with short_lock_waits(connection):
-                retrying_lock_waits(lambda: _build_postgresql(connection, name, statement))
+            locked_briefly(lambda: _build_postgresql(op.get_bind(), name, statement))
         elif dialect in ("mysql", "mariadb"):
             statement = (
                 f"CREATE {kind} IF NOT EXISTS {quote(name)} ON {quote(table)} ({column_list}) "
                 f"{mariadb_wait()} ALGORITHM=INPLACE LOCK=NONE"
             )
-            _run_mariadb(statement)
+            locked_briefly(lambda: op.execute(statement))
         else:
             op.execute(
                 f"CREATE {kind} IF NOT EXISTS {quote(name)} ON {quote(table)} ({column_list})"
@@ -63,28 +60,15 @@ def drop_index(name: str, table: str) -> None:
     with outside_transaction():
         if dialect == "postgresql":
             statement = f"DROP INDEX CONCURRENTLY IF EXISTS {quote(name)}"
-            if offline():
-                op.execute(statement)
-                return
-            connection = op.get_bind()
-            with short_lock_waits(connection):
-                retrying_lock_waits(lambda: connection.exec_driver_sql(statement))
+            locked_briefly(lambda: op.execute(statement))
         elif dialect in ("mysql", "mariadb"):
-            _run_mariadb(
+            statement = (
                 f"ALTER TABLE {quote(table)} {mariadb_wait()} DROP INDEX IF EXISTS {quote(name)}, "
                 "ALGORITHM=INPLACE, LOCK=NONE"
             )
+            locked_briefly(lambda: op.execute(statement))
         else:
             op.execute(f"DROP INDEX IF EXISTS {quote(name)}")
-
-
-def _run_mariadb(statement: str) -> None:
-    if offline():
-        op.execute(statement)
-        return
-    connection = op.get_bind()
-    with short_lock_waits(connection):
-        retrying_lock_waits(lambda: connection.exec_driver_sql(statement))
 
 
 def postgresql_index_valid(connection: Connection, name: str) -> bool | None:

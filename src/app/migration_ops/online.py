@@ -77,6 +77,17 @@ def retrying_lock_waits(action: Callable[[], T], *, attempts: int = ATTEMPTS) ->
     return retrying(action)
 
 
+def locked_briefly(action: Callable[[], object]) -> None:
+    """Run one DDL step that holds a table lock for an instant: wait for the lock only briefly
+    and try again after a pause each time it could not get it. Writing SQL (`--sql`), just run
+    it: it emits its statement."""
+    if offline():
+        action()
+        return
+    with short_lock_waits(op.get_bind()):
+        retrying_lock_waits(action)
+
+
 @contextmanager
 def short_lock_waits(connection: Connection, seconds: float = LOCK_TIMEOUT) -> Iterator[None]:
     """Lock waits of at most `seconds` and no statement timeout, restored afterwards.

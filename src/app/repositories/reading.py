@@ -14,7 +14,7 @@ from app.repositories import queries
 from app.repositories.columns import as_uuid, from_json, to_json
 from app.repositories.core import ModelT, RepositoryCore
 from app.repositories.cursors import decode_cursor, encode_cursor, query_fingerprint
-from app.repositories.ordering import sort_keys
+from app.repositories.ordering import SortKey, sort_keys
 
 Where = Mapping[str, Any] | None
 OrderBy = Sequence[str] | str | None
@@ -88,18 +88,7 @@ class ReadingMixin(RepositoryCore[ModelT]):
         queries.check_limit(limit)
         queries.check_offset(offset)
         keys = sort_keys(self.model, order_by, allowed=self._sortable)
-        statement = (
-            queries.select_rows(
-                self.model,
-                where=where,
-                keys=keys,
-                filterable=self._filterable,
-                dialect=self._dialect,
-                load=load,
-            )
-            .limit(limit)
-            .offset(offset)
-        )
+        statement = self._select(where, keys, load=load).limit(limit).offset(offset)
         with translating_errors(model=self.model):
             if not with_total:
                 return OffsetPage(list(self.session.scalars(statement)), None)
@@ -130,15 +119,7 @@ class ReadingMixin(RepositoryCore[ModelT]):
             after_values = [
                 from_json(self.model, k.name, v) for k, v in zip(keys, raw, strict=True)
             ]
-        statement = queries.select_rows(
-            self.model,
-            where=where,
-            keys=keys,
-            filterable=self._filterable,
-            dialect=self._dialect,
-            load=load,
-            after_values=after_values,
-        ).limit(limit + 1)
+        statement = self._select(where, keys, load=load, after_values=after_values).limit(limit + 1)
         with translating_errors(model=self.model):
             items = list(self.session.scalars(statement))
         if len(items) <= limit:
@@ -168,15 +149,18 @@ class ReadingMixin(RepositoryCore[ModelT]):
         """The streaming SELECT of `iterate` (shared with the asyncio face)."""
         queries.check_limit(batch_size)
         keys = sort_keys(self.model, order_by, allowed=self._sortable)
-        statement = queries.select_rows(
+        return self._select(where, keys, plain=True).execution_options(yield_per=batch_size)
+
+    def _select(self, where: Where, keys: Sequence[SortKey], **options: Any) -> Select[Any]:
+        """`queries.select_rows` for this repository's model, fields and database."""
+        return queries.select_rows(
             self.model,
             where=where,
             keys=keys,
             filterable=self._filterable,
             dialect=self._dialect,
-            plain=True,
+            **options,
         )
-        return statement.execution_options(yield_per=batch_size)
 
     def count(self, *, where: Where = None) -> int:
         """How many rows match `where`."""

@@ -124,13 +124,13 @@ class WritingMixin(ReadingMixin[ModelT]):
         target = check_conflict_target(self._table, conflict)
         written = 0
         for batch in batches(rows, batch_size):
-            written += len(self._upsert_batch(batch, target))
+            if not self._upserted_uniform(batch, target):
+                self._upsert_batch(batch, target)
+            written += len(batch)
         return written
 
     def _upsert_batch(self, batch: list[Data], target: tuple[str, ...]) -> list[dict[str, Any]]:
         self._flush()
-        if self._upserted_uniform(batch, target):
-            return [{}] * len(batch)
         missing: set[str] = set()
         given_sets: dict[frozenset[str], list[dict[str, Any]]] = {}
         for data in batch:
@@ -159,6 +159,7 @@ class WritingMixin(ReadingMixin[ModelT]):
         False (nothing done) for any other batch, which goes row by row."""
         if len(batch) < 2:
             return False
+        self._flush()
         uniform = complete_columns(self, batch, utcnow())
         if uniform is None:
             return False
