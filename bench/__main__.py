@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench import concurrency, ingest, online_migration, pagination, reads, transactions, web
+from bench import (
+    concurrency,
+    galera,
+    ingest,
+    online_migration,
+    pagination,
+    reads,
+    transactions,
+    web,
+)  # fmt: skip
 from bench.chart import chart
 from bench.harness import Measurement, bench_database, console, environment, reachable, report
 
@@ -24,9 +33,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--workloads",
-        default="ingest,reads,uow,pages,async,web,online-migration",
+        default="ingest,reads,uow,pages,async,web,online-migration,galera",
         help="comma-separated workloads: ingest, reads, uow, pages (with the streaming read), "
-        "async, web (PostgreSQL), online-migration (PostgreSQL, MariaDB)",
+        "async, web (PostgreSQL), online-migration (PostgreSQL, MariaDB), galera (a three-node "
+        "cluster it starts, against the MariaDB server)",
     )
     parser.add_argument("--quick", action="store_true", help="10k rows, 3 runs: a smoke run")
     parser.add_argument(
@@ -75,11 +85,16 @@ def main() -> None:
                 results += pagination.run_pagination(backend, engine, items=items, repeat=repeat)
             if "online-migration" in workloads and backend != "sqlite":
                 online += online_migration.run_online_migration(backend, engine, rows=live_rows)
+    if "galera" in workloads and "mariadb" in args.backend.split(",") and reachable("mariadb"):
+        results += galera.run_galera(
+            count=max(min(rows // 20, 2_000), 10), reads=max(min(rows // 20, 2_000), 10),
+            repeat=repeat,
+        )  # fmt: skip
     if online:
         online_migration.save(online, args.out.with_name("online_migration.json"))
     ratios = (
         ingest.RATIOS + reads.RATIOS + transactions.RATIOS + pagination.RATIOS
-        + concurrency.RATIOS + web.RATIOS
+        + concurrency.RATIOS + web.RATIOS + galera.RATIOS
     )  # fmt: skip
     if results:
         report(results, ratios, args.out)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from app.config import get_settings
-from app.db.locks import migration_lock
+from app.db.locks import compared_with_models, migration_lock
 from app.db.models import Base
 from app.db.session import make_engine
 from app.db.types import UTCDateTime, UUIDColumn
@@ -55,6 +55,7 @@ def _configure(**options: object) -> None:
     context.configure(
         target_metadata=target_metadata,
         compare_type=True,
+        include_name=compared_with_models,
         render_item=_render_item,
         # SQLite cannot ALTER most things: batch mode copies the table instead.
         render_as_batch=True,

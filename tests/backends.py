@@ -14,7 +14,18 @@ from app.db.admin import create_database, drop_database
 from app.db.session import make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL_BACKENDS = ("sqlite", "postgresql", "mariadb")
+ALL_BACKENDS = ("sqlite", "postgresql", "mariadb", "galera")
+# "galera" is a node of a three-node MariaDB Galera cluster that the run starts (TEST_GALERA_URL
+# points at an existing one instead). It runs the tests that differ on a synchronous multi-master
+# cluster: the repository and unit-of-work contract, bulk paths, and the cluster's own tests. The
+# rest (CLI, migration helpers, text semantics, ...) send the same SQL as on one MariaDB server.
+GALERA_SUITE = (
+    "tests/contract/",
+    "tests/integration/test_unit_of_work.py",
+    "tests/integration/test_repository.py",
+    "tests/integration/test_bulk_paths.py",
+    "tests/integration/test_galera.py",
+)
 
 # Where each server is; the environment can point the tests elsewhere.
 SERVER_URLS = {
@@ -23,6 +34,13 @@ SERVER_URLS = {
     ),
     "mariadb": os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
 }
+if "TEST_GALERA_URL" in os.environ:
+    SERVER_URLS["galera"] = os.environ["TEST_GALERA_URL"]
+
+
+def is_mariadb(backend: str) -> bool:
+    """Whether `backend` is a MariaDB server, alone or in a Galera cluster."""
+    return backend in ("mariadb", "galera")
 
 
 def required_backends() -> set[str]:
@@ -38,6 +56,8 @@ def unreachable_reason(backend: str) -> str | None:
     """Why `backend` cannot be used now, or None when it answers."""
     if backend == "sqlite":
         return None
+    if backend not in SERVER_URLS:
+        return f"{backend} has no server"
     engine = make_engine(SERVER_URLS[backend], poolclass=NullPool, connect_timeout=3)
     try:
         with engine.connect() as connection:

@@ -1,7 +1,8 @@
 """Backend selection and database fixtures shared by every test that touches a database.
 
-`--backend sqlite,postgresql,mariadb` picks the backends (default: all of them). An unreachable
-server is skipped with its reason, unless REQUIRE_BACKENDS=all (or names it): then the run fails.
+`--backend sqlite,postgresql,mariadb,galera` picks the backends (default: all of them). An
+unreachable server is skipped with its reason, unless REQUIRE_BACKENDS=all (or names it): then
+the run fails. Choosing `galera` starts a three-node cluster for the session (tests.topologies).
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from app.db.session import make_engine
 from app.migrations import upgrade
 from tests.backends import (
     ALL_BACKENDS,
+    GALERA_SUITE,
+    ROOT,
+    SERVER_URLS,
     ThrowawayDatabases,
     required_backends,
     unreachable_reason,
 )
+from tests.topologies import GaleraCluster, galera_unavailable_reason
 
 # CI replays the same examples every run, so a red build always means a change broke something;
 # developers' runs keep exploring new ones.
@@ -49,7 +54,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"REQUIRE_BACKENDS asks for {', '.join(left_out)}, which --backend leaves out"
         )
-    unreachable = {name: reason for name in selected if (reason := unreachable_reason(name))}
+    topology_failures = _start_topologies(config, selected)
+    unreachable = {
+        name: reason
+        for name in selected
+        if (reason := topology_failures.get(name) or unreachable_reason(name))
+    }
     missing = sorted(required_backends() & set(unreachable))
     if missing:
         reasons = "; ".join(unreachable[name] for name in missing)
@@ -60,6 +70,46 @@ def pytest_configure(config: pytest.Config) -> None:
 
 _SELECTED = pytest.StashKey[list[str]]()
 _UNREACHABLE = pytest.StashKey[dict[str, str]]()
+_GALERA = pytest.StashKey[GaleraCluster]()
+
+
+def _start_topologies(config: pytest.Config, selected: list[str]) -> dict[str, str]:
+    """Start the Galera cluster once for the run when `galera` is selected and no cluster is
+    given; returns why a topology could not start, by backend."""
+    if "galera" not in selected or "galera" in SERVER_URLS:
+        return {}
+    reason = galera_unavailable_reason()
+    if reason is not None:
+        return {"galera": reason}
+    cluster = GaleraCluster()
+    try:
+        cluster.up()
+    except RuntimeError as exc:
+        cluster.down()
+        return {"galera": str(exc)}
+    config.stash[_GALERA] = cluster
+    SERVER_URLS["galera"] = cluster.url().render_as_string(hide_password=False)
+    return {}
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    cluster = config.stash.get(_GALERA, None)
+    if cluster is not None:
+        cluster.down()
+
+
+@pytest.fixture(scope="session")
+def galera_cluster(request: pytest.FixtureRequest) -> GaleraCluster:
+    """The Galera cluster of this run (tests that need it are marked backends("galera"))."""
+    cluster = request.config.stash.get(_GALERA, None)
+    if cluster is None:
+        pytest.skip("the Galera cluster was given by TEST_GALERA_URL: its nodes are not ours")
+    return cluster
+
+
+def _runs_on_galera(metafunc: pytest.Metafunc) -> bool:
+    path = metafunc.definition.path.relative_to(ROOT).as_posix()
+    return path.startswith(GALERA_SUITE)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -70,6 +120,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     only = metafunc.definition.get_closest_marker("backends")
     if only is not None:
         selected = [name for name in selected if name in only.args]
+    if not _runs_on_galera(metafunc):
+        selected = [name for name in selected if name != "galera"]
     params = [
         pytest.param(
             name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from urllib.parse import unquote
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -55,16 +56,41 @@ def parse_database_url(raw: str | URL, *, asynchronous: bool = False) -> URL:
                 f"DATABASE_URL names the driver {driver!r}, which this project does not "
                 f"install; accepted forms: {ACCEPTED_URL_FORMS}"
             )
+    if backend == "mysql":
+        mysql_servers(url)  # refuses a malformed list of servers now, not at the first connect
     driver = (_ASYNC_DRIVERS if asynchronous else _SYNC_DRIVERS)[backend]
     return url.set(drivername=f"{url.get_backend_name()}+{driver}")
+
+
+MYSQL_DEFAULT_PORT = 3306
+
+
+def mysql_servers(url: URL) -> list[tuple[str, int]]:
+    """The MariaDB servers a URL names, in the order to try them: each `host=name:port` of its
+    query (several nodes of one cluster), or else its own host and port."""
+    given = url.query.get("host")
+    if given is None:
+        return [(url.host or "localhost", url.port or MYSQL_DEFAULT_PORT)]
+    servers = []
+    for entry in (given,) if isinstance(given, str) else given:
+        name, _, port = entry.rpartition(":") if ":" in entry else (entry, "", "")
+        if not name or not (port.isdigit() or port == ""):
+            raise SettingsError(
+                f"DATABASE_URL names the server {entry!r}; write each as host=name:port"
+            )
+        servers.append((name, int(port) if port else MYSQL_DEFAULT_PORT))
+    return servers
 
 
 def mask_url(url: str | URL) -> str:
     """Render a URL for people: the password, if any, becomes `***`."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        rendered = make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable database URL>"
+    # Servers listed in the query read as written (host=a:3306), not percent-encoded.
+    address, question, query = rendered.partition("?")
+    return address + question + unquote(query)
 
 
 class Settings(BaseSettings):
@@ -87,6 +113,10 @@ class Settings(BaseSettings):
     # Seconds one statement may run (0: no limit), so a lost server or a runaway query ends in
     # an error (StatementTimeoutError) rather than a hang; waiting for a lock counts too.
     db_statement_timeout: float = Field(default=60.0, ge=0)
+    # On a Galera node, every transaction first waits until the node has applied what the cluster
+    # committed before it started (wsrep_sync_wait), so a unit of work sees the commits made before
+    # it on any node. Off: reads may miss a commit made a moment ago on another node.
+    db_causal_reads: bool = True
     db_echo: bool = False
     # Statement parameters (row values, password hashes) stay out of logs and error text unless
     # this is switched on, for debugging on a development database.

@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from app.db.errors import translating_errors
+from app.db.locks import compared_with_models
 from app.db.models import Base
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -105,7 +106,12 @@ def drift(engine: Engine) -> list[str]:
     """What autogenerate would change to make the database match the models (empty: none)."""
     with engine.connect() as connection:
         context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "target_metadata": Base.metadata}
+            connection,
+            opts={
+                "compare_type": True,
+                "target_metadata": Base.metadata,
+                "include_name": compared_with_models,
+            },
         )
         return [_describe(diff) for diff in compare_metadata(context, Base.metadata)]
 

@@ -54,6 +54,7 @@ def _sqlite_error(code: int, message: str = "misleading text") -> sqlite3.Error:
         (pymysql.err.OperationalError(1213, "whatever"), RetryableError),
         (pymysql.err.OperationalError(1205, "whatever"), RetryableError),
         (pymysql.err.OperationalError(2003, "whatever"), DatabaseUnavailableError),
+        (pymysql.err.OperationalError(1047, "whatever"), DatabaseUnavailableError),
         (pymysql.err.DataError(1406, "whatever"), InvalidQueryError),
         (_sqlite_error(2067), ConflictError),
         (_sqlite_error(787), ForeignKeyError),

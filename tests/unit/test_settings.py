@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.config import Settings, mask_url, parse_database_url
+from app.config import Settings, SettingsError, mask_url, mysql_servers, parse_database_url
 
 
 @pytest.fixture(autouse=True)
@@ -126,3 +126,24 @@ def test_one_url_gives_the_blocking_and_the_asyncio_driver(
 ) -> None:
     assert parse_database_url(raw).drivername == blocking
     assert parse_database_url(raw, asynchronous=True).drivername == asynchronous
+
+
+def test_a_url_may_list_the_servers_of_a_cluster_to_try_in_order() -> None:
+    url = parse_database_url(
+        "mysql+pymysql://app:pw@/shop?host=db1:3307&host=db2&host=10.0.0.3:3306"
+    )
+    assert mysql_servers(url) == [("db1", 3307), ("db2", 3306), ("10.0.0.3", 3306)]
+    assert mysql_servers(parse_database_url("mysql+pymysql://app@db9:3310/shop")) == [("db9", 3310)]
+
+
+def test_a_malformed_server_in_the_list_is_refused_naming_it() -> None:
+    with pytest.raises(SettingsError, match=r"'db1:port'; write each as host=name:port"):
+        parse_database_url("mysql+pymysql://app@/shop?host=db1:port&host=db2:3306")
+
+
+def test_a_server_list_is_masked_like_any_url() -> None:
+    masked = mask_url("mysql+pymysql://app:s3cret@/shop?host=db1:3306&host=db2:3306")
+    assert masked == "mysql+pymysql://app:***@/shop?host=db1:3306&host=db2:3306"
+    with pytest.raises(ValidationError) as refused:
+        Settings(database_url="mysql+pymysql://app:s3cret@/shop?host=db1:x")
+    assert "s3cret" not in str(refused.value)

@@ -18,6 +18,8 @@ from app.cli.seed import seed
 from app.config import get_settings
 from app.db.admin import create_database
 from app.db.errors import DatabaseUnavailableError, translating_errors
+from app.db.galera import cluster_state
+from app.db.locks import LOCK_TABLE
 from app.db.session import get_engine, migration_engine
 from app.diagram import schema_markdown
 from app.migration_lint import lint as lint_migrations
@@ -92,8 +94,14 @@ def info() -> None:
     stdout.print(f"revision: {describe_revisions(state.current)}{pending}")
     listing = Table("table", "rows")
     with engine.connect() as connection:
+        cluster = cluster_state(connection)
+        if cluster is not None:
+            stdout.print(
+                f"cluster: Galera, {cluster.size} nodes, {cluster.status}; this node "
+                f"{cluster.local_state}{'' if cluster.ready else ', not ready'}"
+            )
         for name in sorted(inspect(connection).get_table_names()):
-            if name != "alembic_version":
+            if name not in ("alembic_version", LOCK_TABLE):
                 count = connection.scalar(select(func.count()).select_from(table(name)))
                 listing.add_row(name, f"{count:,}")
     stdout.print(listing)

@@ -96,7 +96,7 @@ MARIADB_ERRNOS = {
     1062: CONFLICT,  # ER_DUP_ENTRY
     1451: FOREIGN_KEY,  # ER_ROW_IS_REFERENCED_2
     1452: FOREIGN_KEY,  # ER_NO_REFERENCED_ROW_2
-    1213: RETRYABLE,  # ER_LOCK_DEADLOCK
+    1213: RETRYABLE,  # ER_LOCK_DEADLOCK; also a Galera certification failure
     1205: RETRYABLE,  # ER_LOCK_WAIT_TIMEOUT
     1020: RETRYABLE,  # ER_CHECKREAD: record changed since last read
     1969: TIMEOUT,  # ER_STATEMENT_TIMEOUT (max_statement_time)
@@ -107,6 +107,8 @@ MARIADB_ERRNOS = {
     2055: SERVER_GONE,  # CR_SERVER_LOST_EXTENDED
     1927: SERVER_GONE,  # ER_CONNECTION_KILLED
     1053: SERVER_GONE,  # ER_SERVER_SHUTDOWN
+    # A Galera node outside the cluster's primary component, or still joining it.
+    1047: _unavailable("the Galera node is not ready (not synced with its cluster)"),
     1040: TOO_MANY_CONNECTIONS,  # ER_CON_COUNT_ERROR
     1203: TOO_MANY_CONNECTIONS,  # ER_TOO_MANY_USER_CONNECTIONS
     1226: TOO_MANY_CONNECTIONS,  # ER_USER_LIMIT_REACHED (max_user_connections)

@@ -21,6 +21,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random
 
 from app.config import Settings, get_settings, parse_database_url
+from app.db.galera import install_server_choice
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
 # An execution option naming the statement that opens a transaction on SQLite, for callers that
@@ -32,11 +33,13 @@ MARIADB_SQL_MODE = "TRADITIONAL,NO_ENGINE_SUBSTITUTION"
 def make_engine(url: str | URL, **options: Any) -> Engine:
     """Build an engine for `url` with the per-backend settings this project relies on.
 
-    Keyword arguments are those of `engine_options`, plus any of SQLAlchemy's `create_engine`.
+    Keyword arguments are those of `engine_options`, plus any of SQLAlchemy's `create_engine`,
+    and `causal_reads` (default True: see `app.db.galera`).
     """
     parsed = parse_database_url(url)
+    causal_reads = options.pop("causal_reads", True)
     engine = create_engine(parsed, **engine_options(parsed, **options))
-    _configure(engine, parsed)
+    _configure(engine, parsed, causal_reads=causal_reads)
     return engine
 
 
@@ -44,8 +47,9 @@ def make_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
     """The asyncio twin of `make_engine`, from the same URL: psycopg's async mode on PostgreSQL,
     aiosqlite on SQLite, asyncmy on MariaDB; the same settings, timeouts and pragmas."""
     parsed = parse_database_url(url, asynchronous=True)
+    causal_reads = options.pop("causal_reads", True)
     engine = create_async_engine(parsed, **engine_options(parsed, **options))
-    _configure(engine.sync_engine, parsed)
+    _configure(engine.sync_engine, parsed, causal_reads=causal_reads)
     return engine
 
 
@@ -113,9 +117,11 @@ def _in_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def _configure(engine: Engine, url: URL) -> None:
+def _configure(engine: Engine, url: URL, *, causal_reads: bool) -> None:
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine, file_database=not _in_memory(url))
+    elif url.get_backend_name() != "postgresql":
+        install_server_choice(engine, url, causal_reads=causal_reads)
 
 
 def _configure_sqlite(engine: Engine, *, file_database: bool) -> None:
@@ -199,6 +205,7 @@ def _settings_options(settings: Settings) -> dict[str, Any]:
         "pool_timeout": settings.db_pool_timeout,
         "connect_timeout": settings.db_connect_timeout,
         "statement_timeout": settings.db_statement_timeout or None,
+        "causal_reads": settings.db_causal_reads,
     }
 
 
