@@ -27,7 +27,12 @@ from tests.backends import (
     required_backends,
     unreachable_reason,
 )
-from tests.topologies import GaleraCluster, galera_unavailable_reason
+from tests.topologies import (
+    GaleraCluster,
+    PostgresPair,
+    galera_unavailable_reason,
+    postgres_pair_unavailable_reason,
+)
 
 # CI replays the same examples every run, so a red build always means a change broke something;
 # developers' runs keep exploring new ones.
@@ -105,6 +110,19 @@ def galera_cluster(request: pytest.FixtureRequest) -> GaleraCluster:
     if cluster is None:
         pytest.skip("the Galera cluster was given by TEST_GALERA_URL: its nodes are not ours")
     return cluster
+
+
+@pytest.fixture(scope="session")
+def postgres_pair(backend: str) -> Iterator[PostgresPair]:
+    """A PostgreSQL primary and streaming replica, started once for the run when a test asks."""
+    assert backend == "postgresql", "mark tests that use the replica pair backends('postgresql')"
+    reason = postgres_pair_unavailable_reason()
+    if reason is not None:
+        pytest.fail(reason) if "postgresql" in required_backends() else pytest.skip(reason)
+    pair = PostgresPair()
+    pair.up()
+    yield pair
+    pair.down()
 
 
 def _runs_on_galera(metafunc: pytest.Metafunc) -> bool:

@@ -107,3 +107,58 @@ def galera_unavailable_reason() -> str | None:
         if not present
     ]
     return f"cannot start a Galera cluster: {', '.join(missing)} not installed" if missing else None
+
+
+PG_SCRIPT = ROOT / "scripts" / "pg-cluster.sh"
+
+
+@dataclass
+class PostgresPair:
+    """A PostgreSQL primary and its streaming replica, started by scripts/pg-cluster.sh."""
+
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="app-pg-")))
+    ports: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # The servers run as postgres when the tests run as root: they must reach the directory.
+        self.directory.chmod(0o755)
+        self.ports = self.ports or free_port_runs(2, 1, set())
+
+    def _script(self, command: str) -> str:
+        env = {
+            **os.environ,
+            "PG_PRIMARY_PORT": str(self.ports[0]),
+            "PG_REPLICA_PORT": str(self.ports[1]),
+        }
+        done = subprocess.run(
+            ["bash", str(PG_SCRIPT), command, str(self.directory)],
+            env=env, capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"pg-cluster.sh {command} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def up(self) -> None:
+        self._script("up")
+
+    def stop_replica(self) -> None:
+        self._script("stop-replica")
+
+    def start_replica(self) -> None:
+        self._script("start-replica")
+
+    def down(self) -> None:
+        self._script("down")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def url(self, server: str, database: str = "test") -> URL:
+        port = self.ports[0 if server == "primary" else 1]
+        return make_url(f"postgresql+psycopg://root@127.0.0.1:{port}/{database}")
+
+
+def postgres_pair_unavailable_reason() -> str | None:
+    """Why a PostgreSQL primary and replica cannot be started here, or None."""
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_basebackup"))
+    if not binaries and not os.environ.get("PG_BIN"):
+        return "cannot start a PostgreSQL replica pair: the server binaries are not installed"
+    return None

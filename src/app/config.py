@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from urllib.parse import unquote
 from typing import Literal
+from urllib.parse import unquote
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     )
 
     database_url: str = Field(default="sqlite:///./app.db", repr=False)
+    # Streaming replicas of the PostgreSQL primary (comma-separated URLs): read-only units of
+    # work run there while a replica is up and no more than DB_REPLICA_MAX_LAG seconds behind.
+    database_replica_urls: str = Field(default="", repr=False)
+    db_replica_max_lag: float = Field(default=5.0, gt=0)
     app_env: AppEnv = "development"
     db_pool_size: int = Field(default=5, ge=1, le=100)
     db_max_overflow: int = Field(default=10, ge=0, le=100)
@@ -143,6 +147,24 @@ class Settings(BaseSettings):
     def _check_database_url(cls, value: str) -> str:
         return parse_database_url(value).render_as_string(hide_password=False)
 
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _check_replica_urls(cls, value: str) -> str:
+        urls = [part.strip() for part in value.split(",") if part.strip()]
+        for url in urls:
+            try:
+                parsed = parse_database_url(url)
+            except SettingsError as exc:
+                raise SettingsError(
+                    str(exc).replace("DATABASE_URL", "DATABASE_REPLICA_URLS")
+                ) from None
+            if parsed.get_backend_name() != "postgresql":
+                raise SettingsError(
+                    "DATABASE_REPLICA_URLS names a replica that is not PostgreSQL; read replicas "
+                    "are supported on PostgreSQL"
+                )
+        return ",".join(urls)
+
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:
         if self.app_env == "production" and (
@@ -155,6 +177,11 @@ class Settings(BaseSettings):
     def url(self) -> URL:
         """The database URL as a SQLAlchemy `URL`."""
         return make_url(self.database_url)
+
+    @property
+    def replica_urls(self) -> list[URL]:
+        """The replicas' URLs (none when DATABASE_REPLICA_URLS is empty)."""
+        return [make_url(url) for url in self.database_replica_urls.split(",") if url]
 
     @property
     def masked_database_url(self) -> str:

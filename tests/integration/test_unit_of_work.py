@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.errors import ConflictError, RetryableError, StaleObjectError
+from app.db.errors import ConflictError, ReadOnlyError, RetryableError, StaleObjectError
 from app.repositories import UnitOfWork
 from tests.integration.helpers import count_rows, emails
 
@@ -220,3 +220,42 @@ def test_default_session_factory_comes_from_settings(
     finally:
         for cached in (get_settings, session_module.get_engine, session_module.get_session_factory):
             cached.cache_clear()
+
+
+def test_commit_returns_a_token_that_a_later_read_only_unit_accepts_without_replicas(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with UnitOfWork(session_factory) as uow:
+        _add(uow, "token@example.com")
+        token = uow.commit()
+    assert isinstance(token, str)
+    assert token
+    with UnitOfWork(session_factory, read_only=True, after=token) as uow:
+        assert uow.users.get_by_email("token@example.com") is not None
+
+
+def test_a_read_only_unit_refuses_every_write_and_leaves_nothing(
+    session_factory: sessionmaker[Session], connection: Connection
+) -> None:
+    with UnitOfWork(session_factory) as uow:
+        _add(uow, "existing@example.com")
+        uow.commit()
+    writes = {
+        "create": lambda uow: _add(uow, "new@example.com"),
+        "create_many": lambda uow: uow.users.create_many(
+            [{"email": "bulk@example.com", "hashed_password": "h"}]
+        ),
+        "update": lambda uow: uow.users.update(
+            uow.users.get_by_email("existing@example.com").id, {"full_name": "X"}
+        ),
+        "upsert": lambda uow: uow.users.upsert(
+            {"email": "existing@example.com", "hashed_password": "other"}
+        ),
+    }
+    for name, write in writes.items():
+        with UnitOfWork(session_factory, read_only=True) as uow:
+            with pytest.raises(ReadOnlyError, match="read-only"):
+                write(uow)
+            uow.commit()  # committing a read-only unit is allowed: it wrote nothing
+        assert emails(connection) == ["existing@example.com"], name
+    assert connection.exec_driver_sql("SELECT full_name FROM users").scalar() is None

@@ -20,7 +20,7 @@ from app.db.admin import create_database
 from app.db.errors import DatabaseUnavailableError, translating_errors
 from app.db.galera import cluster_state
 from app.db.locks import LOCK_TABLE
-from app.db.session import get_engine, migration_engine
+from app.db.session import get_engine, get_replicas, migration_engine
 from app.diagram import schema_markdown
 from app.migration_lint import lint as lint_migrations
 
@@ -100,11 +100,23 @@ def info() -> None:
                 f"cluster: Galera, {cluster.size} nodes, {cluster.status}; this node "
                 f"{cluster.local_state}{'' if cluster.ready else ', not ready'}"
             )
+        _print_replicas()
         for name in sorted(inspect(connection).get_table_names()):
             if name not in ("alembic_version", LOCK_TABLE):
                 count = connection.scalar(select(func.count()).select_from(table(name)))
                 listing.add_row(name, f"{count:,}")
     stdout.print(listing)
+
+
+def _print_replicas() -> None:
+    replicas = get_replicas()
+    if replicas is None:
+        return
+    replicas.check()
+    for replica in replicas.replicas:
+        lag = "" if replica.lag is None else f", lag {replica.lag:.1f} s"
+        use = "in use" if replica.healthy else f"passed over ({replica.problem})"
+        stdout.print(f"replica {replica.masked_url}: {use}{lag}", markup=False)
 
 
 @db_app.command()

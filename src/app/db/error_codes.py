@@ -22,6 +22,7 @@ class Kind(Enum):
     NO_DATABASE = "no_database"
     TIMEOUT = "timeout"
     INVALID = "invalid"
+    READ_ONLY = "read_only"
 
 
 class Rule(Enum):
@@ -53,6 +54,7 @@ def _unavailable(because: str) -> Meaning:
 
 
 CONFLICT = Meaning(Kind.CONFLICT)
+READ_ONLY = Meaning(Kind.READ_ONLY)
 FOREIGN_KEY = Meaning(Kind.FOREIGN_KEY)
 RETRYABLE = Meaning(Kind.RETRYABLE)
 CANNOT_CONNECT = Meaning(Kind.CANNOT_CONNECT)
@@ -78,6 +80,7 @@ POSTGRESQL_CODES = {
     "57P03": SERVER_GONE,  # cannot_connect_now
     "53300": TOO_MANY_CONNECTIONS,  # too_many_connections
     "25P03": IDLE_TIMEOUT,  # idle_in_transaction_session_timeout
+    "25006": READ_ONLY,  # read_only_sql_transaction (also any write on a hot standby)
     "3D000": NO_DATABASE,  # invalid_catalog_name
     "23502": _invalid(Rule.NOT_NULL),  # not_null_violation
     "23514": _invalid(Rule.CHECK),  # check_violation
@@ -115,7 +118,7 @@ MARIADB_ERRNOS = {
     1021: STORAGE,  # ER_DISK_FULL
     1114: STORAGE,  # ER_RECORD_FILE_FULL (table full)
     1290: STORAGE,  # ER_OPTION_PREVENTS_STATEMENT (read_only)
-    1792: STORAGE,  # ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+    1792: READ_ONLY,  # ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
     1045: LOGIN,  # ER_ACCESS_DENIED_ERROR
     1044: LOGIN,  # ER_DBACCESS_DENIED_ERROR
     1049: NO_DATABASE,  # ER_BAD_DB_ERROR

@@ -65,6 +65,16 @@ class DatabaseUnavailableError(DataLayerError):
     """The database cannot serve: unreachable, connection lost, out of connections or storage."""
 
 
+class ReadOnlyError(DataLayerError):
+    """A write was attempted in a read-only unit of work (which may run on a replica)."""
+
+
+READ_ONLY_MESSAGE = (
+    "this unit of work is read-only (UnitOfWork(read_only=True)) and cannot write; "
+    "do the write in a read-write unit of work"
+)
+
+
 class StatementTimeoutError(DataLayerError):
     """A statement ran longer than DB_STATEMENT_TIMEOUT (or was cancelled) and was stopped."""
 
@@ -116,6 +126,8 @@ def _error_for(
             "the database aborted the transaction because of a concurrent one "
             "(serialization failure, deadlock, lock timeout or busy); run it again"
         )
+    if kind is Kind.READ_ONLY:
+        return ReadOnlyError(READ_ONLY_MESSAGE)
     if kind is Kind.TIMEOUT:
         return StatementTimeoutError(
             "the statement ran longer than DB_STATEMENT_TIMEOUT, or was cancelled, and was "
@@ -223,6 +235,7 @@ __all__ = [
     "ForeignKeyError",
     "InvalidQueryError",
     "NotFoundError",
+    "ReadOnlyError",
     "RetryableError",
     "StaleObjectError",
     "StatementTimeoutError",

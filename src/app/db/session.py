@@ -22,6 +22,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_r
 
 from app.config import Settings, get_settings, parse_database_url
 from app.db.galera import install_server_choice
+from app.db.replicas import ReplicaSet
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
 # An execution option naming the statement that opens a transaction on SQLite, for callers that
@@ -225,6 +226,20 @@ def get_engine() -> Engine:
 def get_session_factory() -> sessionmaker[Session]:
     """The session factory for the default engine, built on first use."""
     return make_session_factory(get_engine())
+
+
+@lru_cache(maxsize=1)
+def get_replicas() -> ReplicaSet | None:
+    """The replicas of the default engine (DATABASE_REPLICA_URLS), or None when there are none."""
+    settings = get_settings()
+    if not settings.replica_urls:
+        return None
+    return ReplicaSet.build(
+        get_engine(),
+        settings.replica_urls,
+        max_lag=settings.db_replica_max_lag,
+        **_settings_options(settings),
+    )
 
 
 # An asyncio engine's pooled connections belong to the event loop that opened them: the default

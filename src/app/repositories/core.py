@@ -17,6 +17,7 @@ from app.db.errors import InvalidQueryError, translating_errors
 from app.db.models import Base
 from app.db.types import new_id
 from app.repositories.columns import coerce, column_names
+from app.repositories.routing import refuse_writes_when_read_only
 
 ModelT = TypeVar("ModelT", bound=Base)
 
@@ -163,6 +164,8 @@ class RepositoryCore(Generic[ModelT]):
         return template
 
     def _flush(self) -> None:
+        # Every write starts here, bulk ones included: the read-only guard holds for them all.
+        refuse_writes_when_read_only(self.session)
         with translating_errors(model=self.model):
             self.session.flush()
 

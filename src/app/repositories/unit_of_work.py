@@ -16,8 +16,10 @@ from types import TracebackType
 from sqlalchemy.orm import Session, SessionTransaction
 
 from app.db.errors import translating_errors
-from app.db.session import get_session_factory
+from app.db.replicas import ANY_POSITION, ReplicaSet
+from app.db.session import get_replicas, get_session_factory
 from app.repositories.items import ItemRepository
+from app.repositories.routing import commit_returning_token, open_session
 from app.repositories.users import UserRepository
 
 
@@ -36,9 +38,20 @@ class UnitOfWork:
         session_factory: Callable[[], Session] | None = None,
         *,
         isolation_level: str | None = None,
+        read_only: bool = False,
+        after: str | None = None,
+        replicas: ReplicaSet | None = None,
     ) -> None:
+        """`read_only`: the unit may run on a replica (DATABASE_REPLICA_URLS) and refuses to
+        write (ReadOnlyError). `after`: a token from an earlier `commit()`; the unit then reads
+        from a replica only once it has replayed that commit, else from the primary.
+        `replicas`: the replica set to use (default: the one from settings, when the unit uses
+        the default session factory)."""
         self._session_factory = session_factory
         self._isolation_level = isolation_level
+        self._read_only = read_only
+        self._after = after
+        self._replicas = replicas if replicas is not None or session_factory else get_replicas()
         self._session: Session | None = None
         # One entry per joined (inner) block: its savepoint, or None once committed or rolled
         # back, after which its further work belongs to the enclosing block.
@@ -49,14 +62,13 @@ class UnitOfWork:
             with translating_errors():
                 self._joined.append(self._session.begin_nested())
             return self
-        factory = self._session_factory or get_session_factory()
-        self._session = factory()
-        if self._isolation_level is not None:
-            # Must be the first thing the transaction does.
-            with translating_errors():
-                self._session.connection(
-                    execution_options={"isolation_level": self._isolation_level}
-                )
+        self._session = open_session(
+            self._session_factory or get_session_factory(),
+            read_only=self._read_only,
+            after=self._after,
+            replicas=self._replicas,
+            isolation_level=self._isolation_level,
+        )
         self.users = UserRepository(self._session)
         self.items = ItemRepository(self._session)
         return self
@@ -91,14 +103,18 @@ class UnitOfWork:
             raise RuntimeError("this UnitOfWork is not open; use it as `with uow:`")
         return self._session
 
-    def commit(self) -> None:
-        """Make the work so far permanent (inside a joined block: hand it to the enclosing one)."""
+    def commit(self) -> str:
+        """Make the work so far permanent (inside a joined block: hand it to the enclosing one).
+
+        Returns the commit's token, an opaque string for `UnitOfWork(read_only=True, after=...)`
+        that lets a later unit read this commit from a replica. A joined block's commit makes
+        nothing permanent: its token is the outermost unit's to give."""
         session = self.session
         with translating_errors():
             if self._joined:
                 self._finish_joined(commit=True)
-            else:
-                session.commit()
+                return ANY_POSITION
+            return commit_returning_token(session, self._replicas)
 
     def rollback(self) -> None:
         """Discard the work since the last commit (inside a joined block: since it began)."""
