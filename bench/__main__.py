@@ -12,6 +12,7 @@ from bench import (
     online_migration,
     pagination,
     reads,
+    replicas,
     transactions,
     web,
 )  # fmt: skip
@@ -33,10 +34,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--workloads",
-        default="ingest,reads,uow,pages,async,web,online-migration,galera",
+        default="ingest,reads,uow,pages,async,web,online-migration,galera,replicas",
         help="comma-separated workloads: ingest, reads, uow, pages (with the streaming read), "
         "async, web (PostgreSQL), online-migration (PostgreSQL, MariaDB), galera (a three-node "
-        "cluster it starts, against the MariaDB server)",
+        "cluster it starts, against the MariaDB server), replicas (a PostgreSQL primary and "
+        "replica it starts)",
     )
     parser.add_argument("--quick", action="store_true", help="10k rows, 3 runs: a smoke run")
     parser.add_argument(
@@ -90,11 +92,13 @@ def main() -> None:
             count=max(min(rows // 20, 2_000), 10), reads=max(min(rows // 20, 2_000), 10),
             repeat=repeat,
         )  # fmt: skip
+    if "replicas" in workloads and "postgresql" in args.backend.split(","):
+        results += replicas.run_replicas(count=max(min(rows // 50, 2_000), 10), repeat=repeat)
     if online:
         online_migration.save(online, args.out.with_name("online_migration.json"))
     ratios = (
         ingest.RATIOS + reads.RATIOS + transactions.RATIOS + pagination.RATIOS
-        + concurrency.RATIOS + web.RATIOS + galera.RATIOS
+        + concurrency.RATIOS + web.RATIOS + galera.RATIOS + replicas.RATIOS
     )  # fmt: skip
     if results:
         report(results, ratios, args.out)

@@ -19,7 +19,7 @@ from tests.topologies import GaleraCluster, galera_unavailable_reason
 
 from app.db.session import make_engine, make_session_factory
 from app.repositories import UnitOfWork, run_in_transaction
-from bench.harness import SERVER_URLS, Measurement, bench_database, console, measure
+from bench.harness import SERVER_URLS, Measurement, bench_database, console, measure_interleaved
 from bench.ingest import reset
 from bench.transactions import _unit_of_work
 
@@ -67,13 +67,11 @@ def run_galera(*, count: int, reads: int, repeat: int) -> list[Measurement]:
 def _units(
     single: Engine, node: Engine, no_wait: Engine, count: int, repeat: int
 ) -> list[Measurement]:
-    results = []
-    for path, engine in ((SINGLE, single), (NODE, node), (NODE_NO_WAIT, no_wait)):
-        run, empty = _unit_of_work(engine, count), lambda engine=engine: reset(engine)
-        results.append(
-            measure("galera", "galera uow", path, run, reset=empty, repeat=repeat, unit="tx")
-        )
-    return results
+    paths: list[tuple[str, Callable[[], int], Callable[[], None]]] = [
+        (path, _unit_of_work(engine, count), lambda engine=engine: reset(engine))
+        for path, engine in ((SINGLE, single), (NODE, node), (NODE_NO_WAIT, no_wait))
+    ]
+    return measure_interleaved("galera", "galera uow", paths, repeat=repeat, unit="tx")
 
 
 def _increments(engines: list[Engine], count: int) -> Callable[[], int]:
@@ -108,18 +106,11 @@ def _increments(engines: list[Engine], count: int) -> Callable[[], int]:
 
 
 def _contended(single: Engine, nodes: list[Engine], count: int, repeat: int) -> list[Measurement]:
-    return [
-        measure(
-            "galera",
-            "galera contended",
-            path,
-            _increments(engines, count),
-            reset=lambda engines=engines: reset(engines[0]),
-            repeat=repeat,
-            unit="tx",
-        )
+    paths: list[tuple[str, Callable[[], int], Callable[[], None]]] = [
+        (path, _increments(engines, count), lambda engines=engines: reset(engines[0]))
         for path, engines in ((SINGLE, [single]), (THREE_NODES, nodes))
     ]
+    return measure_interleaved("galera", "galera contended", paths, repeat=repeat, unit="tx")
 
 
 def _point_reads(engine: Engine, ids: list[uuid.UUID]) -> Callable[[], int]:
@@ -166,18 +157,18 @@ def _reads(
         )
         uow.commit()
     with UnitOfWork(factory) as uow:
-        ids = [user.id for user in uow.users.list(limit=count)]
+        ids = [row.id for row in uow.users.iterate()]
     results = []
     for workload in ("galera reads", "galera reads, node 2 writing"):
-        for path, engine in ((NODE, node), (NODE_NO_WAIT, no_wait)):
-            meanwhile: AbstractContextManager[None] = (
-                _writing(other) if "writing" in workload else nullcontext()
-            )
-            run = _point_reads(engine, ids)
-            with meanwhile:
-                results.append(
-                    measure("galera", workload, path, run, reset=_nothing, repeat=repeat, unit="tx")
-                )
+        meanwhile: AbstractContextManager[None] = (
+            _writing(other) if "writing" in workload else nullcontext()
+        )
+        paths: list[tuple[str, Callable[[], int], Callable[[], None]]] = [
+            (path, _point_reads(engine, ids), _nothing)
+            for path, engine in ((NODE, node), (NODE_NO_WAIT, no_wait))
+        ]
+        with meanwhile:
+            results += measure_interleaved("galera", workload, paths, repeat=repeat, unit="tx")
     return results
 
 

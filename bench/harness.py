@@ -77,6 +77,33 @@ def measure(
     return result
 
 
+def measure_interleaved(
+    backend: str,
+    workload: str,
+    paths: list[tuple[str, Callable[[], int], Callable[[], None]]],
+    *,
+    repeat: int,
+    unit: str = "rows",
+) -> list[Measurement]:
+    """`measure` for several (path, run, reset) at once, in rounds: each round times every path
+    once, so a machine that speeds up or slows down during the run weighs on all of them alike
+    (needed where the ratios sought are a few percent)."""
+    results = [Measurement(backend, workload, path, units=0, unit=unit) for path, _, _ in paths]
+    for round_ in range(repeat + 1):  # the first round warms up
+        for result, (_, run, reset) in zip(results, paths, strict=True):
+            reset()
+            started = time.perf_counter()
+            units = run()
+            if round_:
+                result.units = units
+                result.seconds.append(time.perf_counter() - started)
+    for result in results:
+        console.print(
+            f"  {backend:<10} {workload:<8} {result.path:<28} {result.rate:>12,.0f} {unit}/s"
+        )
+    return results
+
+
 @contextmanager
 def bench_database(backend: str) -> Iterator[Engine]:
     """A migrated database made for this run, dropped afterwards."""

@@ -8,7 +8,8 @@ the run fails. Choosing `galera` starts a three-node cluster for the session (te
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -28,8 +29,11 @@ from tests.backends import (
     unreachable_reason,
 )
 from tests.topologies import (
+    FailoverFormation,
     GaleraCluster,
     PostgresPair,
+    ScriptedTopology,
+    failover_unavailable_reason,
     galera_unavailable_reason,
     postgres_pair_unavailable_reason,
 )
@@ -112,17 +116,33 @@ def galera_cluster(request: pytest.FixtureRequest) -> GaleraCluster:
     return cluster
 
 
+T = TypeVar("T", bound=ScriptedTopology)
+
+
+def _postgresql_topology(backend: str, reason: str | None, make: Callable[[], T]) -> Iterator[T]:
+    """Start a PostgreSQL topology for the run (tests marked backends("postgresql") ask for
+    it); one that cannot start here skips, or fails when PostgreSQL is required."""
+    assert backend == "postgresql", "mark tests that use it backends('postgresql')"
+    if reason is not None:
+        if "postgresql" in required_backends():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    topology = make()
+    topology.up()
+    yield topology
+    topology.down()
+
+
 @pytest.fixture(scope="session")
 def postgres_pair(backend: str) -> Iterator[PostgresPair]:
-    """A PostgreSQL primary and streaming replica, started once for the run when a test asks."""
-    assert backend == "postgresql", "mark tests that use the replica pair backends('postgresql')"
-    reason = postgres_pair_unavailable_reason()
-    if reason is not None:
-        pytest.fail(reason) if "postgresql" in required_backends() else pytest.skip(reason)
-    pair = PostgresPair()
-    pair.up()
-    yield pair
-    pair.down()
+    """A PostgreSQL primary and its streaming replica, started once for the run."""
+    yield from _postgresql_topology(backend, postgres_pair_unavailable_reason(), PostgresPair)
+
+
+@pytest.fixture(scope="session")
+def failover_formation(backend: str) -> Iterator[FailoverFormation]:
+    """A pg_auto_failover monitor and two nodes, started once for the run."""
+    yield from _postgresql_topology(backend, failover_unavailable_reason(), FailoverFormation)
 
 
 def _runs_on_galera(metafunc: pytest.Metafunc) -> bool:

@@ -9,13 +9,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
 ROOT = Path(__file__).resolve().parent.parent
-GALERA_SCRIPT = ROOT / "scripts" / "galera-cluster.sh"
 GALERA_PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")
 
 
@@ -41,50 +39,59 @@ def free_port_runs(count: int, width: int, taken: set[int]) -> list[int]:
     return found
 
 
-@dataclass
-class GaleraCluster:
-    """Three MariaDB Galera nodes started by scripts/galera-cluster.sh."""
+class ScriptedTopology:
+    """Servers that one of the project's scripts starts and stops under `directory`, on the
+    ports its environment names; `SCRIPT` and `environment()` say which."""
 
-    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="app-galera-")))
-    client_ports: list[int] = field(default_factory=list)
-    galera_ports: list[int] = field(default_factory=list)
+    SCRIPT: Path
 
-    def __post_init__(self) -> None:
-        # The nodes run as mysql when the tests run as root: they must reach the directory.
+    def __init__(self, prefix: str) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix=prefix))
+        # The servers run as mysql or postgres when the tests run as root: they must reach it.
         self.directory.chmod(0o755)
-        taken: set[int] = set()
-        self.client_ports = self.client_ports or free_port_runs(3, 1, taken)
-        self.galera_ports = self.galera_ports or free_port_runs(3, 3, taken)
 
-    def _script(self, *args: str) -> str:
-        env = {
-            **os.environ,
-            "GALERA_CLIENT_PORTS": " ".join(map(str, self.client_ports)),
-            "GALERA_PORTS": " ".join(map(str, self.galera_ports)),
-        }
+    def environment(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def script(self, command: str, *args: str) -> str:
         done = subprocess.run(
-            ["bash", str(GALERA_SCRIPT), args[0], str(self.directory), *args[1:]],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+            ["bash", str(self.SCRIPT), command, str(self.directory), *args],
+            env={**os.environ, **self.environment()},
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
         if done.returncode != 0:
-            raise RuntimeError(f"galera-cluster.sh {args[0]} failed: {done.stderr.strip()}")
+            raise RuntimeError(f"{self.SCRIPT.name} {command} failed: {done.stderr.strip()}")
         return done.stdout
 
     def up(self) -> None:
-        """Start the nodes that are not running and wait until all three are synced."""
-        self._script("up")
+        """Start what is not running and wait until it serves."""
+        self.script("up")
+
+    def down(self) -> None:
+        self.script("down")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class GaleraCluster(ScriptedTopology):
+    """Three MariaDB Galera nodes started by scripts/galera-cluster.sh."""
+
+    SCRIPT = ROOT / "scripts" / "galera-cluster.sh"
+
+    def __init__(self) -> None:
+        super().__init__("app-galera-")
+        taken: set[int] = set()
+        self.client_ports = free_port_runs(3, 1, taken)
+        self.galera_ports = free_port_runs(3, 3, taken)
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "GALERA_CLIENT_PORTS": " ".join(map(str, self.client_ports)),
+            "GALERA_PORTS": " ".join(map(str, self.galera_ports)),
+        }
 
     def kill(self, node: int) -> None:
         """kill -9 one node (1-3), as a crash would."""
-        self._script("kill", str(node))
-
-    def down(self) -> None:
-        self._script("down")
-        shutil.rmtree(self.directory, ignore_errors=True)
+        self.script("kill", str(node))
 
     def url(self, node: int = 1, database: str = "test") -> URL:
         return make_url(f"mysql+pymysql://root@127.0.0.1:{self.client_ports[node - 1]}/{database}")
@@ -93,6 +100,56 @@ class GaleraCluster:
         """One URL naming all three nodes, tried in order."""
         hosts = [f"127.0.0.1:{port}" for port in self.client_ports]
         return make_url(f"mysql+pymysql://root@/{database}").update_query_dict({"host": hosts})
+
+
+class PostgresPair(ScriptedTopology):
+    """A PostgreSQL primary and its streaming replica, started by scripts/pg-cluster.sh."""
+
+    SCRIPT = ROOT / "scripts" / "pg-cluster.sh"
+
+    def __init__(self) -> None:
+        super().__init__("app-pg-")
+        self.ports = free_port_runs(2, 1, set())
+
+    def environment(self) -> dict[str, str]:
+        return {"PG_PRIMARY_PORT": str(self.ports[0]), "PG_REPLICA_PORT": str(self.ports[1])}
+
+    def stop_replica(self) -> None:
+        self.script("stop-replica")
+
+    def start_replica(self) -> None:
+        self.script("start-replica")
+
+    def url(self, server: str, database: str = "test") -> URL:
+        port = self.ports[0 if server == "primary" else 1]
+        return make_url(f"postgresql+psycopg://root@127.0.0.1:{port}/{database}")
+
+
+class FailoverFormation(ScriptedTopology):
+    """A pg_auto_failover monitor and two nodes, started by scripts/pg-failover.sh."""
+
+    SCRIPT = ROOT / "scripts" / "pg-failover.sh"
+
+    def __init__(self) -> None:
+        super().__init__("app-paf-")
+        self.ports = free_port_runs(3, 1, set())
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "PG_MONITOR_PORT": str(self.ports[0]),
+            "PG_NODE_PORTS": f"{self.ports[1]} {self.ports[2]}",
+        }
+
+    def failover(self) -> None:
+        """pg_autoctl perform failover, returning once a new primary and secondary are up."""
+        self.script("failover")
+
+    def url(self, database: str = "test") -> URL:
+        """The multi-host URL an application uses: whichever node is the primary."""
+        hosts = [f"127.0.0.1:{port}" for port in self.ports[1:]]
+        return make_url(f"postgresql+psycopg://root@/{database}").update_query_dict(
+            {"host": hosts, "target_session_attrs": "read-write"}
+        )
 
 
 def galera_unavailable_reason() -> str | None:
@@ -109,56 +166,19 @@ def galera_unavailable_reason() -> str | None:
     return f"cannot start a Galera cluster: {', '.join(missing)} not installed" if missing else None
 
 
-PG_SCRIPT = ROOT / "scripts" / "pg-cluster.sh"
-
-
-@dataclass
-class PostgresPair:
-    """A PostgreSQL primary and its streaming replica, started by scripts/pg-cluster.sh."""
-
-    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="app-pg-")))
-    ports: list[int] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        # The servers run as postgres when the tests run as root: they must reach the directory.
-        self.directory.chmod(0o755)
-        self.ports = self.ports or free_port_runs(2, 1, set())
-
-    def _script(self, command: str) -> str:
-        env = {
-            **os.environ,
-            "PG_PRIMARY_PORT": str(self.ports[0]),
-            "PG_REPLICA_PORT": str(self.ports[1]),
-        }
-        done = subprocess.run(
-            ["bash", str(PG_SCRIPT), command, str(self.directory)],
-            env=env, capture_output=True, text=True, timeout=180, check=False,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise RuntimeError(f"pg-cluster.sh {command} failed: {done.stderr.strip()}")
-        return done.stdout
-
-    def up(self) -> None:
-        self._script("up")
-
-    def stop_replica(self) -> None:
-        self._script("stop-replica")
-
-    def start_replica(self) -> None:
-        self._script("start-replica")
-
-    def down(self) -> None:
-        self._script("down")
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def url(self, server: str, database: str = "test") -> URL:
-        port = self.ports[0 if server == "primary" else 1]
-        return make_url(f"postgresql+psycopg://root@127.0.0.1:{port}/{database}")
-
-
 def postgres_pair_unavailable_reason() -> str | None:
     """Why a PostgreSQL primary and replica cannot be started here, or None."""
     binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_basebackup"))
     if not binaries and not os.environ.get("PG_BIN"):
         return "cannot start a PostgreSQL replica pair: the server binaries are not installed"
     return None
+
+
+def failover_unavailable_reason() -> str | None:
+    """Why a pg_auto_failover formation cannot be started here, or None."""
+    if shutil.which("pg_autoctl") is None:
+        return (
+            "cannot start a pg_auto_failover formation: pg_autoctl is not installed "
+            "(postgresql-15-auto-failover, pg-auto-failover-cli)"
+        )
+    return postgres_pair_unavailable_reason()

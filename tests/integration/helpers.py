@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
+from app.db.errors import DataLayerError
 from app.db.session import make_session_factory
-from app.repositories import ItemRepository, UserRepository
+from app.repositories import ItemRepository, UserRepository, run_in_transaction
 
 
 def count_rows(connection: Connection, table: str, where: str = "", **params: Any) -> int:
@@ -54,3 +59,57 @@ def load_items(engine: Engine, count: int, *, owners: int | None = None) -> None
             for n in range(count)
         )
         session.commit()
+
+
+class WriteStream:
+    """`threads` writers creating items of `owner` through run_in_transaction for as long as the
+    `with` block runs, as request handlers would: a failed unit is counted and the next one is a
+    new attempt. What committed (when, which id) and what failed, for the tests to check."""
+
+    def __init__(self, factory: sessionmaker[Session], owner: uuid.UUID, threads: int = 3) -> None:
+        self.factory = factory
+        self.owner = owner
+        self.committed: list[tuple[float, uuid.UUID]] = []
+        self.failures: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._writers = [threading.Thread(target=self._write) for _ in range(threads)]
+
+    def _write(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = run_in_transaction(
+                    lambda uow: uow.items.create({"title": "w", "owner_id": self.owner}),
+                    session_factory=self.factory,
+                )
+            except DataLayerError as exc:
+                self.failures.append((time.monotonic(), type(exc).__name__))
+                time.sleep(0.05)
+                continue
+            self.committed.append((time.monotonic(), item.id))
+
+    def __enter__(self) -> WriteStream:
+        for writer in self._writers:
+            writer.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        for writer in self._writers:
+            writer.join(timeout=60)
+        assert not any(writer.is_alive() for writer in self._writers), "a writer hung"
+
+    def committed_ids(self) -> set[str]:
+        return {item_id.hex for _, item_id in self.committed}
+
+    def longest_pause(self) -> float:
+        """The longest time between two commits of the stream, in seconds."""
+        times = sorted(at for at, _ in self.committed)
+        return max(later - earlier for earlier, later in itertools.pairwise(times))
+
+
+def stored_item_ids(engine: Engine) -> set[str]:
+    """The ids of every stored item, as hex."""
+    with engine.connect() as connection:
+        return {
+            uuid.UUID(str(value)).hex for value in connection.scalars(text("SELECT id FROM items"))
+        }

@@ -4,9 +4,7 @@ node at once apply once, and writes go on through the survivors when a node dies
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,14 +13,13 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.errors import DataLayerError
 from app.db.galera import cluster_state, is_galera
 from app.db.locks import LOCK_TABLE
 from app.db.session import make_engine, make_session_factory
 from app.migrations import upgrade
 from app.repositories import UnitOfWork, run_in_transaction
 from tests.backends import ThrowawayDatabases
-from tests.integration.helpers import run_app
+from tests.integration.helpers import WriteStream, run_app, stored_item_ids
 from tests.topologies import GaleraCluster
 
 pytestmark = pytest.mark.backends("galera")
@@ -230,53 +227,43 @@ def test_writes_go_on_through_the_survivors_when_a_node_dies(
     with UnitOfWork(factory) as uow:
         owner = uow.users.create({"email": "writer@example.com", "hashed_password": "h"}).id
         uow.commit()
-    committed: list[tuple[float, uuid.UUID]] = []
-    failures: list[tuple[float, str]] = []
-    stop = threading.Event()
-
-    def write() -> None:
-        while not stop.is_set():
-            try:
-                item = run_in_transaction(
-                    lambda uow: uow.items.create({"title": "w", "owner_id": owner}),
-                    session_factory=factory,
-                )
-            except DataLayerError as exc:  # the request fails; the next one is a new attempt
-                failures.append((time.monotonic(), type(exc).__name__))
-                time.sleep(0.05)
-                continue
-            committed.append((time.monotonic(), item.id))
-
-    writers = [threading.Thread(target=write) for _ in range(3)]
     try:
-        for writer in writers:
-            writer.start()
-        time.sleep(2)
-        killed_at = time.monotonic()
-        galera_cluster.kill(1)
-        time.sleep(14)
-    finally:
-        stop.set()
-        for writer in writers:
-            writer.join(timeout=60)
-    try:
-        after = [at for at, _ in committed if at > killed_at]
-        assert after, f"no write committed after the node died; failures: {failures[-5:]}"
+        with WriteStream(factory, owner) as stream:
+            time.sleep(2)
+            killed_at = time.monotonic()
+            galera_cluster.kill(1)
+            time.sleep(14)
+        after = [at for at, _ in stream.committed if at > killed_at]
+        assert after, f"no write committed after the node died; failures: {stream.failures[-5:]}"
         resumed = after[0] - killed_at
         assert resumed < 10, f"writes resumed {resumed:.1f} s after the node died"
         assert len(after) > 20
-        ids = {item_id.hex for _, item_id in committed}
         for node in (2, 3):
             survivor = make_engine(galera_cluster.url(node, cluster_database))
             try:
-                with survivor.connect() as connection:
-                    stored = {
-                        uuid.UUID(str(value)).hex
-                        for value in connection.scalars(text("SELECT id FROM items"))
-                    }
+                missing = stream.committed_ids() - stored_item_ids(survivor)
             finally:
                 survivor.dispose()
-            assert ids <= stored, f"{len(ids - stored)} committed writes missing on node {node}"
+            assert not missing, f"{len(missing)} committed writes missing on node {node}"
     finally:
         engine.dispose()
         galera_cluster.up()  # node 1 rejoins (state transfer) for the tests after this one
+
+
+def test_info_shows_the_cluster_and_a_url_listing_the_nodes_masked(
+    galera_cluster: GaleraCluster, cluster_database: str
+) -> None:
+    url = galera_cluster.cluster_url(cluster_database).set(password="s3cret")
+    done = run_app("db", "info", database_url=url.render_as_string(hide_password=False))
+    assert done.returncode != 0  # root has no password: the login is refused, in one line
+    assert "s3cret" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    ports = galera_cluster.client_ports
+    assert f"host=127.0.0.1:{ports[0]}&host=127.0.0.1:{ports[1]}" in done.stderr
+    shown = run_app(
+        "db", "info",
+        database_url=galera_cluster.url(2, cluster_database).render_as_string(hide_password=False),
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "cluster: Galera, 3 nodes, Primary; this node Synced" in shown.stdout
+    assert "app_migration_lock" not in shown.stdout

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.errors import InvalidQueryError, ReadOnlyError, translating_errors
@@ -79,6 +79,12 @@ def replicas(
     """The pair's replica, checked every 0.2 s, passed over beyond 1 s of lag."""
     built = ReplicaSet.build(primary, [postgres_pair.url("replica", pair_database)], max_lag=1.0)
     built.check_every = 0.2
+
+    def caught_up() -> bool:
+        built.check()
+        return built.replicas[0].healthy
+
+    _until(caught_up)  # a replica still replaying the migrations lags
     yield built
     built.close()
 
@@ -248,3 +254,65 @@ def test_the_asyncio_unit_of_work_routes_and_reads_its_own_writes_the_same_way(
             await engine.dispose()
 
     asyncio.run(scenario())
+
+
+def test_the_default_unit_of_work_uses_the_replicas_of_the_settings(
+    postgres_pair: PostgresPair, pair_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.config import get_settings
+    from app.db import session as session_module
+
+    cached = (get_settings, session_module.get_engine, session_module.get_session_factory,
+              session_module.get_replicas)  # fmt: skip
+    monkeypatch.setenv(
+        "DATABASE_URL",
+        postgres_pair.url("primary", pair_database).render_as_string(hide_password=False),
+    )
+    monkeypatch.setenv(
+        "DATABASE_REPLICA_URLS",
+        postgres_pair.url("replica", pair_database).render_as_string(hide_password=False),
+    )
+    for function in cached:
+        function.cache_clear()
+    try:
+        with UnitOfWork(read_only=True) as uow:
+            assert uow.session.scalar(text("SELECT pg_is_in_recovery()"))
+        with UnitOfWork() as uow:
+            assert uow.session.scalar(text("SELECT pg_is_in_recovery()")) is False
+    finally:
+        replicas = session_module.get_replicas()
+        if replicas is not None:
+            replicas.close()
+        session_module.get_engine().dispose()
+        for function in cached:
+            function.cache_clear()
+
+
+def test_a_token_costs_no_statement_when_the_last_check_covers_it_and_one_otherwise(
+    factory: sessionmaker[Session], replicas: ReplicaSet
+) -> None:
+    replicas.check_every = 3600  # only this test's own checks update what is known
+    token = _add_user(factory, replicas, "counted@example.com")
+    _until(lambda: _served_by_replica(factory, replicas, after=token))
+    replica_engine = replicas.replicas[0].engine
+    sent: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        sent.append(statement)
+
+    def statements(after: str | None) -> int:
+        sent.clear()
+        with UnitOfWork(factory, read_only=True, after=after, replicas=replicas) as uow:
+            assert uow.users.get_by_email("counted@example.com") is not None
+        return len(sent)
+
+    event.listen(replica_engine, "before_cursor_execute", record)
+    try:
+        replicas.check()  # the replica's position is known past the token now
+        plain = statements(None)
+        assert statements(token) == plain
+        replicas.replicas[0].replayed = 0  # as if the last check predated the commit
+        assert statements(token) == plain + 1
+        assert any("pg_last_wal_replay_lsn" in statement for statement in sent)
+    finally:
+        event.remove(replica_engine, "before_cursor_execute", record)

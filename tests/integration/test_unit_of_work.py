@@ -253,9 +253,13 @@ def test_a_read_only_unit_refuses_every_write_and_leaves_nothing(
         ),
     }
     for name, write in writes.items():
-        with UnitOfWork(session_factory, read_only=True) as uow:
-            with pytest.raises(ReadOnlyError, match="read-only"):
-                write(uow)
-            uow.commit()  # committing a read-only unit is allowed: it wrote nothing
+        with (
+            UnitOfWork(session_factory, read_only=True) as uow,
+            pytest.raises(ReadOnlyError, match="read-only"),
+        ):
+            write(uow)
         assert emails(connection) == ["existing@example.com"], name
+    with UnitOfWork(session_factory, read_only=True) as uow:
+        assert uow.users.count() == 1
+        assert isinstance(uow.commit(), str)  # a unit that only read commits as any other
     assert connection.exec_driver_sql("SELECT full_name FROM users").scalar() is None

@@ -34,6 +34,7 @@ def test_repositories_export_the_documented_names() -> None:
 def test_errors_export_the_documented_names() -> None:
     assert set(app.db.errors.__all__) == {
         "ConflictError",
+        "ReadOnlyError",
         "DataLayerError",
         "DatabaseUnavailableError",
         "ForeignKeyError",

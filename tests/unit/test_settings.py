@@ -147,3 +147,21 @@ def test_a_server_list_is_masked_like_any_url() -> None:
     with pytest.raises(ValidationError) as refused:
         Settings(database_url="mysql+pymysql://app:s3cret@/shop?host=db1:x")
     assert "s3cret" not in str(refused.value)
+
+
+def test_replica_urls_are_a_comma_separated_list_of_postgresql_urls() -> None:
+    settings = Settings(
+        database_url="postgresql://app@primary/shop",
+        database_replica_urls=" postgresql://app:pw@r1/shop , postgresql://app:pw@r2/shop ",
+    )
+    assert [url.host for url in settings.replica_urls] == ["r1", "r2"]
+    assert Settings(database_replica_urls="").replica_urls == []
+    assert "pw" not in repr(settings)
+
+
+def test_a_replica_that_is_not_postgresql_or_not_a_url_is_refused_without_its_password() -> None:
+    with pytest.raises(ValidationError, match="DATABASE_REPLICA_URLS names a replica that is not"):
+        Settings(database_replica_urls="mysql+pymysql://app:s3cret@r1/shop")
+    with pytest.raises(ValidationError, match="DATABASE_REPLICA_URLS") as refused:
+        Settings(database_replica_urls="not a url:s3cret")
+    assert "s3cret" not in str(refused.value)

@@ -42,7 +42,12 @@ def open_session(
     session = primary()
     if read_only:
         _guard(session)
-        if session.get_bind().dialect.name == "postgresql":
+        bind = session.get_bind()
+        # The database refuses writes too (raw SQL included), where the transaction is ours to
+        # begin: not for a session joined to a caller's open transaction (a test's, say).
+        if bind.dialect.name == "postgresql" and not (
+            isinstance(bind, Connection) and bind.in_transaction()
+        ):
             options["postgresql_readonly"] = True
     if options:
         # Must be the first thing the transaction does.
