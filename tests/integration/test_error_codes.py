@@ -27,6 +27,7 @@ from app.db.errors import (
     DataLayerError,
     ForeignKeyError,
     InvalidQueryError,
+    ReadOnlyError,
     RetryableError,
     StatementTimeoutError,
     translating_errors,
@@ -366,11 +367,19 @@ def test_mariadb_a_database_the_user_may_not_use_is_a_refused_login(engine_url: 
             admin.execute(text(f"DROP USER '{user}'@'%'"))
 
 
+@pytest.mark.backends("postgresql")
+def test_postgresql_a_read_only_transaction_cannot_write(engine_url: URL) -> None:
+    with _engine(engine_url).connect() as conn:
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        with _refused(ReadOnlyError, User):  # 25006 read_only_sql_transaction
+            _insert_user(conn, "ro@example.com")
+
+
 @pytest.mark.backends("mariadb")
 def test_mariadb_a_read_only_transaction_cannot_write(engine_url: URL) -> None:
     with _engine(engine_url).connect() as conn:
         conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
-        with _refused(DatabaseUnavailableError, User):
+        with _refused(ReadOnlyError, User):
             _insert_user(conn, "ro@example.com")
 
 
