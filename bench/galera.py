@@ -19,7 +19,7 @@ from tests.topologies import GaleraCluster, galera_unavailable_reason
 
 from app.db.session import make_engine, make_session_factory
 from app.repositories import UnitOfWork, run_in_transaction
-from bench.harness import SERVER_URLS, Measurement, bench_database, console, measure_interleaved
+from bench.harness import SERVER_URLS, Measurement, bench_database, measure_interleaved, running
 from bench.ingest import reset
 from bench.transactions import _unit_of_work
 
@@ -37,15 +37,11 @@ RATIOS = [
 
 def run_galera(*, count: int, reads: int, repeat: int) -> list[Measurement]:
     """`count` three-write units per run on each path; `reads` point-read units per run."""
-    reason = galera_unavailable_reason()
-    if reason is not None:
-        console.print(f"galera: {reason}, skipped")
-        return []
-    cluster = GaleraCluster()
-    console.print("galera: starting a three-node cluster")
-    cluster.up()
-    SERVER_URLS["galera"] = cluster.url().render_as_string(hide_password=False)
-    try:
+    started = running("galera", galera_unavailable_reason(), GaleraCluster, "a three-node cluster")
+    with started as cluster:
+        if cluster is None:
+            return []
+        SERVER_URLS["galera"] = cluster.url().render_as_string(hide_password=False)
         with bench_database("mariadb") as single, bench_database("galera") as node:
             database = node.url.database or ""
             no_wait = make_engine(node.url, causal_reads=False)
@@ -60,8 +56,6 @@ def run_galera(*, count: int, reads: int, repeat: int) -> list[Measurement]:
             finally:
                 for engine in (no_wait, other, third):
                     engine.dispose()
-    finally:
-        cluster.down()
 
 
 def _units(

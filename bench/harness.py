@@ -14,12 +14,14 @@ from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import TypeVar
 
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
+from tests.topologies import ScriptedTopology
 
 from app.db.admin import create_database, drop_database
 from app.db.session import make_engine
@@ -102,6 +104,28 @@ def measure_interleaved(
             f"  {backend:<10} {workload:<8} {result.path:<28} {result.rate:>12,.0f} {unit}/s"
         )
     return results
+
+
+Topology = TypeVar("Topology", bound=ScriptedTopology)
+
+
+@contextmanager
+def running(
+    workload: str, unavailable: str | None, make: Callable[[], Topology], what: str
+) -> Iterator[Topology | None]:
+    """Start a topology of the tests' (`make`) for a workload and stop it afterwards; None,
+    said on the console, when it cannot start here (`unavailable` says why)."""
+    if unavailable is not None:
+        console.print(f"{workload}: {unavailable}, skipped")
+        yield None
+        return
+    topology = make()
+    console.print(f"{workload}: starting {what}")
+    topology.up()
+    try:
+        yield topology
+    finally:
+        topology.down()
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from app.db.replicas import ReplicaSet
 from app.db.session import make_engine, make_session_factory
 from app.migrations import upgrade
 from app.repositories import UnitOfWork
-from bench.harness import Measurement, console, measure_interleaved
+from bench.harness import Measurement, measure_interleaved, running
 
 PRIMARY, REPLICA = "read-only unit, primary", "read-only unit, replica"
 ASKED, KNOWN = "replica, after= (position asked)", "replica, after= (position known)"
@@ -29,23 +29,21 @@ RATIOS = [
 
 def run_replicas(*, count: int, repeat: int) -> list[Measurement]:
     """`count` units per run on each path."""
-    reason = postgres_pair_unavailable_reason()
-    if reason is not None:
-        console.print(f"replicas: {reason}, skipped")
-        return []
-    pair = PostgresPair()
-    console.print("replicas: starting a primary and a streaming replica")
-    pair.up()
-    primary = make_engine(pair.url("primary"))
-    replicas = ReplicaSet.build(primary, [pair.url("replica")], max_lag=5.0)
-    replicas.check_every = 3600.0  # the bench decides when the replica's position is known
-    try:
-        upgrade(primary)
-        return _measure(primary, replicas, count, repeat)
-    finally:
-        replicas.close()
-        primary.dispose()
-        pair.down()
+    started = running(
+        "replicas", postgres_pair_unavailable_reason(), PostgresPair, "a primary and a replica"
+    )
+    with started as pair:
+        if pair is None:
+            return []
+        primary = make_engine(pair.url("primary"))
+        replicas = ReplicaSet.build(primary, [pair.url("replica")], max_lag=5.0)
+        replicas.check_every = 3600.0  # the bench decides when the replica's position is known
+        try:
+            upgrade(primary)
+            return _measure(primary, replicas, count, repeat)
+        finally:
+            replicas.close()
+            primary.dispose()
 
 
 def _measure(primary: Engine, replicas: ReplicaSet, count: int, repeat: int) -> list[Measurement]:
