@@ -60,11 +60,17 @@ def replay(postgres_pair: PostgresPair, pair_database: str) -> Iterator[Callable
     the test."""
     engine = make_engine(postgres_pair.url("replica", pair_database), isolation_level="AUTOCOMMIT")
 
+    def state() -> str:
+        with engine.connect() as connection:
+            return str(connection.scalar(text("SELECT pg_get_wal_replay_pause_state()")))
+
     def switch(on: bool) -> None:
         with engine.connect() as connection:
             connection.exec_driver_sql(
                 "SELECT pg_wal_replay_resume()" if on else "SELECT pg_wal_replay_pause()"
             )
+        if not on:
+            _until(lambda: state() == "paused")  # a pause is a request until replay stops
 
     yield switch
     postgres_pair.start_replica()
@@ -316,3 +322,38 @@ def test_a_token_costs_no_statement_when_the_last_check_covers_it_and_one_otherw
         assert any("pg_last_wal_replay_lsn" in statement for statement in sent)
     finally:
         event.remove(replica_engine, "before_cursor_execute", record)
+
+
+def test_wal_written_without_commits_does_not_make_a_caught_up_replica_lag(
+    postgres_pair: PostgresPair,
+    pair_database: str,
+    replicas: ReplicaSet,
+    replay: Callable[[bool], None],
+) -> None:
+    """The primary writes WAL with no commit in it (here a logical message; checkpoints and
+    standby snapshots do it on their own): a replica that replayed everything up to the last check
+    is at most one check behind, not the age of its last replayed commit. One check more with
+    replay still stopped, and it is passed over."""
+    admin = make_engine(postgres_pair.url("primary", pair_database), isolation_level="AUTOCOMMIT")
+    replica = replicas.replicas[0]
+
+    def wal_without_commit() -> None:
+        with admin.connect() as connection:
+            connection.exec_driver_sql("SELECT pg_logical_emit_message(false, 'app', 'tick')")
+            connection.exec_driver_sql("SELECT pg_switch_wal()")  # written out and sent now
+
+    try:
+        time.sleep(1.2)  # the last replayed commit is older than DB_REPLICA_MAX_LAG (1 s) now
+        replicas.check()
+        assert replica.healthy, replica.problem
+        replay(False)
+        wal_without_commit()
+        replicas.check()
+        assert replica.healthy, replica.problem
+        assert replica.lag == replicas.check_every
+        wal_without_commit()
+        replicas.check()
+        assert not replica.healthy
+        assert "lags" in replica.problem
+    finally:
+        admin.dispose()

@@ -133,6 +133,7 @@ class ReplicaSet:
             primary_position = None
         for replica in self.replicas:
             self._check_one(replica, primary_position)
+        self._previous_position = primary_position
 
     def _check_one(self, replica: Replica, primary_position: int | None) -> None:
         try:
