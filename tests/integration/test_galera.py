@@ -84,20 +84,6 @@ def test_causal_reads_can_be_turned_off(galera_cluster: GaleraCluster) -> None:
         engine.dispose()
 
 
-def test_a_plain_mariadb_server_is_not_taken_for_a_cluster_node() -> None:
-    from tests.backends import SERVER_URLS, unreachable_reason
-
-    if unreachable_reason("mariadb") is not None:
-        pytest.skip("the single MariaDB server is not reachable")
-    engine = make_engine(SERVER_URLS["mariadb"])
-    try:
-        with engine.connect() as connection:
-            assert cluster_state(connection) is None
-            assert not is_galera(connection)
-    finally:
-        engine.dispose()
-
-
 def test_conflicting_commits_on_three_nodes_are_retried_and_lose_no_increment(
     node_engines: dict[int, Engine],
 ) -> None:

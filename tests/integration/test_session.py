@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from app.config import Settings
+from app.db.galera import cluster_state, is_galera
 from app.db.session import engine_from_settings, make_engine
 
 
@@ -60,6 +61,13 @@ def test_mariadb_sessions_are_strict_and_utf8mb4(connection: Connection) -> None
     sql_mode = connection.execute(text("SELECT @@SESSION.sql_mode")).scalar_one()
     assert "STRICT_ALL_TABLES" in sql_mode
     assert connection.execute(text("SELECT @@character_set_client")).scalar_one() == "utf8mb4"
+
+
+def test_a_single_server_is_not_taken_for_a_galera_node(connection: Connection) -> None:
+    # A plain MariaDB (compiled with wsrep, reporting itself Disconnected), PostgreSQL, SQLite:
+    # no causal-read setting, no cluster line in `app db info`, the ordinary migration lock.
+    assert cluster_state(connection) is None
+    assert not is_galera(connection)
 
 
 def test_echo_logs_statements_but_not_their_parameters(

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from app.db.errors import DatabaseUnavailableError
-from app.db.replicas import ReplicaSet, has_replayed, position
+from app.db.replicas import ANY_POSITION, ReplicaSet, has_replayed, position
 from app.db.session import get_async_session_factory, get_replicas
 from app.repositories.async_repository import AsyncItemRepository, AsyncUserRepository
 from app.repositories.awaited import run_blocking
@@ -73,15 +73,15 @@ class AsyncUnitOfWork:
     async def __aenter__(self) -> AsyncUnitOfWork:
         outermost = self._async_session is None
         on_replica = outermost and self._read_only and await self._entered_on_replica()
-        if outermost and not on_replica:
-            self._async_session = (self._session_factory or get_async_session_factory())()
-        try:
-            if not on_replica:
-                await run_blocking(self.async_session, self.sync.__enter__)
-        except BaseException:
+        if not on_replica:
             if outermost:
-                await self._close()
-            raise
+                self._async_session = (self._session_factory or get_async_session_factory())()
+            try:
+                await run_blocking(self.async_session, self.sync.__enter__)
+            except BaseException:
+                if outermost:
+                    await self._close()
+                raise
         if outermost:
             self.users = AsyncUserRepository(self.async_session, self.sync.users)
             self.items = AsyncItemRepository(self.async_session, self.sync.items)
@@ -106,8 +106,9 @@ class AsyncUnitOfWork:
             replicas.mark_down(replica, type(exc).__name__)
             await self._close()
             return False
+        token = after or ANY_POSITION
         if not must_ask or await run_blocking(
-            self.async_session, lambda: has_replayed(self.sync.session.connection(), after or "")
+            self.async_session, lambda: has_replayed(self.sync.session.connection(), token)
         ):
             return True
         await run_blocking(self.async_session, self.sync.__exit__, None, None, None)
