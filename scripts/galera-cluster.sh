@@ -34,7 +34,9 @@ run_as=$(id -un)
 if [[ $(id -u) -eq 0 ]]; then run_as=mysql; fi
 
 node_dir() { echo "$dir/node$1"; }
-pid_of() { cat "$(node_dir "$1")/mariadbd.pid" 2>/dev/null || true; }
+# The pid recorded at launch: mariadbd writes its own pid file only after a joining node's state
+# transfer, and a node that fails there must still be seen to have died, and be stopped.
+pid_of() { cat "$(node_dir "$1")/started.pid" 2>/dev/null || true; }
 alive() { local pid; pid=$(pid_of "$1"); [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; }
 client() {
   mariadb --protocol=socket -S "$(node_dir "$1")/mariadbd.sock" -u root -N -B -e "$2" 2>/dev/null
@@ -79,7 +81,7 @@ start_node() {
   local n=$1 d
   d=$(node_dir "$n")
   alive "$n" && return 0
-  rm -f "$d/mariadbd.pid"  # left by a node that was killed
+  rm -f "$d/mariadbd.pid" "$d/started.pid"  # left by a node that was killed
   write_config "$n"
   if [[ ! -d "$d/data/mysql" ]]; then
     # Root may log in over TCP with an empty password, as on the local MariaDB service.
@@ -87,18 +89,23 @@ start_node() {
       --skip-test-db >"$d/install.log" 2>&1
   fi
   if [[ $(id -u) -eq 0 ]]; then chown -R "$run_as" "$dir"; fi
-  # setsid: the node outlives this shell and the caller's terminal; it writes its own pid file.
+  # setsid: the node outlives this shell and the caller's terminal. It execs mariadbd in place (a
+  # background job leads no process group), so $! is the node's pid.
   setsid "$mariadbd" --defaults-file="$d/my.cnf" "${@:2}" </dev/null >>"$d/stdout.log" 2>&1 &
+  echo $! >"$d/started.pid"
 }
 
 wait_ready() {
   local n=$1
-  for _ in $(seq 1 240); do
+  for _ in $(seq 1 480); do
     if ready "$n"; then return 0; fi
-    if ! alive "$n" && [[ -s "$(node_dir "$n")/mariadbd.pid" ]]; then break; fi
+    if ! alive "$n"; then break; fi
     sleep 0.25
   done
-  echo "node $n did not become ready; see $(node_dir "$n")/error.log" >&2
+  # The directory may be gone by the time anyone looks: the log's end goes with the message.
+  echo "node $n did not become ready; the end of $(node_dir "$n")/error.log:" >&2
+  grep -E 'ERROR|Warning|WSREP: (SST|State transfer|Requesting)' "$(node_dir "$n")/error.log" 2>/dev/null |
+    grep -v "ignored in --skip-name-resolve" | tail -n 15 >&2 || true
   return 1
 }
 

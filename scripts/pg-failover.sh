@@ -62,7 +62,11 @@ wait_for() {
     if eval "$check" >/dev/null 2>&1; then return 0; fi
     sleep 0.25
   done
-  echo "$what did not happen in time; see the logs in $dir" >&2
+  # The directory may be gone by the time anyone looks: the logs' ends go with the message.
+  echo "$what did not happen in time; the ends of the logs in $dir:" >&2
+  for log in "$dir"/*.log; do
+    [[ -f "$log" ]] && { echo "== $(basename "$log")"; tail -n 8 "$log"; } >&2
+  done
   return 1
 }
 

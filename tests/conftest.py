@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import TypeVar
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -32,10 +31,11 @@ from tests.topologies import (
     FailoverFormation,
     GaleraCluster,
     PostgresPair,
-    ScriptedTopology,
+    T,
     failover_unavailable_reason,
     galera_unavailable_reason,
     postgres_pair_unavailable_reason,
+    started,
 )
 
 # CI replays the same examples every run, so a red build always means a change broke something;
@@ -90,11 +90,9 @@ def _start_topologies(config: pytest.Config, selected: list[str]) -> dict[str, s
     reason = galera_unavailable_reason()
     if reason is not None:
         return {"galera": reason}
-    cluster = GaleraCluster()
     try:
-        cluster.up()
+        cluster = started(GaleraCluster)
     except RuntimeError as exc:
-        cluster.down()
         return {"galera": str(exc)}
     config.stash[_GALERA] = cluster
     SERVER_URLS["galera"] = cluster.url().render_as_string(hide_password=False)
@@ -120,9 +118,6 @@ def galera_cluster(request: pytest.FixtureRequest) -> GaleraCluster:
     return cluster
 
 
-T = TypeVar("T", bound=ScriptedTopology)
-
-
 def _postgresql_topology(backend: str, reason: str | None, make: Callable[[], T]) -> Iterator[T]:
     """Start a PostgreSQL topology for the run (tests marked backends("postgresql") ask for
     it); one that cannot start here skips, or fails when PostgreSQL is required."""
@@ -131,8 +126,7 @@ def _postgresql_topology(backend: str, reason: str | None, make: Callable[[], T]
         if "postgresql" in required_backends():
             pytest.fail(reason)
         pytest.skip(reason)
-    topology = make()
-    topology.up()
+    topology = started(make)
     yield topology
     topology.down()
 

@@ -8,8 +8,11 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.engine import URL, make_url
 
@@ -26,11 +29,23 @@ def _free(port: int) -> bool:
     return True
 
 
+def _port_range() -> tuple[int, int]:
+    """Where to look for free ports: below the kernel's ephemeral range, so that no outgoing
+    connection can take a port between this check and the moment a server binds it (a Galera
+    node binds its state-transfer ports only when it joins)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return (10_000, max(low, 12_000))
+
+
 def free_port_runs(count: int, width: int, taken: set[int]) -> list[int]:
     """`count` ports, each the first of `width` consecutive free ports, none in `taken`."""
+    low, high = _port_range()
     found: list[int] = []
     while len(found) < count:
-        base = random.randrange(20_000, 60_000)
+        base = random.randrange(low, high - width)
         run = set(range(base, base + width))
         if run & taken or not all(_free(port) for port in run):
             continue
@@ -70,6 +85,28 @@ class ScriptedTopology:
     def down(self) -> None:
         self.script("down")
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+T = TypeVar("T", bound=ScriptedTopology)
+
+
+def started(make: Callable[[], T], attempts: int = 2) -> T:
+    """A topology from `make`, up and serving. One that fails to start is stopped, its reason
+    written to stderr, and started again from scratch (a new directory, new ports): these
+    servers share the machine with the rest of the run, and one failed state transfer or port
+    clash at start-up says nothing about the code under test. The last failure is raised."""
+    for attempt in range(1, attempts + 1):
+        topology = make()
+        try:
+            topology.up()
+        except RuntimeError as exc:
+            topology.down()
+            if attempt == attempts:
+                raise
+            print(f"\n{exc}\nstarting it again from scratch", file=sys.stderr)
+        else:
+            return topology
+    raise AssertionError("unreachable")
 
 
 class GaleraCluster(ScriptedTopology):
