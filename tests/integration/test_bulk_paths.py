@@ -5,15 +5,16 @@ and what is refused are the same."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, bindparam, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.errors import ConflictError, InvalidQueryError
-from app.repositories import ItemRepository, UserRepository
+from app.db.errors import ConflictError, ForeignKeyError, InvalidQueryError
+from app.repositories import ItemRepository, UserRepository, upsert_rounds
 
 FIELDS = ("email", "full_name", "is_active", "is_superuser", "version")
 
@@ -210,3 +211,115 @@ def test_a_batch_larger_than_one_statement_may_carry_is_split(
     assert written == 2_000
     stored = connection.execute(text("SELECT count(*), sum(length(description)) FROM items")).one()
     assert tuple(stored) == (2_000, 20_000_000)
+
+
+@pytest.fixture
+def small_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL's upsert rounds of 60 rows, so a few batches make several rounds."""
+    monkeypatch.setattr(upsert_rounds, "ROUND_ROWS", 60)
+
+
+@pytest.mark.usefixtures("small_rounds")
+def test_upserts_over_many_rounds_end_as_rows_upserted_one_by_one(
+    session: Session, connection: Connection
+) -> None:
+    users = UserRepository(session)
+    # New rows first (written straight into the table), stored ones later (the general way),
+    # then new ones again; a key named in two batches of one round; rounds of other shapes.
+    stored = [n for n in range(300) if n >= 150 and n % 4 == 0]
+    for prefix in ("batch", "single"):
+        users.create_many(
+            {"email": f"{prefix}{n}@example.com", "hashed_password": "x", "full_name": "old"}
+            for n in stored
+        )
+
+    def rows(prefix: str) -> list[dict[str, Any]]:
+        made: list[dict[str, Any]] = [
+            {"email": f"{prefix}{n}@example.com", "hashed_password": f"h{n}"} for n in range(300)
+        ]
+        made[20] = {"email": f"{prefix}5@example.com", "hashed_password": "again"}
+        for n in range(200, 225):  # a batch that gives a name too: another shape
+            made[n] = {**made[n], "full_name": f"named {n}"}
+        return made
+
+    assert users.upsert_many(rows("batch"), batch_size=25) == 300
+    for row in rows("single"):
+        users.upsert(row)
+
+    batch = _state(connection, [f"batch{n}@example.com" for n in range(300)])
+    single = _state(connection, [f"single{n}@example.com" for n in range(300)])
+    assert len(batch) == len(single) == 299  # row 20 named row 5 again
+    assert [row[1:4] for row in batch] == [row[1:4] for row in single]
+    passwords = dict(
+        connection.execute(
+            text("SELECT email, hashed_password FROM users WHERE email LIKE 'batch%'")
+        ).all()
+    )
+    assert passwords["batch5@example.com"] == "again"  # the later row won
+    assert passwords["batch152@example.com"] == "h152"
+    versions = {row[0]: row[3] for row in batch}
+    assert versions["batch152@example.com"] == 2  # stored, then updated
+    assert versions["batch5@example.com"] == 2  # inserted, then updated by row 20
+    assert versions["batch151@example.com"] == 1
+
+
+def test_a_failed_bulk_write_stores_none_of_its_rows_and_the_transaction_goes_on(
+    session: Session,
+) -> None:
+    users = UserRepository(session)
+    owner = users.create({"email": "owner@example.com", "hashed_password": "x"})
+    items = ItemRepository(session)
+    rows = [{"id": uuid.uuid4(), "title": f"t{n}", "owner_id": owner.id} for n in range(40)]
+    rows[30]["owner_id"] = uuid.uuid4()  # nobody's
+    with pytest.raises(ForeignKeyError):
+        items.upsert_many(rows, conflict=("id",), batch_size=10)
+    with pytest.raises(ForeignKeyError):
+        items.create_many(rows, batch_size=10)
+    new_users = [{"email": f"n{n}@example.com", "hashed_password": "x"} for n in range(40)]
+    new_users[30]["email"] = "OWNER@example.com"
+    with pytest.raises(ConflictError):
+        users.create_many(new_users, batch_size=10)
+    with pytest.raises(ConflictError):
+        users.upsert_many([{**row, "id": uuid.uuid4()} for row in new_users], batch_size=10)
+    assert items.count() == 0
+    assert users.count() == 1
+    users.create({"email": "after@example.com", "hashed_password": "x"})
+    assert users.count() == 2
+
+
+def test_an_upsert_meeting_a_row_committed_meanwhile_updates_it(
+    committing_factory: sessionmaker[Session],
+) -> None:
+    with committing_factory() as holder:
+        # Inserted, not yet committed: the upsert's write of the same key waits for it.
+        UserRepository(holder).create(
+            {"email": "race@example.com", "hashed_password": "first", "full_name": "kept"}
+        )
+        holder.flush()
+        outcome: list[BaseException | int] = []
+
+        def upsert() -> None:
+            try:
+                with committing_factory() as session:
+                    rows = [
+                        {"email": f"race{n}@example.com".replace("race0@", "race@"),
+                         "hashed_password": "second"}
+                        for n in range(100)
+                    ]  # fmt: skip
+                    outcome.append(UserRepository(session).upsert_many(rows))
+                    session.commit()
+            except BaseException as exc:  # reported below, in the test's thread
+                outcome.append(exc)
+
+        worker = threading.Thread(target=upsert)
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive(), "the upsert waits for the uncommitted row"
+        holder.commit()
+        worker.join(timeout=30)
+    assert outcome == [100]
+    with committing_factory() as session:
+        found = UserRepository(session).get_by_email("race@example.com")
+        assert found is not None
+        assert (found.hashed_password, found.full_name, found.version) == ("second", "kept", 2)
+        assert UserRepository(session).count() == 100

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import chain, repeat
 from operator import is_
 from typing import Any
@@ -241,29 +241,42 @@ def _copy_lines(formatters: tuple[Processor, ...], rows: Sequence[Sequence[Any]]
     return "\n".join(lines)
 
 
-def staged(
-    connection: Connection,
-    table: Table,
-    columns: dict[str, list[Any]],
-    stored_as_is: frozenset[str] = frozenset(),
-) -> Select[Any]:
-    """PostgreSQL: the rows loaded by COPY into this session's staging table for `table` (a
-    temporary table, emptied at every commit and before every load); a SELECT of them."""
-    names = tuple(columns)
+ColumnsText = Callable[[dict[str, list[Any]], frozenset[str]], str]
+
+
+def columns_copy_text(table: Table, names: tuple[str, ...]) -> ColumnsText:
+    """A writer of COPY text for rows of `table` given column by column, in the order of
+    `names` (the second argument names the columns already in storage form)."""
     formatters = _copy_formatters(table, names)
     if formatters is None:
         raise ValueError(f"{table.name} has a column COPY text is not written for here")
-    name = f"app_staged_{table.name}"
-    preparer = connection.dialect.identifier_preparer
-    quoted = preparer.quote(name)
-    connection.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {quoted} "
-        f"(LIKE {preparer.format_table(table)}) ON COMMIT DELETE ROWS"
-    )
-    connection.exec_driver_sql(f"TRUNCATE {quoted}")
-    stage = lightweight_table(name, *(lightweight_column(column) for column in names))
-    copy_text(connection, stage, names, [_columns_text(formatters, names, columns, stored_as_is)])  # type: ignore[arg-type]
-    return select(*stage.c)
+    return partial(_columns_text, formatters, names)
+
+
+class Staging:
+    """PostgreSQL: this session's staging table for `table`, a temporary table emptied when it
+    is opened and at every commit, loaded by COPY and read back by one SELECT (`rows`)."""
+
+    def __init__(self, connection: Connection, table: Table, names: tuple[str, ...]) -> None:
+        self._connection = connection
+        self.names = names
+        name = f"app_staged_{table.name}"
+        preparer = connection.dialect.identifier_preparer
+        quoted = preparer.quote(name)
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {quoted} "
+            f"(LIKE {preparer.format_table(table)}) ON COMMIT DELETE ROWS"
+        )
+        connection.exec_driver_sql(f"TRUNCATE {quoted}")
+        self._stage = lightweight_table(name, *(lightweight_column(column) for column in names))
+
+    def load(self, chunks: Iterable[str]) -> None:
+        """Add rows written as COPY text of the columns `names`, in one COPY."""
+        copy_text(self._connection, self._stage, self.names, chunks)  # type: ignore[arg-type]
+
+    def rows(self) -> Select[Any]:
+        """A SELECT of every row loaded."""
+        return select(*self._stage.c)
 
 
 def execute_for_columns(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
 from typing import Any, cast
 
-from sqlalchemy import and_, select
+from sqlalchemy import Connection, and_, select
 
-from app.db.bulk import Batch, execute_for_columns, insert_batches, staged
+from app.db.bulk import Batch, execute_for_columns, insert_batches
 from app.db.errors import (
     ConflictError,
     InvalidQueryError,
@@ -20,6 +22,7 @@ from app.db.types import utcnow
 from app.repositories.batch_columns import complete_columns
 from app.repositories.core import Data, ModelT, batches
 from app.repositories.reading import ReadingMixin
+from app.repositories.upsert_rounds import Prepared, UniformUpsert, upsert_in_rounds
 from app.repositories.upserts import (
     check_conflict_target,
     conflicting_key,
@@ -74,12 +77,20 @@ class WritingMixin(ReadingMixin[ModelT]):
 
         `rows` may be any iterable: it is consumed one batch at a time. Ids and timestamps are
         filled in Python as `create` does. The rows skip the ORM: objects already in the
-        session are not refreshed.
+        session are not refreshed. A call that fails stores none of its rows.
         """
         self._flush()
         prepared = (self._bulk_batch(batch) for batch in batches(rows, batch_size))
-        with translating_errors(model=self.model):
-            return insert_batches(self.session.connection(), self._table, prepared)
+        with translating_errors(model=self.model), self._all_or_nothing() as connection:
+            return insert_batches(connection, self._table, prepared)
+
+    @contextmanager
+    def _all_or_nothing(self) -> Iterator[Connection]:
+        """A savepoint around a bulk call: one that fails stores none of its rows, on every
+        backend (SQLite's executemany and MariaDB's statements of a megabyte store row by
+        row, statement by statement), and the caller's transaction goes on."""
+        with self.session.begin_nested():
+            yield self.session.connection()
 
     def _bulk_batch(self, batch: list[Data]) -> Batch:
         """One batch of new rows, checked and completed: column by column when it is uniform."""
@@ -119,15 +130,59 @@ class WritingMixin(ReadingMixin[ModelT]):
     ) -> int:
         """`upsert` for many rows, streamed in batches; returns how many rows were sent.
 
-        Rows may give different sets of fields: each set is one statement per batch.
+        Rows may give different sets of fields: each set is one statement per batch. A call
+        that fails stores none of its rows.
         """
         target = check_conflict_target(self._table, conflict)
+        self._flush()
         written = 0
-        for batch in batches(rows, batch_size):
-            if not self._upserted_uniform(batch, target):
-                self._upsert_batch(batch, target)
-            written += len(batch)
+
+        def prepared() -> Iterator[Prepared]:
+            nonlocal written
+            for batch in batches(rows, batch_size):
+                written += len(batch)
+                yield batch, self._uniform_upsert(batch, target)
+
+        with translating_errors(model=self.model), self._all_or_nothing():
+            if self._dialect == "postgresql":
+                send = partial(self._send_upsert, target=target)
+                upsert_in_rounds(self.session, self._table, target, prepared(), send)
+            else:
+                for batch, uniform in prepared():
+                    self._send_upsert(batch, uniform, target)
         return written
+
+    def _uniform_upsert(self, batch: list[Data], target: tuple[str, ...]) -> UniformUpsert | None:
+        """A batch whose rows give the same fields, the target's among them, and no other
+        unique key, checked and completed column by column; None for any other batch."""
+        if len(batch) < 2:
+            return None
+        uniform = complete_columns(self, batch, utcnow())
+        if uniform is None:
+            return None
+        columns, stored_as_is = uniform
+        given: frozenset[str] = frozenset(cast("dict[str, Any]", batch[0]))
+        if not all(name in given for name in target if name != "id"):
+            return None
+        if other_keys_given(self._table, given, target):
+            return None  # the outcome must be checked row by row (`_upsert_group`)
+        keys = set(zip(*(columns[name] for name in target), strict=True))
+        return UniformUpsert(columns, stored_as_is, given, keys, len(batch))
+
+    def _send_upsert(
+        self, batch: list[Data], uniform: UniformUpsert | None, target: tuple[str, ...]
+    ) -> None:
+        """Upsert one batch: column by column through one compiled statement when it is
+        uniform and its columns are plainly the statement's parameters, else row by row."""
+        if uniform is not None:
+            columns, given = uniform.columns, uniform.given
+            statement = upsert_statement(self._dialect, self._table, tuple(columns), target, given)
+            connection = self.session.connection()
+            if execute_for_columns(
+                connection, self._table, statement, columns, uniform.stored_as_is
+            ):
+                return
+        self._upsert_batch(batch, target)
 
     def _upsert_batch(self, batch: list[Data], target: tuple[str, ...]) -> list[dict[str, Any]]:
         self._flush()
@@ -154,36 +209,6 @@ class WritingMixin(ReadingMixin[ModelT]):
             sent += params
         return sent
 
-    def _upserted_uniform(self, batch: list[Data], target: tuple[str, ...]) -> bool:
-        """Upsert a batch whose rows give the same fields, checked and sent column by column;
-        False (nothing done) for any other batch, which goes row by row."""
-        if len(batch) < 2:
-            return False
-        self._flush()
-        uniform = complete_columns(self, batch, utcnow())
-        if uniform is None:
-            return False
-        columns, stored_as_is = uniform
-        given: frozenset[str] = frozenset(cast("dict[str, Any]", batch[0]))
-        if not all(name in given for name in target if name != "id"):
-            return False
-        if other_keys_given(self._table, given, target):
-            return False  # the outcome must be checked row by row (`_upsert_group`)
-        names = tuple(columns)
-        connection = self.session.connection()
-        with translating_errors(model=self.model):
-            if self._dialect == "postgresql" and _distinct(columns, target):
-                # One statement for the batch: COPY into a staging table, then INSERT ... SELECT
-                # ... ON CONFLICT (which refuses a batch naming one key twice: those go below).
-                source = staged(connection, self._table, columns, stored_as_is)
-                statement = upsert_statement(
-                    self._dialect, self._table, names, target, given, source=source
-                )
-                connection.execute(statement)
-                return True
-            statement = upsert_statement(self._dialect, self._table, names, target, given)
-            return execute_for_columns(connection, self._table, statement, columns, stored_as_is)
-
     def _upsert_group(
         self, params: list[dict[str, Any]], target: tuple[str, ...], given: frozenset[str]
     ) -> None:
@@ -207,9 +232,3 @@ class WritingMixin(ReadingMixin[ModelT]):
                 constraint=constraint_for_columns(self._table, collided),
                 fields=collided,
             )
-
-
-def _distinct(columns: dict[str, list[Any]], key: tuple[str, ...]) -> bool:
-    """Whether no two rows of a batch given column by column share their `key` values."""
-    values = list(zip(*(columns[name] for name in key), strict=True))
-    return len(set(values)) == len(values)
