@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.backends import ThrowawayDatabases
 
@@ -16,3 +18,9 @@ def fresh_url(backend: str, databases: ThrowawayDatabases) -> str:
     """The URL (password included) of a new, empty database for this test alone."""
     url = databases.new_url(backend, f"own_{next(_counter)}")
     return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def committed_url(committed_engine: Engine, committing_factory: sessionmaker[Session]) -> str:
+    """A migrated database that really commits (emptied after the test by committing_factory)."""
+    return committed_engine.url.render_as_string(hide_password=False)

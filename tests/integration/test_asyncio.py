@@ -9,17 +9,10 @@ import uuid
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.errors import RetryableError
 from app.db.session import make_async_engine, make_async_session_factory
 from app.repositories import AsyncUnitOfWork, run_in_transaction_async, transactional_async
-
-
-@pytest.fixture
-def committed_url(committed_engine: Engine, committing_factory: sessionmaker[Session]) -> str:
-    """A migrated database that really commits (emptied after the test by committing_factory)."""
-    return committed_engine.url.render_as_string(hide_password=False)
 
 
 def _scalar(engine: Engine, sql: str) -> object:

@@ -37,6 +37,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import table as lightweight_table
 from sqlalchemy.util import await_only
 
+from app.db.streaming import is_streaming
 from app.db.types import UTCDateTime
 
 Processor = Callable[[Any], Any]
@@ -499,7 +500,12 @@ def insert_batches(connection: Connection, table: Table, batches: Iterable[Batch
                 yield _copy_lines(formatters, batch.rows or [])
             inserted += batch.count
 
-    copy_text(connection, table, names, chunks())
+    if is_streaming(connection):
+        # The rows may come from that stream: each batch is taken before its own COPY starts.
+        for chunk in chunks():
+            copy_text(connection, table, names, [chunk])
+    else:
+        copy_text(connection, table, names, chunks())
     return inserted
 
 

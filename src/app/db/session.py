@@ -23,6 +23,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_r
 from app.config import Settings, get_settings, parse_database_url
 from app.db.galera import install_server_choice
 from app.db.replicas import ReplicaSet
+from app.db.streaming import refuse_statements_while_streaming
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
 # An execution option naming the statement that opens a transaction on SQLite, for callers that
@@ -123,6 +124,7 @@ def _configure(engine: Engine, url: URL, *, causal_reads: bool) -> None:
         _configure_sqlite(engine, file_database=not _in_memory(url))
     elif url.get_backend_name() != "postgresql":
         install_server_choice(engine, url, causal_reads=causal_reads)
+        refuse_statements_while_streaming(engine)
 
 
 def _configure_sqlite(engine: Engine, *, file_database: bool) -> None:

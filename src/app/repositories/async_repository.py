@@ -8,13 +8,16 @@ SQLAlchemy's greenlet (`awaited`), so both faces share every rule. Only `create_
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, Generic
 
 from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncResult, AsyncSession
+from sqlalchemy.util import await_only
 
 from app.db.errors import translating_errors
 from app.db.models import Item, User
+from app.db.streaming import cut_short_is_an_error, streaming
 from app.repositories.awaited import async_batches, awaited, run_blocking
 from app.repositories.base import DEFAULT_BATCH_SIZE, Data, Repository
 from app.repositories.core import ModelT
@@ -51,8 +54,10 @@ class AsyncRepository(Generic[ModelT]):
         statement = self.sync._iteration_statement(where, order_by, batch_size)
         with translating_errors(model=self.sync.model):
             result = await self.async_session.stream(statement)
-            async for row in result:
-                yield row
+            close = partial(_close_from_greenlet, result)
+            with streaming(self.sync.session.connection(), close), cut_short_is_an_error():
+                async for row in result:
+                    yield row
 
     async def create_many(self, rows: Rows, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
         """`Repository.create_many`; `rows` may also be an async iterable."""
@@ -95,3 +100,8 @@ class AsyncItemRepository(AsyncRepository[Item]):
     """`ItemRepository` for asyncio."""
 
     list_by_owner = awaited(ItemRepository.list_by_owner)
+
+
+def _close_from_greenlet(result: AsyncResult[Any]) -> None:
+    # Called by a statement's event listener, inside SQLAlchemy's greenlet: it may await.
+    await_only(result.close())

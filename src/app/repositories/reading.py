@@ -10,6 +10,7 @@ from typing import Any, Generic
 from sqlalchemy import Row, Select
 
 from app.db.errors import NotFoundError, translating_errors
+from app.db.streaming import cut_short_is_an_error, streaming
 from app.repositories import queries
 from app.repositories.columns import as_uuid, from_json, to_json
 from app.repositories.core import ModelT, RepositoryCore
@@ -141,9 +142,11 @@ class ReadingMixin(RepositoryCore[ModelT]):
         """
         statement = self._iteration_statement(where, order_by, batch_size)
         with translating_errors(model=self.model):
-            # A batch at a time: rows come from the driver's fetchmany, not one call per row.
-            for batch in self.session.execute(statement).partitions():
-                yield from batch
+            result = self.session.execute(statement)
+            with streaming(self.session.connection(), result.close), cut_short_is_an_error():
+                # A batch at a time: rows come from the driver's fetchmany, not one per row.
+                for batch in result.partitions():
+                    yield from batch
 
     def _iteration_statement(self, where: Where, order_by: OrderBy, batch_size: int) -> Select[Any]:
         """The streaming SELECT of `iterate` (shared with the asyncio face)."""

@@ -27,6 +27,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from app.db.bulk import Staging, columns_copy_text, copy_text
+from app.db.streaming import is_streaming
 from app.repositories.upserts import upsert_statement
 
 # Rows a round holds: enough that the per-round costs vanish, few enough that the COPY text and
@@ -64,10 +65,13 @@ def upsert_in_rounds(
     """Upsert every prepared batch: distinct uniform ones in rounds, the others by `otherwise`,
     in their order."""
     rounds = _Rounds(session, table, target)
+    connection = session.connection()
     pending = next(prepared, None)
     while pending is not None:
         batch, uniform = pending
-        if uniform is None or not uniform.distinct:
+        # Rows that may come from a stream on this connection (known once the first batch is
+        # taken) are not pulled from inside a COPY.
+        if uniform is None or not uniform.distinct or is_streaming(connection):
             otherwise(batch, uniform)
             pending = next(prepared, None)
         else:
