@@ -18,7 +18,7 @@ from app.repositories.columns import to_json
 from app.repositories.cursors import encode_cursor, query_fingerprint
 from app.repositories.ordering import sort_keys
 from app.seed import SeedOptions, seed_database
-from bench.harness import Measurement, console, measure
+from bench.harness import Measurement, console, measure, measure_interleaved
 from bench.ingest import reset
 
 PAGE = 50
@@ -90,10 +90,15 @@ def run_pagination(backend: str, engine: Engine, *, items: int, repeat: int) -> 
         "offset, first page": pages(lambda r: r.list(limit=PAGE)),
         "offset, last page": pages(lambda r: r.list(limit=PAGE, offset=total - PAGE), times=20),
     }
-    results = [
-        measure(backend, "pages", name, run, reset=lambda: None, repeat=repeat, unit="pages")
-        for name, run in contenders.items()
-    ]
+    # In rounds: the ratios compare paths a few tenths of a millisecond apart, which drift
+    # between one path's runs and the next path's would swamp.
+    results = measure_interleaved(
+        backend,
+        "pages",
+        [(name, run, _nothing) for name, run in contenders.items()],
+        repeat=repeat,
+        unit="pages",
+    )
     return results + run_stream(backend, engine, total=total, repeat=max(repeat // 2, 1))
 
 
@@ -151,3 +156,7 @@ def peak_rss_of_iterating(url: str, rows: int) -> float:
         [sys.executable, "-c", script, url, str(rows)], capture_output=True, text=True, check=True
     )
     return float(done.stdout.strip())
+
+
+def _nothing() -> None:
+    """No reset: pages only read."""
