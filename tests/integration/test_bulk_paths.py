@@ -250,11 +250,10 @@ def test_upserts_over_many_rounds_end_as_rows_upserted_one_by_one(
     single = _state(connection, [f"single{n}@example.com" for n in range(300)])
     assert len(batch) == len(single) == 299  # row 20 named row 5 again
     assert [row[1:4] for row in batch] == [row[1:4] for row in single]
-    passwords = dict(
-        connection.execute(
-            text("SELECT email, hashed_password FROM users WHERE email LIKE 'batch%'")
-        ).all()
-    )
+    hashes = connection.execute(
+        text("SELECT email, hashed_password FROM users WHERE email LIKE 'batch%'")
+    ).all()
+    passwords = {str(row[0]): str(row[1]) for row in hashes}
     assert passwords["batch5@example.com"] == "again"  # the later row won
     assert passwords["batch152@example.com"] == "h152"
     versions = {row[0]: row[3] for row in batch}
