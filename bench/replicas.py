@@ -10,10 +10,10 @@ from collections.abc import Callable
 from sqlalchemy import Engine, text
 from tests.topologies import PostgresPair, postgres_pair_unavailable_reason
 
-from app.db.replicas import ReplicaSet
 from app.db.session import make_engine, make_session_factory
 from app.migrations import upgrade
 from app.repositories import UnitOfWork
+from app.topology.replicas import ReplicaSet
 from bench.harness import Measurement, measure_interleaved, running
 
 PRIMARY, REPLICA = "read-only unit, primary", "read-only unit, replica"

@@ -7,22 +7,20 @@ app's settings (`DATABASE_URL`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from logging.config import fileConfig
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from app.config import get_settings
-from app.db.locks import compared_with_models, migration_lock
 from app.db.models import Base
+from app.db.runtime import get_settings
 from app.db.session import make_engine
 from app.db.types import UTCDateTime, UUIDColumn
+from app.dialects import backend_for, backend_of
+from app.migrations.lock import compared_with_models, migration_lock
 
 config = context.config
 target_metadata = Base.metadata
@@ -63,14 +61,6 @@ def _configure(**options: object) -> None:
     )
 
 
-def _postgresql_timeouts() -> list[str]:
-    settings = get_settings()
-    return [
-        f"SET lock_timeout = '{int(settings.db_migration_lock_timeout * 1000)}ms'",
-        f"SET statement_timeout = '{int(settings.db_migration_statement_timeout * 1000)}ms'",
-    ]
-
-
 def run_migrations_offline() -> None:
     """Write the SQL to stdout instead of running it."""
     url = config.attributes.get("url") or _url()
@@ -80,108 +70,43 @@ def run_migrations_offline() -> None:
         dialect_opts={"paramstyle": "named"},
         transaction_per_migration=True,
     )
+    settings = get_settings()
+    backend = backend_for(make_url(url).get_backend_name())
     with context.begin_transaction():
-        if make_url(url).get_backend_name() == "postgresql":
-            for statement in _postgresql_timeouts():
-                context.execute(statement)
+        # The settings a migration's session gets online, written into the SQL.
+        for statement in backend.migration_settings(
+            lock_timeout=settings.db_migration_lock_timeout,
+            statement_timeout=settings.db_migration_statement_timeout,
+        ):
+            context.execute(statement)
         context.run_migrations()
 
 
-@contextmanager
-def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
-    """Switch SQLite's foreign keys off while batch mode copies tables.
-
-    Dropping the old copy of `users` with foreign keys on would cascade-delete every item.
-    The pragma has no effect inside a transaction, so it is set before the first BEGIN; the
-    keys are checked inside the run's transaction, before it commits (`_check_foreign_keys`).
-    """
-    if connection.dialect.name != "sqlite" or connection.in_transaction():
-        yield
-        return
-    dbapi_connection = connection.connection.dbapi_connection
-    assert dbapi_connection is not None
-    dbapi_connection.execute("PRAGMA foreign_keys=OFF")
-    try:
-        yield
-    except BaseException:
-        if connection.in_transaction():
-            connection.rollback()
-        raise
-    else:
-        if connection.in_transaction():
-            connection.commit()
-    finally:
-        dbapi_connection.execute("PRAGMA foreign_keys=ON")
-
-
-class ForeignKeyCheckError(RuntimeError):
-    """A migration left rows whose references point nowhere; nothing of the run was kept."""
-
-
-def _check_foreign_keys(connection: Connection) -> None:
-    """SQLite: refuse to commit a run that left broken references (the keys were off)."""
-    if connection.dialect.name != "sqlite":
-        return
-    violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-    if violations:
-        tables = sorted({str(row[0]) for row in violations})
-        raise ForeignKeyCheckError(
-            f"the migrations left {len(violations)} rows in {', '.join(tables)} whose foreign "
-            "keys point to no row; nothing was applied"
-        )
-
-
 def _run(connection: Connection) -> None:
-    sqlite = connection.dialect.name == "sqlite"
+    settings = get_settings()
+    backend = backend_of(connection)
     with (
-        migration_lock(connection, wait_seconds=get_settings().db_migration_wait),
-        _sqlite_foreign_keys_off(connection),
-        _postgresql_session_timeouts(connection),
+        migration_lock(connection, wait_seconds=settings.db_migration_wait),
+        backend.migration_session(
+            connection,
+            lock_timeout=settings.db_migration_lock_timeout,
+            statement_timeout=settings.db_migration_statement_timeout,
+        ),
     ):
-        # One transaction per migration, except on SQLite: there the whole run is one write
-        # transaction, which is what holds SQLite's write lock against a second migrator, and
-        # what lets the foreign keys be checked before anything commits. SQLite's DDL is
-        # transactional once pysqlite's own transaction handling is off (app.db.session);
-        # Alembic assumes otherwise and would commit after every migration.
+        # One transaction per migration, except where the whole run is one (SQLite): there it
+        # is what holds the write lock against a second migrator, and what lets the foreign
+        # keys be checked before anything commits. SQLite's DDL is transactional once
+        # pysqlite's own transaction handling is off (app.dialects.sqlite); Alembic assumes
+        # otherwise and would commit after every migration.
+        whole_run = backend.one_transaction_per_run
         _configure(
             connection=connection,
-            transaction_per_migration=not sqlite,
-            **({"transactional_ddl": True} if sqlite else {}),
+            transaction_per_migration=not whole_run,
+            **({"transactional_ddl": True} if whole_run else {}),
         )
         with context.begin_transaction():
             context.run_migrations()
-            _check_foreign_keys(connection)
-
-
-@contextmanager
-def _postgresql_session_timeouts(connection: Connection) -> Iterator[None]:
-    """Session timeouts for the migrations, reset afterwards (the connection may be pooled)."""
-    if connection.dialect.name != "postgresql":
-        yield
-        return
-    owned_transaction = not connection.in_transaction()
-    for statement in _postgresql_timeouts():
-        connection.exec_driver_sql(statement)
-    if owned_transaction:
-        connection.commit()  # SET outlives the transaction; alembic opens its own
-    try:
-        yield
-    except BaseException:
-        if owned_transaction and connection.in_transaction():
-            connection.rollback()
-        _reset_timeouts(connection, commit=owned_transaction)
-        raise
-    _reset_timeouts(connection, commit=owned_transaction)
-
-
-def _reset_timeouts(connection: Connection, *, commit: bool) -> None:
-    try:
-        connection.exec_driver_sql("RESET lock_timeout")
-        connection.exec_driver_sql("RESET statement_timeout")
-        if commit:
-            connection.commit()
-    except DBAPIError:
-        connection.invalidate()  # never hand a pooled session back with migration timeouts
+            backend.check_migrations(connection)
 
 
 def run_migrations_online() -> None:

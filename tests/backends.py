@@ -22,7 +22,6 @@ ALL_BACKENDS = ("sqlite", "postgresql", "mariadb", "galera")
 GALERA_SUITE = (
     "tests/contract/",
     "tests/integration/test_unit_of_work.py",
-    "tests/integration/test_repository.py",
     "tests/integration/test_bulk_paths.py",
     "tests/integration/test_galera.py",
 )

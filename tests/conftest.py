@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Connection, Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 
-from app.db.session import make_engine
+from app.db.session import DataSession, make_engine, make_session_factory
 from app.migrations import upgrade
 from tests.backends import (
     ALL_BACKENDS,
@@ -178,35 +179,35 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayDat
 
 
 @pytest.fixture(scope="session")
-def engine(backend: str, databases: ThrowawayDatabases) -> Iterator[Engine]:
+def app_database_url(backend: str, databases: ThrowawayDatabases) -> URL:
+    """The plugin's database (app.testing migrates it once per backend): one of this run's."""
+    return databases.new_url(backend, "shared")
+
+
+# The project's tests run on the plugin its users run on (app.testing); these are its fixtures
+# under the names the tests use.
+
+
+@pytest.fixture(scope="session")
+def engine(app_engine: Engine) -> Engine:
     """An engine on a database of this run, migrated to head; tests roll back what they do."""
-    url = databases.new_url(backend, "shared")
-    built = make_engine(url)
-    upgrade(built)
-    yield built
-    built.dispose()
+    return app_engine
 
 
 @pytest.fixture
-def connection(engine: Engine) -> Iterator[Connection]:
+def connection(app_connection: Connection) -> Connection:
     """A connection inside a transaction that is rolled back after the test."""
-    with engine.connect() as conn:
-        outer = conn.begin()
-        yield conn
-        if outer.is_active:
-            outer.rollback()
+    return app_connection
 
 
 @pytest.fixture
-def session_factory(connection: Connection) -> sessionmaker[Session]:
+def session_factory(app_session_factory: sessionmaker[DataSession]) -> sessionmaker[DataSession]:
     """Sessions joined to the test's transaction: their commits become savepoint releases."""
-    return sessionmaker(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-    )
+    return app_session_factory
 
 
 @pytest.fixture
-def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+def session(session_factory: sessionmaker[DataSession]) -> Iterator[DataSession]:
     """A session whose work disappears with the test's transaction."""
     with session_factory() as opened:
         yield opened
@@ -223,9 +224,9 @@ def committed_engine(backend: str, databases: ThrowawayDatabases) -> Iterator[En
 
 
 @pytest.fixture
-def committing_factory(committed_engine: Engine) -> Iterator[sessionmaker[Session]]:
+def committing_factory(committed_engine: Engine) -> Iterator[sessionmaker[DataSession]]:
     """Sessions that really commit; the tables are emptied after the test."""
-    yield sessionmaker(bind=committed_engine, expire_on_commit=False)
+    yield make_session_factory(committed_engine)
     with committed_engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM items")
         conn.exec_driver_sql("DELETE FROM users")

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import FastAPI, Header, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from app.db.session import get_async_engine
+from app.db.runtime import get_async_engine
 from app.integrations.fastapi import (
     AsyncUnitOfWorkDep,
     KeysetPage,

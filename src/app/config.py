@@ -1,8 +1,8 @@
-"""Settings read from the environment and `.env`, validated once and cached."""
+"""Settings read from the environment and `.env`, validated; the process's own are
+`app.db.runtime.get_settings()`."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Literal
 from urllib.parse import unquote
 
@@ -190,9 +190,3 @@ class Settings(BaseSettings):
 
     def __repr_args__(self) -> list[tuple[str | None, object]]:
         return [("database_url", self.masked_database_url), *super().__repr_args__()]
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The settings of this process, loaded once."""
-    return Settings()

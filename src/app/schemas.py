@@ -25,15 +25,6 @@ class UserCreate(_Input):
     is_superuser: bool = False
 
 
-class UserUpdate(_Input):
-    """Changes to a user; fields left out stay as they are (passwords change elsewhere)."""
-
-    email: EmailStr | None = Field(default=None, max_length=EMAIL_LENGTH)
-    full_name: str | None = Field(default=None, max_length=NAME_LENGTH)
-    is_active: bool | None = None
-    is_superuser: bool | None = None
-
-
 class ItemCreate(_Input):
     """A new item."""
 

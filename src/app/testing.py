@@ -27,14 +27,21 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 
-from app.config import get_settings, parse_database_url
+from app.config import parse_database_url
 from app.db.admin import create_database, drop_database
 from app.db.models import Item, User
-from app.db.session import make_async_engine, make_engine
+from app.db.runtime import get_settings
+from app.db.session import (
+    DataSession,
+    make_async_engine,
+    make_async_session_factory,
+    make_engine,
+    make_session_factory,
+)
+from app.dialects import backend_for
 from app.migrations import upgrade
 from app.repositories import AsyncUnitOfWork, UnitOfWork
 
@@ -60,7 +67,7 @@ def app_database_url(request: pytest.FixtureRequest) -> Iterator[URL]:
         return
     base = parse_database_url(get_settings().database_url)
     with tempfile.TemporaryDirectory() as tmp:
-        if base.get_backend_name() == "sqlite":
+        if backend_for(base.get_backend_name()).file_database:
             url = base.set(database=str(Path(tmp) / "app_test.db"))
         else:
             url = base.set(database=f"{base.database or 'app'}_test_{uuid.uuid4().hex[:8]}")
@@ -91,13 +98,16 @@ def app_connection(app_engine: Engine) -> Iterator[Connection]:
 
 
 @pytest.fixture
-def uow(app_connection: Connection) -> UnitOfWork:
+def app_session_factory(app_connection: Connection) -> sessionmaker[DataSession]:
+    """Sessions joined to the test's transaction: their commits become savepoint releases."""
+    return make_session_factory(app_connection, join_transaction_mode="create_savepoint")
+
+
+@pytest.fixture
+def uow(app_session_factory: sessionmaker[DataSession]) -> UnitOfWork:
     """A unit of work (not yet entered) whose commits become savepoints of the test's
     transaction: the test sees them, the next test does not."""
-    factory = sessionmaker(
-        bind=app_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-    )
-    return UnitOfWork(factory)
+    return UnitOfWork(app_session_factory)
 
 
 _numbers = itertools.count(1)
@@ -144,9 +154,7 @@ else:
         engine = make_async_engine(app_engine.url, poolclass=NullPool)
         connection = await engine.connect()
         transaction = await connection.begin()
-        factory = async_sessionmaker(
-            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-        )
+        factory = make_async_session_factory(connection, join_transaction_mode="create_savepoint")
         try:
             yield AsyncUnitOfWork(factory)
         finally:

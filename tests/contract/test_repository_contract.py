@@ -1,5 +1,6 @@
 """The repository contract, in both faces on every backend: each method on its success and
-failure paths, error mapping, keyset pages, upserts and bulk writes."""
+failure paths, error mapping, keyset pages, upserts and bulk writes; a failure leaves the
+database as it was."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from app.db.errors import (
     NotFoundError,
     StaleObjectError,
 )
+from app.schemas import ItemCreate
 from tests.contract.conftest import Database, Faces
 
 
@@ -23,69 +25,172 @@ def _user(uow: Any, email: str = "ada@example.com", **values: Any) -> Any:
     return uow.users.create({"email": email, "hashed_password": "h", **values})
 
 
-def test_create_then_get_get_one_and_get_by_email(faces: Faces, db: Database) -> None:
+def _user_row(db: Database, email: str) -> tuple[Any, ...]:
+    rows = db.run(
+        "SELECT email, full_name, hashed_password, is_active, is_superuser, version "
+        "FROM users WHERE email = :email",
+        {"email": email},
+    )
+    return tuple(rows[0])
+
+
+# -- create, get, update, delete ------------------------------------------------------------------
+
+
+def test_create_flushes_and_get_finds_the_row_by_id_in_either_form(
+    faces: Faces, db: Database
+) -> None:
     with faces.uow() as uow:
         created = _user(uow, "Ada@Example.com", full_name="Ada")
-        assert uow.users.get(created.id).full_name == "Ada"
+        assert (created.version, created.created_at is not None) == (1, True)
+        assert db.count("users", "email = 'ada@example.com'") == 1  # flushed, normalised
+        assert uow.users.get(created.id) is created
+        assert uow.users.get(str(created.id)) is created
         assert uow.users.get_one(str(created.id)).email == "ada@example.com"
-        assert uow.users.get_by_email("ADA@example.com").id == created.id
+        assert uow.users.get_by_email("  ADA@Example.Com ").id == created.id
         uow.commit()
-    assert db.count("users", "email = 'ada@example.com'") == 1
+    assert db.count("users") == 1
+
+
+def test_create_takes_a_pydantic_model_and_refuses_what_it_cannot_write(faces: Faces) -> None:
+    with faces.uow() as uow:
+        owner = _user(uow)
+        item = uow.items.create({**ItemCreate(title="Lamp").model_dump(), "owner_id": owner.id})
+        assert item.title == "Lamp"
+        with pytest.raises(InvalidQueryError, match=r"no writable field 'password'.*email"):
+            uow.users.create({"email": "a@example.com", "password": "plain"})
+        with pytest.raises(InvalidQueryError, match="mapping or a pydantic model"):
+            uow.users.create(["email", "a@example.com"])
+        with pytest.raises(
+            InvalidQueryError, match="a new user needs hashed_password; given: email"
+        ):
+            uow.users.create({"email": "x@example.com"})
 
 
 def test_a_missing_row_is_none_or_not_found_and_a_bad_id_is_invalid(faces: Faces) -> None:
     with faces.uow() as uow:
-        assert uow.users.get(uuid.uuid4()) is None
+        missing = uuid.uuid4()
+        assert uow.users.get(missing) is None
         assert uow.users.get_by_email("nobody@example.com") is None
+        with pytest.raises(NotFoundError, match=str(missing)):
+            uow.users.get_one(missing)
         with pytest.raises(NotFoundError):
-            uow.users.get_one(uuid.uuid4())
+            uow.users.update(missing, {"full_name": "Nobody"})
+        with pytest.raises(NotFoundError):
+            uow.users.delete(missing)
         with pytest.raises(InvalidQueryError, match="not a valid id"):
-            uow.users.get("not-a-uuid")
+            uow.users.get("1 OR 1=1")
 
 
-def test_update_changes_the_given_fields_and_refuses_an_old_version(
+def test_update_changes_only_the_given_fields_and_refuses_an_old_version(
     faces: Faces, db: Database
 ) -> None:
     with faces.uow() as uow:
         user = _user(uow, full_name="Ada")
-        uow.users.update(user.id, {"full_name": "Ada L."}, expected_version=1)
+        updated = uow.users.update(user.id, {"full_name": "Ada L."}, expected_version=1)
+        assert (updated.full_name, updated.email, updated.version) == (
+            "Ada L.",
+            "ada@example.com",
+            2,
+        )
         with pytest.raises(StaleObjectError) as caught:
             uow.users.update(user.id, {"full_name": "Old form"}, expected_version=1)
         assert caught.value.lost_race is False
+        uow.users.update(user.id, {"email": "Lovelace@Example.com"})
+        for field in ("nickname", "version", "id", "created_at"):
+            with pytest.raises(InvalidQueryError, match=repr(field)):
+                uow.users.update(user.id, {field: "x"})
+        with pytest.raises(InvalidQueryError) as null:
+            uow.users.update(user.id, {"email": None})
+        assert str(null.value) == "User.email cannot be null"
         uow.commit()
-    assert db.scalar("SELECT full_name FROM users") == "Ada L."
-    assert db.scalar("SELECT version FROM users") == 2
+    assert _user_row(db, "lovelace@example.com")[1:] == ("Ada L.", "h", True, False, 3)
 
 
 def test_delete_removes_the_row_and_what_it_owns(faces: Faces, db: Database) -> None:
     with faces.uow() as uow:
         user = _user(uow)
-        uow.items.create({"title": "Lamp", "owner_id": user.id})
+        uow.items.create({"title": "one", "owner_id": user.id})
+        uow.items.create({"title": "two", "owner_id": user.id})
         uow.commit()
     with faces.uow() as uow:
         uow.users.delete(user.id)
-        with pytest.raises(NotFoundError):
-            uow.users.delete(user.id)
         uow.commit()
     assert db.count("users") == db.count("items") == 0
 
 
-def test_list_list_page_count_and_exists(faces: Faces) -> None:
+def test_a_taken_email_is_a_conflict_and_a_missing_owner_a_foreign_key_error(
+    faces: Faces, db: Database
+) -> None:
+    with faces.uow() as uow:
+        _user(uow)
+        with pytest.raises(ConflictError) as conflict, uow.savepoint():
+            _user(uow, "ADA@example.com")
+        assert (conflict.value.fields, conflict.value.constraint) == (("email",), "uq_users_email")
+        assert str(conflict.value) == "a user with this email already exists"
+        with pytest.raises(ForeignKeyError), uow.savepoint():
+            uow.items.create({"title": "Orphan", "owner_id": uuid.uuid4()})
+        with pytest.raises(InvalidQueryError, match=r"User\.email cannot be null"):
+            _user(uow, None)
+        uow.commit()
+    assert db.count("users") == 1
+    assert db.count("items") == 0
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+def test_list_filters_sorts_pages_counts_and_breaks_ties_by_id(faces: Faces) -> None:
     with faces.uow() as uow:
         for n in range(5):
-            _user(uow, f"u{n}@example.com", is_active=n % 2 == 0)
+            _user(uow, f"u{n}@example.com", is_active=n % 2 == 0, full_name="X" if n else None)
         active = uow.users.list(where={"is_active": True}, order_by=["-email"], limit=2)
         assert [u.email for u in active] == ["u4@example.com", "u2@example.com"]
+        assert [u.email for u in uow.users.list(where={"full_name": None})] == ["u0@example.com"]
         page = uow.users.list_page(order_by="email", limit=2, offset=2, with_total=True)
         assert ([u.email for u in page.items], page.total) == (
             ["u2@example.com", "u3@example.com"],
             5,
         )
+        tied = uow.users.list(order_by=["full_name"])
+        assert [u.id for u in tied[:4]] == sorted(u.id for u in tied[:4])
+        assert tied[-1].full_name is None  # NULL sorts as the largest value
         assert uow.users.count(where={"email__startswith": "u"}) == 5
         assert uow.users.exists(where={"email": "u3@example.com"}) is True
         assert uow.users.exists(where={"email": "u9@example.com"}) is False
-        with pytest.raises(InvalidQueryError, match="allowed fields"):
-            uow.users.list(where={"hashed_password": "h"})
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"where": {"nickname": "x"}}, "allowed fields"),
+        ({"where": {"hashed_password": "h"}}, "'hashed_password'"),
+        ({"order_by": ["-hashed_password"]}, "'hashed_password'"),
+        ({"where": {"email; DROP TABLE users": 1}}, "allowed fields"),
+        ({"limit": 0}, "limit must be"),
+        ({"limit": 1001}, "limit must be"),
+        ({"limit": True}, "limit must be"),
+        ({"limit": "10"}, "limit must be"),
+        ({"offset": -1}, "offset must be"),
+    ],
+)
+def test_list_refuses_unknown_or_secret_fields_and_bad_bounds(
+    faces: Faces, arguments: dict[str, Any], message: str
+) -> None:
+    with faces.uow() as uow, pytest.raises(InvalidQueryError, match=message):
+        uow.users.list(**arguments)
+
+
+def test_list_by_owner_returns_only_that_owners_items_oldest_first(faces: Faces) -> None:
+    with faces.uow() as uow:
+        ada, bob = _user(uow, "ada@example.com"), _user(uow, "bob@example.com")
+        for title in ("first", "second", "third"):
+            uow.items.create({"title": title, "owner_id": ada.id})
+        uow.items.create({"title": "bob's", "owner_id": bob.id})
+        assert [i.title for i in uow.items.list_by_owner(ada.id)] == ["first", "second", "third"]
+        assert [i.title for i in uow.items.list_by_owner(str(ada.id), limit=1, offset=2)] == [
+            "third"
+        ]
 
 
 def test_keyset_pages_cover_every_row_once_and_refuse_an_altered_cursor(faces: Faces) -> None:
@@ -104,65 +209,24 @@ def test_keyset_pages_cover_every_row_once_and_refuse_an_altered_cursor(faces: F
             uow.items.paginate(order_by=["title"], limit=3, cursor=cursor[:-2] + "xx")
 
 
-def test_a_taken_email_is_a_conflict_and_a_missing_owner_a_foreign_key_error(
-    faces: Faces,
-) -> None:
-    with faces.uow() as uow:
-        _user(uow)
-        with pytest.raises(ConflictError) as conflict, uow.savepoint():
-            _user(uow, "ADA@example.com")
-        assert conflict.value.fields == ("email",)
-        with pytest.raises(ForeignKeyError), uow.savepoint():
-            uow.items.create({"title": "Orphan", "owner_id": uuid.uuid4()})
-        with pytest.raises(InvalidQueryError, match=r"User\.email cannot be null"):
-            _user(uow, None)
-
-
-def test_upsert_inserts_then_updates_only_the_given_fields(faces: Faces, db: Database) -> None:
-    with faces.uow() as uow:
-        first = uow.users.upsert({"email": "up@example.com", "hashed_password": "h1",
-                                  "full_name": "Up"})  # fmt: skip
-        again = uow.users.upsert({"email": "UP@example.com", "hashed_password": "h2"})
-        assert again.id == first.id
-        uow.commit()
-    assert db.scalar("SELECT full_name FROM users") == "Up"
-    assert db.scalar("SELECT hashed_password FROM users") == "h2"
-    assert db.scalar("SELECT version FROM users") == 2
-
-
-def test_an_upsert_meeting_another_row_on_another_key_is_a_conflict(
-    faces: Faces, db: Database
-) -> None:
-    with faces.uow() as uow:
-        _user(uow)
-        with pytest.raises(ConflictError), uow.savepoint():
-            uow.users.upsert(
-                {"id": uuid.uuid4(), "email": "ada@example.com", "hashed_password": "x"},
-                conflict=("id",),
-            )
-        uow.commit()
-    assert db.scalar("SELECT hashed_password FROM users") == "h"
-    assert db.count("users") == 1
-
-
-def test_bulk_writes_take_lists_and_streams(faces: Faces, db: Database) -> None:
+def test_every_cursor_the_repository_makes_is_accepted_back(faces: Faces) -> None:
     with faces.uow() as uow:
         owner = _user(uow)
-        rows = ({"title": f"bulk {n}", "owner_id": owner.id} for n in range(2500))
-        assert uow.items.create_many(faces.stream(rows), batch_size=1000) == 2500
-        users = [{"email": f"b{n}@example.com", "hashed_password": "h"} for n in range(30)]
-        assert uow.users.upsert_many(faces.stream(users), batch_size=7) == 30
-        assert uow.users.upsert_many(users[:10]) == 10
-        uow.commit()
-    assert db.count("items") == 2500
-    assert db.count("users") == 31
-    assert db.scalar("SELECT max(version) FROM users") == 2
+        for n in range(3):
+            uow.items.create({"title": f"t{n}", "owner_id": owner.id, "description": f"{n}" * 3000})
+        first = uow.items.paginate(order_by=["description"], limit=1)
+        assert len(first.next_cursor) > 4096  # as long as the sort value it carries
+        second = uow.items.paginate(order_by=["description"], limit=1, cursor=first.next_cursor)
+    assert [item.title for item in first.items + second.items] == ["t0", "t1"]
 
 
 def test_relationships_load_when_named_and_raise_otherwise(faces: Faces) -> None:
     with faces.uow() as uow:
-        owner = _user(uow)
+        owner = _user(uow)  # held by the session, its items never loaded
         uow.items.create({"title": "Lamp", "owner_id": owner.id})
+        found = uow.users.get_one(owner.id, load=("items",))
+        assert found is owner
+        assert [item.title for item in found.items] == ["Lamp"]
         uow.commit()
     with faces.uow() as uow:
         loaded = uow.users.get_one(owner.id, load=("items",))
@@ -172,3 +236,126 @@ def test_relationships_load_when_named_and_raise_otherwise(faces: Faces) -> None
         plain = uow.users.get_one(owner.id)
     with pytest.raises(InvalidRequestError):
         _ = plain.items
+
+
+# -- upserts --------------------------------------------------------------------------------------
+
+
+def test_upsert_inserts_with_defaults_then_updates_only_the_given_fields(
+    faces: Faces, db: Database
+) -> None:
+    with faces.uow() as uow:
+        first = uow.users.upsert({"email": "up@example.com", "hashed_password": "h1"})
+        uow.users.update(first.id, {"full_name": "Up", "is_superuser": True})
+        assert _user_row(db, "up@example.com") == ("up@example.com", "Up", "h1", True, True, 2)
+        again = uow.users.upsert({"email": "UP@example.com", "hashed_password": "h2"})
+        assert again.id == first.id
+        new = uow.users.upsert({"email": "new@example.com", "hashed_password": "h"})
+        assert new.version == 1
+        uow.commit()
+    assert _user_row(db, "up@example.com") == ("up@example.com", "Up", "h2", True, True, 3)
+    assert _user_row(db, "new@example.com") == ("new@example.com", None, "h", True, False, 1)
+
+
+def test_upsert_many_with_different_field_sets_keeps_what_each_row_left_out(
+    faces: Faces, db: Database
+) -> None:
+    with faces.uow() as uow:
+        _user(uow, "ada@example.com", full_name="Ada", is_superuser=True)
+        _user(uow, "bob@example.com", full_name="Bob")
+        sent = uow.users.upsert_many(
+            [
+                {"email": "ada@example.com", "hashed_password": "h2"},
+                {"email": "bob@example.com", "hashed_password": "h3", "is_active": False},
+                {"email": "cy@example.com", "hashed_password": "h4", "full_name": "Cy"},
+            ]
+        )
+        assert sent == 3
+        uow.commit()
+    assert _user_row(db, "ada@example.com")[1:] == ("Ada", "h2", True, True, 2)
+    assert _user_row(db, "bob@example.com")[1:] == ("Bob", "h3", False, False, 2)
+    assert _user_row(db, "cy@example.com")[1:] == ("Cy", "h4", True, False, 1)
+
+
+def test_an_upsert_meeting_another_row_on_another_key_is_a_conflict_and_changes_nothing(
+    faces: Faces, db: Database
+) -> None:
+    with faces.uow() as uow:
+        ada = _user(uow, "ada@example.com")
+        _user(uow, "bob@example.com")
+        uow.commit()
+    before = [_user_row(db, e) for e in ("ada@example.com", "bob@example.com")]
+    with faces.uow() as uow:
+        with pytest.raises(ConflictError) as by_id, uow.savepoint():
+            uow.users.upsert(
+                {"id": uuid.uuid4(), "email": "ada@example.com", "hashed_password": "x"},
+                conflict=("id",),
+            )
+        assert by_id.value.fields == ("email",)
+        with pytest.raises(ConflictError) as by_email, uow.savepoint():
+            uow.users.upsert({"id": ada.id, "email": "bob@example.com", "hashed_password": "x"})
+        assert by_email.value.fields == ("id",)
+        with pytest.raises(ConflictError), uow.savepoint():
+            uow.users.upsert_many(
+                [
+                    {"id": uuid.uuid4(), "email": "fresh@example.com", "hashed_password": "h"},
+                    {"id": uuid.uuid4(), "email": "ada@example.com", "hashed_password": "h"},
+                ],
+                conflict=("id",),
+            )
+        uow.commit()
+    assert [_user_row(db, e) for e in ("ada@example.com", "bob@example.com")] == before
+    assert db.count("users") == 2
+
+
+# -- bulk writes ----------------------------------------------------------------------------------
+
+
+def test_bulk_writes_take_lists_and_streams_and_fill_what_create_fills(
+    faces: Faces, db: Database
+) -> None:
+    with faces.uow() as uow:
+        owner = _user(uow)
+        rows = ({"title": f"bulk {n}", "owner_id": owner.id} for n in range(2500))
+        assert uow.items.create_many(faces.stream(rows), batch_size=1000) == 2500
+        users = [{"email": f"B{n}@Example.com", "hashed_password": "h"} for n in range(30)]
+        assert uow.users.upsert_many(faces.stream(users), batch_size=7) == 30
+        assert uow.users.upsert_many(users[:10]) == 10
+        uow.commit()
+    assert db.count("items") == 2500
+    assert db.count("items", "id IS NOT NULL AND created_at IS NOT NULL AND version = 1") == 2500
+    assert db.count("users") == 31
+    assert db.count("users", "email = 'b7@example.com' AND is_active = :yes", yes=True) == 1
+    assert db.scalar("SELECT max(version) FROM users") == 2
+
+
+@pytest.mark.parametrize("method", ["create_many", "upsert_many"])
+def test_a_failed_bulk_write_stores_none_of_its_rows_however_it_is_fed(
+    faces: Faces, db: Database, method: str
+) -> None:
+    """Row 2,200 of 2,500 has no owner: none of the call's rows stays, list or stream, blocking
+    or asyncio, and the unit goes on."""
+    with faces.uow() as uow:
+        owner = _user(uow)
+        rows = [{"id": uuid.uuid4(), "title": f"t{n}", "owner_id": owner.id} for n in range(2500)]
+        rows[2200]["owner_id"] = uuid.uuid4()  # nobody's
+        write = getattr(uow.items, method)
+        with pytest.raises(ForeignKeyError):
+            write(rows, batch_size=1000)
+        assert db.count("items") == 0
+        with pytest.raises(ForeignKeyError):
+            write(faces.stream(rows), batch_size=1000)
+        assert db.count("items") == 0
+        # A stored email: a conflict for create_many, and for upsert_many (by email) too, as
+        # each row names an id of its own that the stored row does not have.
+        taken = [
+            {"id": uuid.uuid4(), "email": f"n{n}@example.com", "hashed_password": "x"}
+            for n in range(40)
+        ]
+        taken[30]["email"] = "ADA@example.com"
+        with pytest.raises(ConflictError):
+            getattr(uow.users, method)(faces.stream(taken), batch_size=10)
+        assert db.count("users") == 1
+        uow.users.create({"email": "after@example.com", "hashed_password": "x"})
+        uow.commit()
+    assert db.count("users") == 2

@@ -63,6 +63,54 @@ def test_a_failed_savepoint_undoes_only_its_own_work(faces: Faces, db: Database)
     assert db.count("users", "email = 'inner@example.com'") == 0
 
 
+def test_entering_an_open_unit_joins_its_transaction_and_the_outermost_commit_decides(
+    faces: Faces, db: Database
+) -> None:
+    uow = faces.uow()
+    with uow:
+        with uow:
+            _add(uow, "inner@example.com")
+            uow.commit()  # handed to the enclosing block, which then ends without commit
+        assert db.count("users") == 1
+    assert db.count("users") == 0
+    with uow:
+        _add(uow, "outer@example.com")
+        with uow:
+            _add(uow, "kept@example.com")
+            uow.commit()
+        uow.commit()
+    assert db.count("users") == 2
+
+
+def test_a_joined_block_left_without_commit_discards_only_its_own_work(
+    faces: Faces, db: Database
+) -> None:
+    uow = faces.uow()
+    with uow:
+        _add(uow, "outer@example.com")
+        with uow:
+            _add(uow, "inner@example.com")
+        uow.commit()
+    assert db.scalar("SELECT email FROM users") == "outer@example.com"
+    assert db.count("users") == 1
+
+
+def test_a_failure_in_a_joined_block_that_propagates_rolls_back_the_whole_unit(
+    faces: Faces, db: Database
+) -> None:
+    uow = faces.uow()
+    with pytest.raises(ConflictError), uow:
+        _add(uow, "outer@example.com")
+        with uow:
+            _add(uow, "inner@example.com")
+            uow.commit()
+        with uow:
+            _add(uow, "OUTER@example.com")  # taken: the error leaves every block
+            uow.commit()
+        uow.commit()
+    assert db.count("users") == 0
+
+
 def test_objects_read_in_a_unit_stay_readable_after_it(faces: Faces) -> None:
     with faces.uow() as uow:
         _add(uow, "ada@example.com")

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.errors import RetryableError
+from app.db.runtime import Runtime, use_runtime
 from app.db.session import make_async_engine, make_async_session_factory
 from app.repositories import AsyncUnitOfWork, run_in_transaction_async, transactional_async
 
@@ -194,20 +195,15 @@ def test_the_asyncio_engine_has_the_same_session_settings(committed_url: str, ba
 def test_the_default_asyncio_unit_of_work_comes_from_settings_in_every_event_loop(
     monkeypatch: pytest.MonkeyPatch, committed_url: str
 ) -> None:
-    from app.config import get_settings
-
     monkeypatch.setenv("DATABASE_URL", committed_url)
-    get_settings.cache_clear()
-    try:
 
-        async def sign_up(email: str) -> int:
-            async with AsyncUnitOfWork() as uow:
-                await uow.users.create({"email": email, "hashed_password": "h"})
-                await uow.commit()
-                return await uow.users.count()
+    async def sign_up(email: str) -> int:
+        async with AsyncUnitOfWork() as uow:
+            await uow.users.create({"email": email, "hashed_password": "h"})
+            await uow.commit()
+            return await uow.users.count()
 
+    with use_runtime(Runtime()):
         # Two event loops one after the other, as two scripts or two tests would run.
         assert asyncio.run(sign_up("first@example.com")) == 1
         assert asyncio.run(sign_up("second@example.com")) == 2
-    finally:
-        get_settings.cache_clear()

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.errors import ConflictError, ForeignKeyError, InvalidQueryError
-from app.repositories import ItemRepository, UserRepository, upsert_rounds
+from app.db.errors import ConflictError, InvalidQueryError
+from app.dialects import postgresql
+from app.repositories import ItemRepository, UserRepository
 
 FIELDS = ("email", "full_name", "is_active", "is_superuser", "version")
 
@@ -216,7 +217,7 @@ def test_a_batch_larger_than_one_statement_may_carry_is_split(
 @pytest.fixture
 def small_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL's upsert rounds of 60 rows, so a few batches make several rounds."""
-    monkeypatch.setattr(upsert_rounds, "ROUND_ROWS", 60)
+    monkeypatch.setattr(postgresql, "ROUND_ROWS", 60)
 
 
 @pytest.mark.usefixtures("small_rounds")
@@ -262,30 +263,6 @@ def test_upserts_over_many_rounds_end_as_rows_upserted_one_by_one(
     assert versions["batch164@example.com"] == 2  # stored, then updated
     assert versions["batch5@example.com"] == 2  # inserted, then updated by row 20
     assert versions["batch165@example.com"] == 1
-
-
-def test_a_failed_bulk_write_stores_none_of_its_rows_and_the_transaction_goes_on(
-    session: Session,
-) -> None:
-    users = UserRepository(session)
-    owner = users.create({"email": "owner@example.com", "hashed_password": "x"})
-    items = ItemRepository(session)
-    rows = [{"id": uuid.uuid4(), "title": f"t{n}", "owner_id": owner.id} for n in range(40)]
-    rows[30]["owner_id"] = uuid.uuid4()  # nobody's
-    with pytest.raises(ForeignKeyError):
-        items.upsert_many(rows, conflict=("id",), batch_size=10)
-    with pytest.raises(ForeignKeyError):
-        items.create_many(rows, batch_size=10)
-    new_users = [{"email": f"n{n}@example.com", "hashed_password": "x"} for n in range(40)]
-    new_users[30]["email"] = "OWNER@example.com"
-    with pytest.raises(ConflictError):
-        users.create_many(new_users, batch_size=10)
-    with pytest.raises(ConflictError):
-        users.upsert_many([{**row, "id": uuid.uuid4()} for row in new_users], batch_size=10)
-    assert items.count() == 0
-    assert users.count() == 1
-    users.create({"email": "after@example.com", "hashed_password": "x"})
-    assert users.count() == 2
 
 
 def test_an_upsert_meeting_a_row_committed_meanwhile_updates_it(

@@ -15,9 +15,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.pool import NullPool
 
 from app import migrations
-from app.db.locks import migration_lock
 from app.db.session import make_engine
-from app.diagram import schema_markdown
+from app.migrations.diagram import schema_markdown
+from app.migrations.lock import migration_lock
 from tests.backends import ROOT, ThrowawayDatabases
 from tests.integration.helpers import run_app
 
@@ -298,8 +298,8 @@ def test_lint_without_squawk_fails_with_one_clear_line(
     from app.cli.main import cli
 
     monkeypatch.setenv("DATABASE_URL", "sqlite://")
-    monkeypatch.setattr("app.migration_lint.shutil.which", lambda _name: None)
-    monkeypatch.setattr("app.migration_lint.sys.executable", str(tmp_path / "bin" / "python"))
+    monkeypatch.setattr("app.migrations.lint.shutil.which", lambda _name: None)
+    monkeypatch.setattr("app.migrations.lint.sys.executable", str(tmp_path / "bin" / "python"))
     result = CliRunner().invoke(cli, ["db", "lint"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [

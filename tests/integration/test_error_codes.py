@@ -2,8 +2,8 @@
 message carries no stored value and no driver text.
 
 Each case makes the database itself refuse something (raw SQL where the repositories would
-refuse the input before it reached the database), then checks what `translating_errors` makes
-of it.
+refuse the input before it reached the database) on an engine the project built, with no
+wrapper around the statement: the engine itself translates what fails.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 
 from app.db.errors import (
@@ -30,10 +31,9 @@ from app.db.errors import (
     ReadOnlyError,
     RetryableError,
     StatementTimeoutError,
-    translating_errors,
 )
-from app.db.models import Item, User
-from app.db.session import make_engine
+from app.db.session import DataSession, make_engine, make_session_factory
+from app.repositories import UnitOfWork
 
 SECRET_VALUE = "s3cret-hash-value"
 
@@ -52,9 +52,9 @@ def _engine(url: URL | str, **options: object) -> Engine:
 
 
 @contextmanager
-def _refused(expected: type[DataLayerError], model: type[object] | None = None) -> Iterator[None]:
+def _refused(expected: type[DataLayerError]) -> Iterator[None]:
     """The block must fail with `expected`, chained to the driver's error, with a clean message."""
-    with pytest.raises(expected) as caught, translating_errors(model=model):
+    with pytest.raises(expected) as caught:
         yield
     message = str(caught.value)
     assert SECRET_VALUE not in message
@@ -88,14 +88,14 @@ def _now(conn: Connection) -> str:
 def test_a_duplicate_unique_value_is_a_conflict_naming_the_field(engine_url: URL) -> None:
     with _engine(engine_url).connect() as conn:
         _insert_user(conn, "taken@example.com")
-        with _refused(ConflictError, User) as _:
+        with _refused(ConflictError) as _:
             _insert_user(conn, "taken@example.com")
 
 
 def test_the_conflict_names_field_and_constraint_but_not_the_value(engine_url: URL) -> None:
     with _engine(engine_url).connect() as conn:
         _insert_user(conn, "taken@example.com")
-        with pytest.raises(ConflictError) as caught, translating_errors(model=User):
+        with pytest.raises(ConflictError) as caught:
             _insert_user(conn, "taken@example.com")
     assert (caught.value.fields, caught.value.constraint) == (("email",), "uq_users_email")
     assert str(caught.value) == "a user with this email already exists"
@@ -104,12 +104,12 @@ def test_the_conflict_names_field_and_constraint_but_not_the_value(engine_url: U
 def test_a_duplicate_primary_key_is_a_conflict(engine_url: URL) -> None:
     with _engine(engine_url).connect() as conn:
         user_id = _insert_user(conn, "one@example.com")
-        with _refused(ConflictError, User):
+        with _refused(ConflictError):
             _insert_user(conn, "two@example.com", id=user_id)
 
 
 def test_a_missing_referenced_row_is_a_foreign_key_error(engine_url: URL) -> None:
-    with _engine(engine_url).connect() as conn, _refused(ForeignKeyError, Item):
+    with _engine(engine_url).connect() as conn, _refused(ForeignKeyError):
         conn.execute(
             text(
                 "INSERT INTO items (id, title, owner_id, created_at, updated_at) "
@@ -141,11 +141,7 @@ def test_deleting_a_row_still_referred_to_is_a_foreign_key_error(engine_url: URL
 
 
 def test_a_null_in_a_required_column_names_the_column_and_not_the_row(engine_url: URL) -> None:
-    with (
-        _engine(engine_url).connect() as conn,
-        pytest.raises(InvalidQueryError) as caught,
-        translating_errors(model=User),
-    ):
+    with _engine(engine_url).connect() as conn, pytest.raises(InvalidQueryError) as caught:
         _insert_user(conn, email=None)  # type: ignore[arg-type]
     assert str(caught.value) == "the database refused the user: email cannot be null"
 
@@ -185,7 +181,7 @@ def _pg_blocked_by_a_row_lock(url: URL, statement: str, **options: object) -> No
 def test_postgresql_statement_timeout_on_a_blocked_update_is_a_statement_timeout(
     engine_url: URL,
 ) -> None:
-    with _refused(StatementTimeoutError, User):
+    with _refused(StatementTimeoutError):
         _pg_blocked_by_a_row_lock(
             engine_url, "UPDATE users SET full_name = 'x'", statement_timeout=0.3
         )
@@ -193,7 +189,7 @@ def test_postgresql_statement_timeout_on_a_blocked_update_is_a_statement_timeout
 
 @pytest.mark.backends("postgresql")
 def test_postgresql_lock_timeout_is_retryable(engine_url: URL) -> None:
-    with _refused(RetryableError, User):
+    with _refused(RetryableError):
         _pg_blocked_by_a_row_lock(
             engine_url, "SET lock_timeout = '200ms'; UPDATE users SET full_name = 'x'"
         )
@@ -210,7 +206,7 @@ def test_postgresql_serialization_failure_is_retryable(engine_url: URL) -> None:
         second.execute(text("SELECT * FROM users")).all()
         first.execute(text("UPDATE users SET full_name = 'first'"))
         first.commit()
-        with _refused(RetryableError, User):
+        with _refused(RetryableError):
             second.execute(text("UPDATE users SET full_name = 'second'"))
 
 
@@ -228,10 +224,9 @@ def test_a_deadlock_is_retryable(engine_url: URL) -> None:
 
     def cross(conn: Connection, mine: str, theirs: str, ready: threading.Barrier) -> None:
         try:
-            with translating_errors(model=User):
-                conn.execute(text(lock_second), {"id": mine})
-                ready.wait(timeout=10)
-                conn.execute(text(lock_second), {"id": theirs})
+            conn.execute(text(lock_second), {"id": mine})
+            ready.wait(timeout=10)
+            conn.execute(text(lock_second), {"id": theirs})
         except BaseException as exc:  # collected and checked by the main thread
             errors.append(exc)
         finally:
@@ -294,7 +289,7 @@ def test_postgresql_values_out_of_range_or_malformed_are_invalid(engine_url: URL
         with _refused(InvalidQueryError):
             conn.exec_driver_sql("SELECT CAST('not a number' AS integer)")
         conn.rollback()
-        with _refused(InvalidQueryError, Item):
+        with _refused(InvalidQueryError):
             conn.execute(
                 text("INSERT INTO items (id, title, owner_id, created_at, updated_at) "
                      "VALUES (:id, :t, :o, now(), now())"),
@@ -323,7 +318,7 @@ def test_mariadb_a_lock_wait_timeout_is_retryable(engine_url: URL) -> None:
         holder.execute(text("SELECT * FROM users FOR UPDATE")).all()
         waiter.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
         try:
-            with _refused(RetryableError, User):
+            with _refused(RetryableError):
                 waiter.execute(text("UPDATE users SET full_name = 'x'"))
         finally:
             holder.rollback()
@@ -371,7 +366,7 @@ def test_mariadb_a_database_the_user_may_not_use_is_a_refused_login(engine_url: 
 def test_postgresql_a_read_only_transaction_cannot_write(engine_url: URL) -> None:
     with _engine(engine_url).connect() as conn:
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-        with _refused(ReadOnlyError, User):  # 25006 read_only_sql_transaction
+        with _refused(ReadOnlyError):  # 25006 read_only_sql_transaction
             _insert_user(conn, "ro@example.com")
 
 
@@ -379,26 +374,26 @@ def test_postgresql_a_read_only_transaction_cannot_write(engine_url: URL) -> Non
 def test_mariadb_a_read_only_transaction_cannot_write(engine_url: URL) -> None:
     with _engine(engine_url).connect() as conn:
         conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
-        with _refused(ReadOnlyError, User):
+        with _refused(ReadOnlyError):
             _insert_user(conn, "ro@example.com")
 
 
 @pytest.mark.backends("mariadb")
 def test_mariadb_values_the_columns_cannot_hold_are_invalid(engine_url: URL) -> None:
     with _engine(engine_url).connect() as conn:
-        with _refused(InvalidQueryError, User):  # 1364: no default for a required column
+        with _refused(InvalidQueryError):  # 1364: no default for a required column
             conn.exec_driver_sql(
                 "INSERT INTO users (id, email, created_at, updated_at) "
                 "VALUES ('x', 'y', NOW(), NOW())"
             )
-        with _refused(InvalidQueryError, User):  # 1406: too long
+        with _refused(InvalidQueryError):  # 1406: too long
             _insert_user(conn, "x" * 400)
         _insert_user(conn, "kept@example.com")
-        with _refused(InvalidQueryError, User):  # 1264: out of range
+        with _refused(InvalidQueryError):  # 1264: out of range
             conn.exec_driver_sql("UPDATE users SET version = 99999999999")
-        with _refused(InvalidQueryError, User):  # 1292: a date that is not one
+        with _refused(InvalidQueryError):  # 1292: a date that is not one
             _insert_user(conn, "d@example.com", now="2026-13-45 99:00:00")
-        with _refused(InvalidQueryError, User):  # 1366: text in an integer column
+        with _refused(InvalidQueryError):  # 1366: text in an integer column
             conn.exec_driver_sql(
                 "INSERT INTO users (id, email, hashed_password, created_at, updated_at, version) "
                 "VALUES ('z', 'z', 'h', NOW(), NOW(), 'abc')"
@@ -411,7 +406,7 @@ def test_mariadb_values_the_columns_cannot_hold_are_invalid(engine_url: URL) -> 
 @pytest.mark.backends("sqlite")
 def test_sqlite_a_read_only_database_cannot_write(engine_url: URL) -> None:
     read_only = f"sqlite:///file:{engine_url.database}?mode=ro&uri=true"
-    with _engine(read_only).connect() as conn, _refused(DatabaseUnavailableError, User):
+    with _engine(read_only).connect() as conn, _refused(DatabaseUnavailableError):
         _insert_user(conn, "ro@example.com")
 
 
@@ -457,7 +452,7 @@ def test_sqlite_a_writer_that_read_an_old_snapshot_is_retryable(engine_url: URL)
         reader.exec_driver_sql("SELECT count(*) FROM users").all()
         _insert_user(writer, "w@example.com")
         writer.commit()
-        with _refused(RetryableError, User):
+        with _refused(RetryableError):
             _insert_user(reader, "r@example.com")
 
 
@@ -483,3 +478,34 @@ def test_a_server_that_does_not_answer_is_unavailable(engine_url: URL) -> None:
     closed = make_url(engine_url).set(host="127.0.0.1", port=9)
     with _refused(DatabaseUnavailableError), _engine(closed, connect_timeout=2).connect():
         pass
+
+
+# -- raw SQL on a unit of work's session --------------------------------------------------------
+
+
+def test_raw_sql_on_a_unit_of_works_session_fails_with_the_named_error(
+    session_factory: sessionmaker[DataSession],
+) -> None:
+    with UnitOfWork(session_factory) as uow:
+        _insert_user(uow.session.connection(), "taken@example.com")
+        with pytest.raises(ConflictError) as caught, uow.savepoint():
+            _insert_user(uow.session.connection(), "taken@example.com")
+        assert (caught.value.fields, caught.value.constraint) == (("email",), "uq_users_email")
+        with pytest.raises(InvalidQueryError, match="user: email cannot be null"), uow.savepoint():
+            uow.session.execute(
+                text("UPDATE users SET email = NULL WHERE email = :email"),
+                {"email": "taken@example.com"},
+            )
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_raw_sql_past_the_statement_timeout_is_a_statement_timeout(
+    backend: str, engine_url: URL
+) -> None:
+    sleep = "SELECT pg_sleep(3)" if backend == "postgresql" else "SELECT SLEEP(3)"
+    engine = make_engine(engine_url, poolclass=NullPool, statement_timeout=0.5)
+    try:
+        with UnitOfWork(make_session_factory(engine)) as uow, _refused(StatementTimeoutError):
+            uow.session.execute(text(sleep))
+    finally:
+        engine.dispose()

@@ -13,9 +13,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.galera import cluster_state, is_galera
-from app.db.locks import LOCK_TABLE
 from app.db.session import make_engine, make_session_factory
+from app.dialects.galera import LOCK_TABLE, cluster_state, is_galera
 from app.migrations import upgrade
 from app.repositories import UnitOfWork, run_in_transaction
 from tests.backends import ThrowawayDatabases

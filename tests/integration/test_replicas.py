@@ -12,7 +12,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.errors import InvalidQueryError, ReadOnlyError, translating_errors
-from app.db.replicas import ReplicaSet
+from app.db.runtime import Runtime, use_runtime
 from app.db.session import (
     make_async_engine,
     make_async_session_factory,
@@ -21,6 +21,7 @@ from app.db.session import (
 )
 from app.migrations import upgrade
 from app.repositories import AsyncUnitOfWork, UnitOfWork
+from app.topology.replicas import ReplicaSet
 from tests.integration.helpers import run_app
 from tests.topologies import PostgresPair
 
@@ -265,11 +266,6 @@ def test_the_asyncio_unit_of_work_routes_and_reads_its_own_writes_the_same_way(
 def test_the_default_unit_of_work_uses_the_replicas_of_the_settings(
     postgres_pair: PostgresPair, pair_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.config import get_settings
-    from app.db import session as session_module
-
-    cached = (get_settings, session_module.get_engine, session_module.get_session_factory,
-              session_module.get_replicas)  # fmt: skip
     monkeypatch.setenv(
         "DATABASE_URL",
         postgres_pair.url("primary", pair_database).render_as_string(hide_password=False),
@@ -278,20 +274,11 @@ def test_the_default_unit_of_work_uses_the_replicas_of_the_settings(
         "DATABASE_REPLICA_URLS",
         postgres_pair.url("replica", pair_database).render_as_string(hide_password=False),
     )
-    for function in cached:
-        function.cache_clear()
-    try:
+    with use_runtime(Runtime()):
         with UnitOfWork(read_only=True) as uow:
             assert uow.session.scalar(text("SELECT pg_is_in_recovery()"))
         with UnitOfWork() as uow:
             assert uow.session.scalar(text("SELECT pg_is_in_recovery()")) is False
-    finally:
-        replicas = session_module.get_replicas()
-        if replicas is not None:
-            replicas.close()
-        session_module.get_engine().dispose()
-        for function in cached:
-            function.cache_clear()
 
 
 def test_a_token_costs_no_statement_when_the_last_check_covers_it_and_one_otherwise(

@@ -10,8 +10,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from app.config import Settings
-from app.db.galera import cluster_state, is_galera
 from app.db.session import engine_from_settings, make_engine
+from app.dialects.galera import cluster_state, is_galera
 
 
 @pytest.mark.backends("sqlite")

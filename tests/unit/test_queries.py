@@ -7,13 +7,16 @@ from sqlalchemy.dialects import postgresql
 
 from app.db.errors import InvalidQueryError
 from app.db.models import Item, User
-from app.repositories.columns import column_names
-from app.repositories.cursors import decode_cursor, encode_cursor, query_fingerprint
-from app.repositories.filters import where_clause
-from app.repositories.ordering import after, order_terms, sort_keys
-from app.repositories.queries import loader_options
+from app.dialects import backend_for
+from app.repositories._cursors import decode_cursor, encode_cursor, query_fingerprint
+from app.repositories._filters import where_clause
+from app.repositories._ordering import after, order_terms, sort_keys
+from app.repositories._statements import loader_options
+from app.repositories._values import rules_for
 
-ITEM_FIELDS = column_names(Item)
+ITEMS = rules_for(Item)
+USERS = rules_for(User)
+ITEM_FIELDS = ITEMS.columns
 KEY = b"k" * 32
 
 
@@ -22,30 +25,30 @@ def _sql(clause: object, dialect: object = None) -> str:
 
 
 def test_values_are_bound_never_inlined() -> None:
-    clause = where_clause(Item, {"title": "x' OR '1'='1"}, allowed=ITEM_FIELDS)
+    clause = where_clause(ITEMS, {"title": "x' OR '1'='1"}, allowed=ITEM_FIELDS)
     assert _sql(clause) == "items.title = :title_1"
 
 
 def test_none_means_is_null() -> None:
-    assert _sql(where_clause(Item, {"description": None}, allowed=ITEM_FIELDS)) == (
+    assert _sql(where_clause(ITEMS, {"description": None}, allowed=ITEM_FIELDS)) == (
         "items.description IS NULL"
     )
 
 
 def test_like_patterns_are_escaped() -> None:
-    clause = where_clause(Item, {"title__icontains": "50%"}, allowed=ITEM_FIELDS)
+    clause = where_clause(ITEMS, {"title__icontains": "50%"}, allowed=ITEM_FIELDS)
     assert "ILIKE" in _sql(clause, postgresql.dialect())
     assert "ESCAPE '/'" in _sql(clause, postgresql.dialect())
 
 
 def test_unknown_fields_name_the_allowed_ones() -> None:
     with pytest.raises(InvalidQueryError, match=r"allowed fields: .*title"):
-        where_clause(Item, {"titel": "x"}, allowed=ITEM_FIELDS)
+        where_clause(ITEMS, {"titel": "x"}, allowed=ITEM_FIELDS)
 
 
 def test_unknown_operators_name_the_known_ones() -> None:
     with pytest.raises(InvalidQueryError, match=r"unknown operator 'like'.*icontains"):
-        where_clause(Item, {"title__like": "x%"}, allowed=ITEM_FIELDS)
+        where_clause(ITEMS, {"title__like": "x%"}, allowed=ITEM_FIELDS)
 
 
 @pytest.mark.parametrize(
@@ -60,21 +63,21 @@ def test_unknown_operators_name_the_known_ones() -> None:
 )
 def test_bad_filter_values_are_refused(where: dict[str, object], complaint: str) -> None:
     with pytest.raises(InvalidQueryError, match=complaint):
-        where_clause(Item, where, allowed=ITEM_FIELDS)
+        where_clause(ITEMS, where, allowed=ITEM_FIELDS)
 
 
 def test_the_primary_key_ends_every_order_in_the_direction_of_the_key_before_it() -> None:
-    keys = sort_keys(Item, ["-created_at", "description"], allowed=ITEM_FIELDS)
+    keys = sort_keys(ITEMS, ["-created_at", "description"], allowed=ITEM_FIELDS)
     assert [key.spec for key in keys] == ["-created_at", "description", "id"]
-    newest_first = sort_keys(Item, ["-created_at"], allowed=ITEM_FIELDS)
+    newest_first = sort_keys(ITEMS, ["-created_at"], allowed=ITEM_FIELDS)
     assert [key.spec for key in newest_first] == ["-created_at", "-id"]
-    assert [key.spec for key in sort_keys(Item, None, allowed=ITEM_FIELDS)] == ["id"]
+    assert [key.spec for key in sort_keys(ITEMS, None, allowed=ITEM_FIELDS)] == ["id"]
 
 
 def test_an_order_that_reaches_a_unique_required_column_ends_there() -> None:
     fields = {"email", "full_name", "created_at", "id"}
-    assert [k.spec for k in sort_keys(User, ["-email"], allowed=fields)] == ["-email"]
-    assert [k.spec for k in sort_keys(User, ["full_name"], allowed=fields)] == ["full_name", "id"]
+    assert [k.spec for k in sort_keys(USERS, ["-email"], allowed=fields)] == ["-email"]
+    assert [k.spec for k in sort_keys(USERS, ["full_name"], allowed=fields)] == ["full_name", "id"]
 
 
 @pytest.mark.parametrize(
@@ -83,32 +86,32 @@ def test_an_order_that_reaches_a_unique_required_column_ends_there() -> None:
 def test_nulls_sort_last_and_postgresql_needs_no_term_for_it(
     dialect: str, null_terms: bool
 ) -> None:
-    keys = sort_keys(Item, ["-created_at", "description"], allowed=ITEM_FIELDS)
+    keys = sort_keys(ITEMS, ["-created_at", "description"], allowed=ITEM_FIELDS)
     expected = ["items.created_at DESC", "items.description ASC", "items.id ASC"]
     if null_terms:
         expected.insert(1, "items.description IS NULL ASC")
-    assert [_sql(term) for term in order_terms(Item, keys, dialect)] == expected
+    assert [_sql(term) for term in order_terms(ITEMS, keys, backend_for(dialect))] == expected
 
 
 def test_sorting_twice_by_one_field_is_refused() -> None:
     with pytest.raises(InvalidQueryError, match="twice"):
-        sort_keys(Item, ["title", "-title"], allowed=ITEM_FIELDS)
+        sort_keys(ITEMS, ["title", "-title"], allowed=ITEM_FIELDS)
 
 
 def test_keyset_condition_is_a_row_value_when_all_keys_run_one_way() -> None:
-    keys = sort_keys(Item, ["-created_at"], allowed=ITEM_FIELDS)
-    assert _sql(after(Item, keys, ["2026-01-01", "x"], "postgresql")) == (
+    keys = sort_keys(ITEMS, ["-created_at"], allowed=ITEM_FIELDS)
+    assert _sql(after(ITEMS, keys, ["2026-01-01", "x"], backend_for("postgresql"))) == (
         "(items.created_at, items.id) < (:param_1, :param_2)"
     )
-    assert _sql(after(Item, keys, ["2026-01-01", "x"], "mysql")) == (
+    assert _sql(after(ITEMS, keys, ["2026-01-01", "x"], backend_for("mysql"))) == (
         "items.created_at <= :created_at_1 AND (items.created_at < :created_at_2 "
         "OR items.created_at = :created_at_3 AND items.id < :id_1)"
     )
 
 
 def test_keyset_condition_is_lexicographic_with_a_bound_otherwise() -> None:
-    keys = sort_keys(Item, ["title", "-created_at"], allowed=ITEM_FIELDS)
-    assert _sql(after(Item, keys, ["lamp", "2026-01-01", "x"], "postgresql")) == (
+    keys = sort_keys(ITEMS, ["title", "-created_at"], allowed=ITEM_FIELDS)
+    assert _sql(after(ITEMS, keys, ["lamp", "2026-01-01", "x"], backend_for("postgresql"))) == (
         "items.title >= :title_1 AND (items.title > :title_2 OR items.title = :title_3 "
         "AND items.created_at < :created_at_1 OR items.title = :title_4 "
         "AND items.created_at = :created_at_2 AND items.id < :id_1)"
@@ -129,11 +132,11 @@ def test_loads_are_checked_against_the_relationships() -> None:
 
 
 def test_cursors_round_trip_and_refuse_tampering() -> None:
-    fingerprint = query_fingerprint(Item, ["title", "id"], {"title__ne": "x"})
+    fingerprint = query_fingerprint("Item", ["title", "id"], {"title__ne": "x"})
     cursor = encode_cursor(["lamp", "0190"], fingerprint=fingerprint, key=KEY)
     assert decode_cursor(cursor, fingerprint=fingerprint, key=KEY, size=2) == ["lamp", "0190"]
     tampered = cursor[:-2] + ("A" if cursor[-2] != "A" else "B") + cursor[-1]
-    foreign = query_fingerprint(Item, ["-title", "id"], None)
+    foreign = query_fingerprint("Item", ["-title", "id"], None)
     for bad, kwargs in [
         (tampered, {"fingerprint": fingerprint, "key": KEY}),
         (cursor, {"fingerprint": foreign, "key": KEY}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.db.errors import InvalidQueryError
-from app.db.replicas import ANY_POSITION, position
+from app.topology.replicas import ANY_POSITION, position
 
 
 def test_positions_order_as_the_write_ahead_log_does() -> None:

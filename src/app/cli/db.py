@@ -14,10 +14,10 @@ from rich.table import Table
 from app import migrations
 from app.cli.console import stdout
 from app.cli.errors import EXIT_CHECK_FAILED, fail, handles_expected_failures
-from app.config import get_settings
 from app.db.errors import RetryableError
-from app.db.session import get_engine, migration_engine
-from app.migration_lint import render_sql
+from app.db.runtime import get_engine, get_settings
+from app.db.session import migration_engine
+from app.migrations.lint import render_sql
 
 db_app = typer.Typer(help="Database operations: migrations, checks, seeding.", no_args_is_help=True)
 
@@ -38,12 +38,6 @@ def _busy_tables_explained() -> Iterator[None]:
             "rolled back; run it again when the table is quieter",
             EXIT_CHECK_FAILED,
         ) from None
-
-
-def _print_position() -> None:
-    state = migrations.migration_state(get_engine())
-    where = describe_revisions(state.current)
-    stdout.print(f"database at {where} ({get_settings().masked_database_url})")
 
 
 def refuse_in_production(what: str, *, force: bool = False) -> None:

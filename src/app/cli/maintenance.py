@@ -15,14 +15,13 @@ from app.cli.console import stdout
 from app.cli.db import db_app, describe_revisions, refuse_in_production
 from app.cli.errors import EXIT_CHECK_FAILED, fail, handles_expected_failures
 from app.cli.seed import seed
-from app.config import get_settings
 from app.db.admin import create_database
-from app.db.errors import DatabaseUnavailableError, translating_errors
-from app.db.galera import cluster_state
-from app.db.locks import LOCK_TABLE
-from app.db.session import get_engine, get_replicas, migration_engine
-from app.diagram import schema_markdown
-from app.migration_lint import lint as lint_migrations
+from app.db.errors import DatabaseUnavailableError
+from app.db.runtime import get_engine, get_replicas, get_settings
+from app.db.session import migration_engine
+from app.dialects.galera import LOCK_TABLE, cluster_state
+from app.migrations.diagram import schema_markdown
+from app.migrations.lint import lint as lint_migrations
 
 DIAGRAM_PATH = Path("docs/schema.md")
 
@@ -49,7 +48,7 @@ def wait(
     engine = get_engine()
 
     def ping() -> None:
-        with translating_errors(), engine.connect() as connection:
+        with engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
 
     retrying = Retrying(
@@ -75,7 +74,7 @@ def reset(
         typer.confirm(f"Drop every table of {settings.masked_database_url}?", abort=True, err=True)
     engine = get_engine()
     everything = MetaData()
-    with translating_errors(), engine.begin() as connection:
+    with engine.begin() as connection:
         everything.reflect(connection)
         everything.drop_all(connection)
     stdout.print(f"dropped {len(everything.tables)} tables")

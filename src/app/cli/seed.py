@@ -15,8 +15,7 @@ from rich.progress import (
 
 from app.cli.console import stdout
 from app.cli.errors import fail, handles_expected_failures
-from app.config import get_settings
-from app.db.session import get_engine
+from app.db.runtime import get_engine, get_settings
 from app.seed import SeedOptions, SeedRefusedError, seed_database, total_rows
 from app.seed.runner import DEFAULT_BATCH_SIZE, DEFAULT_DEMO_USERS, DEFAULT_ITEMS_PER_USER
 

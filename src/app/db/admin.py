@@ -4,42 +4,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from app.config import parse_database_url
 from app.db.session import make_engine
-
-# Where a server's maintenance database is: the one we connect to when ours may not exist.
-_MAINTENANCE_DATABASE = {"postgresql": "postgres", "mysql": "information_schema"}
+from app.dialects import Backend, backend_for
 
 
-def _quoted(url: URL) -> str:
-    name = url.database or ""
-    if not name or not all(ch.isalnum() or ch in "_-" for ch in name):
-        raise ValueError(f"refusing database name {name!r}: use letters, digits, '_' and '-'")
-    return f'"{name}"' if url.get_backend_name() == "postgresql" else f"`{name}`"
+def _backend(url: URL) -> Backend:
+    return backend_for(url.get_backend_name())
 
 
 def _server_url(url: URL) -> URL:
-    backend = "mysql" if url.get_backend_name() == "mariadb" else url.get_backend_name()
-    return url.set(database=_MAINTENANCE_DATABASE[backend])
+    """The server's maintenance database: the one to connect to when ours may not exist."""
+    return url.set(database=_backend(url).maintenance_database)
 
 
 def database_exists(url: str | URL) -> bool:
     """Whether the database named in `url` exists (a SQLite file, or one on the server)."""
     parsed = parse_database_url(url)
-    if parsed.get_backend_name() == "sqlite":
+    backend = _backend(parsed)
+    if backend.file_database:
         return parsed.database in (None, "", ":memory:") or Path(parsed.database).exists()
     engine = make_engine(_server_url(parsed), poolclass=NullPool)
     try:
         with engine.connect() as connection:
-            if parsed.get_backend_name() == "postgresql":
-                query = text("SELECT 1 FROM pg_database WHERE datname = :name")
-            else:
-                query = text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :name")
-            return connection.scalar(query, {"name": parsed.database}) is not None
+            return backend.database_exists(connection, parsed.database or "")
     finally:
         engine.dispose()
 
@@ -47,26 +38,25 @@ def database_exists(url: str | URL) -> bool:
 def create_database(url: str | URL) -> bool:
     """Create the database named in `url` if it is missing; True when it was created."""
     parsed = parse_database_url(url)
-    if parsed.get_backend_name() == "sqlite" or database_exists(parsed):
-        return False
+    backend = _backend(parsed)
+    if backend.file_database or database_exists(parsed):
+        return False  # a file is created by its first connection
     # The server's default character set and collation: every text column declares its own
     # (binary, no pad), so what a database default would mean never matters.
-    _run_outside_transaction(parsed, f"CREATE DATABASE {_quoted(parsed)}")
+    _run_outside_transaction(parsed, f"CREATE DATABASE {backend.quoted_database(parsed)}")
     return True
 
 
 def drop_database(url: str | URL) -> None:
     """Drop the database named in `url` if it exists (a SQLite file is deleted)."""
     parsed = parse_database_url(url)
-    if parsed.get_backend_name() == "sqlite":
+    backend = _backend(parsed)
+    if backend.file_database:
         if parsed.database not in (None, "", ":memory:"):
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{parsed.database}{suffix}").unlink(missing_ok=True)
         return
-    statement = f"DROP DATABASE IF EXISTS {_quoted(parsed)}"
-    if parsed.get_backend_name() == "postgresql":
-        statement += " WITH (FORCE)"
-    _run_outside_transaction(parsed, statement)
+    _run_outside_transaction(parsed, backend.drop_database_sql(parsed))
 
 
 def _run_outside_transaction(url: URL, statement: str) -> None:

@@ -1,11 +1,16 @@
-"""What a driver's exception means, decided by the code the database gives, never by its text.
+"""What a driver's exception means, decided by the code the database gives, never by its text,
+and which table, constraint and columns it names.
 
-PostgreSQL: SQLSTATE (https://www.postgresql.org/docs/current/errcodes-appendix.html). MariaDB:
-the error number. SQLite: the extended result code (its primary code as a fallback).
+PostgreSQL: SQLSTATE (https://www.postgresql.org/docs/current/errcodes-appendix.html) and the
+error's diagnostic fields. MariaDB: the error number, and the names its message puts in fixed
+places (anchored at the message's end, so a stored value quoted earlier in it cannot pose as
+one). SQLite: the extended result code (its primary code as a fallback) and the names its
+constraint messages list (made from the schema, never from values).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -153,22 +158,116 @@ SQLITE_CODES = {
 }
 
 
+def _driver(orig: BaseException) -> str:
+    module = type(orig).__module__
+    if module.startswith("psycopg"):
+        return "postgresql"
+    if isinstance(getattr(orig, "sqlite_errorcode", None), int):  # sqlite3
+        return "sqlite"
+    # PyMySQL and asyncmy (its asyncio twin) both carry MariaDB's error number first.
+    args = getattr(orig, "args", ())
+    if module.startswith(("pymysql", "asyncmy")) and args and isinstance(args[0], int):
+        return "mariadb"
+    return ""
+
+
+def code_of(orig: BaseException | None) -> str | int | None:
+    """The code a driver's exception carries: SQLSTATE, MariaDB errno or SQLite result code."""
+    if orig is None:
+        return None
+    driver = _driver(orig)
+    if driver == "postgresql":
+        sqlstate: str | None = getattr(orig, "sqlstate", None)
+        return sqlstate
+    if driver == "sqlite":
+        code: int = orig.sqlite_errorcode  # type: ignore[attr-defined]
+        return code
+    if driver == "mariadb":
+        errno: int = orig.args[0]
+        return errno
+    return None
+
+
 def classify(orig: BaseException | None) -> Meaning | None:
     """The meaning of a DBAPI exception, from the code the driver exposes; None if unknown."""
     if orig is None:
         return None
-    module = type(orig).__module__
-    if module.startswith("psycopg"):
-        sqlstate = getattr(orig, "sqlstate", None)
-        if sqlstate is None:
+    driver, code = _driver(orig), code_of(orig)
+    if driver == "postgresql":
+        if not isinstance(code, str):
             # No SQLSTATE means the server never answered: the client could not connect.
             return CANNOT_CONNECT if type(orig).__name__ == "OperationalError" else None
-        return POSTGRESQL_CODES.get(sqlstate) or POSTGRESQL_CLASSES.get(sqlstate[:2])
-    sqlite_code = getattr(orig, "sqlite_errorcode", None)  # sqlite3
-    if isinstance(sqlite_code, int):
-        return SQLITE_CODES.get(sqlite_code) or SQLITE_CODES.get(sqlite_code & 0xFF)
-    args = getattr(orig, "args", ())
-    # PyMySQL and asyncmy (its asyncio twin) both carry MariaDB's error number first.
-    if module.startswith(("pymysql", "asyncmy")) and args and isinstance(args[0], int):
-        return MARIADB_ERRNOS.get(args[0])
+        return POSTGRESQL_CODES.get(code) or POSTGRESQL_CLASSES.get(code[:2])
+    if driver == "sqlite" and isinstance(code, int):
+        return SQLITE_CODES.get(code) or SQLITE_CODES.get(code & 0xFF)
+    if driver == "mariadb" and isinstance(code, int):
+        return MARIADB_ERRNOS.get(code)
     return None
+
+
+@dataclass(frozen=True)
+class Named:
+    """What a driver's error names: a table, a constraint (or index), columns. Only names; the
+    caller keeps those its schema really has."""
+
+    table: str | None = None
+    constraint: str | None = None
+    columns: tuple[str, ...] = ()
+
+
+# MariaDB messages by errno, each anchored at the end of the message: `table` and `constraint`
+# and `column` groups, as the message has them.
+_COLUMN_AT_ROW = (
+    r"column (?:`[^`]*`\.)?(?:`(?P<table>[^`]*)`\.)?[`']?(?P<column>[^`'.]+)[`']? at row \d+$"
+)
+_MARIADB_NAMES = {
+    1062: re.compile(r"for key '(?:[^'.]*\.)?(?P<constraint>[^'.]+)'$"),
+    4025: re.compile(r"CONSTRAINT `(?P<constraint>[^`]+)` failed for `[^`]*`\.`(?P<table>[^`]+)`$"),
+    1451: re.compile(
+        r"\(`[^`]*`\.`(?P<table>[^`]+)`, CONSTRAINT `(?P<constraint>[^`]+)` FOREIGN KEY"
+    ),
+    1452: re.compile(
+        r"\(`[^`]*`\.`(?P<table>[^`]+)`, CONSTRAINT `(?P<constraint>[^`]+)` FOREIGN KEY"
+    ),
+    1048: re.compile(r"^Column '(?P<column>[^']+)' cannot be null$"),
+    1364: re.compile(r"^Field '(?P<column>[^']+)' doesn't have a default value$"),
+    1406: re.compile(_COLUMN_AT_ROW),
+    1264: re.compile(_COLUMN_AT_ROW),
+    1292: re.compile(_COLUMN_AT_ROW),
+    1366: re.compile(_COLUMN_AT_ROW),
+}
+# SQLite: "UNIQUE constraint failed: users.email" (every column of a composite key, comma-
+# separated), "NOT NULL constraint failed: items.title", "CHECK constraint failed: ck_name".
+_SQLITE_FAILED = re.compile(r"constraint failed: (?P<names>.+)$")
+
+
+def names_in(orig: BaseException | None) -> Named:
+    """What the driver's exception names (see `Named`)."""
+    if orig is None:
+        return Named()
+    driver = _driver(orig)
+    if driver == "postgresql":
+        diag = getattr(orig, "diag", None)
+        if diag is None:
+            return Named()
+        column = diag.column_name
+        return Named(diag.table_name, diag.constraint_name, (column,) if column else ())
+    text = str(orig.args[-1]) if orig.args else ""
+    if driver == "mariadb":
+        pattern = _MARIADB_NAMES.get(code_of(orig))  # type: ignore[arg-type]
+        match = pattern.search(text) if pattern is not None else None
+        if match is None:
+            return Named()
+        found = match.groupdict()
+        column = found.get("column")
+        return Named(found.get("table"), found.get("constraint"), (column,) if column else ())
+    if driver == "sqlite":
+        match = _SQLITE_FAILED.search(text)
+        if match is None:
+            return Named()
+        parts = [part.strip() for part in match.group("names").split(",")]
+        qualified = [part.split(".", 1) for part in parts if "." in part]
+        if qualified:
+            return Named(qualified[0][0], None, tuple(name for _, name in qualified))
+        return Named(None, parts[0], ())
+    return Named()

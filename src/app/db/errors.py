@@ -1,24 +1,32 @@
-"""Database failures a caller can act on, as named errors decided by the database's own codes.
+"""Database failures a caller can act on, as named errors decided by the database's own codes,
+and the one place where a driver's exception becomes one of them (`translate`).
 
 The decision is made from SQLSTATE (PostgreSQL), the error number (MariaDB) or the extended
 result code (SQLite), never from message text (`app.db.error_codes`). Messages name the entity,
 the field, the constraint and the rule, never a stored value or the driver's text; the original
 exception is always chained for the log.
+
+Every engine the project builds translates as its statements fail (`install_translation`: a
+`handle_error` listener, so raw SQL on `uow.session` is translated as well as repository calls,
+flushes and commits); its sessions translate a lost optimistic lock and its pool a checkout that
+timed out. `translating_errors` is for code that runs statements on engines made elsewhere.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, inspect
+from sqlalchemy import Engine, Table, event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
-from app.db.error_codes import Kind, Meaning, classify
+from app.db.error_codes import Kind, Meaning, Named, classify, names_in
+from app.db.models import Base
 
 
 class DataLayerError(Exception):
@@ -83,15 +91,29 @@ class InvalidQueryError(DataLayerError, ValueError):
     """The request is wrong: an unknown field, a bad argument, a value the column refuses."""
 
 
-def translate(exc: Exception, *, model: type[Any] | None = None) -> Exception:
+class MigrationLockedError(DataLayerError):
+    """Another process held the migration lock for longer than we were willing to wait."""
+
+    @classmethod
+    def after(cls, wait_seconds: float) -> MigrationLockedError:
+        return cls(
+            f"another process is migrating this database; gave up waiting after {wait_seconds:g} s"
+        )
+
+
+def translate(
+    exc: Exception, *, model: type[Any] | None = None, table: Table | None = None
+) -> Exception:
     """The data-layer error for `exc`, or `exc` itself when the caller cannot act on it.
 
-    `model` only makes the message speak of what the caller was working on.
+    `model` or `table` (what the failed statement wrote) says what the message speaks of;
+    without them it is found from the names in the driver's error.
     """
-    entity = _entity_name(model)
+    if table is None and model is not None:
+        table = model.__table__
     if isinstance(exc, StaleDataError):
         return StaleObjectError(
-            f"the {entity} was changed or deleted by someone else since it was read; "
+            f"the {_entity(table)} was changed or deleted by someone else since it was read; "
             "load it again and retry"
         )
     if isinstance(exc, sa_exc.TimeoutError):
@@ -106,17 +128,18 @@ def translate(exc: Exception, *, model: type[Any] | None = None) -> Exception:
     meaning = classify(exc.orig)
     if meaning is None:
         return exc
-    return _error_for(meaning, exc, entity, model)
+    return _error_for(meaning, names_in(exc.orig), table)
 
 
-def _error_for(
-    meaning: Meaning, exc: sa_exc.DBAPIError, entity: str, model: type[Any] | None
-) -> Exception:
+def _error_for(meaning: Meaning, named: Named, table: Table | None) -> Exception:
     kind = meaning.kind
+    table = table if table is not None else _table_named(named)
+    entity = _entity(table)
     if kind is Kind.CONFLICT:
-        constraint, fields = _subject(exc, model)
-        message = _conflict_message(entity, fields)
-        return ConflictError(message, constraint=constraint, fields=fields)
+        constraint, fields = _subject(named, table)
+        return ConflictError(
+            _conflict_message(entity, fields), constraint=constraint, fields=fields
+        )
     if kind is Kind.FOREIGN_KEY:
         return ForeignKeyError(
             f"the {entity} refers to a row that does not exist, or is still referred to"
@@ -151,7 +174,7 @@ def _error_for(
             "the database named in DATABASE_URL does not exist; `app db create` makes it"
         )
     assert meaning.rule is not None
-    constraint, fields = _subject(exc, model)
+    constraint, fields = _subject(named, table)
     subject = ", ".join(fields) if fields else f"a value of the {entity}"
     where = f" ({constraint})" if constraint and not fields else ""
     return InvalidQueryError(
@@ -165,60 +188,109 @@ def _conflict_message(entity: str, fields: tuple[str, ...]) -> str:
     return f"a {entity} with this {' and '.join(fields)} already exists"
 
 
-def _entity_name(model: type[Any] | None) -> str:
-    return model.__name__.lower() if model is not None else "row"
+@cache
+def _mapped_classes() -> dict[Table, str]:
+    return {
+        mapper.local_table: mapper.class_.__name__  # type: ignore[misc]
+        for mapper in Base.registry.mappers
+    }
 
 
-# Where drivers name the constraint or column in their text. Only detail for the message: the
-# kind was decided by the code, and only names that the model's table really has are kept, so
-# no value from the text can reach a message.
-_NAMES_IN_TEXT = (
-    re.compile(r"for key '(?:[^'.]+\.)?([^']+)'"),  # MariaDB duplicate entry
-    re.compile(r"CONSTRAINT `([^`]+)` failed"),  # MariaDB check
-    re.compile(r"[Cc]olumn [`'\"]?(?:\w+[`'\"]?\.[`'\"]?)*(\w+)[`'\"]?"),  # MariaDB column
-    re.compile(r"constraint failed: (?:\w+\.)?(\w+)"),  # SQLite: "... failed: users.email"
-)
+def _entity(table: Table | None) -> str:
+    """What the message calls a row of `table`: its model's name, lower case."""
+    if table is None:
+        return "row"
+    return _mapped_classes().get(table, table.name).lower()
 
 
-def _subject(exc: sa_exc.DBAPIError, model: type[Any] | None) -> tuple[str | None, tuple[str, ...]]:
-    """The constraint and the fields the database named, where the model has them."""
-    if model is None:
+def _table_named(named: Named) -> Table | None:
+    """The models' table the driver's error speaks of, by its name or its constraint's."""
+    tables = Base.metadata.tables
+    if named.table is not None:
+        return tables.get(named.table)
+    if named.constraint is not None:
+        for table in tables.values():
+            names = {c.name for c in table.constraints} | {i.name for i in table.indexes}
+            if named.constraint in names:
+                return table
+    if named.columns:
+        # Only columns named (MariaDB's "Column 'email' cannot be null"): the one table that
+        # has them all, if there is just one.
+        having = [t for t in tables.values() if set(named.columns) <= set(t.columns.keys())]
+        if len(having) == 1:
+            return having[0]
+    return None
+
+
+def _subject(named: Named, table: Table | None) -> tuple[str | None, tuple[str, ...]]:
+    """The constraint and the fields the database named, where the table has them (only
+    names the schema really has are kept, so no value can reach a message)."""
+    if table is None:
         return None, ()
-    table: Table = inspect(model).local_table
-    named: list[str] = []
-    diag = getattr(exc.orig, "diag", None)
-    if diag is not None:
-        named = [n for n in (diag.constraint_name, diag.column_name) if n]
-    elif exc.orig is not None and exc.orig.args:
-        text = str(exc.orig.args[-1])
-        named = [match.group(1) for pattern in _NAMES_IN_TEXT for match in pattern.finditer(text)]
-        # SQLite names every column of a composite key: "failed: t.a, t.b".
-        named += re.findall(r"(?<=, )\w+\.(\w+)", text)
-    for constraint in _keyed_constraints(table):
-        if constraint.name in named:
-            return str(constraint.name), tuple(column.key for column in constraint.columns)
-    for index in table.indexes:
-        if index.name in named:
-            return str(index.name), tuple(column.key for column in index.columns)
-    columns = tuple(dict.fromkeys(c.key for c in table.columns if c.name in named))
-    return constraint_for_columns(table, columns), columns
+    if named.constraint is not None:
+        for constraint in _keyed(table):
+            if constraint.name == named.constraint:
+                return str(constraint.name), tuple(column.key for column in constraint.columns)
+        for index in table.indexes:
+            if index.name == named.constraint:
+                return str(index.name), tuple(column.key for column in index.columns)
+    by_name = {column.name: column.key for column in table.columns}
+    columns = tuple(dict.fromkeys(by_name[name] for name in named.columns if name in by_name))
+    return constraint_for_columns(table, columns)
 
 
-def _keyed_constraints(table: Table) -> list[ColumnCollectionConstraint]:
+def _keyed(table: Table) -> list[ColumnCollectionConstraint]:
     return [c for c in table.constraints if isinstance(c, ColumnCollectionConstraint)]
 
 
-def constraint_for_columns(table: Table, columns: tuple[str, ...]) -> str | None:
-    """The name of the constraint of `table` over exactly `columns`, if there is one."""
-    for constraint in _keyed_constraints(table):
-        if columns and tuple(column.key for column in constraint.columns) == columns:
-            return str(constraint.name)
-    return None
+def constraint_for_columns(
+    table: Table, columns: tuple[str, ...]
+) -> tuple[str | None, tuple[str, ...]]:
+    """The constraint (or unique index) of `table` over exactly `columns`, in whatever order
+    they were named, and its fields in the constraint's own order; else no constraint and the
+    fields as named."""
+    wanted = set(columns)
+    if wanted:
+        keyed = [(c.name, c.columns) for c in _keyed(table)]
+        keyed += [(i.name, i.columns) for i in table.indexes if i.unique]
+        for name, key_columns in keyed:
+            ordered = tuple(column.key for column in key_columns)
+            if set(ordered) == wanted and len(ordered) == len(wanted):
+                return str(name), ordered
+    return None, columns
+
+
+# -- where translation happens --------------------------------------------------------------------
+
+
+def install_translation(engine: Engine) -> None:
+    """Make every statement `engine` runs (and every connection it opens) fail with the
+    data-layer error for the database's refusal, chained to the driver's exception."""
+    event.listen(engine, "handle_error", _on_error)
+
+
+def _on_error(context: ExceptionContext) -> BaseException | None:
+    # A failed pre-ping is the pool's to handle: it reconnects.
+    if context.is_pre_ping:
+        return None
+    wrapped = context.sqlalchemy_exception
+    if not isinstance(wrapped, sa_exc.DBAPIError):
+        return None
+    translated = translate(wrapped, table=_written_table(context))
+    return None if translated is wrapped else translated
+
+
+def _written_table(context: ExceptionContext) -> Table | None:
+    """The table an INSERT, UPDATE or DELETE wrote to (a flush's, a repository's)."""
+    compiled = getattr(context.execution_context, "compiled", None)
+    table = getattr(getattr(compiled, "statement", None), "table", None)
+    return table if isinstance(table, Table) else None
 
 
 @contextmanager
 def translating_errors(*, model: type[Any] | None = None) -> Iterator[None]:
-    """Re-raise database errors raised inside the block as data-layer errors, chained."""
+    """Re-raise database errors raised inside the block as data-layer errors, chained (for
+    statements run on an engine that `app.db.session` did not build)."""
     try:
         yield
     except (sa_exc.DBAPIError, sa_exc.TimeoutError, StaleDataError) as exc:
@@ -234,11 +306,14 @@ __all__ = [
     "DatabaseUnavailableError",
     "ForeignKeyError",
     "InvalidQueryError",
+    "MigrationLockedError",
     "NotFoundError",
     "ReadOnlyError",
     "RetryableError",
     "StaleObjectError",
     "StatementTimeoutError",
+    "constraint_for_columns",
+    "install_translation",
     "translate",
     "translating_errors",
 ]

@@ -28,6 +28,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# `info` key of a column the data layer fills and callers never set on update: "created" keeps
+# the value it got on insert, "updated" moves on every write (upserts included).
+MANAGED = "app_managed"
+
 EMAIL_LENGTH = 320
 NAME_LENGTH = 255
 PASSWORD_HASH_LENGTH = 255
@@ -52,8 +56,12 @@ class IdMixin:
 class TimestampMixin:
     """Creation and last-change times, aware UTC; `updated_at` moves on every update."""
 
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, sort_order=10)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow, sort_order=10)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        default=utcnow, sort_order=10, info={MANAGED: "created"}
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, sort_order=10, info={MANAGED: "updated"}
+    )
 
 
 class VersionMixin:

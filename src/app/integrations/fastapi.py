@@ -55,7 +55,7 @@ UnitOfWorkDep = Annotated[UnitOfWork, Depends(unit_of_work)]
 AsyncUnitOfWorkDep = Annotated[AsyncUnitOfWork, Depends(async_unit_of_work)]
 
 
-# -- errors as problem details ------------------------------------------------------------------
+# -- errors as problem details --------------------------------------------------------------------
 
 # (status, title) by error class, most specific first.
 _PROBLEMS: list[tuple[type[DataLayerError], int, str]] = [
@@ -101,7 +101,7 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DataLayerError, _data_layer_error)
 
 
-# -- keyset pages -------------------------------------------------------------------------------
+# -- keyset pages ---------------------------------------------------------------------------------
 
 
 class KeysetPage(BaseModel, Generic[ItemT]):
@@ -118,7 +118,7 @@ def link_next(request: Request, response: Response, next_cursor: str | None) -> 
         response.headers["Link"] = f'<{url}>; rel="next"'
 
 
-# -- optimistic locking over HTTP ---------------------------------------------------------------
+# -- optimistic locking over HTTP -----------------------------------------------------------------
 
 
 def etag(version: int) -> str:

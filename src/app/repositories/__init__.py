@@ -1,16 +1,16 @@
 """Repositories and the Unit of Work, blocking and asyncio."""
 
-from app.repositories.async_repository import (
+from app.repositories.aio import (
     AsyncItemRepository,
     AsyncRepository,
+    AsyncUnitOfWork,
     AsyncUserRepository,
+    run_in_transaction_async,
+    transactional_async,
 )
-from app.repositories.async_transactions import run_in_transaction_async, transactional_async
-from app.repositories.async_unit_of_work import AsyncUnitOfWork
-from app.repositories.base import OffsetPage, Page, Repository
 from app.repositories.items import ItemRepository
-from app.repositories.transactions import run_in_transaction, transactional
-from app.repositories.unit_of_work import UnitOfWork
+from app.repositories.repository import OffsetPage, Page, Repository
+from app.repositories.unit_of_work import UnitOfWork, run_in_transaction, transactional
 from app.repositories.users import UserRepository
 
 __all__ = [

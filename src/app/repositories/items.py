@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from app.db.models import Item
-from app.repositories.base import Repository
+from app.repositories.repository import Repository
 
 
 class ItemRepository(Repository[Item]):

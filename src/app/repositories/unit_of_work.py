@@ -1,33 +1,54 @@
-"""The Unit of Work: one session, one transaction boundary, repositories on that session.
+"""The Unit of Work, and `run_in_transaction`, which runs one to completion and retries it.
 
-Entering a unit that is already open joins it: the inner block runs in a savepoint of the same
-transaction. Its `commit()` releases the savepoint and hands the work to the enclosing block
-(only the outermost `commit()` makes anything permanent); leaving it without `commit()`, or with
-an exception, rolls back to the savepoint. A service written as `with uow: ...; uow.commit()`
-therefore works on its own and inside a caller's unit or `run_in_transaction` alike.
+A unit is one session and one transaction boundary, with a repository per model on that
+session. Entering a unit that is already open joins it: the inner block runs in a savepoint of
+the same transaction. Its `commit()` releases the savepoint and hands the work to the enclosing
+block (only the outermost `commit()` makes anything permanent); leaving it without `commit()`,
+or with an exception, rolls back to the savepoint. A service written as
+`with uow: ...; uow.commit()` therefore works on its own and inside a caller's unit or
+`run_in_transaction` alike.
+
+`run_in_transaction` retries the whole function on serialization failures, deadlocks, lock
+timeouts, SQLite's busy errors (`RetryableError`) and optimistic locks lost to a concurrent
+transaction (`StaleObjectError` with `lost_race`), with exponential backoff and jitter; nothing
+else. A stale `expected_version` from the caller is not retried: running again cannot succeed.
+This is the retry protocol distributed SQL engines require as well: the function must be safe
+to run again, so it should only touch the database through the unit of work it is given.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import wraps
 from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session, SessionTransaction
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
-from app.db.errors import translating_errors
-from app.db.replicas import ANY_POSITION, ReplicaSet
-from app.db.session import get_replicas, get_session_factory
+from app.db.errors import RetryableError, StaleObjectError
+from app.db.runtime import get_replicas, get_session_factory, get_settings
 from app.repositories.items import ItemRepository
-from app.repositories.routing import commit_returning_token, open_session
+from app.repositories.repository import Repository
 from app.repositories.users import UserRepository
+from app.topology import routing
+from app.topology.replicas import ANY_POSITION, ReplicaSet
+
+T = TypeVar("T")
+P = ParamSpec("P")
+UnitT = TypeVar("UnitT", bound="UnitOfWork")
+
+DEFAULT_RETRIES = 5
 
 
 class UnitOfWork:
     """`with UnitOfWork() as uow: ...; uow.commit()` -- leaving without commit rolls back.
 
     What was loaded stays readable after the block, committed or not; relationships that were
-    not loaded still raise.
+    not loaded still raise. A subclass that declares more repositories as attributes
+    (`projects: ProjectRepository`) gets them on the unit's session too.
     """
 
     users: UserRepository
@@ -48,30 +69,50 @@ class UnitOfWork:
         `replicas`: the replica set to use (default: the one from settings, when the unit uses
         the default session factory)."""
         self._session_factory = session_factory
-        self._isolation_level = isolation_level
-        self._read_only = read_only
-        self._after = after
-        self._replicas = replicas if replicas is not None or session_factory else get_replicas()
+        self.isolation_level = isolation_level
+        self.read_only = read_only
+        self.after = after
+        self.replicas = replicas if replicas is not None or session_factory else get_replicas()
         self._session: Session | None = None
         # One entry per joined (inner) block: its savepoint, or None once committed or rolled
         # back, after which its further work belongs to the enclosing block.
         self._joined: list[SessionTransaction | None] = []
 
-    def __enter__(self) -> UnitOfWork:
-        if self._session is not None:
-            with translating_errors():
-                self._joined.append(self._session.begin_nested())
-            return self
-        self._session = open_session(
-            self._session_factory or get_session_factory(),
-            read_only=self._read_only,
-            after=self._after,
-            replicas=self._replicas,
-            isolation_level=self._isolation_level,
+    def route(self) -> routing.Route:
+        """Where this unit runs (`app.topology.routing`)."""
+        return routing.route(
+            self.replicas,
+            read_only=self.read_only,
+            after=self.after,
+            isolation_level=self.isolation_level,
         )
-        self.users = UserRepository(self._session)
-        self.items = ItemRepository(self._session)
+
+    def __enter__(self: UnitT) -> UnitT:
+        if self._session is not None:
+            self._joined.append(self._session.begin_nested())
+            return self
+        chosen = self.route()
+        if chosen.replica is not None:
+            on_replica = chosen.replica.session_factory()
+            if routing.begin(on_replica, chosen):
+                self.adopt(on_replica)
+                return self
+            on_replica.close()
+            chosen = chosen.to_primary()
+        session = (self._session_factory or get_session_factory())()
+        try:
+            routing.begin(session, chosen)
+        except BaseException:
+            session.close()
+            raise
+        self.adopt(session)
         return self
+
+    def adopt(self, session: Session) -> None:
+        """Open the unit on `session`, whose transaction `routing.begin` began."""
+        self._session = session
+        for name, repository in repository_attributes(type(self)).items():
+            setattr(self, name, repository(session))
 
     def __exit__(
         self,
@@ -82,8 +123,7 @@ class UnitOfWork:
         if self._joined:
             savepoint = self._joined.pop()
             if savepoint is not None and savepoint.is_active:
-                with translating_errors():
-                    savepoint.rollback()
+                savepoint.rollback()
             return
         session, self._session = self._session, None
         if session is not None:
@@ -103,6 +143,15 @@ class UnitOfWork:
             raise RuntimeError("this UnitOfWork is not open; use it as `with uow:`")
         return self._session
 
+    def repository(self, model: type[Any]) -> Repository[Any]:
+        """The repository for `model` on this unit's session: the one this class declares for
+        it, else a plain `Repository`."""
+        for name, repository in repository_attributes(type(self)).items():
+            if repository.model is model:
+                found: Repository[Any] = getattr(self, name)
+                return found
+        return Repository.for_model(model)(self.session)
+
     def commit(self) -> str:
         """Make the work so far permanent (inside a joined block: hand it to the enclosing one).
 
@@ -110,20 +159,18 @@ class UnitOfWork:
         that lets a later unit read this commit from a replica. A joined block's commit makes
         nothing permanent: its token is the outermost unit's to give."""
         session = self.session
-        with translating_errors():
-            if self._joined:
-                self._finish_joined(commit=True)
-                return ANY_POSITION
-            return commit_returning_token(session, self._replicas)
+        if self._joined:
+            self._finish_joined(commit=True)
+            return ANY_POSITION
+        return routing.commit_returning_token(session, self.replicas)
 
     def rollback(self) -> None:
         """Discard the work since the last commit (inside a joined block: since it began)."""
         session = self.session
-        with translating_errors():
-            if self._joined:
-                self._finish_joined(commit=False)
-            else:
-                session.rollback()
+        if self._joined:
+            self._finish_joined(commit=False)
+        else:
+            session.rollback()
 
     def _finish_joined(self, *, commit: bool) -> None:
         savepoint = self._joined[-1]
@@ -134,5 +181,92 @@ class UnitOfWork:
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested transaction: an exception inside undoes only its work, then propagates."""
-        with translating_errors(), self.session.begin_nested():
+        with self.session.begin_nested():
             yield
+
+
+_declared: dict[type[Any], dict[str, type[Repository[Any]]]] = {}
+
+
+def repository_attributes(unit: type[Any]) -> dict[str, type[Repository[Any]]]:
+    """The repositories a unit-of-work class declares, by attribute name."""
+    found = _declared.get(unit)
+    if found is None:
+        found = _declared[unit] = {
+            name: hint
+            for name, hint in typing.get_type_hints(unit).items()
+            if isinstance(hint, type) and issubclass(hint, Repository)
+        }
+    return found
+
+
+def run_in_transaction(
+    fn: Callable[[UnitOfWork], T],
+    *,
+    retries: int = DEFAULT_RETRIES,
+    isolation_level: str | None = None,
+    session_factory: Callable[[], Session] | None = None,
+    backoff: float | None = None,
+    max_backoff: float | None = None,
+) -> T:
+    """Run `fn(uow)` in a fresh unit of work and commit; run it again (up to `retries` more
+    times) when it fails with `RetryableError` or loses an optimistic lock to a concurrent
+    transaction.
+
+    The first retry waits `backoff` seconds, each next one twice as long up to `max_backoff`,
+    plus up to `backoff` of random jitter (defaults: DB_RETRY_BACKOFF, DB_RETRY_MAX_BACKOFF).
+    """
+    retrying = Retrying(**retry_policy(retries, backoff, max_backoff))
+    for attempt in retrying:
+        with attempt, UnitOfWork(session_factory, isolation_level=isolation_level) as uow:
+            result = fn(uow)
+            uow.commit()
+    return result
+
+
+def retry_policy(retries: int, backoff: float | None, max_backoff: float | None) -> dict[str, Any]:
+    """tenacity's arguments for `run_in_transaction` and its asyncio twin."""
+    if retries < 0:
+        raise ValueError(f"retries must be 0 or more, got {retries}")
+    settings = get_settings()
+    initial = settings.db_retry_backoff if backoff is None else backoff
+    ceiling = settings.db_retry_max_backoff if max_backoff is None else max_backoff
+    return {
+        "stop": stop_after_attempt(retries + 1),
+        "wait": wait_exponential(multiplier=initial, max=ceiling) + wait_random(0, initial),
+        "retry": retry_if_exception(is_retryable),
+        "reraise": True,
+    }
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether running the whole unit of work again may succeed."""
+    return isinstance(exc, RetryableError) or (isinstance(exc, StaleObjectError) and exc.lost_race)
+
+
+def transactional(
+    *,
+    retries: int = DEFAULT_RETRIES,
+    isolation_level: str | None = None,
+    session_factory: Callable[[], Session] | None = None,
+    backoff: float | None = None,
+    max_backoff: float | None = None,
+) -> Callable[[Callable[Concatenate[UnitOfWork, P], T]], Callable[P, T]]:
+    """Decorator form: `@transactional()` on `def f(uow, ...)` makes `f(...)` run in
+    `run_in_transaction`."""
+
+    def decorate(fn: Callable[Concatenate[UnitOfWork, P], T]) -> Callable[P, T]:
+        @wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            return run_in_transaction(
+                lambda uow: fn(uow, *args, **kwargs),
+                retries=retries,
+                isolation_level=isolation_level,
+                session_factory=session_factory,
+                backoff=backoff,
+                max_backoff=max_backoff,
+            )
+
+        return wrapper
+
+    return decorate

@@ -12,9 +12,6 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
-
-from app.db.bulk import copy_escape
 
 # Seed rows carry timestamps from 2020-01-01 onwards, far from the ids of real rows.
 SEED_EPOCH_MS = 1_577_836_800_000
@@ -88,17 +85,6 @@ def seed_time(n: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(milliseconds=n)
 
 
-@lru_cache(maxsize=4096)
-def _copy_second(second: int) -> str:
-    return (_EPOCH + dt.timedelta(seconds=second)).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _copy_time(n: int) -> str:
-    """seed_time(n) in PostgreSQL's COPY text format."""
-    second, millisecond = divmod(n, 1000)
-    return f"{_copy_second(second)}.{millisecond:03d}+00"
-
-
 def demo_email(n: int) -> str:
     """The email of demo user n."""
     return f"user{n}@example.com"
@@ -106,7 +92,7 @@ def demo_email(n: int) -> str:
 
 @dataclass(frozen=True)
 class SeedPlan:
-    """What one seed run writes, as Python rows or as PostgreSQL COPY text (the same values)."""
+    """What one seed run writes: rows, or columns for a bulk write (the same values)."""
 
     users: int
     items_per_user: int
@@ -139,33 +125,58 @@ class SeedPlan:
         return (uuid.UUID(int=id_int), email, name, self.hashed_password, active, False,
                 when, when, 1)  # fmt: skip
 
-    def user_copy_line(self, n: int) -> str:
-        """Demo user n as a line of COPY text, in USER_COLUMNS order."""
-        id_int, email, name, active = self._user(n)
-        when = _copy_time(n)
-        return (f"{id_int:032x}\t{email}\t{name}\t{self._copy_password}\t"
-                f"{'t' if active else 'f'}\tf\t{when}\t{when}\t1\n")  # fmt: skip
-
     def item_rows(self, n: int) -> Iterator[Row]:
         """The items of demo user n, in ITEM_COLUMNS order."""
         owner, when = self.user_id(n), seed_time(n)
         for id_int, title, description in self._items(n):
             yield (uuid.UUID(int=id_int), title, description, owner, when, when, 1)
 
-    def item_copy_lines(self, n: int) -> Iterator[str]:
-        """The items of demo user n as lines of COPY text, in ITEM_COLUMNS order."""
-        owner, when = _uuid_int(KIND_USER, n), _copy_time(n)
-        for id_int, title, description in self._items(n):
-            text = "\\N" if description is None else description
-            yield f"{id_int:032x}\t{title}\t{text}\t{owner:032x}\t{when}\t{when}\t1\n"
+    def user_columns(self, numbers: range) -> dict[str, list[object]]:
+        """Demo users `numbers` column by column, by USER_COLUMNS name; ids as 32 hex digits."""
+        users = [self._user(n) for n in numbers]
+        times: list[object] = [seed_time(n) for n in numbers]
+        count = len(users)
+        return {
+            "id": [f"{id_int:032x}" for id_int, _, _, _ in users],
+            "email": [email for _, email, _, _ in users],
+            "full_name": [name for _, _, name, _ in users],
+            "hashed_password": [self.hashed_password] * count,
+            "is_active": [active for _, _, _, active in users],
+            "is_superuser": [False] * count,
+            "created_at": times,
+            "updated_at": times,
+            "version": [1] * count,
+        }
+
+    def item_columns(self, numbers: range) -> dict[str, list[object]]:
+        """The items of demo users `numbers` column by column, by ITEM_COLUMNS name; ids as 32
+        hex digits."""
+        ids: list[object] = []
+        titles: list[object] = []
+        descriptions: list[object] = []
+        owners: list[object] = []
+        times: list[object] = []
+        for n in numbers:
+            owner, when = f"{_uuid_int(KIND_USER, n):032x}", seed_time(n)
+            for id_int, title, description in self._items(n):
+                ids.append(f"{id_int:032x}")
+                titles.append(title)
+                descriptions.append(description)
+                owners.append(owner)
+                times.append(when)
+        return {
+            "id": ids,
+            "title": titles,
+            "description": descriptions,
+            "owner_id": owners,
+            "created_at": times,
+            "updated_at": times,
+            "version": [1] * len(ids),
+        }
 
     def item_id(self, n: int, j: int) -> uuid.UUID:
         """The id of the j-th item of demo user n."""
         return seed_uuid(KIND_ITEM, n, j)
-
-    @cached_property
-    def _copy_password(self) -> str:
-        return copy_escape(self.hashed_password)
 
     def admin_row(self, email: str) -> Row:
         """The admin user, in USER_COLUMNS order."""

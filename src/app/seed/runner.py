@@ -11,9 +11,9 @@ from sqlalchemy import Connection, Engine, Table
 
 from app import migrations
 from app.config import PLACEHOLDER_SEED_PASSWORD, Settings
-from app.db.bulk import bulk_insert, copy_text
-from app.db.errors import ConflictError, translating_errors
-from app.db.models import Item, User
+from app.db.errors import ConflictError
+from app.db.models import Item, User, normalize_email
+from app.dialects import Batch, backend_of
 from app.seed.data import ITEM_COLUMNS, USER_COLUMNS, Row, SeedPlan
 from app.seed.writer import count_present, insert_skipping_existing, present_keys
 from app.services.passwords import hash_password
@@ -103,7 +103,7 @@ def seed_database(
     )
     summary = SeedSummary()
     report = on_progress or (lambda _rows: None)
-    admin = plan.admin_row(settings.seed_admin_email.strip().lower())
+    admin = plan.admin_row(normalize_email(settings.seed_admin_email))
     _commit(engine, [_TableBatch.of_rows(USERS, USER_COLUMNS, [admin])], summary)
     report(1)
     for first, last in _ranges(options.users, options.batch_size):
@@ -116,11 +116,6 @@ def seed_database(
     return summary
 
 
-def _chunks(numbers: range, size: int = 1_000) -> Iterator[range]:
-    for start in range(0, len(numbers), size):
-        yield numbers[start : start + size]
-
-
 def _ranges(count: int, size: int) -> Iterator[tuple[int, int]]:
     for first in range(1, count + 1, size):
         yield first, min(first + size - 1, count)
@@ -128,7 +123,8 @@ def _ranges(count: int, size: int) -> Iterator[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class _TableBatch:
-    """Rows for one table, produced on demand: as Python rows, or as COPY text."""
+    """Rows for one table, produced on demand: as Python rows, or column by column for the
+    backend's bulk load."""
 
     table: Table
     columns: tuple[str, ...]
@@ -136,15 +132,24 @@ class _TableBatch:
     keys: Callable[[], list[uuid.UUID]]
     edge_keys: Callable[[], list[uuid.UUID]]  # the first and the last key, cheaply
     rows: Callable[[], list[Row]]
-    copy_chunks: Callable[[], Iterator[str]] | None = None
+    bulk: Callable[[], Batch]
     # The column (by position) that refers to a row of another seeded table, and that table.
     parent: tuple[int, Table] | None = None
 
     @classmethod
     def of_rows(cls, table: Table, columns: tuple[str, ...], rows: list[Row]) -> _TableBatch:
         keys = [_id(row) for row in rows]
+        by_column = {
+            name: list(values)
+            for name, values in zip(columns, zip(*rows, strict=True), strict=True)
+        }
         return cls(table, columns, len(rows), lambda: keys, lambda: keys[:: max(len(keys) - 1, 1)],
-                   lambda: rows)  # fmt: skip
+                   lambda: rows, lambda: Batch(len(rows), by_column))  # fmt: skip
+
+
+# Ids given to the bulk load as 32 hex digits, the storage form of a UUID.
+_HEX_IDS = frozenset({"id"})
+_HEX_ITEM_IDS = frozenset({"id", "owner_id"})
 
 
 def _user_batch(plan: SeedPlan, numbers: range) -> _TableBatch:
@@ -155,9 +160,7 @@ def _user_batch(plan: SeedPlan, numbers: range) -> _TableBatch:
         keys=lambda: [plan.user_id(n) for n in numbers],
         edge_keys=lambda: [plan.user_id(numbers[0]), plan.user_id(numbers[-1])],
         rows=lambda: [plan.user_row(n) for n in numbers],
-        copy_chunks=lambda: (
-            "".join([plan.user_copy_line(n) for n in chunk]) for chunk in _chunks(numbers)
-        ),
+        bulk=lambda: Batch(len(numbers), plan.user_columns(numbers), _HEX_IDS),
     )
 
 
@@ -170,10 +173,7 @@ def _item_batch(plan: SeedPlan, numbers: range) -> _TableBatch:
         keys=lambda: [plan.item_id(n, j) for n in numbers for j in range(per_user)],
         edge_keys=lambda: [plan.item_id(numbers[0], 0), plan.item_id(numbers[-1], per_user - 1)],
         rows=lambda: [row for n in numbers for row in plan.item_rows(n)],
-        copy_chunks=lambda: (
-            "".join([line for n in chunk for line in plan.item_copy_lines(n)])
-            for chunk in _chunks(numbers)
-        ),
+        bulk=lambda: Batch(len(numbers) * per_user, plan.item_columns(numbers), _HEX_ITEM_IDS),
         parent=(ITEM_COLUMNS.index("owner_id"), USERS),
     )
 
@@ -184,12 +184,12 @@ def _commit(engine: Engine, batches: list[_TableBatch], summary: SeedSummary) ->
     A crash loses at most this batch.
     """
     try:
-        with translating_errors(), engine.begin() as connection:
+        with engine.begin() as connection:
             written = _write(connection, batches, fast=True)
     except ConflictError:
         # Some rows exist after all (another run, or rows we did not look for): write the
         # batch again, letting the database skip what is there.
-        with translating_errors(), engine.begin() as connection:
+        with engine.begin() as connection:
             written = _write(connection, batches, fast=False)
     size = sum(batch.size for batch in batches)
     summary.inserted += written.inserted
@@ -230,10 +230,7 @@ def _write_table(
     if batch.size == 0:
         return _Written(0, 0)
     if fast and (known_absent or _edges_absent(connection, batch)):
-        if batch.copy_chunks is not None and connection.dialect.name == "postgresql":
-            copy_text(connection, batch.table, batch.columns, batch.copy_chunks())
-        else:
-            bulk_insert(connection, batch.table, batch.columns, batch.rows())
+        backend_of(connection).insert_batches(connection, batch.table, [batch.bulk()])
         return _Written(batch.size, 0)
     keys = batch.keys()
     present = count_present(connection, batch.table, "id", keys)

@@ -1,15 +1,15 @@
-"""Seed writes that skip rows already there: the database's own constraints decide
-(`ON CONFLICT DO NOTHING`, `ON DUPLICATE KEY UPDATE id = id`), not a prior SELECT; counting is
-only for the summary and for choosing the bulk path."""
+"""Seed writes that skip rows already there: the database's own constraints decide (each
+backend's `insert_ignoring_duplicates`), not a prior SELECT; counting is only for the summary
+and for choosing the bulk path."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, func, select
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy import Connection, Table, func, select
 
+from app.dialects import backend_of
 from app.seed.data import Row
 
 # Keys per IN list: well under SQLite's limit of 32,766 bound parameters per statement.
@@ -43,16 +43,5 @@ def insert_skipping_existing(
     """Insert rows, letting the database skip those whose key or unique values exist."""
     if not rows:
         return
-    statement = _insert_or_ignore(connection.dialect.name, table)
+    statement = backend_of(connection).insert_ignoring_duplicates(table)
     connection.execute(statement, [dict(zip(columns, row, strict=True)) for row in rows])
-
-
-def _insert_or_ignore(dialect: str, table: Table) -> Insert:
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    # MariaDB has no DO NOTHING; assigning the key to itself is the no-op. (INSERT IGNORE
-    # would also swallow data errors, turning them into silent truncations.)
-    statement = mysql.insert(table)
-    return statement.on_duplicate_key_update({"id": table.c.id})

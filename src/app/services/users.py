@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.db.models import User
-from app.repositories.async_unit_of_work import AsyncUnitOfWork
+from app.repositories.aio import AsyncUnitOfWork
 from app.repositories.unit_of_work import UnitOfWork
 from app.schemas import UserCreate
 from app.services.passwords import hash_password

@@ -1,0 +1,324 @@
+"""The interface every backend implements (`Backend`), and what their modules share: the
+batches of a bulk write, bind-processed columns, executemany, and the marker of a streaming
+connection."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import repeat
+from operator import is_
+from typing import Any, ClassVar
+
+from sqlalchemy import ColumnElement, Connection, Dialect, Engine, Insert, Select, Table
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ResourceClosedError
+from sqlalchemy.orm import Session
+
+from app.db.errors import InvalidQueryError
+
+Processor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows of one table given column by column: equally long lists, by column name, with
+    values checked and in their columns' Python types; the columns named in `stored_as_is`
+    already hold the storage form (ids generated as 32 hex digits)."""
+
+    count: int
+    columns: dict[str, list[Any]]
+    stored_as_is: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class UniformUpsert:
+    """A batch of an upsert whose rows give the same fields, checked and completed column by
+    column, and the statement that upserts such rows: `statement()` takes them as parameters,
+    `statement(source)` from a SELECT (where the backend can)."""
+
+    batch: Batch
+    given: frozenset[str]
+    keys: set[tuple[Any, ...]]  # the rows' conflict-target values
+    statement: Callable[..., Insert]
+
+    @property
+    def distinct(self) -> bool:
+        """Whether no two rows name the same key (one ON CONFLICT statement may take them)."""
+        return len(self.keys) == self.batch.count
+
+
+# A batch of an upsert as the repository prepared it: the rows as given, and their uniform form
+# when they have one; what the repository does with a batch no faster way takes.
+PreparedUpsert = tuple[list[Any], UniformUpsert | None]
+UpsertOtherwise = Callable[[list[Any], UniformUpsert | None], None]
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """What every connection of an engine needs from the settings."""
+
+    connect_timeout: int
+    statement_timeout: float | None
+
+
+class Backend:
+    """One database's behaviour; the defaults are SQL that every backend here understands."""
+
+    name: ClassVar[str]  # SQLAlchemy's dialect name
+    # Keyset pages: whether `(a, b) > (:a, :b)` is an index range for the planner, and whether
+    # NULL already sorts as the largest value (else nullable keys sort by `IS NULL` first).
+    row_value_keyset: ClassVar[bool] = True
+    nulls_sort_largest: ClassVar[bool] = False
+    # Whether a database is a file (made by its first connection) rather than one of a server.
+    file_database: ClassVar[bool] = False
+    # The database to connect to when the one a URL names may not exist.
+    maintenance_database: ClassVar[str | None] = None
+    # Whether a migration run is one transaction (else one per migration, and online schema
+    # changes run outside it).
+    one_transaction_per_run: ClassVar[bool] = False
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def connect_args(self, url: URL, options: ConnectOptions) -> dict[str, Any]:
+        """The driver's connect arguments: timeouts and the session settings we rely on."""
+        return {}
+
+    def pool_options(self, url: URL) -> dict[str, Any]:
+        """Pool arguments this backend needs for `url` (none: the engine's usual pool)."""
+        return {}
+
+    def configure(self, engine: Engine, url: URL, *, causal_reads: bool) -> None:
+        """Install what this backend's connections need on `engine` (event listeners)."""
+
+    def read_only_options(self) -> dict[str, Any]:
+        """Execution options that make a transaction read-only on the server, if it can."""
+        return {}
+
+    # -- statements ----------------------------------------------------------------------------
+
+    def upsert(
+        self,
+        table: Table,
+        conflict: Sequence[str],
+        *,
+        from_new_row: Sequence[str],
+        computed: dict[str, ColumnElement[Any]],
+        source: Select[Any] | None = None,
+    ) -> Insert:
+        """INSERT into `table` that, on a conflict on `conflict`, sets `computed` (expressions
+        of the stored row) and then the columns `from_new_row` to the new row's values. The
+        rows are parameters, or the result of `source` where the backend can."""
+        raise NotImplementedError
+
+    def insert_ignoring_duplicates(self, table: Table) -> Insert:
+        """INSERT that skips a row whose key or unique values are stored already."""
+        raise NotImplementedError
+
+    # -- bulk writes ---------------------------------------------------------------------------
+
+    def insert_batches(self, connection: Connection, table: Table, batches: Iterable[Batch]) -> int:
+        """Insert every batch at the speed of the backend's bulk load; how many rows."""
+        inserted = 0
+        for batch in batches:
+            execute_columns(connection, table, plain_insert(connection, table, batch), batch)
+            inserted += batch.count
+        return inserted
+
+    def upsert_batches(
+        self,
+        session: Session,
+        table: Table,
+        target: tuple[str, ...],
+        prepared: Iterator[PreparedUpsert],
+        otherwise: UpsertOtherwise,
+    ) -> None:
+        """Upsert every prepared batch, in order; `otherwise` is the repository's general way
+        (a uniform batch through one compiled executemany, any other row by row), which a
+        backend with a faster one takes only for what that cannot."""
+        for rows, uniform in prepared:
+            otherwise(rows, uniform)
+
+    # -- replicas ------------------------------------------------------------------------------
+
+    def commit_position(self, connection: Connection) -> str | None:
+        """Where the server stands after the commit just made on `connection`, as a commit
+        token replicas can be asked about; None when it has no replicas to ask."""
+        return None
+
+    # -- migrations ----------------------------------------------------------------------------
+
+    def migration_lock(
+        self, connection: Connection, *, wait_seconds: float
+    ) -> AbstractContextManager[None]:
+        """Hold the lock that serialises migrations of this database inside the block; a
+        second migrator waits up to `wait_seconds`, then `MigrationLockedError`."""
+        raise NotImplementedError
+
+    def migration_settings(self, *, lock_timeout: float, statement_timeout: float) -> list[str]:
+        """The statements that bound a migration's lock waits and statements, if the backend
+        has them (DB_MIGRATION_LOCK_TIMEOUT, DB_MIGRATION_STATEMENT_TIMEOUT)."""
+        return []
+
+    def migration_session(
+        self, connection: Connection, *, lock_timeout: float, statement_timeout: float
+    ) -> AbstractContextManager[None]:
+        """What a migration run's session needs around it (`migration_settings`, pragmas)."""
+        return nullcontext()
+
+    def short_lock_waits(
+        self, connection: Connection, seconds: float
+    ) -> AbstractContextManager[None]:
+        """Lock waits of at most `seconds` and no statement timeout inside the block (for
+        online schema changes); the session's own values come back afterwards."""
+        return nullcontext()
+
+    def check_migrations(self, connection: Connection) -> None:
+        """Refuse to commit a migration run that left the database inconsistent."""
+
+    # -- whole databases -----------------------------------------------------------------------
+
+    def quoted_database(self, url: URL) -> str:
+        """The database name of `url`, checked and quoted for CREATE/DROP DATABASE."""
+        name = url.database or ""
+        if not name or not all(ch.isalnum() or ch in "_-" for ch in name):
+            raise ValueError(f"refusing database name {name!r}: use letters, digits, '_' and '-'")
+        return str(url.get_dialect()().identifier_preparer.quote_identifier(name))
+
+    def database_exists(self, connection: Connection, name: str) -> bool:
+        raise NotImplementedError
+
+    def drop_database_sql(self, url: URL) -> str:
+        return f"DROP DATABASE IF EXISTS {self.quoted_database(url)}"
+
+
+# -- streams: a server-side cursor holds its connection -------------------------------------------
+
+_STREAMS = "app_open_streams"
+STREAM_CUT_SHORT = (
+    "this unit of work is still streaming rows from iterate(), which holds its MariaDB "
+    "connection until the last row is read: finish or close the iteration first, or write "
+    "through another unit of work"
+)
+
+
+@contextmanager
+def streaming(connection: Connection, close: Callable[[], None]) -> Iterator[None]:
+    """Mark `connection` as streaming a result while the block runs; `close` ends the result
+    (a backend whose connection can do nothing else meanwhile calls it), and reading on from a
+    stream closed that way is an `InvalidQueryError`, never a silently shorter result."""
+    streams: list[Callable[[], None]] = connection.info.setdefault(_STREAMS, [])
+    streams.append(close)
+    try:
+        yield
+    except ResourceClosedError as exc:
+        raise InvalidQueryError(STREAM_CUT_SHORT) from exc
+    finally:
+        if close in streams:
+            streams.remove(close)
+
+
+def is_streaming(connection: Connection) -> bool:
+    """Whether a result is being streamed from `connection`."""
+    return bool(connection.info.get(_STREAMS))
+
+
+def close_streams(connection: Connection) -> bool:
+    """End every stream of `connection`; whether there was one."""
+    streams = connection.info.get(_STREAMS)
+    if not streams:
+        return False
+    connection.info[_STREAMS] = []
+    for close in streams:
+        close()
+    return True
+
+
+# -- bulk helpers every backend may use -----------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def bind_processors(
+    table: Table, columns: tuple[str, ...], dialect: Dialect
+) -> dict[str, Processor]:
+    """The bind processor of each column whose type converts values for `dialect`."""
+    found: dict[str, Processor] = {}
+    for name in columns:
+        column_type = table.c[name].type
+        processor = column_type.dialect_impl(dialect).bind_processor(dialect)
+        if processor is not None:
+            found[name] = processor
+    return found
+
+
+def converted(processor: Processor, values: list[Any]) -> list[Any]:
+    """`values` through `processor`, None left as it is; one object repeated down the column
+    (a batch's timestamp) is converted once."""
+    if any(map(is_, values, repeat(None))):  # `None in values` would call each __eq__
+        return [None if value is None else processor(value) for value in values]
+    if len(set(map(id, values))) == 1:
+        return [processor(values[0])] * len(values)
+    return list(map(processor, values))
+
+
+def storage_columns(connection: Connection, table: Table, batch: Batch) -> dict[str, list[Any]]:
+    """The batch's columns in storage form: through each column type's bind processor."""
+    processors = bind_processors(table, tuple(batch.columns), connection.dialect)
+    return {
+        name: converted(processors[name], values)
+        if name in processors and name not in batch.stored_as_is
+        else values
+        for name, values in batch.columns.items()
+    }
+
+
+def plain_insert(connection: Connection, table: Table, batch: Batch) -> str:
+    """INSERT of the batch's columns with the driver's placeholders (names from the table)."""
+    preparer = connection.dialect.identifier_preparer
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    quoted = ", ".join(preparer.quote(name) for name in batch.columns)
+    marks = ", ".join([mark] * len(batch.columns))
+    return f"INSERT INTO {preparer.format_table(table)} ({quoted}) VALUES ({marks})"  # noqa: S608 - names come from the table
+
+
+def execute_columns(connection: Connection, table: Table, statement: str, batch: Batch) -> None:
+    """Run `statement` (positional placeholders, one per column) for every row of the batch,
+    through the driver's executemany."""
+    columns = storage_columns(connection, table, batch)
+    connection.exec_driver_sql(statement, list(zip(*columns.values(), strict=True)))
+
+
+def execute_compiled(connection: Connection, table: Table, statement: Insert, batch: Batch) -> bool:
+    """Run an INSERT-like `statement` once per row of the batch, compiled once and handed to the
+    driver's executemany; False (nothing run) when its parameters are not plainly the columns."""
+    names = tuple(batch.columns)
+    compiled = statement.compile(dialect=connection.dialect, column_keys=list(names))
+    if set(compiled.binds) != set(names):
+        return False
+    columns = storage_columns(connection, table, batch)
+    if compiled.positiontup is not None:
+        order = [columns[key] for key in compiled.positiontup]
+        parameters: list[Any] = list(zip(*order, strict=True))
+    else:
+        parameters = [
+            dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)
+        ]
+    connection.exec_driver_sql(str(compiled), parameters)
+    return True
+
+
+def python_type(table: Table, name: str) -> type | None:
+    """The Python type of column `name`'s values, where SQLAlchemy knows it."""
+    try:
+        found: type = table.c[name].type.python_type
+    except NotImplementedError:
+        return None
+    return found
+
+
+def uuid_hex(value: uuid.UUID | str) -> str:
+    """A UUID (or its storage form already) as 32 hex digits."""
+    return value.hex if isinstance(value, uuid.UUID) else value

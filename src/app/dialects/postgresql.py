@@ -1,0 +1,567 @@
+"""PostgreSQL 15 through psycopg 3 (both faces).
+
+Sessions run in UTC with the statement timeout set at connect. Bulk writes stream COPY text,
+written here a column at a time, every batch of a call in one COPY; `upsert_many` writes
+rounds of batches the same way and, when a round meets stored keys, through a staging table and
+one `INSERT ... SELECT ... ON CONFLICT`. Keyset pages compare row values. A commit's token is
+the primary's WAL position. Migrations take a session advisory lock, tried rather than waited
+for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import chain, repeat
+from typing import Any
+
+import psycopg
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    DateTime,
+    Insert,
+    Select,
+    Table,
+    literal,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy import column as lightweight_column
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import table as lightweight_table
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import await_only
+
+from app.db.errors import ConflictError, MigrationLockedError, translate
+from app.dialects.base import (
+    Backend,
+    Batch,
+    ConnectOptions,
+    PreparedUpsert,
+    Processor,
+    UniformUpsert,
+    UpsertOtherwise,
+    is_streaming,
+    python_type,
+    storage_columns,
+)
+
+# The migration lock: pg_advisory_lock takes a bigint, a stable number derived from a name.
+MIGRATION_LOCK_KEY = zlib.crc32(b"app:migrations")
+# Rows an upsert round holds: enough that the per-round costs vanish, few enough that the COPY
+# text and the keys a round keeps stay a few megabytes.
+ROUND_ROWS = 50_000
+
+
+class PostgreSQL(Backend):
+    """PostgreSQL; see the module's docstring."""
+
+    name = "postgresql"
+    row_value_keyset = True
+    nulls_sort_largest = True
+    maintenance_database = "postgres"
+
+    def connect_args(self, url: URL, options: ConnectOptions) -> dict[str, Any]:
+        # Sessions in UTC, like everything stored: timestamps come back already in UTC
+        # (psycopg's own timezone.utc), with no conversion per value.
+        server_options = ["-c TimeZone=UTC"]
+        if options.statement_timeout:
+            server_options.append(f"-c statement_timeout={int(options.statement_timeout * 1000)}")
+        return {
+            "connect_timeout": options.connect_timeout,
+            # TCP keepalives notice a server that vanished without closing the connection.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "options": " ".join(server_options),
+        }
+
+    def read_only_options(self) -> dict[str, Any]:
+        return {"postgresql_readonly": True}
+
+    def upsert(
+        self,
+        table: Table,
+        conflict: Sequence[str],
+        *,
+        from_new_row: Sequence[str],
+        computed: dict[str, ColumnElement[Any]],
+        source: Select[Any] | None = None,
+    ) -> Insert:
+        statement = postgresql.insert(table)
+        if source is not None:
+            statement = statement.from_select([str(c.key) for c in source.selected_columns], source)
+        changes: dict[str, Any] = {name: statement.excluded[name] for name in from_new_row}
+        return statement.on_conflict_do_update(
+            index_elements=list(conflict), set_={**changes, **computed}
+        )
+
+    def insert_ignoring_duplicates(self, table: Table) -> Insert:
+        return postgresql.insert(table).on_conflict_do_nothing()
+
+    def insert_batches(self, connection: Connection, table: Table, batches: Iterable[Batch]) -> int:
+        """One COPY for every batch, streamed as the batches come (a failure anywhere stores
+        none of them); a COPY a batch when the rows may come from a stream on this connection,
+        which cannot be read from inside a COPY."""
+        pending = iter(batches)
+        first = next(pending, None)
+        if first is None:
+            return 0
+        names = tuple(first.columns)
+        writers = copy_writers(table, names)
+        counted = [0]
+
+        def chunks() -> Iterator[str | list[tuple[Any, ...]]]:
+            for batch in chain([first], pending):
+                if writers is None:
+                    # A column type without a text writer here: psycopg adapts the values.
+                    columns = storage_columns(connection, table, batch)
+                    yield list(zip(*columns.values(), strict=True))
+                else:
+                    yield copy_text(writers, batch)
+                counted[0] += batch.count
+
+        if is_streaming(connection):
+            for chunk in chunks():
+                copy_from(connection, table, names, [chunk])
+        else:
+            copy_from(connection, table, names, chunks())
+        return counted[0]
+
+    def upsert_batches(
+        self,
+        session: Session,
+        table: Table,
+        target: tuple[str, ...],
+        prepared: Iterator[PreparedUpsert],
+        otherwise: UpsertOtherwise,
+    ) -> None:
+        """Distinct uniform batches in rounds (`_Rounds`), the others by `otherwise`."""
+        rounds = _Rounds(session, table, target)
+        connection = session.connection()
+        pending = next(prepared, None)
+        while pending is not None:
+            rows, uniform = pending
+            # Rows that may come from a stream on this connection (known once the first batch
+            # is taken) are not pulled from inside a COPY.
+            if uniform is None or not uniform.distinct or is_streaming(connection):
+                otherwise(rows, uniform)
+                pending = next(prepared, None)
+            else:
+                pending = rounds.run(uniform, prepared)
+
+    def commit_position(self, connection: Connection) -> str | None:
+        dbapi_connection: Any = connection.connection.dbapi_connection
+        # Outside a transaction (a client-side switch), so the query leaves none open behind it.
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        try:
+            cursor = dbapi_connection.cursor()  # (the asyncio driver's adapter has only cursors)
+            try:
+                cursor.execute("SELECT pg_current_wal_lsn()::text")
+                return str(cursor.fetchone()[0])
+            finally:
+                cursor.close()
+        finally:
+            dbapi_connection.autocommit = autocommit
+
+    @contextmanager
+    def migration_lock(self, connection: Connection, *, wait_seconds: float) -> Iterator[None]:
+        """A session advisory lock (advisory locks belong to one database), tried until
+        `wait_seconds` have passed."""
+        owned_transaction = not connection.in_transaction()
+        _poll_advisory_lock(connection, wait_seconds, owned_transaction=owned_transaction)
+        if owned_transaction:
+            connection.commit()  # the lock belongs to the session and outlives this transaction
+        try:
+            yield
+        except BaseException:
+            _release_advisory_lock(connection, owned_transaction, failed=True)
+            raise
+        _release_advisory_lock(connection, owned_transaction, failed=False)
+
+    def migration_settings(self, *, lock_timeout: float, statement_timeout: float) -> list[str]:
+        return [
+            f"SET lock_timeout = '{int(lock_timeout * 1000)}ms'",
+            f"SET statement_timeout = '{int(statement_timeout * 1000)}ms'",
+        ]
+
+    @contextmanager
+    def migration_session(
+        self, connection: Connection, *, lock_timeout: float, statement_timeout: float
+    ) -> Iterator[None]:
+        """How long DDL may wait for a lock and run, reset afterwards (the connection may be
+        pooled)."""
+        owned_transaction = not connection.in_transaction()
+        settings = self.migration_settings(
+            lock_timeout=lock_timeout, statement_timeout=statement_timeout
+        )
+        for statement in settings:
+            connection.exec_driver_sql(statement)
+        if owned_transaction:
+            connection.commit()  # SET outlives the transaction; alembic opens its own
+        try:
+            yield
+        except BaseException:
+            if owned_transaction and connection.in_transaction():
+                connection.rollback()
+            _reset_timeouts(connection, commit=owned_transaction)
+            raise
+        _reset_timeouts(connection, commit=owned_transaction)
+
+    @contextmanager
+    def short_lock_waits(self, connection: Connection, seconds: float) -> Iterator[None]:
+        names = ("lock_timeout", "statement_timeout")
+        wanted = (f"{int(seconds * 1000)}ms", "0")
+        before = [connection.scalar(text(f"SELECT current_setting('{n}')")) for n in names]
+        for name, value in zip(names, wanted, strict=True):
+            connection.execute(text("SELECT set_config(:n, :v, false)"), {"n": name, "v": value})
+        try:
+            yield
+        finally:
+            for name, value in zip(names, before, strict=True):
+                connection.execute(
+                    text("SELECT set_config(:n, :v, false)"), {"n": name, "v": value}
+                )
+
+    def database_exists(self, connection: Connection, name: str) -> bool:
+        found = connection.scalar(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        )
+        return found is not None
+
+    def drop_database_sql(self, url: URL) -> str:
+        return f"DROP DATABASE IF EXISTS {self.quoted_database(url)} WITH (FORCE)"
+
+
+POSTGRESQL = PostgreSQL()
+
+
+def _reset_timeouts(connection: Connection, *, commit: bool) -> None:
+    try:
+        connection.exec_driver_sql("RESET lock_timeout")
+        connection.exec_driver_sql("RESET statement_timeout")
+        if commit:
+            connection.commit()
+    except sa_exc.SQLAlchemyError:
+        connection.invalidate()  # never hand a pooled session back with migration timeouts
+
+
+def _poll_advisory_lock(
+    connection: Connection, wait_seconds: float, *, owned_transaction: bool
+) -> None:
+    """Take the advisory lock, trying every so often instead of waiting in one statement.
+
+    A statement blocked on the lock would hold its snapshot, and `CREATE INDEX CONCURRENTLY` in
+    the first migrator's run waits for every older snapshot to end: each would wait for the
+    other. Between tries this session holds no snapshot (and, when it owns the transaction,
+    no transaction).
+    """
+    deadline = time.monotonic() + wait_seconds
+    pause = 0.02
+    try_lock = text("SELECT pg_try_advisory_lock(:key)")
+    while not connection.scalar(try_lock, {"key": MIGRATION_LOCK_KEY}):
+        if owned_transaction:
+            connection.commit()
+        if time.monotonic() + pause > deadline:
+            raise MigrationLockedError.after(wait_seconds)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+def _release_advisory_lock(
+    connection: Connection, owned_transaction: bool, *, failed: bool
+) -> None:
+    try:
+        if owned_transaction and connection.in_transaction():
+            # Finish what the block left open; after a failure the unlock needs a sound session.
+            (connection.rollback if failed else connection.commit)()
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        if owned_transaction:
+            connection.commit()
+    except sa_exc.SQLAlchemyError:
+        # A session we cannot unlock must not go back to the pool still holding the lock:
+        # closing it releases the lock on the server.
+        connection.invalidate()
+
+
+# -- COPY text, written here a column at a time rather than value by value by the driver ----------
+
+NULL = "\\N"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_escape(value: str) -> str:
+    """A string as a field of PostgreSQL's COPY text format."""
+    return value.translate(_COPY_ESCAPES)
+
+
+def _copy_boolean(value: bool) -> str:
+    return "t" if value else "f"
+
+
+def _copy_uuid(value: uuid.UUID) -> str:
+    return value.hex
+
+
+def _copy_timestamp(value: dt.datetime) -> str:
+    # Aware (values are checked before this): the offset travels with it.
+    return value.isoformat()
+
+
+# By the Python type of a column's values (exactly: an enum's members, say, are not text here).
+_TEXT_WRITERS: dict[type, Processor] = {
+    bool: _copy_boolean,
+    int: str,
+    str: copy_escape,
+    uuid.UUID: _copy_uuid,
+}
+
+
+def _aware_timestamp(table: Table, name: str) -> bool:
+    column_type = table.c[name].type
+    impl = column_type.impl if isinstance(column_type, TypeDecorator) else column_type
+    return isinstance(impl, DateTime) and bool(impl.timezone)
+
+
+def copy_writers(table: Table, names: tuple[str, ...]) -> tuple[Processor, ...] | None:
+    """A COPY text writer per column, or None when a column's type has none here."""
+    writers: list[Processor] = []
+    for name in names:
+        kind = python_type(table, name)
+        if kind is dt.datetime and _aware_timestamp(table, name):
+            writers.append(_copy_timestamp)
+        elif kind is not None and kind in _TEXT_WRITERS:
+            writers.append(_TEXT_WRITERS[kind])
+        else:
+            return None
+    return tuple(writers)
+
+
+def copy_text(writers: tuple[Processor, ...], batch: Batch) -> str:
+    """A batch as COPY text: formatted a column at a time, joined once."""
+    # Timestamps repeat (a batch's `now`, created_at beside updated_at, a seed's owner time):
+    # each object is formatted once.
+    formatted_times: dict[int, str] = {}
+    formatted = [
+        values if name in batch.stored_as_is else _copy_column(writer, values, formatted_times)
+        for (name, values), writer in zip(batch.columns.items(), writers, strict=True)
+    ]
+    lines = list(map("\t".join, zip(*formatted, strict=True)))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _copy_column(writer: Processor, values: list[Any], times: dict[int, str]) -> list[str]:
+    if writer is copy_escape and None not in values:
+        return list(map(str.translate, values, repeat(_COPY_ESCAPES)))
+    if writer is _copy_timestamp:
+        return [NULL if v is None else _formatted_time(v, times) for v in values]
+    return [NULL if value is None else writer(value) for value in values]
+
+
+def _formatted_time(value: dt.datetime, times: dict[int, str]) -> str:
+    text = times.get(id(value))
+    if text is None:
+        text = times[id(value)] = value.isoformat()
+    return text
+
+
+Chunk = str | list[tuple[Any, ...]]
+
+
+def copy_from(
+    connection: Connection, table: Table | Any, names: Sequence[str], chunks: Iterable[Chunk]
+) -> None:
+    """Load rows into `table` by COPY: chunks of COPY text (tab-separated, one row a line), or
+    lists of rows for psycopg to adapt. Chunks are sent as they come, so the server stores one
+    while the caller makes the next; one COPY for all of them, so a failure anywhere stores
+    none."""
+    statement = _copy_statement(connection, table, names)
+    driver_connection: Any = connection.connection.driver_connection
+    with _translated(statement, table):
+        if connection.dialect.is_async:
+            _copy_awaiting(driver_connection, statement, chunks)
+            return
+        with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for chunk in chunks:
+                if isinstance(chunk, str):
+                    copy.write(chunk)
+                else:
+                    for row in chunk:
+                        copy.write_row(row)
+
+
+def _copy_awaiting(driver_connection: Any, statement: str, chunks: Iterable[Chunk]) -> None:
+    """COPY on psycopg's asyncio connection, from inside SQLAlchemy's greenlet: each step is
+    awaited there, as SQLAlchemy awaits every statement, so the chunks may themselves await
+    (rows pulled from an async iterable)."""
+    cursor = driver_connection.cursor()
+    opened = cursor.copy(statement)
+    copy = await_only(opened.__aenter__())
+    try:
+        for chunk in chunks:
+            if isinstance(chunk, str):
+                await_only(copy.write(chunk))
+            else:
+                await_only(_write_rows(copy, chunk))
+    except BaseException as exc:
+        await_only(opened.__aexit__(type(exc), exc, exc.__traceback__))
+        raise
+    else:
+        await_only(opened.__aexit__(None, None, None))
+    finally:
+        await_only(cursor.close())
+
+
+async def _write_rows(copy: Any, rows: list[tuple[Any, ...]]) -> None:
+    for row in rows:
+        await copy.write_row(row)
+
+
+def _copy_statement(connection: Connection, table: Any, names: Sequence[str]) -> str:
+    preparer = connection.dialect.identifier_preparer
+    return (
+        f"COPY {preparer.format_table(table)} "
+        f"({', '.join(preparer.quote(name) for name in names)}) FROM STDIN"
+    )
+
+
+@contextmanager
+def _translated(statement: str, table: Table | Any) -> Iterator[None]:
+    """The bare driver's errors as the data layer's, as if SQLAlchemy had run the statement."""
+    try:
+        yield
+    except psycopg.Error as exc:  # COPY is PostgreSQL's; both faces of psycopg raise these
+        wrapped = sa_exc.DBAPIError.instance(statement, None, exc, psycopg.Error)
+        translated = translate(wrapped, table=table if isinstance(table, Table) else None)
+        raise translated from exc
+
+
+class _Staging:
+    """This session's staging table for `table`: a temporary table emptied when it is opened
+    and at every commit, loaded by COPY and read back by one SELECT (`rows`)."""
+
+    def __init__(self, connection: Connection, table: Table, names: tuple[str, ...]) -> None:
+        self._connection = connection
+        self.names = names
+        name = f"app_staged_{table.name}"
+        preparer = connection.dialect.identifier_preparer
+        quoted = preparer.quote(name)
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {quoted} "
+            f"(LIKE {preparer.format_table(table)}) ON COMMIT DELETE ROWS"
+        )
+        connection.exec_driver_sql(f"TRUNCATE {quoted}")
+        self._stage = lightweight_table(name, *(lightweight_column(column) for column in names))
+
+    def load(self, chunks: Iterable[str]) -> None:
+        """Add rows written as COPY text of the columns `names`, in one COPY."""
+        copy_from(self._connection, self._stage, self.names, chunks)
+
+    def rows(self) -> Select[Any]:
+        """A SELECT of every row loaded."""
+        return select(*self._stage.c)
+
+
+class _Rounds:
+    """The uniform batches of one `upsert_many` written by COPY, a round of batches at a time.
+
+    A round's rows are written the way `create_many` writes: streamed by one COPY straight into
+    the table, in a savepoint. When a row's key is already stored (or is being stored by a
+    concurrent transaction that commits), the unique index refuses the COPY; the savepoint
+    undoes it, and the round goes the general way: the same COPY text into a staging table,
+    then one `INSERT ... SELECT ... ON CONFLICT DO UPDATE`, which inserts or updates each row
+    atomically. A round whose first batch names a stored key goes the general way at once (one
+    indexed probe), and after one refused round the whole call does: it updates rows.
+
+    A statement per batch would pay, a thousand rows at a time, for emptying the staging table
+    and for planning and starting the upsert; a round pays for them once. A round ends at
+    `ROUND_ROWS` rows (its COPY text is kept for the general way), before a batch of another
+    shape (other columns or other given fields), and before a batch that names a key the round
+    already holds: one `ON CONFLICT DO UPDATE` may not touch a row twice, and the later row
+    must win as it would batch by batch.
+    """
+
+    def __init__(self, session: Session, table: Table, target: tuple[str, ...]) -> None:
+        self._session = session
+        self._table = table
+        self._target = target
+        self._direct = True  # until a round meets a stored key
+
+    def run(
+        self, first: UniformUpsert, prepared: Iterator[PreparedUpsert]
+    ) -> PreparedUpsert | None:
+        """Write a round that starts with `first` and takes what follows while it fits; the
+        first batch that does not fit, or None at the end."""
+        names = tuple(first.batch.columns)
+        writers = copy_writers(self._table, names)
+        assert writers is not None, "rounds take batches that COPY text can carry"
+        keys = set(first.keys)
+        count = first.batch.count
+        leftover: PreparedUpsert | None = None
+        kept: list[str] = []
+
+        def texts() -> Iterator[str]:
+            nonlocal count, leftover
+            current = first
+            while True:
+                chunk = copy_text(writers, current.batch)
+                if self._direct:
+                    kept.append(chunk)
+                yield chunk
+                following = next(prepared, None)
+                if following is None:
+                    return
+                uniform = following[1]
+                if (
+                    uniform is None
+                    or not uniform.distinct
+                    or tuple(uniform.batch.columns) != names
+                    or uniform.given != first.given
+                    or count + uniform.batch.count > ROUND_ROWS
+                    or not keys.isdisjoint(uniform.keys)
+                ):
+                    leftover = following
+                    return
+                keys.update(uniform.keys)
+                count += uniform.batch.count
+                current = uniform
+
+        stream = texts()
+        if self._direct and self._any_stored(first.keys):
+            self._direct = False  # an update: the general way from the start
+        if self._direct:
+            try:
+                with self._session.begin_nested():
+                    # Asked for inside: the session begins the savepoint on the connection then.
+                    copy_from(self._session.connection(), self._table, names, stream)
+                return leftover
+            except ConflictError:
+                pass
+            self._direct = False
+            kept.extend(stream)  # what the COPY had not taken when it was refused
+            stream = iter(kept)
+        connection = self._session.connection()
+        staging = _Staging(connection, self._table, names)
+        staging.load(stream)
+        connection.execute(first.statement(staging.rows()))
+        return leftover
+
+    def _any_stored(self, keys: set[tuple[Any, ...]]) -> bool:
+        """Whether a row with one of `keys` is stored already: asked of the round's first batch
+        so that a call that updates rows goes the general way without a refused COPY first
+        (which the server would also log as an error)."""
+        columns = tuple_(*(self._table.c[name] for name in self._target))
+        probe = select(literal(1)).where(columns.in_(list(keys))).limit(1)
+        return self._session.connection().execute(probe).first() is not None

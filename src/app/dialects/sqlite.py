@@ -1,0 +1,182 @@
+"""SQLite, the embedded default, through pysqlite (blocking) and aiosqlite (asyncio).
+
+Every connection turns on foreign keys, case-sensitive LIKE, WAL and a busy timeout, and lets
+SQLAlchemy rather than pysqlite begin transactions. Bulk writes are one executemany a batch.
+Migrations run as one write transaction, with foreign keys off while batch mode copies tables
+and checked before the run commits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Engine, Insert, Select, Table, event
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import StaticPool
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random
+
+from app.db.errors import MigrationLockedError, RetryableError
+from app.dialects.base import Backend, ConnectOptions
+
+BUSY_TIMEOUT_MS = 5_000
+# An execution option naming the statement that opens a transaction, for callers that need the
+# write lock up front ("BEGIN IMMEDIATE"), as migrations do.
+BEGIN_OPTION = "sqlite_begin"
+
+
+class ForeignKeyCheckError(RuntimeError):
+    """A migration left rows whose references point nowhere; nothing of the run was kept."""
+
+
+class SQLite(Backend):
+    """SQLite; see the module's docstring."""
+
+    name = "sqlite"
+    row_value_keyset = True
+    nulls_sort_largest = False
+    file_database = True
+    # The run's one write transaction holds the write lock against a second migrator, and lets
+    # the foreign keys be checked before anything commits.
+    one_transaction_per_run = True
+
+    def connect_args(self, url: URL, options: ConnectOptions) -> dict[str, Any]:
+        return {"check_same_thread": False}
+
+    def pool_options(self, url: URL) -> dict[str, Any]:
+        # One shared connection in memory, or every checkout would see another empty database.
+        return {"poolclass": StaticPool} if in_memory(url) else {}
+
+    def configure(self, engine: Engine, url: URL, *, causal_reads: bool) -> None:
+        """Foreign keys, WAL and a busy timeout; and let SQLAlchemy, not pysqlite, emit BEGIN.
+
+        pysqlite's own transaction handling skips BEGIN before some statements and commits
+        implicitly before DDL, which breaks SAVEPOINT and ROLLBACK. Turning it off and emitting
+        BEGIN ourselves makes transactions behave as on the other backends.
+        """
+        file_database = not in_memory(url)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                # LIKE is case-sensitive on PostgreSQL and MariaDB (binary collation): here too.
+                cursor.execute("PRAGMA case_sensitive_like=ON")
+                if file_database:
+                    _use_wal(cursor)
+                    # WAL with NORMAL sync stays consistent after a crash; it only may lose the
+                    # last commits on power loss, which FULL would keep at several times the cost.
+                    cursor.execute("PRAGMA synchronous=NORMAL")
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql(
+                connection.get_execution_options().get(BEGIN_OPTION, "BEGIN")
+            )
+
+    def upsert(
+        self,
+        table: Table,
+        conflict: Sequence[str],
+        *,
+        from_new_row: Sequence[str],
+        computed: dict[str, ColumnElement[Any]],
+        source: Select[Any] | None = None,
+    ) -> Insert:
+        statement = sqlite.insert(table)
+        if source is not None:
+            statement = statement.from_select([str(c.key) for c in source.selected_columns], source)
+        changes: dict[str, Any] = {name: statement.excluded[name] for name in from_new_row}
+        return statement.on_conflict_do_update(
+            index_elements=list(conflict), set_={**changes, **computed}
+        )
+
+    def insert_ignoring_duplicates(self, table: Table) -> Insert:
+        return sqlite.insert(table).on_conflict_do_nothing()
+
+    @contextmanager
+    def migration_lock(self, connection: Connection, *, wait_seconds: float) -> Iterator[None]:
+        """SQLite's own write lock, taken up front with BEGIN IMMEDIATE and waited for under
+        `busy_timeout`."""
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {int(wait_seconds * 1000)}")
+        connection.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
+        try:
+            yield
+        except RetryableError as exc:
+            raise MigrationLockedError.after(wait_seconds) from exc
+        finally:
+            connection.execution_options(**{BEGIN_OPTION: "BEGIN"})
+            dbapi_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    @contextmanager
+    def migration_session(
+        self, connection: Connection, *, lock_timeout: float, statement_timeout: float
+    ) -> Iterator[None]:
+        """Foreign keys off while batch mode copies tables: dropping the old copy of `users`
+        with them on would cascade-delete every item. The pragma has no effect inside a
+        transaction, so it is set before the first BEGIN; the keys are checked inside the run's
+        transaction, before it commits (`check_migrations`)."""
+        if connection.in_transaction():
+            yield
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            yield
+        except BaseException:
+            if connection.in_transaction():
+                connection.rollback()
+            raise
+        else:
+            if connection.in_transaction():
+                connection.commit()
+        finally:
+            dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+    def check_migrations(self, connection: Connection) -> None:
+        violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if violations:
+            tables = sorted({str(row[0]) for row in violations})
+            raise ForeignKeyCheckError(
+                f"the migrations left {len(violations)} rows in {', '.join(tables)} whose "
+                "foreign keys point to no row; nothing was applied"
+            )
+
+
+SQLITE = SQLite()
+
+
+def in_memory(url: URL) -> bool:
+    """Whether `url` names an in-memory database rather than a file."""
+    return url.database in (None, "", ":memory:")
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch a database file to WAL unless it already is.
+
+    While another process creates the file or holds its write lock, even reading the journal
+    mode can fail at once with "database is locked" (SQLite does not wait on its busy timeout
+    there), so the switch is retried for as long as that timeout.
+    """
+    retrying = Retrying(
+        stop=stop_after_delay(BUSY_TIMEOUT_MS / 1000),
+        wait=wait_random(0.01, 0.05),
+        retry=retry_if_exception_type(sqlite3.OperationalError),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt:
+            cursor.execute("PRAGMA journal_mode")  # (an asyncio cursor returns no cursor)
+            if cursor.fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")

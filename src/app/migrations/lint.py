@@ -1,0 +1,261 @@
+"""Migration safety: what would lock or break a live database, found before it runs.
+
+Two sources: squawk (PyPI `squawk-cli`) over the PostgreSQL SQL each revision renders, and our
+own checks over the migration files, which see what squawk cannot (an operation's intent in
+Python, on every backend). A finding can be waived on its line, or the line above, with
+`# lint: allow <rule>: <reason>`.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.script import ScriptDirectory
+
+from app.migrations.state import alembic_config
+
+SQUAWK_CONFIG = Path(__file__).with_name("squawk.toml")
+_ALLOW = re.compile(r"#\s*lint:\s*allow\s+([\w/-]+)")
+
+SAFE_ALTERNATIVES = {
+    "not-null-without-default": "migration_ops.add_not_null_column(table, column, backfill=...) "
+    "adds it nullable, fills it in batches and makes it NOT NULL without a long lock",
+    "drop-column": "stop using the column in one release and drop it in a later one "
+    "(expand/contract)",
+    "drop-table": "stop using the table in one release and drop it in a later one",
+    "rename": "add the new name, copy the data, move readers and writers, then drop the old one",
+    "type-change": "add a column of the new type, fill it with migration_ops.backfill, switch "
+    "readers, then drop the old",
+    "index-not-concurrent": "migration_ops.create_index(name, table, columns) builds it without "
+    "blocking writes on every backend",
+}
+
+# The module whose helpers make these operations safe; calls through it are not flagged.
+_HELPERS_MODULE = "app.migration_ops"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One unsafe operation: where, which rule, and what to do instead."""
+
+    rule: str
+    path: str
+    line: int
+    message: str
+    alternative: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.rule}: {self.message} (instead: {self.alternative})"
+
+
+def lint(revision_range: str | None = None) -> list[Finding]:
+    """Every finding of the revisions in `revision_range` ("A:B", default: all of them)."""
+    config = alembic_config()
+    script = ScriptDirectory.from_config(config)
+    lower, upper = _bounds(revision_range)
+    findings: list[Finding] = []
+    for rev in reversed(list(script.iterate_revisions(upper, lower))):
+        findings += check_file(Path(rev.path))
+        down = rev.down_revision if isinstance(rev.down_revision, str) else None
+        # squawk speaks of lines of the rendered SQL, not of the file: its rules are waived
+        # for a whole file (`# lint: allow squawk/<rule>: <reason>` anywhere in it).
+        waived = _allowed(Path(rev.path).read_text().splitlines(), None)
+        findings += [f for f in _squawk(rev.revision, down, rev.path) if f.rule not in waived]
+    return findings
+
+
+def _bounds(revision_range: str | None) -> tuple[str, str]:
+    if not revision_range:
+        return "base", "heads"
+    lower, sep, upper = revision_range.partition(":")
+    if not sep:
+        return "base", lower
+    return lower or "base", upper or "heads"
+
+
+# -- our checks -----------------------------------------------------------------------------------
+
+
+def check_file(path: Path) -> list[Finding]:
+    """Our own checks over the `upgrade()` of one migration file."""
+    source = path.read_text()
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    upgrade = next(
+        (
+            node
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name == "upgrade"
+        ),
+        None,
+    )
+    if upgrade is None:
+        return []
+    created = {_first_string(call) for call in _op_calls(upgrade) if _name(call) == "create_table"}
+    helpers = _helper_aliases(tree)
+    findings = []
+    for call in _op_calls(upgrade):
+        if _receiver(call) in helpers and _name(call) != "drop_column":
+            continue  # made safe by the helper (a dropped column is lost all the same)
+        for rule, message in _judge(call, created):
+            if rule not in _allowed(lines, call.lineno):
+                findings.append(
+                    Finding(rule, str(path), call.lineno, message, SAFE_ALTERNATIVES[rule])
+                )
+    return findings
+
+
+def _op_calls(function: ast.FunctionDef) -> Iterator[ast.Call]:
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            yield node
+
+
+def _helper_aliases(tree: ast.Module) -> set[str]:
+    """The names the file imports `app.migration_ops` under."""
+    aliases = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "app":
+            aliases |= {a.asname or a.name for a in node.names if a.name == "migration_ops"}
+        elif isinstance(node, ast.Import):
+            aliases |= {a.asname or a.name for a in node.names if a.name == _HELPERS_MODULE}
+    return aliases
+
+
+def _receiver(call: ast.Call) -> str | None:
+    """`migration_ops` for `migration_ops.create_index(...)`, the dotted name in general."""
+    assert isinstance(call.func, ast.Attribute)
+    try:
+        return ast.unparse(call.func.value)
+    except ValueError:
+        return None
+
+
+def _name(call: ast.Call) -> str:
+    assert isinstance(call.func, ast.Attribute)
+    return call.func.attr
+
+
+def _first_string(call: ast.Call) -> str | None:
+    if call.args and isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
+        return call.args[0].value
+    return None
+
+
+def _keyword(call: ast.Call, name: str) -> ast.expr | None:
+    return next((kw.value for kw in call.keywords if kw.arg == name), None)
+
+
+def _is_false(node: ast.expr | None) -> bool:
+    return isinstance(node, ast.Constant) and node.value is False
+
+
+def _judge(call: ast.Call, created: set[str | None]) -> Iterator[tuple[str, str]]:
+    name = _name(call)
+    if name == "add_column":
+        column = next((a for a in call.args if isinstance(a, ast.Call)), None)
+        required = column is not None and _is_false(_keyword(column, "nullable"))
+        if required and column is not None and _keyword(column, "server_default") is None:
+            yield "not-null-without-default", "NOT NULL column added without a server default"
+    elif name in ("drop_column", "drop_table"):
+        yield name.replace("_", "-"), f"{name.replace('_', ' ')} loses data still in use"
+    elif name == "rename_table" or (
+        name == "alter_column" and _keyword(call, "new_column_name") is not None
+    ):
+        yield "rename", "renaming breaks the code still running against the old name"
+    elif name == "alter_column" and _keyword(call, "type_") is not None:
+        yield "type-change", "changing a column type rewrites the table under a lock"
+    elif name == "create_index":
+        table = call.args[1] if len(call.args) > 1 else _keyword(call, "table_name")
+        table_name = table.value if isinstance(table, ast.Constant) else None
+        concurrently = _keyword(call, "postgresql_concurrently")
+        on_new_table = table_name in created
+        if not on_new_table and not (isinstance(concurrently, ast.Constant) and concurrently.value):
+            yield "index-not-concurrent", "CREATE INDEX without CONCURRENTLY blocks writes"
+
+
+def _allowed(lines: list[str], line: int | None) -> set[str]:
+    """Rules waived on `line` or the line above it (anywhere, when `line` is None)."""
+    nearby = lines if line is None else lines[max(line - 2, 0) : line]
+    return {match.group(1) for text in nearby for match in _ALLOW.finditer(text)}
+
+
+# -- squawk ---------------------------------------------------------------------------------------
+
+
+def squawk_binary() -> str:
+    """The squawk executable: on PATH, or beside this Python (a virtual environment's bin)."""
+    beside = Path(sys.executable).with_name("squawk")
+    binary = shutil.which("squawk") or (str(beside) if beside.exists() else None)
+    if binary is None:
+        raise FileNotFoundError(
+            "app db lint needs squawk, which is not installed: "
+            "`pip install squawk-cli` (it comes with this package's dependencies)"
+        )
+    return binary
+
+
+def _squawk(revision: str, down: str | None, path: str) -> list[Finding]:
+    """squawk over the PostgreSQL SQL of one revision."""
+    binary = squawk_binary()
+    sql = render_sql(f"{down or 'base'}:{revision}")
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
+        handle.write(sql)
+    try:
+        result = subprocess.run(  # noqa: S603 - our own binary and file
+            [binary, "--config", str(SQUAWK_CONFIG), "--reporter", "gcc", handle.name],
+            capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    findings = []
+    sql_lines = sql.splitlines()
+    for line in result.stdout.splitlines():
+        match = re.match(r"^.*?:(\d+):\d+: \w+: ([\w-]+) (.*)$", line)
+        if match:
+            rule, message = match.group(2), match.group(3)
+            if rule == "ban-drop-constraint" and _drops_a_replaced_check(sql, sql_lines, match):
+                continue
+            findings.append(
+                Finding(
+                    f"squawk/{rule}",
+                    path,
+                    0,
+                    f"{message} (SQL line {match.group(1)})",
+                    f"see https://squawkhq.com/docs/{rule}",
+                )
+            )
+    return findings
+
+
+_NOT_NULL_CHECK_DROP = re.compile(r"DROP CONSTRAINT IF EXISTS (ck_\w+_not_null)")
+
+
+def _drops_a_replaced_check(sql: str, lines: list[str], match: re.Match[str]) -> bool:
+    """Whether the flagged line drops the `CHECK (col IS NOT NULL)` that
+    `migration_ops.add_not_null_column` added earlier in the same SQL and replaced by the
+    column's own NOT NULL: no guarantee is lost."""
+    number = int(match.group(1))
+    # squawk counts a statement from the blank line before it: look at the next few lines.
+    dropped = _NOT_NULL_CHECK_DROP.search("\n".join(lines[number - 1 : number + 2]))
+    return dropped is not None and f"ADD CONSTRAINT {dropped.group(1)} CHECK" in sql
+
+
+def render_sql(revision_range: str, *, url: str = "postgresql+psycopg://") -> str:
+    """The SQL `alembic upgrade --sql` writes for `revision_range`, for the dialect of `url`."""
+    config = alembic_config()
+    buffer = io.StringIO()
+    config.output_buffer = buffer
+    config.attributes["url"] = url
+    command.upgrade(config, revision_range, sql=True)
+    return buffer.getvalue()

@@ -1,0 +1,27 @@
+"""Schema changes that keep a large table usable while they run, for Alembic migrations.
+
+    from app import migration_ops
+
+    def upgrade() -> None:
+        migration_ops.add_not_null_column(
+            "items", sa.Column("slug", sa.String(255), server_default=""),
+            backfill=sa.func.lower(sa.column("title")),
+        )
+        migration_ops.create_index("ix_items_slug", "items", ["slug"])
+
+Each helper works on PostgreSQL, MariaDB and SQLite, takes table locks only for an instant
+(waiting for them briefly and trying again), and can be run again after it was interrupted.
+"""
+
+from app.migrations.ops.backfill import backfill
+from app.migrations.ops.columns import NotNullRefusedError, add_not_null_column, drop_column
+from app.migrations.ops.indexes import create_index, drop_index
+
+__all__ = [
+    "NotNullRefusedError",
+    "add_not_null_column",
+    "backfill",
+    "create_index",
+    "drop_column",
+    "drop_index",
+]

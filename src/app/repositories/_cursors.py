@@ -1,0 +1,64 @@
+"""Opaque, tamper-evident keyset cursors.
+
+A cursor carries the sort values of the last row of a page, signed (HMAC-SHA256) together with
+the sort order and the filter it was made for. An edited cursor, one made for another query,
+or garbage is refused with `InvalidQueryError`: never a wrong page, never a server error.
+
+A cursor is as long as the sort values it carries (a long text sort key makes a long cursor),
+so its length is not capped: the signature is checked, in time linear in the length, before
+anything in it is parsed, and every cursor a repository made is accepted back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from app.db.errors import InvalidQueryError
+
+_SIGNATURE_BYTES = 16
+
+
+def query_fingerprint(entity: str, order: Sequence[str], where: Mapping[str, Any] | None) -> str:
+    """What a cursor is bound to: the model, its sort order and its filter."""
+    described = json.dumps(
+        [entity, list(order), sorted((str(k), repr(v)) for k, v in (where or {}).items())],
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(described.encode()).hexdigest()[:32]
+
+
+def encode_cursor(values: Sequence[Any], *, fingerprint: str, key: bytes) -> str:
+    """A cursor for the row whose (JSON-ready) sort values are `values`."""
+    payload = json.dumps({"q": fingerprint, "v": list(values)}, separators=(",", ":")).encode()
+    signature = hmac.new(key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+    return base64.urlsafe_b64encode(signature + payload).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *, fingerprint: str, key: bytes, size: int) -> list[Any]:
+    """The sort values in `cursor`, if it is genuine and was made for this query."""
+    invalid = InvalidQueryError("invalid cursor: it was altered, or made for another query")
+    if not isinstance(cursor, str) or not cursor:
+        raise invalid
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError):
+        raise invalid from None
+    signature, payload = raw[:_SIGNATURE_BYTES], raw[_SIGNATURE_BYTES:]
+    expected = hmac.new(key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
+    if not hmac.compare_digest(signature, expected):
+        raise invalid
+    data = json.loads(payload)
+    if (
+        data.get("q") != fingerprint
+        or not isinstance(data.get("v"), list)
+        or len(data["v"]) != size
+    ):
+        raise invalid
+    values: list[Any] = data["v"]
+    return values

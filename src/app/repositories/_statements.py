@@ -1,0 +1,169 @@
+"""Every statement a repository sends, built here from the model's rules, the caller's checked
+arguments and the backend's own forms (`app.dialects`); run by `Repository` on both faces."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Insert, Select, func, literal_column, over, select, tuple_
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.interfaces import LoaderOption
+
+from app.db.errors import InvalidQueryError
+from app.dialects import Backend
+from app.repositories._filters import where_clause
+from app.repositories._ordering import SortKey, after, order_terms
+from app.repositories._values import Rules
+
+
+def loader_options(model: type[Any], load: Sequence[str] | None) -> list[LoaderOption]:
+    """selectin loading of the named relationships (checked against the model's)."""
+    if not load:
+        return []
+    if isinstance(load, str):
+        load = [load]
+    relationships = model.__mapper__.relationships
+    unknown = [name for name in load if name not in relationships]
+    if unknown:
+        raise InvalidQueryError(
+            f"{model.__name__} has no relationship {', '.join(map(repr, unknown))}; "
+            f"relationships: {', '.join(sorted(relationships.keys())) or 'none'}"
+        )
+    return [selectinload(getattr(model, name)) for name in load]
+
+
+def select_rows(
+    model: type[Any],
+    rules: Rules,
+    backend: Backend,
+    *,
+    where: Mapping[str, Any] | None,
+    keys: Sequence[SortKey],
+    filterable: Collection[str],
+    load: Sequence[str] | None = None,
+    after_values: Sequence[Any] | None = None,
+    plain: bool = False,
+) -> Select[Any]:
+    """SELECT of `model` rows matching `where`, in the order of `keys`, optionally after a row;
+    with `plain`, of the table's columns only (rows, not instances)."""
+    if plain:
+        statement = select(*rules.table.columns)
+    else:
+        statement = select(model).options(*loader_options(model, load))
+    condition = where_clause(rules, where, allowed=filterable)
+    if condition is not None:
+        statement = statement.where(condition)
+    if after_values is not None:
+        statement = statement.where(after(rules, keys, after_values, backend))
+    return statement.order_by(*order_terms(rules, keys, backend))
+
+
+def select_by_key(
+    model: type[Any], rules: Rules, key: Any, *, load: Sequence[str] | None
+) -> Select[Any]:
+    """SELECT of the `model` row with primary key `key`, loading the named relationships."""
+    column = rules.table.c[rules.primary_key[0]]
+    return select(model).options(*loader_options(model, load)).where(column == key)
+
+
+def with_total(statement: Select[Any]) -> Select[Any]:
+    """The same SELECT, each row also carrying the count of all matching rows (one scan)."""
+    return statement.add_columns(over(func.count()).label("total_count"))
+
+
+def select_count(
+    rules: Rules, *, where: Mapping[str, Any] | None, filterable: Collection[str]
+) -> Select[int]:
+    """SELECT COUNT(*) of the rows matching `where`."""
+    statement = select(func.count()).select_from(rules.table)
+    condition = where_clause(rules, where, allowed=filterable)
+    return statement if condition is None else statement.where(condition)
+
+
+def select_exists(
+    rules: Rules, *, where: Mapping[str, Any] | None, filterable: Collection[str]
+) -> Select[bool]:
+    """SELECT EXISTS(...) of the rows matching `where`."""
+    inner = select(rules.table.c[rules.primary_key[0]])
+    condition: ColumnElement[bool] | None = where_clause(rules, where, allowed=filterable)
+    if condition is not None:
+        inner = inner.where(condition)
+    return select(inner.exists())
+
+
+def select_where_equal(model: type[Any], rules: Rules, values: Mapping[str, Any]) -> Select[Any]:
+    """SELECT of the `model` row whose columns hold `values` (a unique key's)."""
+    table = rules.table
+    return select(model).where(*(table.c[name] == value for name, value in values.items()))
+
+
+# -- upserts --------------------------------------------------------------------------------------
+#
+# INSERT-or-UPDATE in one statement, with each database's own syntax, so concurrent callers never
+# race. Only the fields a caller gave are updated, with the version advanced and the `updated`
+# timestamps set from the new row; the primary key, the conflict target and the `created`
+# timestamps stay as stored, and a field left out keeps its stored value.
+#
+# When rows also give values for another unique key (an upsert by id that names an email, or by
+# email that names an id), the statement alone cannot be trusted: MariaDB's has no conflict target
+# and updates whichever row any unique key matched, and PostgreSQL and SQLite update the target's
+# row without looking at the other key. `conflicting_key` then checks the outcome, so the caller
+# can undo it and report a conflict.
+
+
+def upsert_statement(
+    rules: Rules,
+    backend: Backend,
+    target: Sequence[str],
+    given: Collection[str],
+    *,
+    source: Select[Any] | None = None,
+) -> Insert:
+    """The upsert of rows of `rules.table` that give the fields `given`, on conflict on
+    `target`; the rows are parameters, or the result of `source` (where the backend can)."""
+    kept = set(rules.primary_key) | set(target) | rules.created | {rules.version}
+    from_new_row = [
+        name for name in rules.table.columns.keys()  # noqa: SIM118 - a ColumnCollection
+        if (name in given and name not in kept) or name in rules.updated
+    ]  # fmt: skip
+    computed: dict[str, ColumnElement[Any]] = {}
+    if rules.version is not None:
+        # A literal 1, not a bound parameter: PyMySQL's executemany cannot fill a parameter
+        # that sits in the ON DUPLICATE KEY UPDATE clause rather than in the VALUES rows.
+        computed[rules.version] = rules.table.c[rules.version] + literal_column("1")
+    return backend.upsert(
+        rules.table, target, from_new_row=from_new_row, computed=computed, source=source
+    )
+
+
+def select_stored_keys(
+    rules: Rules, rows: Sequence[Mapping[str, Any]], target: Sequence[str], names: Sequence[str]
+) -> Select[Any]:
+    """SELECT of the columns `names` (the target's first) of the rows an upsert of `rows` on
+    `target` wrote."""
+    table = rules.table
+    sent_targets = [tuple(row[name] for name in target) for row in rows]
+    return select(*(table.c[name] for name in names)).where(
+        tuple_(*(table.c[name] for name in target)).in_(sent_targets)
+    )
+
+
+def conflicting_key(
+    stored: Sequence[Sequence[Any]],
+    rows: Sequence[Mapping[str, Any]],
+    target: Sequence[str],
+    others: Sequence[tuple[str, ...]],
+    names: Sequence[str],
+) -> tuple[str, ...] | None:
+    """The first of the `others` keys on which an upsert of `rows` met a different row: the row
+    with a sent row's `target` values is missing, or holds other values for that key.
+    `stored` are the rows `select_stored_keys` found."""
+    width = len(target)
+    found_by_key = {tuple(found[:width]): dict(zip(names, found, strict=True)) for found in stored}
+    for row in rows:
+        found = found_by_key.get(tuple(row[name] for name in target))
+        for key in others:
+            if found is None or any(found[name] != row[name] for name in key):
+                return key
+    return None

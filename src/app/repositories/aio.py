@@ -1,0 +1,379 @@
+"""The asyncio face: `AsyncRepository`, `AsyncUnitOfWork` and `run_in_transaction_async`.
+
+Nothing is implemented twice. Each repository method runs the blocking repository's own method
+in SQLAlchemy's greenlet (`AsyncSession.run_sync`), where every database call awaits the
+asyncio driver, as `AsyncSession.get` itself does; the unit of work is the blocking one, run on
+the `AsyncSession`'s own session; the retry policy is `run_in_transaction`'s. Only `iterate`
+(an async stream) and the bulk writes' async iterables (pulled from inside the greenlet, so one
+call is still one savepoint and, on PostgreSQL, one COPY) are written here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import typing
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+)
+from contextlib import asynccontextmanager
+from functools import partial, wraps
+from types import TracebackType
+from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncResult, AsyncSession, async_sessionmaker
+from sqlalchemy.util import await_only
+from tenacity import AsyncRetrying
+
+from app.db.models import Item, User
+from app.db.runtime import get_async_session_factory, get_replicas
+from app.dialects import streaming
+from app.repositories.items import ItemRepository
+from app.repositories.repository import (
+    DEFAULT_BATCH_SIZE,
+    Conflict,
+    Data,
+    ModelT,
+    OrderBy,
+    Repository,
+    Where,
+)
+from app.repositories.unit_of_work import (
+    DEFAULT_RETRIES,
+    UnitOfWork,
+    repository_attributes,
+    retry_policy,
+)
+from app.repositories.users import UserRepository
+from app.topology import routing
+from app.topology.replicas import ReplicaSet
+
+P = ParamSpec("P")
+T = TypeVar("T")
+S = TypeVar("S")
+
+Rows = Iterable[Data] | AsyncIterable[Data]
+
+
+async def run_blocking(
+    session: AsyncSession, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """Run `fn(*args, **kwargs)` where its database calls can await `session`'s connection."""
+    return await session.run_sync(lambda _session: fn(*args, **kwargs))
+
+
+def awaited(
+    method: Callable[Concatenate[S, P], T],
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    """The awaitable twin of a blocking method, for a face with `.sync` (the blocking object)
+    and `.async_session`: same name, arguments (its signature is the method's), result and
+    errors."""
+
+    @wraps(method)
+    async def twin(face: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await run_blocking(face.async_session, method, face.sync, *args, **kwargs)
+
+    twin.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
+    return twin
+
+
+def _pulled(rows: AsyncIterable[T]) -> Iterator[T]:
+    """An async iterable as a blocking iterator, for code running in SQLAlchemy's greenlet:
+    each row is awaited there, as a statement would be."""
+    iterator = aiter(rows)
+    while True:
+        try:
+            yield await_only(anext(iterator))
+        except StopAsyncIteration:
+            return
+
+
+class AsyncRepository(Generic[ModelT]):
+    """`Repository` for asyncio: the same methods, arguments, results and errors, awaited. A
+    method of the blocking repository that this class does not declare (a team's own) is
+    awaited the same way."""
+
+    def __init__(self, async_session: AsyncSession, sync: Repository[ModelT]) -> None:
+        self.async_session = async_session
+        self.sync = sync
+
+    get = awaited(Repository[ModelT].get)
+    get_one = awaited(Repository[ModelT].get_one)
+    list = awaited(Repository[ModelT].list)
+    list_page = awaited(Repository[ModelT].list_page)
+    paginate = awaited(Repository[ModelT].paginate)
+    count = awaited(Repository[ModelT].count)
+    exists = awaited(Repository[ModelT].exists)
+    create = awaited(Repository[ModelT].create)
+    update = awaited(Repository[ModelT].update)
+    delete = awaited(Repository[ModelT].delete)
+    upsert = awaited(Repository[ModelT].upsert)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(type(self.sync), name, None)
+        if name.startswith("_") or not inspect.isfunction(method):
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+        return partial(awaited(method), self)
+
+    async def iterate(
+        self, *, where: Where = None, order_by: OrderBy = None, batch_size: int = 1000
+    ) -> AsyncIterator[Row[Any]]:
+        """`Repository.iterate`: `async for row in uow.items.iterate(...)`, streamed."""
+        statement = self.sync.iteration_statement(where, order_by, batch_size)
+        result = await self.async_session.stream(statement)
+        close = partial(_close_from_greenlet, result)
+        with streaming(self.sync.session.connection(), close):
+            async for row in result:
+                yield row
+
+    async def create_many(self, rows: Rows, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+        """`Repository.create_many`; `rows` may also be an async iterable."""
+        given = _pulled(rows) if isinstance(rows, AsyncIterable) else rows
+        return await run_blocking(
+            self.async_session, self.sync.create_many, given, batch_size=batch_size
+        )
+
+    async def upsert_many(
+        self,
+        rows: Rows,
+        *,
+        conflict: Conflict = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> int:
+        """`Repository.upsert_many`; `rows` may also be an async iterable."""
+        given = _pulled(rows) if isinstance(rows, AsyncIterable) else rows
+        return await run_blocking(
+            self.async_session,
+            self.sync.upsert_many,
+            given,
+            conflict=conflict,
+            batch_size=batch_size,
+        )
+
+
+class AsyncUserRepository(AsyncRepository[User]):
+    """`UserRepository` for asyncio."""
+
+    get_by_email = awaited(UserRepository.get_by_email)
+
+
+class AsyncItemRepository(AsyncRepository[Item]):
+    """`ItemRepository` for asyncio."""
+
+    list_by_owner = awaited(ItemRepository.list_by_owner)
+
+
+def _close_from_greenlet(result: AsyncResult[Any]) -> None:
+    # Called by a statement's event listener, inside SQLAlchemy's greenlet: it may await.
+    await_only(result.close())
+
+
+AsyncUnitT = TypeVar("AsyncUnitT", bound="AsyncUnitOfWork")
+
+
+class AsyncUnitOfWork:
+    """`async with AsyncUnitOfWork() as uow: ...; await uow.commit()` -- leaving without commit
+    rolls back; a task cancelled inside rolls back and gives its connection back.
+
+    It runs the blocking unit of work (`unit`, a `UnitOfWork` class) on the `AsyncSession`'s
+    own session, so the rules (rollback unless committed, joined blocks in savepoints, the
+    outermost commit decides, objects readable after the block) are the same code on both
+    faces. Each repository the blocking unit has is here as its asyncio face: the class this
+    one declares for that attribute, else `AsyncRepository`.
+    """
+
+    users: AsyncUserRepository
+    items: AsyncItemRepository
+    unit: ClassVar[type[UnitOfWork]] = UnitOfWork
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        isolation_level: str | None = None,
+        read_only: bool = False,
+        after: str | None = None,
+        replicas: ReplicaSet | None = None,
+    ) -> None:
+        """The arguments of `UnitOfWork`, the same meaning."""
+        self._session_factory = session_factory
+        self._async_session: AsyncSession | None = None
+        self.sync = self.unit(
+            self._sync_session,
+            isolation_level=isolation_level,
+            read_only=read_only,
+            after=after,
+            replicas=replicas if replicas is not None or session_factory else get_replicas(),
+        )
+
+    def _sync_session(self) -> Any:
+        return self.async_session.sync_session
+
+    @property
+    def async_session(self) -> AsyncSession:
+        """The session of the open unit of work."""
+        if self._async_session is None:
+            raise RuntimeError("this AsyncUnitOfWork is not open; use it as `async with uow:`")
+        return self._async_session
+
+    async def __aenter__(self: AsyncUnitT) -> AsyncUnitT:
+        if self.sync.is_open:
+            await run_blocking(self.async_session, self.sync.__enter__)  # a joined block
+            return self
+        replicas = self.sync.replicas
+        if self.sync.read_only and replicas is not None and not replicas.started:
+            await asyncio.to_thread(replicas.start)  # its first check, off the event loop
+        chosen = self.sync.route()
+        if chosen.replica is not None:
+            assert replicas is not None
+            on_replica = replicas.async_session_factory(chosen.replica)()
+            if await on_replica.run_sync(routing.begin, chosen):
+                self._open(on_replica)
+                return self
+            await on_replica.close()
+            chosen = chosen.to_primary()
+        session = (self._session_factory or get_async_session_factory())()
+        try:
+            await session.run_sync(routing.begin, chosen)
+        except BaseException:
+            await session.close()
+            raise
+        self._open(session)
+        return self
+
+    def _open(self, async_session: AsyncSession) -> None:
+        self._async_session = async_session
+        self.sync.adopt(async_session.sync_session)
+        faces = _async_faces(type(self))
+        for name in repository_attributes(type(self.sync)):
+            face = faces.get(name, AsyncRepository)
+            setattr(self, name, face(async_session, getattr(self.sync, name)))
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            await run_blocking(self.async_session, self.sync.__exit__, exc_type, exc, traceback)
+        finally:
+            if not self.sync.is_open:
+                await self._close()
+
+    async def _close(self) -> None:
+        session, self._async_session = self._async_session, None
+        if session is not None:
+            # Also after a failed or cancelled exit: closing gives the connection back to the
+            # pool, which throws it away if it cannot be reset.
+            await session.close()
+
+    def repository(self, model: type[Any]) -> AsyncRepository[Any]:
+        """The asyncio face of `self.sync.repository(model)`."""
+        sync = self.sync.repository(model)
+        for name, face in _async_faces(type(self)).items():
+            if getattr(self.sync, name, None) is sync:
+                return face(self.async_session, sync)
+        return AsyncRepository(self.async_session, sync)
+
+    async def commit(self) -> str:
+        """Make the work so far permanent (inside a joined block: hand it to the enclosing one);
+        returns the commit's token, as `UnitOfWork.commit` does."""
+        return await run_blocking(self.async_session, self.sync.commit)
+
+    async def rollback(self) -> None:
+        """Discard the work since the last commit (inside a joined block: since it began)."""
+        await run_blocking(self.async_session, self.sync.rollback)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested transaction: an exception inside undoes only its work, then propagates."""
+        block = self.sync.savepoint()
+        await run_blocking(self.async_session, block.__enter__)
+        try:
+            yield
+        except BaseException as exc:
+            await run_blocking(
+                self.async_session, block.__exit__, type(exc), exc, exc.__traceback__
+            )
+            raise
+        await run_blocking(self.async_session, block.__exit__, None, None, None)
+
+    async def run_sync(
+        self, fn: Callable[Concatenate[UnitOfWork, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run a blocking `fn(uow, ...)`, such as a service, on this unit in SQLAlchemy's
+        greenlet; its database calls await this unit's connection."""
+        return await run_blocking(self.async_session, fn, self.sync, *args, **kwargs)
+
+
+_declared_faces: dict[type[Any], dict[str, type[AsyncRepository[Any]]]] = {}
+
+
+def _async_faces(unit: type[Any]) -> dict[str, type[AsyncRepository[Any]]]:
+    """The asyncio repository classes an asyncio unit-of-work class declares, by attribute."""
+    found = _declared_faces.get(unit)
+    if found is None:
+        found = _declared_faces[unit] = {
+            name: hint
+            for name, hint in typing.get_type_hints(unit).items()
+            if isinstance(hint, type) and issubclass(hint, AsyncRepository)
+        }
+    return found
+
+
+async def run_in_transaction_async(
+    fn: Callable[[AsyncUnitOfWork], Awaitable[T]],
+    *,
+    retries: int = DEFAULT_RETRIES,
+    isolation_level: str | None = None,
+    session_factory: async_sessionmaker[AsyncSession] | None = None,
+    backoff: float | None = None,
+    max_backoff: float | None = None,
+) -> T:
+    """Await `fn(uow)` in a fresh unit of work and commit; run it again on the failures
+    `run_in_transaction` retries, with the same backoff."""
+    retrying = AsyncRetrying(**retry_policy(retries, backoff, max_backoff))
+    async for attempt in retrying:
+        with attempt:
+            async with AsyncUnitOfWork(session_factory, isolation_level=isolation_level) as uow:
+                result = await fn(uow)
+                await uow.commit()
+    return result
+
+
+def transactional_async(
+    *,
+    retries: int = DEFAULT_RETRIES,
+    isolation_level: str | None = None,
+    session_factory: async_sessionmaker[AsyncSession] | None = None,
+    backoff: float | None = None,
+    max_backoff: float | None = None,
+) -> Callable[[Callable[Concatenate[AsyncUnitOfWork, P], Awaitable[T]]], Callable[P, Awaitable[T]]]:
+    """Decorator form: `@transactional_async()` on `async def f(uow, ...)` makes `await f(...)`
+    run in `run_in_transaction_async`."""
+
+    def decorate(
+        fn: Callable[Concatenate[AsyncUnitOfWork, P], Awaitable[T]],
+    ) -> Callable[P, Awaitable[T]]:
+        @wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await run_in_transaction_async(
+                lambda uow: fn(uow, *args, **kwargs),
+                retries=retries,
+                isolation_level=isolation_level,
+                session_factory=session_factory,
+                backoff=backoff,
+                max_backoff=max_backoff,
+            )
+
+        return wrapper
+
+    return decorate

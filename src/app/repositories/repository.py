@@ -1,0 +1,469 @@
+"""`Repository[Model]`: CRUD, pages, streams, upserts and bulk writes for one model, on a
+session it is given. It adds and flushes, never commits: the unit of work (or whoever owns the
+session) does.
+
+Statements are built in `_statements` (with `_filters`, `_ordering` and `_cursors`), values
+checked in `_values`, bulk rows batched in `_bulk`; they run here, and what differs by database
+comes from the session's backend (`app.dialects`). Database errors arrive translated: every
+engine the project builds translates them (`app.db.errors`).
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+from sqlalchemy import Row, Select
+from sqlalchemy.orm import Session
+
+from app.db.errors import (
+    READ_ONLY_MESSAGE,
+    ConflictError,
+    InvalidQueryError,
+    NotFoundError,
+    ReadOnlyError,
+    StaleObjectError,
+    constraint_for_columns,
+)
+from app.db.models import Base
+from app.db.runtime import get_settings
+from app.db.types import utcnow
+from app.dialects import Backend, UniformUpsert, backend_of, streaming
+from app.dialects.base import execute_compiled
+from app.repositories import _bulk, _statements
+from app.repositories._cursors import decode_cursor, encode_cursor, query_fingerprint
+from app.repositories._ordering import SortKey, sort_keys
+from app.repositories._values import (
+    Data,
+    as_uuid,
+    check_limit,
+    check_offset,
+    complete_rows,
+    conflict_target,
+    from_json,
+    new_row_values,
+    other_keys_given,
+    row_values,
+    rules_for,
+    to_json,
+)
+from app.topology.routing import READ_ONLY_KEY
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+Where = Mapping[str, Any] | None
+OrderBy = Sequence[str] | str | None
+Load = Sequence[str] | None
+Conflict = Sequence[str] | str | None
+
+DEFAULT_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class Page(Generic[ModelT]):
+    """One keyset page; `next_cursor` is None on the last one."""
+
+    items: list[ModelT]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class OffsetPage(Generic[ModelT]):
+    """One offset page and, when asked for, how many rows match in all."""
+
+    items: list[ModelT]
+    total: int | None
+
+
+class Repository(Generic[ModelT]):
+    """CRUD, pagination, upserts and bulk writes for `model`, on a session it is given.
+
+    Subclass it per model (`model = Project`), or use `Repository.for_model(Project)`. Class
+    attributes: `filterable_fields` and `sortable_fields` (None: every column) say what callers
+    may filter and sort by; `upsert_key` is the unique key `upsert` matches on when the call
+    names none (None: the primary key). `prepare` and `prepare_columns` normalise values before
+    they are written.
+    """
+
+    model: type[ModelT]
+    filterable_fields: ClassVar[frozenset[str] | None] = None
+    sortable_fields: ClassVar[frozenset[str] | None] = None
+    upsert_key: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(self, session: Session, *, cursor_key: bytes | None = None) -> None:
+        self.session = session
+        self._cursor_key = cursor_key
+        self._rules = rules_for(self.model)
+        self._backend: Backend = backend_of(session)
+
+    @classmethod
+    def for_model(cls, model: type[Any]) -> type[Repository[Any]]:
+        """A plain repository class for `model`."""
+        return type(f"{model.__name__}Repository", (cls,), {"model": model})
+
+    # -- hooks for subclasses --------------------------------------------------------------------
+
+    def prepare(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Normalise incoming values before they are written (subclasses override)."""
+        return values
+
+    def prepare_columns(self, columns: dict[str, builtins.list[Any]]) -> bool:
+        """`prepare` for a batch given column by column (the bulk writes' fast path), in place.
+
+        A subclass that overrides `prepare` overrides this too, or its batches go row by row
+        (returning False says so).
+        """
+        return type(self).prepare is Repository.prepare
+
+    @property
+    def cursor_key(self) -> bytes:
+        """The key that signs pagination cursors (SECRET_KEY unless given)."""
+        if self._cursor_key is None:
+            self._cursor_key = get_settings().secret_key.get_secret_value().encode()
+        return self._cursor_key
+
+    @property
+    def _filterable(self) -> frozenset[str]:
+        fields = self.filterable_fields
+        return fields if fields is not None else self._rules.columns
+
+    @property
+    def _sortable(self) -> frozenset[str]:
+        fields = self.sortable_fields
+        return fields if fields is not None else self._rules.columns
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def get(self, id: uuid.UUID | str | Any, *, load: Load = None) -> ModelT | None:
+        """The row with this primary key, or None; `load` names relationships to fetch too,
+        also when the row is already in the session."""
+        key = self._key(id)
+        if not load:
+            return self.session.get(self.model, key)
+        # A SELECT, not Session.get: get returns a row the session already holds without
+        # applying loader options, leaving its relationships unloaded.
+        statement = _statements.select_by_key(self.model, self._rules, key, load=load)
+        found: ModelT | None = self.session.scalars(statement).one_or_none()
+        return found
+
+    def get_one(self, id: uuid.UUID | str | Any, *, load: Load = None) -> ModelT:
+        """The row with this primary key, or `NotFoundError`."""
+        found = self.get(id, load=load)
+        if found is None:
+            raise NotFoundError(f"no {self._rules.entity} with id {str(id)!r}")
+        return found
+
+    def list(
+        self,
+        *,
+        where: Where = None,
+        order_by: OrderBy = None,
+        limit: int = 50,
+        offset: int = 0,
+        load: Load = None,
+    ) -> list[ModelT]:
+        """One offset page of rows matching `where`, in a total order."""
+        return self.list_page(
+            where=where, order_by=order_by, limit=limit, offset=offset, load=load
+        ).items
+
+    def list_page(
+        self,
+        *,
+        where: Where = None,
+        order_by: OrderBy = None,
+        limit: int = 50,
+        offset: int = 0,
+        load: Load = None,
+        with_total: bool = False,
+    ) -> OffsetPage[ModelT]:
+        """An offset page; `with_total` counts every match in the same scan (a window count)."""
+        check_limit(limit)
+        check_offset(offset)
+        keys = sort_keys(self._rules, order_by, allowed=self._sortable)
+        statement = self._select(where, keys, load=load).limit(limit).offset(offset)
+        if not with_total:
+            return OffsetPage(list(self.session.scalars(statement)), None)
+        rows = self.session.execute(_statements.with_total(statement)).all()
+        if rows:
+            return OffsetPage([row[0] for row in rows], int(rows[0][1]))
+        # Past the last page no row carries the count: ask for it.
+        return OffsetPage([], self.count(where=where) if offset else 0)
+
+    def paginate(
+        self,
+        *,
+        where: Where = None,
+        order_by: OrderBy = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        load: Load = None,
+    ) -> Page[ModelT]:
+        """A keyset page: the rows after `cursor`; pass `next_cursor` back for the next one."""
+        check_limit(limit)
+        keys = sort_keys(self._rules, order_by, allowed=self._sortable)
+        fingerprint = query_fingerprint(self.model.__name__, [key.spec for key in keys], where)
+        after_values = None
+        if cursor is not None:
+            raw = decode_cursor(
+                cursor, fingerprint=fingerprint, key=self.cursor_key, size=len(keys)
+            )
+            after_values = [
+                from_json(self._rules, k.name, v) for k, v in zip(keys, raw, strict=True)
+            ]
+        statement = self._select(where, keys, load=load, after_values=after_values)
+        items = list(self.session.scalars(statement.limit(limit + 1)))
+        if len(items) <= limit:
+            return Page(items, None)
+        items = items[:limit]
+        last = [to_json(getattr(items[-1], key.name)) for key in keys]
+        return Page(items, encode_cursor(last, fingerprint=fingerprint, key=self.cursor_key))
+
+    def iterate(
+        self, *, where: Where = None, order_by: OrderBy = None, batch_size: int = 1000
+    ) -> Iterator[Row[Any]]:
+        """Every row matching `where`, in order, fetched `batch_size` at a time: for exports and
+        batch jobs, in memory that stays flat however many rows there are.
+
+        Rows are read-only records with the model's fields as attributes (`row.title`,
+        `row._asdict()`), not tracked instances: building a tracked instance costs more than
+        fetching the row. PostgreSQL and MariaDB stream from a server-side cursor, which holds
+        the session's connection until the iteration ends.
+        """
+        result = self.session.execute(self.iteration_statement(where, order_by, batch_size))
+        with streaming(self.session.connection(), result.close):
+            # A batch at a time: rows come from the driver's fetchmany, not one per row.
+            for batch in result.partitions():
+                yield from batch
+
+    def iteration_statement(self, where: Where, order_by: OrderBy, batch_size: int) -> Select[Any]:
+        """The streaming SELECT of `iterate` (the asyncio face streams it too)."""
+        check_limit(batch_size)
+        keys = sort_keys(self._rules, order_by, allowed=self._sortable)
+        return self._select(where, keys, plain=True).execution_options(yield_per=batch_size)
+
+    def count(self, *, where: Where = None) -> int:
+        """How many rows match `where`."""
+        statement = _statements.select_count(self._rules, where=where, filterable=self._filterable)
+        return int(self.session.scalar(statement) or 0)
+
+    def exists(self, *, where: Where = None) -> bool:
+        """Whether any row matches `where`."""
+        statement = _statements.select_exists(self._rules, where=where, filterable=self._filterable)
+        return bool(self.session.scalar(statement))
+
+    def _select(self, where: Where, keys: Sequence[SortKey], **options: Any) -> Select[Any]:
+        return _statements.select_rows(
+            self.model,
+            self._rules,
+            self._backend,
+            where=where,
+            keys=keys,
+            filterable=self._filterable,
+            **options,
+        )
+
+    def _key(self, id: Any) -> Any:
+        """A primary key value as the column holds it (a UUID from text, for UUID keys)."""
+        if self._rules.kind(self._rules.primary_key[0]) is uuid.UUID:
+            return as_uuid(id)
+        return id
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def create(self, data: Data) -> ModelT:
+        """Add a row and flush it, so its id and defaults are set."""
+        values = new_row_values(self._rules, data, prepare=self.prepare)
+        instance = self.model(**values)
+        self.session.add(instance)
+        self.session.flush()
+        return instance
+
+    def update(
+        self, id: uuid.UUID | str | Any, data: Data, *, expected_version: int | None = None
+    ) -> ModelT:
+        """Change the given fields; a row changed by someone else since it was read is stale.
+
+        `expected_version` is the version the caller last saw (for example in a form sent to a
+        browser): a row at any other version is stale without writing anything.
+        """
+        values = row_values(self._rules, data, writable=self._rules.updatable, prepare=self.prepare)
+        instance = self.get_one(id)
+        version = self._rules.version
+        current = getattr(instance, version, None) if version else None
+        if expected_version is not None and current != expected_version:
+            raise StaleObjectError(
+                f"the {self._rules.entity} is at version {current}, not version "
+                f"{expected_version}: someone changed it since it was read; load it again and "
+                "retry",
+                lost_race=False,
+            )
+        for name, value in values.items():
+            setattr(instance, name, value)
+        self.session.flush()
+        return instance
+
+    def delete(self, id: uuid.UUID | str | Any) -> None:
+        """Delete the row (and, through the database, what it owns)."""
+        self.session.delete(self.get_one(id))
+        self.session.flush()
+
+    def create_many(self, rows: Iterable[Data], *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+        """Insert rows in bulk at the speed of the database's bulk load; returns how many were
+        inserted.
+
+        `rows` may be any iterable: it is consumed one batch at a time. Ids and timestamps are
+        filled in Python as `create` does. The rows skip the ORM: objects already in the
+        session are not refreshed. A call that fails stores none of its rows.
+        """
+        self._before_bulk_write()
+        batches = _bulk.new_row_batches(
+            self._rules,
+            rows,
+            batch_size,
+            prepare=self.prepare,
+            prepare_columns=self.prepare_columns,
+        )
+        # A savepoint: one call that fails stores none of its rows on every backend (SQLite's
+        # executemany and MariaDB's statements of a megabyte store as they go), and the
+        # caller's transaction goes on.
+        with self.session.begin_nested():
+            connection = self.session.connection()
+            return self._backend.insert_batches(connection, self._rules.table, batches)
+
+    def upsert(self, data: Data, *, conflict: Conflict = None) -> ModelT:
+        """Insert the row, or update the one that has the same `conflict` values (a unique key;
+        default: `upsert_key`, else the primary key), atomically.
+
+        On update only the given fields change, the version advances and the `updated`
+        timestamps move; the primary key, `created` timestamps and every field left out stay as
+        stored. A row whose other unique values (an id, an email) belong to a different row is
+        a `ConflictError`, and nothing is written.
+        """
+        target = self._conflict(conflict)
+        (row,) = self._upsert_rows([data], target)
+        statement = _statements.select_where_equal(
+            self.model, self._rules, {name: row[name] for name in target}
+        )
+        found: ModelT = self.session.scalars(
+            statement.execution_options(populate_existing=True)
+        ).one()
+        return found
+
+    def upsert_many(
+        self,
+        rows: Iterable[Data],
+        *,
+        conflict: Conflict = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> int:
+        """`upsert` for many rows, streamed in batches; returns how many rows were sent.
+
+        Rows may give different sets of fields: each set is one statement per batch. A call
+        that fails stores none of its rows.
+        """
+        target = self._conflict(conflict)
+        self._before_bulk_write()
+        written = [0]
+
+        def counted(size: int) -> None:
+            written[0] += size
+
+        prepared = _bulk.upsert_batches(
+            self._rules,
+            self._backend,
+            rows,
+            batch_size,
+            target,
+            prepare_columns=self.prepare_columns,
+            counted=counted,
+        )
+
+        def general_way(batch: builtins.list[Any], uniform: UniformUpsert | None) -> None:
+            # A uniform batch through its one compiled statement, handed to the driver's
+            # executemany; any other row by row.
+            if uniform is None or not execute_compiled(
+                self.session.connection(), self._rules.table, uniform.statement(), uniform.batch
+            ):
+                self._upsert_rows(batch, target)
+
+        with self.session.begin_nested():
+            self._backend.upsert_batches(
+                self.session, self._rules.table, target, prepared, general_way
+            )
+        return written[0]
+
+    def _conflict(self, conflict: Conflict) -> tuple[str, ...]:
+        if conflict is None:
+            conflict = self.upsert_key or self._rules.primary_key
+        return conflict_target(self._rules, conflict)
+
+    def _before_bulk_write(self) -> None:
+        # Bulk writes skip the flush, where the read-only guard of a unit sits: check here.
+        if self.session.info.get(READ_ONLY_KEY):
+            raise ReadOnlyError(READ_ONLY_MESSAGE)
+        self.session.flush()
+
+    def _upsert_rows(
+        self, batch: builtins.list[Data], target: tuple[str, ...]
+    ) -> builtins.list[dict[str, Any]]:
+        """Upsert rows one statement per set of given fields; the rows as sent."""
+        self._before_bulk_write()
+        missing: set[str] = set()
+        given_sets: dict[frozenset[str], builtins.list[dict[str, Any]]] = {}
+        for data in batch:
+            values = new_row_values(self._rules, data, prepare=self.prepare)
+            # A primary key left out is generated: such a row can only be inserted.
+            missing |= {
+                name
+                for name in target
+                if name not in self._rules.primary_key and values.get(name) is None
+            }
+            given_sets.setdefault(frozenset(values), []).append(values)
+        if missing:
+            raise InvalidQueryError(
+                f"upsert needs a value for {', '.join(sorted(missing))} in every row"
+            )
+        now = utcnow()
+        sent: builtins.list[dict[str, Any]] = []
+        for given, group in given_sets.items():
+            columns = complete_rows(self._rules, group, now)
+            params = [
+                dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)
+            ]
+            self._upsert_group(params, target, given)
+            sent += params
+        return sent
+
+    def _upsert_group(
+        self, params: builtins.list[dict[str, Any]], target: tuple[str, ...], given: frozenset[str]
+    ) -> None:
+        statement = _statements.upsert_statement(self._rules, self._backend, target, given)
+        others = other_keys_given(self._rules, given, target)
+        if not others:
+            self.session.execute(statement, params)
+            return
+        # The rows name another unique key too: check that they met no other row, in a
+        # savepoint, so a conflict leaves nothing changed.
+        names = list(dict.fromkeys([*target, *(name for key in others for name in key)]))
+        with self.session.begin_nested() as savepoint:
+            self.session.execute(statement, params)
+            stored = self.session.execute(
+                _statements.select_stored_keys(self._rules, params, target, names)
+            ).all()
+            collided = _statements.conflicting_key(stored, params, target, others, names)
+            if collided is not None:
+                savepoint.rollback()
+        if collided is not None:
+            constraint, fields = constraint_for_columns(self._rules.table, collided)
+            raise ConflictError(
+                f"a {self._rules.entity} with this {' and '.join(fields)} already exists",
+                constraint=constraint,
+                fields=fields,
+            )
+
+
+__all__ = ["DEFAULT_BATCH_SIZE", "Data", "ModelT", "OffsetPage", "Page", "Repository"]

@@ -1,0 +1,1 @@
+"""Replicas of the primary and where a unit of work runs."""
