@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, Connection, Dialect, Engine, Insert, Select, Table
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import ResourceClosedError
+from sqlalchemy.exc import ResourceClosedError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.db.errors import InvalidQueryError
+from app.db.errors import DataLayerError, InvalidQueryError
 
 Processor = Callable[[Any], Any]
 
@@ -55,6 +55,18 @@ class UniformUpsert:
 # when they have one; what the repository does with a batch no faster way takes.
 PreparedUpsert = tuple[list[Any], UniformUpsert | None]
 UpsertOtherwise = Callable[[list[Any], UniformUpsert | None], None]
+
+
+@dataclass(frozen=True)
+class UpsertPlan:
+    """What an upsert sets on a conflict on `conflict`: `computed` (expressions of the stored
+    row) first, then the columns `from_new_row` to the new row's values; the rows are
+    parameters, or the result of `source` where the backend can."""
+
+    conflict: Sequence[str]
+    from_new_row: Sequence[str]
+    computed: dict[str, ColumnElement[Any]]
+    source: Select[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,18 +112,8 @@ class Backend:
 
     # -- statements ----------------------------------------------------------------------------
 
-    def upsert(
-        self,
-        table: Table,
-        conflict: Sequence[str],
-        *,
-        from_new_row: Sequence[str],
-        computed: dict[str, ColumnElement[Any]],
-        source: Select[Any] | None = None,
-    ) -> Insert:
-        """INSERT into `table` that, on a conflict on `conflict`, sets `computed` (expressions
-        of the stored row) and then the columns `from_new_row` to the new row's values. The
-        rows are parameters, or the result of `source` where the backend can."""
+    def upsert(self, table: Table, plan: UpsertPlan) -> Insert:
+        """INSERT into `table` that updates the row it conflicts with as `plan` says."""
         raise NotImplementedError
 
     def insert_ignoring_duplicates(self, table: Table) -> Insert:
@@ -235,6 +237,54 @@ def close_streams(connection: Connection) -> bool:
     for close in streams:
         close()
     return True
+
+
+# -- what several backends share ----------------------------------------------------------------
+
+
+def on_conflict_do_update(statement: Any, plan: UpsertPlan) -> Insert:
+    """`INSERT ... ON CONFLICT (target) DO UPDATE` from a PostgreSQL or SQLite insert construct."""
+    if plan.source is not None:
+        names = [str(column.key) for column in plan.source.selected_columns]
+        statement = statement.from_select(names, plan.source)
+    changes: dict[str, Any] = {name: statement.excluded[name] for name in plan.from_new_row}
+    upsert: Insert = statement.on_conflict_do_update(
+        index_elements=list(plan.conflict), set_={**changes, **plan.computed}
+    )
+    return upsert
+
+
+@contextmanager
+def session_lock(
+    connection: Connection,
+    acquire: Callable[[bool], None],
+    release: Callable[[], None],
+) -> Iterator[None]:
+    """Hold a lock that belongs to the session (an advisory lock, GET_LOCK) inside the block.
+
+    `acquire(owned_transaction)` takes it; the transaction it ran in is committed when it is
+    this block's, since the lock outlives it. On the way out the block's transaction is ended
+    (rolled back after a failure: the unlock needs a sound session) and `release()` runs; a
+    session that cannot be unlocked is invalidated, so it never goes back to the pool holding
+    the lock (closing it releases the lock on the server).
+    """
+    owned_transaction = not connection.in_transaction()
+    acquire(owned_transaction)
+    if owned_transaction:
+        connection.commit()
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        try:
+            if owned_transaction and connection.in_transaction():
+                (connection.rollback if failed else connection.commit)()
+            release()
+            if owned_transaction:
+                connection.commit()
+        except (SQLAlchemyError, DataLayerError):
+            connection.invalidate()
 
 
 # -- bulk helpers every backend may use -----------------------------------------------------------

@@ -14,11 +14,11 @@ import datetime as dt
 import hashlib
 import math
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Insert, Select, Table, event, text
+from sqlalchemy import Connection, Engine, Insert, Table, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
@@ -32,10 +32,12 @@ from app.dialects.base import (
     Batch,
     ConnectOptions,
     Processor,
+    UpsertPlan,
     bind_processors,
     close_streams,
     converted,
     python_type,
+    session_lock,
 )
 
 SQL_MODE = "TRADITIONAL,NO_ENGINE_SUBSTITUTION"
@@ -100,23 +102,15 @@ class MariaDB(Backend):
         """Take a new connection to `server` into use (`info` is its pool record's), or raise
         the driver's error to try the next server; `causal`: DB_CAUSAL_READS."""
 
-    def upsert(
-        self,
-        table: Table,
-        conflict: Sequence[str],
-        *,
-        from_new_row: Sequence[str],
-        computed: dict[str, ColumnElement[Any]],
-        source: Select[Any] | None = None,
-    ) -> Insert:
+    def upsert(self, table: Table, plan: UpsertPlan) -> Insert:
         # ON DUPLICATE KEY UPDATE names no key: it updates the row any unique key matched, so
         # callers check the outcome when other keys are given. Its assignments are evaluated
         # left to right: the computed ones (from the stored row) come first.
-        if source is not None:
+        if plan.source is not None:
             raise NotImplementedError("MariaDB upserts rows given as parameters")
         statement = mysql.insert(table)
-        changes = {name: statement.inserted[name] for name in from_new_row}
-        return statement.on_duplicate_key_update({**computed, **changes})
+        changes = {name: statement.inserted[name] for name in plan.from_new_row}
+        return statement.on_duplicate_key_update({**plan.computed, **changes})
 
     def insert_ignoring_duplicates(self, table: Table) -> Insert:
         # No DO NOTHING here; assigning the key to itself is the no-op. (INSERT IGNORE would
@@ -131,28 +125,27 @@ class MariaDB(Backend):
             inserted += batch.count
         return inserted
 
-    @contextmanager
-    def migration_lock(self, connection: Connection, *, wait_seconds: float) -> Iterator[None]:
+    def migration_lock(
+        self, connection: Connection, *, wait_seconds: float
+    ) -> AbstractContextManager[None]:
         """GET_LOCK with a timeout, on a name derived from the database's: GET_LOCK names are
         server-wide, and one name would make migrating staging block production."""
-        owned_transaction = not connection.in_transaction()
         name = _lock_name(connection)
-        try:
-            got = connection.scalar(
-                text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": wait_seconds}
-            )
-        except RetryableError as exc:
-            raise MigrationLockedError.after(wait_seconds) from exc
-        if got != 1:
-            raise MigrationLockedError.after(wait_seconds)
-        if owned_transaction:
-            connection.commit()
-        try:
-            yield
-        except BaseException:
-            _release_lock(connection, name, owned_transaction, failed=True)
-            raise
-        _release_lock(connection, name, owned_transaction, failed=False)
+
+        def acquire(_owned_transaction: bool) -> None:
+            try:
+                got = connection.scalar(
+                    text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": wait_seconds}
+                )
+            except RetryableError as exc:
+                raise MigrationLockedError.after(wait_seconds) from exc
+            if got != 1:
+                raise MigrationLockedError.after(wait_seconds)
+
+        def release() -> None:
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+
+        return session_lock(connection, acquire, release)
 
     @contextmanager
     def short_lock_waits(self, connection: Connection, seconds: float) -> Iterator[None]:
@@ -198,20 +191,6 @@ def _lock_name(connection: Connection) -> str:
     """The migration lock's name for the connection's database; within GET_LOCK's 64 characters."""
     database = connection.scalar(text("SELECT DATABASE()")) or ""
     return f"app:migrations:{hashlib.sha256(database.encode()).hexdigest()[:40]}"
-
-
-def _release_lock(
-    connection: Connection, name: str, owned_transaction: bool, *, failed: bool
-) -> None:
-    try:
-        if owned_transaction and connection.in_transaction():
-            (connection.rollback if failed else connection.commit)()
-        connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
-        if owned_transaction:
-            connection.commit()
-    except sa_exc.SQLAlchemyError:
-        # Closing a session we cannot unlock releases the lock on the server.
-        connection.invalidate()
 
 
 def _set_session(connection: Connection, values: dict[str, object]) -> None:

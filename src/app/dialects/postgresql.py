@@ -15,13 +15,12 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from itertools import chain, repeat
 from typing import Any
 
 import psycopg
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     DateTime,
     Insert,
@@ -50,8 +49,11 @@ from app.dialects.base import (
     Processor,
     UniformUpsert,
     UpsertOtherwise,
+    UpsertPlan,
     is_streaming,
+    on_conflict_do_update,
     python_type,
+    session_lock,
     storage_columns,
 )
 
@@ -89,22 +91,8 @@ class PostgreSQL(Backend):
     def read_only_options(self) -> dict[str, Any]:
         return {"postgresql_readonly": True}
 
-    def upsert(
-        self,
-        table: Table,
-        conflict: Sequence[str],
-        *,
-        from_new_row: Sequence[str],
-        computed: dict[str, ColumnElement[Any]],
-        source: Select[Any] | None = None,
-    ) -> Insert:
-        statement = postgresql.insert(table)
-        if source is not None:
-            statement = statement.from_select([str(c.key) for c in source.selected_columns], source)
-        changes: dict[str, Any] = {name: statement.excluded[name] for name in from_new_row}
-        return statement.on_conflict_do_update(
-            index_elements=list(conflict), set_={**changes, **computed}
-        )
+    def upsert(self, table: Table, plan: UpsertPlan) -> Insert:
+        return on_conflict_do_update(postgresql.insert(table), plan)
 
     def insert_ignoring_duplicates(self, table: Table) -> Insert:
         return postgresql.insert(table).on_conflict_do_nothing()
@@ -175,20 +163,19 @@ class PostgreSQL(Backend):
         finally:
             dbapi_connection.autocommit = autocommit
 
-    @contextmanager
-    def migration_lock(self, connection: Connection, *, wait_seconds: float) -> Iterator[None]:
+    def migration_lock(
+        self, connection: Connection, *, wait_seconds: float
+    ) -> AbstractContextManager[None]:
         """A session advisory lock (advisory locks belong to one database), tried until
         `wait_seconds` have passed."""
-        owned_transaction = not connection.in_transaction()
-        _poll_advisory_lock(connection, wait_seconds, owned_transaction=owned_transaction)
-        if owned_transaction:
-            connection.commit()  # the lock belongs to the session and outlives this transaction
-        try:
-            yield
-        except BaseException:
-            _release_advisory_lock(connection, owned_transaction, failed=True)
-            raise
-        _release_advisory_lock(connection, owned_transaction, failed=False)
+
+        def acquire(owned_transaction: bool) -> None:
+            _poll_advisory_lock(connection, wait_seconds, owned_transaction=owned_transaction)
+
+        def release() -> None:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
+        return session_lock(connection, acquire, release)
 
     def migration_settings(self, *, lock_timeout: float, statement_timeout: float) -> list[str]:
         return [
@@ -277,22 +264,6 @@ def _poll_advisory_lock(
             raise MigrationLockedError.after(wait_seconds)
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
-
-
-def _release_advisory_lock(
-    connection: Connection, owned_transaction: bool, *, failed: bool
-) -> None:
-    try:
-        if owned_transaction and connection.in_transaction():
-            # Finish what the block left open; after a failure the unlock needs a sound session.
-            (connection.rollback if failed else connection.commit)()
-        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        if owned_transaction:
-            connection.commit()
-    except sa_exc.SQLAlchemyError:
-        # A session we cannot unlock must not go back to the pool still holding the lock:
-        # closing it releases the lock on the server.
-        connection.invalidate()
 
 
 # -- COPY text, written here a column at a time rather than value by value by the driver ----------

@@ -9,18 +9,18 @@ and checked before the run commits.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Insert, Select, Table, event
+from sqlalchemy import Connection, Engine, Insert, Table, event
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random
 
 from app.db.errors import MigrationLockedError, RetryableError
-from app.dialects.base import Backend, ConnectOptions
+from app.dialects.base import Backend, ConnectOptions, UpsertPlan, on_conflict_do_update
 
 BUSY_TIMEOUT_MS = 5_000
 # An execution option naming the statement that opens a transaction, for callers that need the
@@ -82,22 +82,8 @@ class SQLite(Backend):
                 connection.get_execution_options().get(BEGIN_OPTION, "BEGIN")
             )
 
-    def upsert(
-        self,
-        table: Table,
-        conflict: Sequence[str],
-        *,
-        from_new_row: Sequence[str],
-        computed: dict[str, ColumnElement[Any]],
-        source: Select[Any] | None = None,
-    ) -> Insert:
-        statement = sqlite.insert(table)
-        if source is not None:
-            statement = statement.from_select([str(c.key) for c in source.selected_columns], source)
-        changes: dict[str, Any] = {name: statement.excluded[name] for name in from_new_row}
-        return statement.on_conflict_do_update(
-            index_elements=list(conflict), set_={**changes, **computed}
-        )
+    def upsert(self, table: Table, plan: UpsertPlan) -> Insert:
+        return on_conflict_do_update(sqlite.insert(table), plan)
 
     def insert_ignoring_duplicates(self, table: Table) -> Insert:
         return sqlite.insert(table).on_conflict_do_nothing()

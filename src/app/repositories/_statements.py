@@ -12,6 +12,7 @@ from sqlalchemy.orm.interfaces import LoaderOption
 
 from app.db.errors import InvalidQueryError
 from app.dialects import Backend
+from app.dialects.base import UpsertPlan
 from app.repositories._filters import where_clause
 from app.repositories._ordering import SortKey, after, order_terms
 from app.repositories._values import Rules
@@ -132,9 +133,7 @@ def upsert_statement(
         # A literal 1, not a bound parameter: PyMySQL's executemany cannot fill a parameter
         # that sits in the ON DUPLICATE KEY UPDATE clause rather than in the VALUES rows.
         computed[rules.version] = rules.table.c[rules.version] + literal_column("1")
-    return backend.upsert(
-        rules.table, target, from_new_row=from_new_row, computed=computed, source=source
-    )
+    return backend.upsert(rules.table, UpsertPlan(target, from_new_row, computed, source))
 
 
 def select_stored_keys(

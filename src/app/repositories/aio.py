@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import typing
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -48,6 +47,7 @@ from app.repositories.repository import (
 from app.repositories.unit_of_work import (
     DEFAULT_RETRIES,
     UnitOfWork,
+    declared_attributes,
     repository_attributes,
     retry_policy,
 )
@@ -314,19 +314,9 @@ class AsyncUnitOfWork:
         return await run_blocking(self.async_session, fn, self.sync, *args, **kwargs)
 
 
-_declared_faces: dict[type[Any], dict[str, type[AsyncRepository[Any]]]] = {}
-
-
 def _async_faces(unit: type[Any]) -> dict[str, type[AsyncRepository[Any]]]:
     """The asyncio repository classes an asyncio unit-of-work class declares, by attribute."""
-    found = _declared_faces.get(unit)
-    if found is None:
-        found = _declared_faces[unit] = {
-            name: hint
-            for name, hint in typing.get_type_hints(unit).items()
-            if isinstance(hint, type) and issubclass(hint, AsyncRepository)
-        }
-    return found
+    return declared_attributes(unit, AsyncRepository)
 
 
 async def run_in_transaction_async(

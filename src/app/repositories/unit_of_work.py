@@ -185,19 +185,24 @@ class UnitOfWork:
             yield
 
 
-_declared: dict[type[Any], dict[str, type[Repository[Any]]]] = {}
+_declared: dict[tuple[type[Any], type[Any]], dict[str, Any]] = {}
+
+
+def declared_attributes(unit: type[Any], kind: type[Any]) -> dict[str, Any]:
+    """The attributes a class declares (annotates) as subclasses of `kind`, by name."""
+    found = _declared.get((unit, kind))
+    if found is None:
+        found = _declared[unit, kind] = {
+            name: hint
+            for name, hint in typing.get_type_hints(unit).items()
+            if isinstance(hint, type) and issubclass(hint, kind)
+        }
+    return found
 
 
 def repository_attributes(unit: type[Any]) -> dict[str, type[Repository[Any]]]:
     """The repositories a unit-of-work class declares, by attribute name."""
-    found = _declared.get(unit)
-    if found is None:
-        found = _declared[unit] = {
-            name: hint
-            for name, hint in typing.get_type_hints(unit).items()
-            if isinstance(hint, type) and issubclass(hint, Repository)
-        }
-    return found
+    return declared_attributes(unit, Repository)
 
 
 def run_in_transaction(
