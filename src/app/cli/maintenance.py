@@ -19,6 +19,7 @@ from app.db.admin import create_database
 from app.db.errors import DatabaseUnavailableError
 from app.db.runtime import get_engine, get_replicas, get_settings
 from app.db.session import migration_engine
+from app.dialects import backend_for
 from app.dialects.galera import LOCK_TABLE, cluster_state
 from app.migrations.diagram import schema_markdown
 from app.migrations.lint import lint as lint_migrations
@@ -31,7 +32,7 @@ DIAGRAM_PATH = Path("docs/schema.md")
 def create() -> None:
     """Create the database named in DATABASE_URL if it is missing (no-op on SQLite)."""
     settings = get_settings()
-    if settings.url.get_backend_name() == "sqlite":
+    if backend_for(settings.url.get_backend_name()).file_database:
         stdout.print("SQLite creates its database file on first use; nothing to do")
     elif create_database(settings.database_url):
         stdout.print(f"created {settings.masked_database_url}")

@@ -130,12 +130,14 @@ class MariaDB(Backend):
     ) -> AbstractContextManager[None]:
         """GET_LOCK with a timeout, on a name derived from the database's: GET_LOCK names are
         server-wide, and one name would make migrating staging block production."""
-        name = _lock_name(connection)
+        name: list[str] = []
 
         def acquire(_owned_transaction: bool) -> None:
+            # Asked inside: the block's transaction (if it is the block's) begins here.
+            name.append(_lock_name(connection))
             try:
                 got = connection.scalar(
-                    text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": wait_seconds}
+                    text("SELECT GET_LOCK(:name, :wait)"), {"name": name[0], "wait": wait_seconds}
                 )
             except RetryableError as exc:
                 raise MigrationLockedError.after(wait_seconds) from exc
@@ -143,7 +145,7 @@ class MariaDB(Backend):
                 raise MigrationLockedError.after(wait_seconds)
 
         def release() -> None:
-            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name[0]})
 
         return session_lock(connection, acquire, release)
 
