@@ -14,9 +14,6 @@ from app.config import Settings
 from app.db.models import Item
 from app.db.session import make_session_factory
 from app.repositories import ItemRepository
-from app.repositories._cursors import encode_cursor, query_fingerprint
-from app.repositories._ordering import sort_keys
-from app.repositories._values import rules_for, to_json
 from app.seed import SeedOptions, seed_database
 from bench.harness import Measurement, console, measure, measure_interleaved
 from bench.ingest import reset
@@ -41,11 +38,8 @@ RATIOS = [
 
 def _cursor_at(repository: ItemRepository, order: list[str] | None, depth: int, where: Any) -> str:
     """The cursor a client would hold after paging `depth` rows into `order`."""
-    keys = sort_keys(rules_for(Item), order, allowed=repository._sortable)
     row = repository.list(where=where, order_by=order, limit=1, offset=depth)[0]
-    fingerprint = query_fingerprint(Item.__name__, [key.spec for key in keys], where)
-    values = [to_json(getattr(row, key.name)) for key in keys]
-    return encode_cursor(values, fingerprint=fingerprint, key=repository.cursor_key)
+    return repository.cursor_after(row, where=where, order_by=order)
 
 
 def run_pagination(backend: str, engine: Engine, *, items: int, repeat: int) -> list[Measurement]:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +15,22 @@ AppEnv = Literal["development", "test", "production"]
 
 PLACEHOLDER_SECRET_KEY = "development-only-secret-key"  # noqa: S105 - refused in production
 PLACEHOLDER_SEED_PASSWORD = "changethis"  # noqa: S105 - the known placeholder, refused in production
+# Anyone holding SECRET_KEY can forge cursors: production wants a long one that is nobody's
+# example (the ones below are, as are the placeholders of well-known templates).
+MIN_SECRET_KEY_BYTES = 32
+KNOWN_PLACEHOLDERS = frozenset(
+    {
+        PLACEHOLDER_SECRET_KEY,
+        PLACEHOLDER_SEED_PASSWORD,
+        "changeme",
+        "change-me",
+        "secret",
+        "secret-key",
+        "secretkey",
+        "your-secret-key",
+        "supersecret",
+    }
+)
 
 ACCEPTED_URL_FORMS = (
     "sqlite:///path/to/file.db, sqlite:// (in memory), "
@@ -38,11 +54,12 @@ def parse_database_url(raw: str | URL, *, asynchronous: bool = False) -> URL:
     """Parse a database URL and refuse unsupported backends; the driver becomes the installed
     one for blocking code, or for asyncio when `asynchronous`."""
     try:
-        url = make_url(raw)
+        url = make_url(_credentials_encoded(raw) if isinstance(raw, str) else raw)
     except ArgumentError:
         raise SettingsError(
             f"DATABASE_URL is not a valid database URL; accepted forms: {ACCEPTED_URL_FORMS}"
         ) from None
+    url = _password_out_of_query(url)
     backend = "mysql" if url.get_backend_name() == "mariadb" else url.get_backend_name()
     if backend not in _SYNC_DRIVERS:
         raise SettingsError(
@@ -82,12 +99,45 @@ def mysql_servers(url: URL) -> list[tuple[str, int]]:
     return servers
 
 
+# Query parameters the drivers take as the password (psycopg: password; PyMySQL: password, passwd).
+_PASSWORD_KEYS = ("password", "passwd")
+# Characters that end a password early when written unencoded in a URL.
+_BREAKS_A_PASSWORD = frozenset("@/?#")
+
+
+def _credentials_encoded(raw: str) -> str:
+    """`raw` with a password that holds '@', '/', '?' or '#' unencoded percent-encoded, as RFC
+    3986 wants it: the credentials end at the last '@' of the URL. (Read as written, the first
+    '@' would end them and the rest of the password would pass for the host.)"""
+    scheme, sep, rest = raw.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
+        return raw
+    credentials, host_and_rest = rest[:at], rest[at + 1 :]
+    user, colon, password = credentials.partition(":")
+    if not colon or not _BREAKS_A_PASSWORD & set(password) or "%" in password:
+        return raw
+    return f"{scheme}://{user}:{quote(password, safe='')}@{host_and_rest}"
+
+
+def _password_out_of_query(url: URL) -> URL:
+    """A password given as `?password=` moved to where URLs keep one, so that every rendering of
+    the URL (ours, SQLAlchemy's, an engine's repr) hides it."""
+    given = [key for key in _PASSWORD_KEYS if key in url.query]
+    if not given:
+        return url
+    value = url.query[given[0]]
+    password = value if isinstance(value, str) else value[0]
+    return url.difference_update_query(given).set(password=url.password or password)
+
+
 def mask_url(url: str | URL) -> str:
-    """Render a URL for people: the password, if any, becomes `***`."""
+    """Render a URL for people: the password, wherever it was given, becomes `***`."""
     try:
-        rendered = make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(_credentials_encoded(url) if isinstance(url, str) else url)
     except ArgumentError:
         return "<unparseable database URL>"
+    rendered = _password_out_of_query(parsed).render_as_string(hide_password=True)
     # Servers listed in the query read as written (host=a:3306), not percent-encoded.
     address, question, query = rendered.partition("?")
     return address + question + unquote(query)
@@ -167,11 +217,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:
-        if self.app_env == "production" and (
-            self.secret_key.get_secret_value() == PLACEHOLDER_SECRET_KEY
-        ):
-            raise ValueError("SECRET_KEY must be set to a real secret when APP_ENV=production")
+        key = self.secret_key.get_secret_value()
+        weak = len(key.encode()) < MIN_SECRET_KEY_BYTES or key.strip().lower() in KNOWN_PLACEHOLDERS
+        if self.app_env == "production" and weak:
+            raise ValueError(
+                f"SECRET_KEY must be a real secret of at least {MIN_SECRET_KEY_BYTES} bytes when "
+                "APP_ENV=production (for example `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))'`)"
+            )
         return self
+
+    @property
+    def signs_with_a_public_key(self) -> bool:
+        """Whether cursors are signed with the placeholder key everyone can read in this code."""
+        return self.secret_key.get_secret_value() == PLACEHOLDER_SECRET_KEY
 
     @property
     def url(self) -> URL:

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.session import make_async_engine
+from app.db.session import make_async_engine, make_async_session_factory
 from app.repositories import (
     AsyncUnitOfWork,
     UnitOfWork,
@@ -152,9 +152,7 @@ def faces(
             stream=lambda rows: iter(list(rows)),
         )
     connection: AsyncConnection = request.getfixturevalue("async_connection")
-    async_factory = async_sessionmaker(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-    )
+    async_factory = make_async_session_factory(connection, join_transaction_mode="create_savepoint")
 
     def in_transaction(fn: Callable[[UnitOfWork], T], **kw: Any) -> T:
         return loop_runner.run(

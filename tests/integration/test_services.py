@@ -5,15 +5,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from pydantic import ValidationError
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.errors import ConflictError, ForeignKeyError, RetryableError
+from app.db.errors import ConflictError, ForeignKeyError, InvalidQueryError, RetryableError
 from app.db.models import User
 from app.repositories import UnitOfWork, run_in_transaction
-from app.schemas import ItemCreate, UserCreate
-from app.services import create_item, register_user
+from app.schemas import ItemCreate, UserAdminCreate, UserCreate
+from app.services import create_item, create_user, register_user
 from app.services.passwords import verify_password
 from tests.integration.helpers import count_rows
 
@@ -49,10 +48,30 @@ def test_register_user_turns_a_taken_email_into_a_conflict(
 
 def test_register_user_validates_its_input(session_factory: sessionmaker[Session]) -> None:
     uow = UnitOfWork(session_factory)
-    with pytest.raises(ValidationError, match="email"):
+    with pytest.raises(InvalidQueryError, match="email"):
         register_user(uow, {"email": "not-an-email", "password": PASSWORD})
-    with pytest.raises(ValidationError, match="at least 8"):
+    with pytest.raises(InvalidQueryError, match="at least 8") as short:
         register_user(uow, {"email": "ok@example.com", "password": "short"})
+    assert "short" not in str(short.value).replace("at least 8", "")  # never the password
+
+
+def test_signing_up_cannot_give_itself_privileges(
+    session_factory: sessionmaker[Session], connection: Connection
+) -> None:
+    uow = UnitOfWork(session_factory)
+    for privilege in ({"is_superuser": True}, {"is_active": False}):
+        with pytest.raises(InvalidQueryError, match=next(iter(privilege))):
+            register_user(uow, {"email": "eve@example.com", "password": PASSWORD, **privilege})
+    with pytest.raises(InvalidQueryError, match="is_superuser"):
+        register_user(
+            uow, UserAdminCreate(email="eve@example.com", password=PASSWORD, is_superuser=True)
+        )
+    assert count_rows(connection, "users") == 0
+    admin = create_user(
+        uow, UserAdminCreate(email="root@example.com", password=PASSWORD, is_superuser=True)
+    )
+    assert admin.is_superuser
+    assert count_rows(connection, "users", "is_superuser = :yes", yes=True) == 1
 
 
 def test_create_item_for_an_owner(

@@ -45,9 +45,35 @@ def test_a_conflict_names_its_fields_and_a_500_hides_its_message() -> None:
     assert "detail" not in problem_for(DataLayerError("internal detail"))[1]
 
 
-def test_etags_round_trip_through_if_match() -> None:
+def test_etags_round_trip_through_if_match_and_star_asks_for_any_version() -> None:
     assert expected_version(etag(3)) == 3
-    assert expected_version('W/"3"') == 3
+    assert expected_version(f" {etag(12)} ") == 12
     assert expected_version(None) is None
-    with pytest.raises(InvalidQueryError, match="If-Match"):
-        expected_version("*")
+    assert expected_version("*") is None
+
+
+def test_a_weak_etag_never_matches_if_match_as_rfc_9110_compares_strongly() -> None:
+    with pytest.raises(StaleObjectError) as caught:
+        expected_version('W/"3"')
+    assert problem_for(caught.value)[0] == 412
+
+
+@pytest.mark.parametrize(
+    "header",
+    ['"²"', '"٣"', '"3', "3", '"-3"', '""', '"1" , "2"', '"' + "9" * 5000 + '"', "x" * 10_000],
+    ids=[
+        "superscript",
+        "arabic digit",
+        "unclosed",
+        "bare",
+        "negative",
+        "empty",
+        "list",
+        "huge",
+        "garbage",
+    ],
+)
+def test_a_malformed_or_huge_if_match_is_a_400_not_a_500(header: str) -> None:
+    with pytest.raises(InvalidQueryError) as caught:
+        expected_version(header)
+    assert problem_for(caught.value)[0] == 400

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.config import Settings, SettingsError, mask_url, mysql_servers, parse_database_url
+from app.db.runtime import Runtime
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +28,7 @@ def test_defaults_to_a_sqlite_file_in_development() -> None:
 def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
     monkeypatch.setenv("APP_ENV", "production")
-    monkeypatch.setenv("SECRET_KEY", "a-real-secret")
+    monkeypatch.setenv("SECRET_KEY", "a-real-secret-of-well-over-32-bytes")
     monkeypatch.setenv("DB_POOL_SIZE", "12")
     settings = Settings()
     assert settings.database_url == "postgresql+psycopg://root@127.0.0.1:5432/test"
@@ -82,12 +83,34 @@ def test_bad_urls_are_refused_naming_the_variable_and_the_accepted_forms(
     assert "tiger-secret" not in message
 
 
-def test_production_refuses_the_placeholder_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "key", [None, "", "a", "changethis", "ChangeMe", "secret", "short-but-not-a-placeholder"]
+)
+def test_production_refuses_a_placeholder_or_short_secret_key(
+    monkeypatch: pytest.MonkeyPatch, key: str | None
+) -> None:
     monkeypatch.setenv("APP_ENV", "production")
-    with pytest.raises(ValidationError, match="SECRET_KEY must be set"):
+    if key is not None:
+        monkeypatch.setenv("SECRET_KEY", key)
+    with pytest.raises(ValidationError, match="SECRET_KEY must be a real secret of at least 32"):
         Settings()
-    monkeypatch.setenv("SECRET_KEY", "a-long-and-real-secret")
-    assert Settings().secret_key.get_secret_value() == "a-long-and-real-secret"
+
+
+def test_production_takes_a_long_real_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "x7-long-and-real-secret-for-cursors-2026")
+    assert Settings().secret_key.get_secret_value() == "x7-long-and-real-secret-for-cursors-2026"
+
+
+def test_development_says_once_that_cursors_are_signed_with_a_public_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    runtime = Runtime(Settings())
+    with caplog.at_level("WARNING", logger="app"):
+        first, second = runtime.cursor_key, runtime.cursor_key
+    assert first == second
+    warnings = [r for r in caplog.records if "placeholder SECRET_KEY" in r.getMessage()]
+    assert len(warnings) == 1
 
 
 def test_an_unknown_app_env_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

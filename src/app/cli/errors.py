@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
+import click
 import typer
 from alembic.util.exc import CommandError
 from pydantic import ValidationError
@@ -14,6 +17,7 @@ from sqlalchemy import exc as sa_exc
 
 from app.cli.console import stderr
 from app.config import SettingsError
+from app.db.error_codes import code_of
 from app.db.errors import DatabaseUnavailableError, DataLayerError
 from app.db.runtime import get_settings
 
@@ -56,13 +60,65 @@ def expected_failures() -> Iterator[None]:
     except CommandError as exc:
         raise fail(str(exc)) from None
     except sa_exc.DBAPIError as exc:
-        # Errors a caller can act on arrive translated; this one has no meaning of ours.
-        cause = exc.orig or exc
-        raise fail(f"database error: {type(cause).__name__}", EXIT_CHECK_FAILED) from None
+        # Errors a caller can act on arrive translated; this one has no meaning of ours: its
+        # code and the database's own words (about the schema, from DDL and the like).
+        raise fail(database_error(exc), EXIT_CHECK_FAILED) from None
     except DatabaseUnavailableError as exc:
         raise fail(_unavailable(exc)) from None
     except DataLayerError as exc:
         raise fail(str(exc), EXIT_CHECK_FAILED) from None
+    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        raise
+    except Exception as exc:
+        if debugging():
+            raise
+        message = without_secrets(str(exc).splitlines()[0] if str(exc) else "")[:300]
+        raise fail(
+            f"unexpected {type(exc).__name__}{': ' + message if message else ''} "
+            "(`app --debug ...` shows the traceback)",
+            EXIT_CHECK_FAILED,
+        ) from None
+
+
+def database_error(exc: sa_exc.DBAPIError) -> str:
+    """One line for a database error without a meaning of ours: its code and first line."""
+    orig = exc.orig
+    code = code_of(orig)
+    said = str(orig).splitlines()[0] if orig is not None and str(orig) else type(orig).__name__
+    prefix = f"database error {code}" if code is not None else "database error"
+    return f"{prefix}: {without_secrets(said)[:300]}"
+
+
+_DEBUG = "APP_DEBUG"
+
+
+def debugging() -> bool:
+    """Whether `app --debug` (or APP_DEBUG=1) asked for tracebacks."""
+    return os.environ.get(_DEBUG, "") not in ("", "0", "false")
+
+
+def start_debugging() -> None:
+    os.environ[_DEBUG] = "1"
+
+
+_CREDENTIALS = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def without_secrets(text: str) -> str:
+    """`text` with every secret of the settings, and any password in a URL, as `***`."""
+    text = _CREDENTIALS.sub(r"\1***@", text)
+    try:
+        settings = get_settings()
+    except (ValidationError, SettingsError):
+        return text
+    secrets = [settings.secret_key.get_secret_value(), settings.seed_password.get_secret_value()]
+    for url in [settings.url, *settings.replica_urls]:
+        if url.password:
+            secrets.append(str(url.password))
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
 
 
 def handles_expected_failures(fn: Callable[P, R]) -> Callable[P, R]:

@@ -9,6 +9,7 @@ import typer
 from app import __version__
 from app.cli import maintenance  # noqa: F401 - registers its commands on db_app
 from app.cli.db import db_app
+from app.cli.errors import start_debugging
 
 cli = typer.Typer(
     name="app",
@@ -31,8 +32,13 @@ def _root(
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Show the version."),
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an unexpected failure.")
+    ] = False,
 ) -> None:
     """Operate the data layer of app."""
+    if debug:
+        start_debugging()
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ class Kind(Enum):
     TIMEOUT = "timeout"
     INVALID = "invalid"
     READ_ONLY = "read_only"
+    NOT_SENT = "not_sent"  # the driver refused the statement before it reached the server
 
 
 class Rule(Enum):
@@ -66,6 +67,7 @@ CANNOT_CONNECT = Meaning(Kind.CANNOT_CONNECT)
 LOGIN = Meaning(Kind.LOGIN)
 NO_DATABASE = Meaning(Kind.NO_DATABASE)
 TIMEOUT = Meaning(Kind.TIMEOUT)
+NOT_SENT = Meaning(Kind.NOT_SENT)
 SERVER_GONE = _unavailable("the connection was lost or the server is shutting down")
 TOO_MANY_CONNECTIONS = _unavailable("the server has no free connection slots")
 IDLE_TIMEOUT = _unavailable(
@@ -188,6 +190,11 @@ def code_of(orig: BaseException | None) -> str | int | None:
     return None
 
 
+def _still_connected(orig: BaseException) -> bool:
+    pgconn = getattr(orig, "pgconn", None)
+    return pgconn is not None and int(pgconn.status) == 0  # psycopg.pq.ConnStatus.OK
+
+
 def classify(orig: BaseException | None) -> Meaning | None:
     """The meaning of a DBAPI exception, from the code the driver exposes; None if unknown."""
     if orig is None:
@@ -195,8 +202,12 @@ def classify(orig: BaseException | None) -> Meaning | None:
     driver, code = _driver(orig), code_of(orig)
     if driver == "postgresql":
         if not isinstance(code, str):
-            # No SQLSTATE means the server never answered: the client could not connect.
-            return CANNOT_CONNECT if type(orig).__name__ == "OperationalError" else None
+            # No SQLSTATE: the server never answered. On a connection that is still sound the
+            # driver refused the statement itself (more than 65,535 parameters, say); else the
+            # client could not connect.
+            if type(orig).__name__ != "OperationalError":
+                return None
+            return NOT_SENT if _still_connected(orig) else CANNOT_CONNECT
         return POSTGRESQL_CODES.get(code) or POSTGRESQL_CLASSES.get(code[:2])
     if driver == "sqlite" and isinstance(code, int):
         return SQLITE_CODES.get(code) or SQLITE_CODES.get(code & 0xFF)

@@ -25,12 +25,20 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
-from app.db.error_codes import Kind, Meaning, Named, classify, names_in
+from app.db.error_codes import Kind, Meaning, Named, classify, code_of, names_in
 from app.db.models import Base
 
 
 class DataLayerError(Exception):
-    """Base of every error the data layer raises on purpose."""
+    """Base of every error the data layer raises on purpose.
+
+    One made from a database's refusal also carries, for logs, the database's code (`code`:
+    SQLSTATE, MariaDB errno or SQLite result code) and the table it named (`table`); the
+    driver's exception stays chained, its text and diagnostics cleared of stored values.
+    """
+
+    code: str | int | None = None
+    table: str | None = None
 
 
 class NotFoundError(DataLayerError, LookupError):
@@ -128,7 +136,12 @@ def translate(
     meaning = classify(exc.orig)
     if meaning is None:
         return exc
-    return _error_for(meaning, names_in(exc.orig), table)
+    named = names_in(exc.orig)
+    error = _error_for(meaning, named, table)
+    if isinstance(error, DataLayerError):
+        error.code = code_of(exc.orig)
+        error.table = table.name if table is not None else named.table
+    return error
 
 
 def _error_for(meaning: Meaning, named: Named, table: Table | None) -> Exception:
@@ -172,6 +185,11 @@ def _error_for(meaning: Meaning, named: Named, table: Table | None) -> Exception
     if kind is Kind.NO_DATABASE:
         return DatabaseUnavailableError(
             "the database named in DATABASE_URL does not exist; `app db create` makes it"
+        )
+    if kind is Kind.NOT_SENT:
+        return InvalidQueryError(
+            "the database driver refused the statement before sending it: too many values for "
+            "one statement, or a value it cannot send"
         )
     assert meaning.rule is not None
     constraint, fields = _subject(named, table)
@@ -277,7 +295,29 @@ def _on_error(context: ExceptionContext) -> BaseException | None:
     if not isinstance(wrapped, sa_exc.DBAPIError):
         return None
     translated = translate(wrapped, table=_written_table(context))
-    return None if translated is wrapped else translated
+    if translated is wrapped:
+        return None
+    # A statement's error may quote stored values; a failed connection's does not.
+    statement = context.connection is not None
+    if statement and (context.engine is None or context.engine.hide_parameters):
+        scrub(context.original_exception)
+    return translated
+
+
+def scrub(orig: BaseException) -> None:
+    """Clear a driver's exception of what may hold stored values, for the translated error it
+    stays chained to: its message ("Key (email)=(...) already exists", "Duplicate entry '...'")
+    and its diagnostics. Its class and code stay, and the translated error names the rest."""
+    code = code_of(orig)
+    text = (
+        f"database error {code}: the driver's message is left out, as it may hold stored "
+        "values (DB_ECHO_PARAMETERS=true keeps it)"
+    )
+    args = getattr(orig, "args", ())
+    orig.args = (args[0], text) if args and isinstance(args[0], int) else (text,)
+    for private in ("_info", "_pgconn"):  # psycopg: the server's result and diagnostics
+        if hasattr(orig, private):
+            setattr(orig, private, None)
 
 
 def _written_table(context: ExceptionContext) -> Table | None:
@@ -314,6 +354,7 @@ __all__ = [
     "StatementTimeoutError",
     "constraint_for_columns",
     "install_translation",
+    "scrub",
     "translate",
     "translating_errors",
 ]

@@ -16,6 +16,7 @@ from sqlalchemy.orm import (
     validates,
 )
 
+from app.db.emails import normalize_email
 from app.db.types import UTCDateTime, UUIDColumn, exact_text, new_id, utcnow
 
 # One convention for every constraint, so migrations name things deterministically and a
@@ -82,8 +83,8 @@ class User(IdMixin, TimestampMixin, VersionMixin, Base):
     # primary key ends each order in the same direction, so one index serves both ways.
     __table_args__ = (Index("ix_users_created_at", "created_at", "id"),)
 
-    # Stored lower case and compared exactly, so uniqueness means "the same normalised address"
-    # everywhere (a linguistic collation would also equate 'é' with 'e').
+    # Stored in one normalised form (app.db.emails) and compared exactly, so uniqueness means
+    # "the same address" everywhere (a linguistic collation would also equate 'é' with 'e').
     email: Mapped[str] = mapped_column(exact_text(EMAIL_LENGTH), unique=True)
     full_name: Mapped[str | None] = mapped_column(exact_text(NAME_LENGTH))
     hashed_password: Mapped[str] = mapped_column(exact_text(PASSWORD_HASH_LENGTH))
@@ -122,8 +123,3 @@ class Item(IdMixin, TimestampMixin, VersionMixin, Base):
 
     def __repr__(self) -> str:
         return f"Item(id={self.id!s}, title={self.title!r})"
-
-
-def normalize_email(email: str) -> str:
-    """The stored form of an email: trimmed and lower case, so uniqueness ignores case."""
-    return email.strip().lower()

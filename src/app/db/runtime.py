@@ -10,6 +10,7 @@ back after.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import weakref
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ from app.db.session import (
 )
 from app.topology.replicas import ReplicaSet
 
+_log = logging.getLogger("app")
+
 
 class Runtime:
     """Settings and the engines, session factories and replicas built from them, on demand."""
@@ -48,6 +51,17 @@ class Runtime:
             asyncio.AbstractEventLoop, tuple[AsyncEngine, async_sessionmaker[AsyncSession]]
         ] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+
+    @cached_property
+    def cursor_key(self) -> bytes:
+        """The key that signs pagination cursors (SECRET_KEY); said once when it is the
+        placeholder, which anyone can read in this code and forge cursors with."""
+        if self.settings.signs_with_a_public_key:
+            _log.warning(
+                "pagination cursors are signed with the development placeholder SECRET_KEY, "
+                "which anyone can read: set SECRET_KEY outside development"
+            )
+        return self.settings.secret_key.get_secret_value().encode()
 
     @cached_property
     def engine(self) -> Engine:

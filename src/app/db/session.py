@@ -34,7 +34,8 @@ class DataSession(Session):
 
     def flush(self, objects: Any = None) -> None:
         try:
-            super().flush(objects)
+            # Session's own, named: repositories call this on plain Sessions too.
+            Session.flush(self, objects)
         except StaleDataError as exc:
             raise translate(exc, table=_stale_table(self)) from exc
 

@@ -4,6 +4,7 @@ connection."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 from app.db.errors import DataLayerError, InvalidQueryError
 
 Processor = Callable[[Any], Any]
+_DATABASE_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,12 @@ class Backend:
         """INSERT that skips a row whose key or unique values are stored already."""
         raise NotImplementedError
 
+    def in_values(self, column: Any, values: list[Any]) -> ColumnElement[bool]:
+        """`column IN (values)`, however many values there are (a driver or server may limit
+        how many parameters one statement has)."""
+        condition: ColumnElement[bool] = column.in_(values)
+        return condition
+
     # -- bulk writes ---------------------------------------------------------------------------
 
     def insert_batches(self, connection: Connection, table: Table, batches: Iterable[Batch]) -> int:
@@ -186,8 +194,10 @@ class Backend:
     def quoted_database(self, url: URL) -> str:
         """The database name of `url`, checked and quoted for CREATE/DROP DATABASE."""
         name = url.database or ""
-        if not name or not all(ch.isalnum() or ch in "_-" for ch in name):
-            raise ValueError(f"refusing database name {name!r}: use letters, digits, '_' and '-'")
+        if not _DATABASE_NAME.fullmatch(name):
+            raise InvalidQueryError(
+                "refusing that database name: use 1 to 63 ASCII letters, digits, '_' and '-'"
+            )
         return str(url.get_dialect()().identifier_preparer.quote_identifier(name))
 
     def database_exists(self, connection: Connection, name: str) -> bool:

@@ -3,18 +3,17 @@
 Sessions run in strict SQL mode with `max_statement_time` set at connect, and a URL may name
 several servers (`?host=a:3306&host=b:3306`), tried in order. A connection streaming an
 unbuffered result can run nothing else: a statement there is refused, not run (the driver would
-silently throw the rest of the result away). Bulk writes are one multi-row INSERT per batch of
-about a megabyte. Keyset pages spell the lexicographic rule out (the optimizer reads the whole
-index for a row value). Migrations take GET_LOCK on a name derived from the database's.
+silently throw the rest of the result away). Bulk writes go through the driver's executemany,
+which sends multi-row INSERTs of about a megabyte, its own escaping of the values as parameters.
+Keyset pages spell the lexicographic rule out (the optimizer reads the whole index for a row
+value). Migrations take GET_LOCK on a name derived from the database's.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import math
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -29,14 +28,9 @@ from app.db.errors import InvalidQueryError, MigrationLockedError, RetryableErro
 from app.dialects.base import (
     STREAM_CUT_SHORT,
     Backend,
-    Batch,
     ConnectOptions,
-    Processor,
     UpsertPlan,
-    bind_processors,
     close_streams,
-    converted,
-    python_type,
     session_lock,
 )
 
@@ -118,13 +112,6 @@ class MariaDB(Backend):
         key = next(iter(table.primary_key.columns))
         return mysql.insert(table).on_duplicate_key_update({key.key: key})
 
-    def insert_batches(self, connection: Connection, table: Table, batches: Iterable[Batch]) -> int:
-        inserted = 0
-        for batch in batches:
-            _insert_literals(connection, table, batch)
-            inserted += batch.count
-        return inserted
-
     def migration_lock(
         self, connection: Connection, *, wait_seconds: float
     ) -> AbstractContextManager[None]:
@@ -204,92 +191,3 @@ def _set_session(connection: Connection, values: dict[str, object]) -> None:
         for name, number in numbers.items()
     )
     connection.execute(text(f"SET {assignments}"))
-
-
-# -- one multi-row INSERT a batch, its values written as literals here ----------------------------
-#
-# What PyMySQL's executemany does too (it interpolates literals client-side), but a column at a
-# time. The escapes are those of MariaDB string literals under our sql_mode, which never has
-# NO_BACKSLASH_ESCAPES; every connection speaks utf8mb4.
-
-_ESCAPES = str.maketrans(
-    {"\0": "\\0", "\n": "\\n", "\r": "\\r", "\x1a": "\\Z", "'": "\\'", '"': '\\"', "\\": "\\\\"}
-)
-
-
-def _literal_text(value: str) -> str:
-    return "'" + value.translate(_ESCAPES) + "'"
-
-
-def _literal_uuid(value: uuid.UUID | str) -> str:
-    # 32 hex digits, as SQLAlchemy stores a Uuid where there is no native type.
-    return "'" + (value.hex if isinstance(value, uuid.UUID) else value) + "'"
-
-
-def _literal_boolean(value: bool) -> str:
-    return "1" if value else "0"
-
-
-def _literal_timestamp(value: dt.datetime) -> str:
-    return "'" + value.isoformat(" ") + "'"  # naive UTC by now (UTCDateTime's bind processor)
-
-
-_LITERALS: dict[type, Processor] = {
-    bool: _literal_boolean,
-    int: str,
-    str: _literal_text,
-    uuid.UUID: _literal_uuid,
-    dt.datetime: _literal_timestamp,
-}
-
-# A statement stays well under max_allowed_packet (16 MiB by default; 1 MiB at the least),
-# as PyMySQL's own executemany keeps to about a megabyte.
-_MAX_STATEMENT = 1_000_000
-
-
-def _insert_literals(connection: Connection, table: Table, batch: Batch) -> None:
-    names = tuple(batch.columns)
-    processors = bind_processors(table, names, connection.dialect)
-    written = []
-    for name, values in batch.columns.items():
-        writer = _LITERALS.get(python_type(table, name))  # type: ignore[arg-type]
-        if writer is None:
-            raise NotImplementedError(f"{table.name}.{name}: no literal writer for its type")
-        processor = processors.get(name)
-        if (
-            writer is not _literal_boolean
-            and processor is not None
-            and name not in batch.stored_as_is
-        ):
-            values = converted(processor, values)
-        if writer is _literal_text and None not in values:
-            written.append(list(map(writer, values)))
-        elif writer is _literal_timestamp:
-            texts = converted(writer, values)
-            written.append(["NULL" if text is None else text for text in texts])
-        else:
-            written.append(["NULL" if value is None else writer(value) for value in values])
-    preparer = connection.dialect.identifier_preparer
-    quoted = ", ".join(preparer.quote(name) for name in names)
-    head = f"INSERT INTO {preparer.format_table(table)} ({quoted}) VALUES "  # noqa: S608 - names come from the table, values are escaped literals
-    rows = list(map(",".join, zip(*written, strict=True)))
-    for start, end in _statement_spans(rows):
-        try:
-            # No parameters: the driver interpolates nothing, so a % in the data is just a %.
-            connection.exec_driver_sql(f"{head}({'),('.join(rows[start:end])})")
-        except sa_exc.DBAPIError as exc:
-            # The statement holds the rows' values: keep it out of the error and the logs.
-            shown = f"{head}(...) -- {end - start} rows"
-            driver_error: Exception = exc.orig if isinstance(exc.orig, Exception) else exc
-            raise sa_exc.DBAPIError.instance(shown, None, driver_error, Exception) from driver_error
-
-
-def _statement_spans(rows: list[str]) -> Iterator[tuple[int, int]]:
-    """(start, end) of runs of `rows` whose text fits one statement; one row at the least."""
-    start, size = 0, 0
-    for index, row in enumerate(rows):
-        if size and size + len(row) > _MAX_STATEMENT:
-            yield start, index
-            start, size = index, 0
-        size += len(row) + 3
-    yield start, len(rows)

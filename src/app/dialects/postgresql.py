@@ -16,16 +16,19 @@ import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Any
 
 import psycopg
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     DateTime,
     Insert,
     Select,
     Table,
+    any_,
+    bindparam,
     literal,
     select,
     text,
@@ -40,7 +43,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_only
 
-from app.db.errors import ConflictError, MigrationLockedError, translate
+from app.db.errors import ConflictError, MigrationLockedError, scrub, translate
 from app.dialects.base import (
     Backend,
     Batch,
@@ -59,6 +62,8 @@ from app.dialects.base import (
 
 # The migration lock: pg_advisory_lock takes a bigint, a stable number derived from a name.
 MIGRATION_LOCK_KEY = zlib.crc32(b"app:migrations")
+# From how many values an IN list goes as one array parameter.
+MANY_VALUES = 1000
 # Rows an upsert round holds: enough that the per-round costs vanish, few enough that the COPY
 # text and the keys a round keeps stay a few megabytes.
 ROUND_ROWS = 50_000
@@ -97,34 +102,26 @@ class PostgreSQL(Backend):
     def insert_ignoring_duplicates(self, table: Table) -> Insert:
         return postgresql.insert(table).on_conflict_do_nothing()
 
+    def in_values(self, column: Any, values: list[Any]) -> ColumnElement[bool]:
+        # psycopg sends at most 65,535 parameters a statement: a long list goes as one array.
+        if len(values) <= MANY_VALUES:
+            return super().in_values(column, values)
+        array = bindparam(None, values, type_=postgresql.ARRAY(column.type))
+        condition: ColumnElement[bool] = column == any_(array)
+        return condition
+
     def insert_batches(self, connection: Connection, table: Table, batches: Iterable[Batch]) -> int:
-        """One COPY for every batch, streamed as the batches come (a failure anywhere stores
-        none of them); a COPY a batch when the rows may come from a stream on this connection,
-        which cannot be read from inside a COPY."""
+        """One COPY for every run of batches with the same columns, streamed as the batches
+        come (a failure anywhere stores none of them: the caller's savepoint); a COPY a batch
+        when the rows may come from a stream on this connection, which cannot be read from
+        inside a COPY."""
         pending = iter(batches)
         first = next(pending, None)
-        if first is None:
-            return 0
-        names = tuple(first.columns)
-        writers = copy_writers(table, names)
-        counted = [0]
-
-        def chunks() -> Iterator[str | list[tuple[Any, ...]]]:
-            for batch in chain([first], pending):
-                if writers is None:
-                    # A column type without a text writer here: psycopg adapts the values.
-                    columns = storage_columns(connection, table, batch)
-                    yield list(zip(*columns.values(), strict=True))
-                else:
-                    yield copy_text(writers, batch)
-                counted[0] += batch.count
-
-        if is_streaming(connection):
-            for chunk in chunks():
-                copy_from(connection, table, names, [chunk])
-        else:
-            copy_from(connection, table, names, chunks())
-        return counted[0]
+        inserted = 0
+        while first is not None:
+            first, count = _copy_run(connection, table, first, pending)
+            inserted += count
+        return inserted
 
     def upsert_batches(
         self,
@@ -351,6 +348,45 @@ def _formatted_time(value: dt.datetime, times: dict[int, str]) -> str:
 Chunk = str | list[tuple[Any, ...]]
 
 
+def _copy_run(
+    connection: Connection, table: Table, first: Batch, pending: Iterator[Batch]
+) -> tuple[Batch | None, int]:
+    """COPY `first` and the batches after it that have its columns; the first batch of other
+    columns (for a COPY of its own), or None at the end; and how many rows were copied."""
+    names = tuple(first.columns)
+    writers = copy_writers(table, names)
+    following: list[Batch] = []
+    copied = [0]
+
+    def chunks() -> Iterator[Chunk]:
+        batch: Batch | None = first
+        while batch is not None:
+            yield _chunk(connection, table, writers, batch)
+            copied[0] += batch.count
+            batch = next(pending, None)
+            if batch is not None and tuple(batch.columns) != names:
+                following.append(batch)
+                return
+
+    if is_streaming(connection):
+        for chunk in chunks():
+            copy_from(connection, table, names, [chunk])
+    else:
+        copy_from(connection, table, names, chunks())
+    return (following[0] if following else None), copied[0]
+
+
+def _chunk(
+    connection: Connection, table: Table, writers: tuple[Processor, ...] | None, batch: Batch
+) -> Chunk:
+    """A batch for COPY: as text where every column has a writer here, else as rows of stored
+    values for psycopg to adapt."""
+    if writers is not None:
+        return copy_text(writers, batch)
+    columns = storage_columns(connection, table, batch)
+    return list(zip(*columns.values(), strict=True))
+
+
 def copy_from(
     connection: Connection, table: Table | Any, names: Sequence[str], chunks: Iterable[Chunk]
 ) -> None:
@@ -360,7 +396,9 @@ def copy_from(
     none."""
     statement = _copy_statement(connection, table, names)
     driver_connection: Any = connection.connection.driver_connection
-    with _translated(statement, table):
+    if connection.engine.echo:
+        connection.engine.logger.info("%s", statement)  # as SQLAlchemy logs its statements
+    with _translated(connection, statement, table):
         if connection.dialect.is_async:
             _copy_awaiting(driver_connection, statement, chunks)
             return
@@ -409,13 +447,16 @@ def _copy_statement(connection: Connection, table: Any, names: Sequence[str]) ->
 
 
 @contextmanager
-def _translated(statement: str, table: Table | Any) -> Iterator[None]:
-    """The bare driver's errors as the data layer's, as if SQLAlchemy had run the statement."""
+def _translated(connection: Connection, statement: str, table: Table | Any) -> Iterator[None]:
+    """The bare driver's errors as the data layer's, as the engine translates those of the
+    statements SQLAlchemy runs (`app.db.errors`)."""
     try:
         yield
     except psycopg.Error as exc:  # COPY is PostgreSQL's; both faces of psycopg raise these
         wrapped = sa_exc.DBAPIError.instance(statement, None, exc, psycopg.Error)
         translated = translate(wrapped, table=table if isinstance(table, Table) else None)
+        if translated is not wrapped and connection.engine.hide_parameters:
+            scrub(exc)
         raise translated from exc
 
 

@@ -8,15 +8,29 @@ and checked before the run commits.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Table, event
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Dialect,
+    Engine,
+    Insert,
+    String,
+    Table,
+    bindparam,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator, TypeEngine
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random
 
 from app.db.errors import MigrationLockedError, RetryableError
@@ -88,6 +102,15 @@ class SQLite(Backend):
     def insert_ignoring_duplicates(self, table: Table) -> Insert:
         return sqlite.insert(table).on_conflict_do_nothing()
 
+    def in_values(self, column: Any, values: list[Any]) -> ColumnElement[bool]:
+        # SQLite takes at most 32,766 parameters a statement: a long list goes as one JSON
+        # array, its values in their stored form, read back by json_each.
+        if len(values) <= MANY_VALUES:
+            return super().in_values(column, values)
+        listed = func.json_each(bindparam(None, values, type_=_StoredJSON(column.type)))
+        condition: ColumnElement[bool] = column.in_(select(listed.table_valued("value").c.value))
+        return condition
+
     @contextmanager
     def migration_lock(self, connection: Connection, *, wait_seconds: float) -> Iterator[None]:
         """SQLite's own write lock, taken up front with BEGIN IMMEDIATE and waited for under
@@ -141,6 +164,26 @@ class SQLite(Backend):
 
 
 SQLITE = SQLite()
+# From how many values an IN list goes as one JSON parameter.
+MANY_VALUES = 500
+
+
+class _StoredJSON(TypeDecorator[list[Any]]):
+    """A list of values of `item`, sent as one JSON array of their stored forms."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, item: TypeEngine[Any]) -> None:
+        super().__init__()
+        self.item = item
+
+    def process_bind_param(self, value: list[Any] | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        processor = self.item.dialect_impl(dialect).bind_processor(dialect)
+        stored = [v if processor is None or v is None else processor(v) for v in value]
+        return json.dumps(stored, ensure_ascii=False)
 
 
 def in_memory(url: URL) -> bool:

@@ -14,10 +14,12 @@ Installed with `pip install app[web]`. Handlers commit; leaving without commit r
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -96,9 +98,28 @@ async def _data_layer_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    # FastAPI's own answer lists each refused value back ("input"): a password, a 20 MB text.
+    # Here each problem is where it is and the rule it broke, never what was sent.
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "loc": list(error.get("loc", ())),
+            "msg": str(error.get("msg", "")),
+            "type": error.get("type"),
+        }
+        for error in exc.errors()
+    ]
+    body = {"type": "about:blank", "title": "Unprocessable content", "status": 422,
+            "detail": "the request does not match its schema", "errors": errors}  # fmt: skip
+    return JSONResponse(body, status_code=422, media_type=PROBLEM_JSON)
+
+
 def add_error_handlers(app: FastAPI) -> None:
-    """Answer every `DataLayerError` a handler raises with its problem details."""
+    """Answer every `DataLayerError` a handler raises with its problem details, and a request
+    its schema refuses with a 422 that never echoes what was sent."""
     app.add_exception_handler(DataLayerError, _data_layer_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
 
 
 # -- keyset pages ---------------------------------------------------------------------------------
@@ -126,17 +147,33 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
+# A strong entity tag this service gives: ASCII digits in quotes, no longer than a 64-bit version.
+_OUR_TAG = re.compile(r'"([0-9]{1,19})"')
+_LONGEST_HEADER = 64
+
+
 def expected_version(if_match: str | None) -> int | None:
-    """The version an `If-Match` header names (None when absent), for
-    `update(..., expected_version=...)`; a malformed one is an `InvalidQueryError` (400)."""
+    """The version an `If-Match` header names, for `update(..., expected_version=...)`: None
+    when there is no header or it is `*` (any version). RFC 9110 compares If-Match strongly:
+    a weak tag (`W/"3"`) never matches, so it is a `StaleObjectError` (412); a malformed or
+    huge one is an `InvalidQueryError` (400)."""
     if if_match is None:
         return None
     tag = if_match.strip()
-    if tag.startswith("W/"):
-        tag = tag[2:]
-    if len(tag) >= 2 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit():
-        return int(tag[1:-1])
-    raise InvalidQueryError('If-Match must be an ETag this service gave, such as "3"')
+    if tag == "*":
+        return None
+    if len(tag) > _LONGEST_HEADER:
+        raise InvalidQueryError("If-Match is longer than any ETag this service gives")
+    if tag.startswith("W/") and _OUR_TAG.fullmatch(tag[2:]):
+        raise StaleObjectError(
+            "If-Match names a weak ETag, which never matches (RFC 9110 compares If-Match "
+            "strongly); send the ETag this service gave",
+            lost_race=False,
+        )
+    found = _OUR_TAG.fullmatch(tag)
+    if found is None:
+        raise InvalidQueryError('If-Match must be an ETag this service gave, such as "3"')
+    return int(found.group(1))
 
 
 __all__ = [

@@ -16,20 +16,20 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from app.db.errors import InvalidQueryError
 
 _SIGNATURE_BYTES = 16
+_SCALARS = (str, int, float, bool)
 
 
-def query_fingerprint(entity: str, order: Sequence[str], where: Mapping[str, Any] | None) -> str:
-    """What a cursor is bound to: the model, its sort order and its filter."""
-    described = json.dumps(
-        [entity, list(order), sorted((str(k), repr(v)) for k, v in (where or {}).items())],
-        separators=(",", ":"),
-    )
+def query_fingerprint(entity: str, order: Sequence[str], where: Sequence[Any]) -> str:
+    """What a cursor is bound to: the model, its sort order and its filter, the filter in its
+    canonical form (`_filters.canonical`), so the same query gives the same fingerprint in
+    every process, whatever form its values were given in."""
+    described = json.dumps([entity, list(order), list(where)], separators=(",", ":"))
     return hashlib.sha256(described.encode()).hexdigest()[:32]
 
 
@@ -53,11 +53,17 @@ def decode_cursor(cursor: str, *, fingerprint: str, key: bytes, size: int) -> li
     expected = hmac.new(key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
     if not hmac.compare_digest(signature, expected):
         raise invalid
-    data = json.loads(payload)
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise invalid from None
+    # Signed by whoever holds the key, which is not proof of a sane shape.
     if (
-        data.get("q") != fingerprint
+        not isinstance(data, dict)
+        or data.get("q") != fingerprint
         or not isinstance(data.get("v"), list)
         or len(data["v"]) != size
+        or not all(value is None or isinstance(value, _SCALARS) for value in data["v"])
     ):
         raise invalid
     values: list[Any] = data["v"]

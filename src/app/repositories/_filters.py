@@ -1,7 +1,10 @@
 """`where` filters: `{"field": v}` or `{"field__op": v}`, combined with AND.
 
-Field names and operators are checked against what the repository allows; values are bound
-parameters, and LIKE patterns are escaped so `%` and `_` match themselves.
+Field names and operators are checked against what the repository allows; values are made fit
+for their column (`_values`) and bound as parameters, LIKE patterns escaped so `%` and `_`
+match themselves, and a long `in` list is one parameter where the backend needs it
+(`Backend.in_values`). `canonical` gives the filter in one form whatever the form of its values,
+for what a cursor is bound to.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, not_
 
 from app.db.errors import InvalidQueryError
-from app.repositories._values import Rules, coerce, field
+from app.dialects import Backend
+from app.repositories._values import Rules, coerce, field_column, to_json
 
 
 def _text(op: str, value: Any) -> str:
@@ -20,38 +24,43 @@ def _text(op: str, value: Any) -> str:
         raise InvalidQueryError(f"{op} needs a string, got {type(value).__name__}")
     if "\x00" in value:
         raise InvalidQueryError(f"{op} cannot match NUL characters")
-    return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidQueryError(f"{op} cannot match a lone surrogate") from None
+    return str.__str__(value)
 
 
 def _many(op: str, value: Any) -> list[Any]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Collection):
+    # A mapping would filter on its keys, a string on its characters: neither is meant.
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Collection):
         raise InvalidQueryError(f"{op} needs a list of values, got {type(value).__name__}")
     return list(value)
 
 
 def _is_null(column: Any, value: Any) -> ColumnElement[bool]:
     if not isinstance(value, bool):
-        raise InvalidQueryError(f"is_null needs true or false, got {value!r}")
+        raise InvalidQueryError(f"is_null needs true or false, got a {type(value).__name__}")
     condition: ColumnElement[bool] = column.is_(None) if value else column.is_not(None)
     return condition
 
 
-Operator = Callable[[Any, Any], ColumnElement[bool]]
+Operator = Callable[[Any, Any, Backend], ColumnElement[bool]]
 
 OPERATORS: dict[str, Operator] = {
-    "eq": lambda c, v: c.is_(None) if v is None else c == v,
-    "ne": lambda c, v: c.is_not(None) if v is None else (c != v) | c.is_(None),
-    "lt": lambda c, v: c < v,
-    "le": lambda c, v: c <= v,
-    "gt": lambda c, v: c > v,
-    "ge": lambda c, v: c >= v,
-    "in": lambda c, v: c.in_(_many("in", v)),
-    "not_in": lambda c, v: not_(c.in_(_many("not_in", v))) | c.is_(None),
-    "is_null": _is_null,
-    "contains": lambda c, v: c.contains(_text("contains", v), autoescape=True),
-    "icontains": lambda c, v: c.icontains(_text("icontains", v), autoescape=True),
-    "startswith": lambda c, v: c.startswith(_text("startswith", v), autoescape=True),
-    "istartswith": lambda c, v: c.istartswith(_text("istartswith", v), autoescape=True),
+    "eq": lambda c, v, _: c.is_(None) if v is None else c == v,
+    "ne": lambda c, v, _: c.is_not(None) if v is None else (c != v) | c.is_(None),
+    "lt": lambda c, v, _: c < v,
+    "le": lambda c, v, _: c <= v,
+    "gt": lambda c, v, _: c > v,
+    "ge": lambda c, v, _: c >= v,
+    "in": lambda c, v, b: b.in_values(c, v),
+    "not_in": lambda c, v, b: not_(b.in_values(c, v)) | c.is_(None),
+    "is_null": lambda c, v, _: _is_null(c, v),
+    "contains": lambda c, v, _: c.contains(_text("contains", v), autoescape=True),
+    "icontains": lambda c, v, _: c.icontains(_text("icontains", v), autoescape=True),
+    "startswith": lambda c, v, _: c.startswith(_text("startswith", v), autoescape=True),
+    "istartswith": lambda c, v, _: c.istartswith(_text("istartswith", v), autoescape=True),
 }
 # Comparisons with NULL are never true in SQL; refusing them beats a silently empty result.
 _NEEDS_VALUE = {"lt", "le", "gt", "ge"}
@@ -62,34 +71,63 @@ _TAKES_TEXT = {"contains", "icontains", "startswith", "istartswith"}
 def split_key(key: str) -> tuple[str, str]:
     """`"title__icontains"` -> `("title", "icontains")`; a bare field means `eq`."""
     if not isinstance(key, str):
-        raise InvalidQueryError(f"filter keys are strings, got {key!r}")
+        raise InvalidQueryError(f"filter keys are strings, got a {type(key).__name__}")
     name, sep, op = key.rpartition("__")
     return (name, op) if sep else (key, "eq")
 
 
-def where_clause(
-    rules: Rules, where: Mapping[str, Any] | None, *, allowed: Collection[str]
-) -> ColumnElement[bool] | None:
-    """The AND of every condition in `where`, or None when there is none."""
+def _terms(
+    rules: Rules, where: Mapping[str, Any] | None, allowed: Collection[str]
+) -> list[tuple[str, str, Any]]:
+    """Each condition of `where` as (field, operator, value made fit for the field)."""
     if where is None:
-        return None
+        return []
     if not isinstance(where, Mapping):
         raise InvalidQueryError(f"where must be a mapping, not {type(where).__name__}")
-    conditions = []
+    terms = []
     for key, value in where.items():
         name, op = split_key(key)
         if op not in OPERATORS:
+            shown = repr(op) if len(op) <= 32 else "that operator"
             raise InvalidQueryError(
-                f"unknown operator {op!r} in {key!r}; operators: {', '.join(OPERATORS)}"
+                f"unknown operator {shown} in a filter; operators: {', '.join(OPERATORS)}"
             )
-        column = field(rules, name, allowed, "filter")
-        if op in _TAKES_TEXT and rules.kind(name) is not str:
+        field_column(rules, name, allowed, "filter")
+        if op in _TAKES_TEXT and rules.rule(name).kind != "text":
             raise InvalidQueryError(f"{op} works on text fields; {name!r} is not one")
         if op in _NEEDS_VALUE and value is None:
-            raise InvalidQueryError(f"{key!r} needs a value, not None (use {name}__is_null)")
+            raise InvalidQueryError(f"{name}__{op} needs a value, not None (use {name}__is_null)")
         if op in _TAKES_MANY:
             value = [coerce(rules, name, item, check_length=False) for item in _many(op, value)]
-        elif op not in _TAKES_TEXT and op != "is_null":
+        elif op in _TAKES_TEXT:
+            value = _text(op, value)
+        elif op != "is_null":
             value = coerce(rules, name, value, check_length=False)
-        conditions.append(OPERATORS[op](column, value))
+        terms.append((name, op, value))
+    return terms
+
+
+def where_clause(
+    rules: Rules, where: Mapping[str, Any] | None, *, allowed: Collection[str], backend: Backend
+) -> ColumnElement[bool] | None:
+    """The AND of every condition in `where`, or None when there is none."""
+    conditions = [
+        OPERATORS[op](rules.table.c[name], value, backend)
+        for name, op, value in _terms(rules, where, allowed)
+    ]
     return and_(*conditions) if conditions else None
+
+
+def canonical(
+    rules: Rules, where: Mapping[str, Any] | None, *, allowed: Collection[str]
+) -> list[Any]:
+    """`where` in one form: sorted conditions, each value as its column holds it, a list's
+    values sorted; the same for a UUID given as text or as a UUID, for a set or a list."""
+    found = []
+    for name, op, value in _terms(rules, where, allowed):
+        if isinstance(value, list):
+            shown: Any = sorted((to_json(item) for item in value), key=repr)
+        else:
+            shown = to_json(value)
+        found.append([name, op, shown])
+    return sorted(found, key=repr)

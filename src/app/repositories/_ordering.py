@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, tuple_
 
 from app.db.errors import InvalidQueryError
 from app.dialects import Backend
-from app.repositories._values import Rules, field
+from app.repositories._values import Rules, field_column
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,10 @@ def sort_keys(
     keys: list[SortKey] = []
     for spec in order_by or ():
         if not isinstance(spec, str) or not spec:
-            raise InvalidQueryError(f"cannot sort {rules.name} by {spec!r}")
+            raise InvalidQueryError(f"cannot sort {rules.name} by a {type(spec).__name__}")
         descending = spec.startswith("-")
         name = spec[1:] if descending else spec
-        field(rules, name, allowed, "sort")
+        field_column(rules, name, allowed, "sort")
         if any(key.name == name for key in keys):
             raise InvalidQueryError(f"{name!r} appears twice in order_by")
         keys.append(SortKey(name, descending, name in rules.nullable))

@@ -20,10 +20,12 @@ from app.repositories._values import Rules
 
 def loader_options(model: type[Any], load: Sequence[str] | None) -> list[LoaderOption]:
     """selectin loading of the named relationships (checked against the model's)."""
-    if not load:
+    if load is None:
         return []
     if isinstance(load, str):
         load = [load]
+    if not isinstance(load, Sequence) or not all(isinstance(name, str) for name in load):
+        raise InvalidQueryError("load names relationships: a list of their names")
     relationships = model.__mapper__.relationships
     unknown = [name for name in load if name not in relationships]
     if unknown:
@@ -52,7 +54,7 @@ def select_rows(
         statement = select(*rules.table.columns)
     else:
         statement = select(model).options(*loader_options(model, load))
-    condition = where_clause(rules, where, allowed=filterable)
+    condition = where_clause(rules, where, allowed=filterable, backend=backend)
     if condition is not None:
         statement = statement.where(condition)
     if after_values is not None:
@@ -74,20 +76,28 @@ def with_total(statement: Select[Any]) -> Select[Any]:
 
 
 def select_count(
-    rules: Rules, *, where: Mapping[str, Any] | None, filterable: Collection[str]
+    rules: Rules,
+    backend: Backend,
+    *,
+    where: Mapping[str, Any] | None,
+    filterable: Collection[str],
 ) -> Select[int]:
     """SELECT COUNT(*) of the rows matching `where`."""
     statement = select(func.count()).select_from(rules.table)
-    condition = where_clause(rules, where, allowed=filterable)
+    condition = where_clause(rules, where, allowed=filterable, backend=backend)
     return statement if condition is None else statement.where(condition)
 
 
 def select_exists(
-    rules: Rules, *, where: Mapping[str, Any] | None, filterable: Collection[str]
+    rules: Rules,
+    backend: Backend,
+    *,
+    where: Mapping[str, Any] | None,
+    filterable: Collection[str],
 ) -> Select[bool]:
     """SELECT EXISTS(...) of the rows matching `where`."""
     inner = select(rules.table.c[rules.primary_key[0]])
-    condition: ColumnElement[bool] | None = where_clause(rules, where, allowed=filterable)
+    condition = where_clause(rules, where, allowed=filterable, backend=backend)
     if condition is not None:
         inner = inner.where(condition)
     return select(inner.exists())

@@ -1,33 +1,66 @@
 """Which columns a model has, which of them callers may write, and caller values made fit for
 them: the same rules on every backend, before anything reaches the database.
 
-`rules_of(table)` reads a table once: its columns' Python types and lengths, which columns are
-required, which the data layer manages (the primary key, the version of optimistic locking, and
-the timestamps marked `managed` in `app.db.models`), and its unique keys.
+`rules_of(table)` reads a table once: a `ColumnRule` per column (its Python type and what the
+column can hold: a length, an integer's width, a decimal's precision and scale, an enum's
+members), which columns are required, which the data layer manages (the primary key, the
+version of optimistic locking, and the timestamps marked `managed` in `app.db.models`), and its
+unique keys. A value of the wrong type is converted where its text form is unambiguous (a UUID,
+a decimal, a date given as text; an enum's value for its member) and refused otherwise, with an
+`InvalidQueryError` that names the field and the rule, never the value.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import decimal
+import enum
+import json
+import math
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import islice
-from operator import itemgetter, methodcaller
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy import Table, UniqueConstraint, inspect
 from sqlalchemy.orm import Mapper
+from sqlalchemy.types import TypeDecorator
 
 from app.db.errors import InvalidQueryError
 from app.db.models import MANAGED
-from app.db.types import new_hex_ids, new_id
 
 Data = Mapping[str, Any] | BaseModel
-# Every integer column of the models is a 32-bit INTEGER on all three backends.
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+# What an unbounded text or binary column holds on every backend: MariaDB's TEXT and BLOB.
+UNBOUNDED_BYTES = 65_535
+# A number of rows to skip that every backend takes (SQLite's and PostgreSQL's 64-bit limit).
+MAX_OFFSET = 2**63 - 1
+MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """What one column holds, and how a caller's value is made fit for it (`coerce`)."""
+
+    name: str
+    kind: str  # text, choice, enum, boolean, integer, float, decimal, timestamp, date, time,
+    # uuid, json, binary, other: which rule `coerce` applies
+    python: type | None  # the Python type of its values, where known
+    nullable: bool
+    length: int | None = None  # text: characters
+    max_bytes: int | None = None  # text and binary: UTF-8 (or raw) bytes
+    bits: int | None = None  # integers: 16, 32 or 64
+    digits: tuple[int | None, int | None] | None = None  # decimals: precision and scale
+    members: dict[Any, enum.Enum] | None = None  # enums: member, value or stored text -> member
+    choices: frozenset[str] | None = None  # an enum of plain strings
+    aware: bool | None = None  # timestamps and times: timezone-aware (True) or naive (False)
+    comparable: bool = True  # may be filtered and sorted by (not JSON, not binary)
+
+    def coerce(self, value: Any, *, check_length: bool = True) -> Any:
+        return None if value is None else _CHECKS[self.kind](self, value, check_length)
 
 
 @dataclass(frozen=True)
@@ -38,7 +71,7 @@ class Rules:
     name: str  # the model's name (the table's, for a table without one)
     entity: str  # what messages call a row: the name, lower case
     columns: frozenset[str]
-    kinds: dict[str, tuple[type | None, int | None]]  # Python type and length, by column
+    rules: dict[str, ColumnRule]
     nullable: frozenset[str]
     required: frozenset[str]  # NOT NULL, with no default of ours or the database's
     creatable: frozenset[str]
@@ -47,11 +80,17 @@ class Rules:
     version: str | None  # the optimistic lock's column
     created: frozenset[str]  # set once, on insert (created_at)
     updated: frozenset[str]  # set on insert and on every update (updated_at)
+    # Left to the database when a row does not give them: a server default, a computed or an
+    # identity column, an autoincrement key.
+    database_filled: frozenset[str]
     unique_keys: tuple[tuple[str, ...], ...]  # the primary key first
     unique_single: frozenset[str]  # columns that alone are a unique key and hold no NULL
 
     def kind(self, name: str) -> type | None:
-        return self.kinds[name][0]
+        return self.rules[name].python
+
+    def rule(self, name: str) -> ColumnRule:
+        return self.rules[name]
 
 
 @cache
@@ -70,21 +109,22 @@ def rules_of(table: Table, mapper: Mapper[Any] | None = None) -> Rules:
     single += [index.columns for index in table.indexes if index.unique]
     everything = frozenset(table.columns.keys())
     not_writable = {version} if version else set()
+    not_writable |= {c.key for c in table.columns if c.computed is not None}
     name = mapper.class_.__name__ if mapper is not None else table.name
     return Rules(
         table=table,
         name=name,
         entity=name.lower(),
         columns=everything,
-        kinds={
-            column.key: (_python_type(column), getattr(column.type, "length", None))
-            for column in table.columns
-        },
+        rules={column.key: column_rule(column) for column in table.columns},
         nullable=frozenset(column.key for column in table.columns if column.nullable),
         required=frozenset(
             column.key
             for column in table.columns
-            if not column.nullable and column.default is None and column.server_default is None
+            if not column.nullable
+            and column.default is None
+            and column.server_default is None
+            and not _filled_by_the_database(column)
         ),
         creatable=everything - not_writable,
         updatable=everything
@@ -95,6 +135,12 @@ def rules_of(table: Table, mapper: Mapper[Any] | None = None) -> Rules:
         version=version,
         created=frozenset(name for name, kind in managed.items() if kind == "created"),
         updated=frozenset(name for name, kind in managed.items() if kind == "updated"),
+        database_filled=frozenset(
+            column.key
+            for column in table.columns
+            if column.default is None
+            and (column.server_default is not None or _filled_by_the_database(column))
+        ),
         unique_keys=tuple(keys),
         unique_single=frozenset(
             next(iter(columns)).key
@@ -109,18 +155,218 @@ def rules_for(model: type[Any]) -> Rules:
     return rules_of(model.__table__, inspect(model))
 
 
-def _python_type(column: Any) -> type | None:
+def _filled_by_the_database(column: sa.Column[Any]) -> bool:
+    """A computed or identity column, or an integer primary key the database numbers."""
+    if column.computed is not None or column.identity is not None:
+        return True
+    return column is column.table.autoincrement_column
+
+
+# -- what a column holds --------------------------------------------------------------------------
+
+
+def column_rule(column: sa.Column[Any]) -> ColumnRule:
+    """The `ColumnRule` of `column`, from its type."""
+    kind = column.type
+    impl = kind.impl if isinstance(kind, TypeDecorator) else kind
+    if isinstance(impl, TypeDecorator):  # a decorator of a decorator
+        impl = impl.impl
+    base: dict[str, Any] = {"name": column.key, "nullable": bool(column.nullable)}
+    if isinstance(impl, sa.Enum):
+        if impl.enum_class is not None:
+            members: dict[Any, enum.Enum] = {m: m for m in impl.enum_class}
+            members.update(zip(impl.enums, impl.enum_class, strict=False))
+            members.update((m.value, m) for m in impl.enum_class if isinstance(m.value, str))
+            return ColumnRule(kind="enum", python=impl.enum_class, members=members, **base)
+        return ColumnRule(kind="choice", python=str, choices=frozenset(impl.enums), **base)
+    if isinstance(impl, sa.Boolean):
+        return ColumnRule(kind="boolean", python=bool, **base)
+    if isinstance(impl, sa.Integer):
+        bits = (
+            16
+            if isinstance(impl, sa.SmallInteger)
+            else 64
+            if isinstance(impl, sa.BigInteger)
+            else 32
+        )
+        return ColumnRule(kind="integer", python=int, bits=bits, **base)
+    if isinstance(impl, sa.Float):
+        return ColumnRule(kind="float", python=float, **base)
+    if isinstance(impl, sa.Numeric):
+        digits = (impl.precision, impl.scale)
+        return ColumnRule(kind="decimal", python=decimal.Decimal, digits=digits, **base)
+    if isinstance(impl, sa.String):
+        length = impl.length
+        return ColumnRule(
+            kind="text",
+            python=str,
+            length=length,
+            max_bytes=None if length is not None else UNBOUNDED_BYTES,
+            **base,
+        )
+    if isinstance(impl, sa.DateTime):
+        return ColumnRule(kind="timestamp", python=dt.datetime, aware=bool(impl.timezone), **base)
+    if isinstance(impl, sa.Date):
+        return ColumnRule(kind="date", python=dt.date, **base)
+    if isinstance(impl, sa.Time):
+        return ColumnRule(kind="time", python=dt.time, aware=bool(impl.timezone), **base)
+    if isinstance(impl, sa.Uuid):
+        return ColumnRule(kind="uuid", python=uuid.UUID, **base)
+    if isinstance(impl, sa.JSON):
+        return ColumnRule(kind="json", python=None, comparable=False, **base)
+    if isinstance(impl, sa.LargeBinary):
+        limit = impl.length or UNBOUNDED_BYTES
+        return ColumnRule(kind="binary", python=bytes, max_bytes=limit, comparable=False, **base)
     try:
-        found: type = column.type.python_type
+        python: type | None = kind.python_type
     except NotImplementedError:
-        return None
-    return found
+        python = None
+    return ColumnRule(kind="other", python=python, comparable=python is not None, **base)
 
 
-# -- single values --------------------------------------------------------------------------------
+def _refused(rule: ColumnRule, what: str) -> InvalidQueryError:
+    return InvalidQueryError(f"{rule.name} {what}")
 
 
-def as_uuid(value: object) -> uuid.UUID:
+def _wrong_type(rule: ColumnRule, wanted: str, value: Any) -> InvalidQueryError:
+    return _refused(rule, f"must be {wanted}, got {type(value).__name__}")
+
+
+def _as_given(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
+    return value
+
+
+def _exactly(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
+    assert rule.python is not None
+    if type(value) is not rule.python:
+        raise _wrong_type(rule, rule.python.__name__, value)
+    return value
+
+
+def _integer(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
+    if type(value) is not int:
+        raise _wrong_type(rule, "int", value)
+    bits = rule.bits or 64
+    if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+        raise _refused(rule, f"is out of range (a {bits}-bit integer)")
+    return value
+
+
+def _float(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal):
+        raise _wrong_type(rule, "a number", value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise _refused(rule, "must be a finite number")
+    return number
+
+
+def _decimal(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
+    if isinstance(value, decimal.Decimal):
+        number = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = decimal.Decimal(value)
+    elif isinstance(value, float | str):
+        try:
+            number = decimal.Decimal(repr(value) if isinstance(value, float) else value.strip())
+        except decimal.InvalidOperation:
+            raise _refused(rule, "must be a decimal number") from None
+    else:
+        raise _wrong_type(rule, "a decimal number", value)
+    if not number.is_finite():
+        raise _refused(rule, "must be a finite number")
+    precision, scale = rule.digits or (None, None)
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    if scale is not None and -exponent > scale:
+        raise _refused(rule, f"has more than {scale} decimal places")
+    if precision is not None:
+        before = number.adjusted() + 1 if number else 0
+        if before > precision - (scale or 0):
+            raise _refused(rule, f"is out of range (at most {precision - (scale or 0)} digits "
+                                 "before the point)")  # fmt: skip
+    return number
+
+
+def _text(rule: ColumnRule, value: Any, check_length: bool) -> Any:
+    if not isinstance(value, str):
+        raise _wrong_type(rule, "text", value)
+    if type(value) is not str:
+        value = str.__str__(value)  # the characters themselves, whatever a subclass overrides
+    if "\x00" in value:
+        raise _refused(rule, "cannot contain NUL characters")
+    try:
+        stored = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _refused(rule, "contains a lone surrogate, which no backend can store") from None
+    if check_length:
+        if rule.length is not None and len(value) > rule.length:
+            raise _refused(rule, f"is longer than {rule.length} characters ({len(value)})")
+        if rule.max_bytes is not None and len(stored) > rule.max_bytes:
+            raise _refused(rule, f"is longer than {rule.max_bytes} bytes ({len(stored)})")
+    return value
+
+
+def _choice(rule: ColumnRule, value: Any, check_length: bool) -> Any:
+    text = _text(rule, value, check_length)
+    assert rule.choices is not None
+    if text not in rule.choices:
+        raise _refused(rule, f"must be one of {', '.join(sorted(rule.choices))}")
+    return text
+
+
+def _enum(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
+    assert rule.members is not None
+    assert rule.python is not None
+    try:
+        return rule.members[value]
+    except (KeyError, TypeError):
+        values = ", ".join(sorted(str(m.value) for m in rule.python))  # type: ignore[attr-defined]
+        raise _refused(rule, f"must be a {rule.python.__name__} ({values})") from None
+
+
+def _parsed(rule: ColumnRule, value: Any, kind: type, parse: Callable[[str], Any]) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse(value)
+        except ValueError:
+            raise _refused(rule, f"must be a {kind.__name__} in ISO 8601 form") from None
+    return value
+
+
+def _timestamp(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
+    value = _parsed(rule, value, dt.datetime, dt.datetime.fromisoformat)
+    if not isinstance(value, dt.datetime):
+        raise _wrong_type(rule, "a datetime", value)
+    aware = value.tzinfo is not None and value.utcoffset() is not None
+    if rule.aware and not aware:
+        raise _refused(rule, "must be timezone-aware (for example datetime.UTC)")
+    if rule.aware is False and aware:
+        raise _refused(rule, "must be a naive datetime (the column keeps no timezone)")
+    return value
+
+
+def _date(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
+    value = _parsed(rule, value, dt.date, dt.date.fromisoformat)
+    if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+        raise _wrong_type(rule, "a date", value)
+    return value
+
+
+def _time(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
+    value = _parsed(rule, value, dt.time, dt.time.fromisoformat)
+    if not isinstance(value, dt.time):
+        raise _wrong_type(rule, "a time", value)
+    if (value.tzinfo is not None) != bool(rule.aware):
+        raise _refused(rule, "must be a time " + ("with" if rule.aware else "without") + " a zone")
+    return value
+
+
+def _uuid(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
+    return as_uuid(value, rule.name)
+
+
+def as_uuid(value: object, name: str = "id") -> uuid.UUID:
     """`value` as a UUID, or `InvalidQueryError` when it is not one."""
     if isinstance(value, uuid.UUID):
         return value
@@ -129,63 +375,67 @@ def as_uuid(value: object) -> uuid.UUID:
             return uuid.UUID(value)
         except ValueError:
             pass
-    raise InvalidQueryError(f"{value!r} is not a valid id (a UUID)")
+    raise InvalidQueryError(f"{name} is not a valid id (a UUID)")
+
+
+def _json(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
+    try:
+        dumped = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        dumped.encode("utf-8")
+    except (TypeError, ValueError, RecursionError):
+        raise _refused(rule, "must be JSON: objects, arrays, text, finite numbers, "
+                             "true, false or null") from None  # fmt: skip
+    if "\\u0000" in dumped:
+        raise _refused(rule, "cannot contain NUL characters")
+    return value
+
+
+def _binary(rule: ColumnRule, value: Any, check_length: bool) -> Any:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise _wrong_type(rule, "bytes", value)
+    data = bytes(value)
+    if check_length and rule.max_bytes is not None and len(data) > rule.max_bytes:
+        raise _refused(rule, f"is longer than {rule.max_bytes} bytes ({len(data)})")
+    return data
+
+
+_CHECKS: dict[str, Callable[[ColumnRule, Any, bool], Any]] = {
+    "text": _text,
+    "choice": _choice,
+    "enum": _enum,
+    "boolean": _exactly,
+    "integer": _integer,
+    "float": _float,
+    "decimal": _decimal,
+    "timestamp": _timestamp,
+    "date": _date,
+    "time": _time,
+    "uuid": _uuid,
+    "json": _json,
+    "binary": _binary,
+    "other": _as_given,
+}
 
 
 def coerce(rules: Rules, name: str, value: Any, *, check_length: bool = True) -> Any:
-    """A caller's value made fit for the column, or `InvalidQueryError` saying why it is not.
-
-    Ids given as text become UUIDs. Everything else must already be of the column's type, and
-    text must hold no NUL character and (when written) fit the column: the same rules on every
-    backend, even where the database itself would accept more (SQLite ignores VARCHAR lengths)
-    or fail less clearly (PostgreSQL cannot store NUL at all).
-    """
-    if value is None:
-        return None
-    kind, length = rules.kinds[name]
-    if kind is uuid.UUID:
-        return as_uuid(value)
-    if kind is bool or kind is int:
-        if type(value) is not kind:
-            raise InvalidQueryError(f"{name} must be {kind.__name__}, got {type(value).__name__}")
-        if kind is int and not INT32_MIN <= value <= INT32_MAX:
-            raise InvalidQueryError(f"{name} is out of range (a 32-bit integer)")
-    elif kind is str:
-        if not isinstance(value, str):
-            raise InvalidQueryError(f"{name} must be text, got {type(value).__name__}")
-        if "\x00" in value:
-            raise InvalidQueryError(f"{name} cannot contain NUL characters")
-        if check_length and length is not None and len(value) > length:
-            raise InvalidQueryError(f"{name} is longer than {length} characters ({len(value)})")
-    elif kind is dt.datetime:
-        if not isinstance(value, dt.datetime):
-            raise InvalidQueryError(f"{name} must be a datetime, got {type(value).__name__}")
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise InvalidQueryError(f"{name} must be timezone-aware (for example datetime.UTC)")
-    return value
+    """A caller's value made fit for column `name`, or `InvalidQueryError` saying why not."""
+    return rules.rules[name].coerce(value, check_length=check_length)
 
 
 def from_json(rules: Rules, name: str, value: Any) -> Any:
-    """A value read back from a cursor's JSON, as the column's Python type."""
-    if value is None:
-        return None
-    kind = rules.kind(name)
-    if kind is uuid.UUID:
-        return as_uuid(value)
-    if kind is dt.datetime and isinstance(value, str):
-        return dt.datetime.fromisoformat(value)
-    if kind is not None and not isinstance(value, kind):
-        raise InvalidQueryError(f"cursor value for {name!r} has the wrong type")
-    return value
+    """A value read back from a cursor's JSON, as the column holds it."""
+    return coerce(rules, name, value, check_length=False)
 
 
 def to_json(value: Any) -> Any:
-    """A column value as something JSON can carry (and `from_json` can read back)."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, dt.datetime):
+    """A column value as something JSON carries and `from_json` reads back."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, enum.Enum):
+        return to_json(value.value)
+    if isinstance(value, dt.date | dt.time):  # dates, times and datetimes
         return value.isoformat()
-    return value
+    return str(value)  # UUID, Decimal
 
 
 # -- rows -----------------------------------------------------------------------------------------
@@ -196,8 +446,9 @@ Prepare = Callable[[dict[str, Any]], dict[str, Any]]
 def row_values(
     rules: Rules, data: Data, *, writable: frozenset[str], prepare: Prepare
 ) -> dict[str, Any]:
-    """The values a caller gave, checked against the columns they may write, made fit for
-    them and normalised by `prepare` (the repository's hook)."""
+    """The values a caller gave, checked against the columns they may write, normalised by
+    `prepare` (the repository's hook), then made fit for the columns: lengths are those of the
+    stored form."""
     if isinstance(data, BaseModel):
         values = data.model_dump(exclude_unset=True)
     elif isinstance(data, Mapping):
@@ -208,15 +459,19 @@ def row_values(
         )
     unknown = [name for name in values if name not in writable]
     if unknown:
+        shown = ", ".join(
+            repr(name) if isinstance(name, str) else "a non-text key" for name in unknown
+        )
         raise InvalidQueryError(
-            f"{rules.name} has no writable field {', '.join(map(repr, unknown))}; "
+            f"{rules.name} has no writable field {shown}; "
             f"writable fields: {', '.join(sorted(writable))}"
         )
+    values = prepare(values)
     for name, value in values.items():
         if value is None and name not in rules.nullable:
             raise InvalidQueryError(f"{rules.name}.{name} cannot be null")
         values[name] = coerce(rules, name, value)
-    return prepare(values)
+    return values
 
 
 def new_row_values(rules: Rules, data: Data, *, prepare: Prepare) -> dict[str, Any]:
@@ -232,146 +487,40 @@ def new_row_values(rules: Rules, data: Data, *, prepare: Prepare) -> dict[str, A
     return values
 
 
-def row_template(rules: Rules, now: dt.datetime) -> dict[str, Any]:
-    """Values for the columns a bulk row leaves out: what `create` would have filled in."""
-    template: dict[str, Any] = {}
-    for column in rules.table.columns:
-        name = column.key
-        if name in rules.created or name in rules.updated:
-            template[name] = now
-        elif name == rules.version:
-            template[name] = 1
-        elif column.default is not None and column.default.is_scalar:
-            template[name] = column.default.arg  # type: ignore[attr-defined]
-        else:
-            template[name] = None
-    return template
-
-
-def complete_rows(
-    rules: Rules, checked: Sequence[Mapping[str, Any]], now: dt.datetime
-) -> dict[str, list[Any]]:
-    """Whole rows, as `create` would write them, column by column: every column, ids and
-    timestamps filled. `checked` are values that `new_row_values` returned."""
-    template = row_template(rules, now)
-    columns: dict[str, list[Any]] = {name: [] for name in template}
-    generated = _generated_key(rules)
-    for values in checked:
-        complete = {**template, **values}
-        if generated is not None and complete[generated] is None:
-            complete[generated] = new_id()
-        for name, column in columns.items():
-            column.append(complete[name])
-    return columns
-
-
-def _generated_key(rules: Rules) -> str | None:
-    """The primary key column whose values are made in Python when left out (a UUID)."""
-    if len(rules.primary_key) == 1 and rules.kind(rules.primary_key[0]) is uuid.UUID:
-        return rules.primary_key[0]
-    return None
-
-
-# -- the uniform fast path ------------------------------------------------------------------------
-#
-# Most bulk inputs are uniform: the same fields in every row, values already of the columns'
-# types. For such a batch every rule of `new_row_values` is checked per column with C-level
-# operations (the set of value types, one `"\x00" in "".join(column)`, the longest length), which
-# costs a fraction of checking value by value. Any batch that is not plainly fine (a field missing,
-# an id given as text, a value too long, ...) returns None and goes the row-by-row way, which
-# converts what may be converted and raises the precise error: the outcome is the same, only slower.
-
-_NONE = type(None)
-_UTC_OFFSET = methodcaller("utcoffset")
-PrepareColumns = Callable[[dict[str, list[Any]]], bool]
-
-
-def uniform_columns(
-    rules: Rules, batch: Sequence[Any], now: dt.datetime, prepare_columns: PrepareColumns
-) -> tuple[dict[str, list[Any]], frozenset[str]] | None:
-    """Every column of the new rows of `batch`, by name, and the names of the columns whose
-    values are already in storage form (ids generated as hex); None to go row by row."""
-    first = batch[0]
-    if type(first) is not dict:
-        return None
-    keys = first.keys()
-    if any(type(row) is not dict or row.keys() != keys for row in batch):
-        return None
-    given = frozenset(keys)
-    if not given <= rules.creatable or not rules.required <= given:
-        return None
-    count = len(batch)
-    columns: dict[str, list[Any]] = {}
-    for name in keys:
-        values = list(map(itemgetter(name), batch))
-        kind, length = rules.kinds[name]
-        if not _plainly_fine(values, kind, length, nullable=name in rules.nullable):
-            return None
-        columns[name] = values
-    if not prepare_columns(columns):
-        return None
-    generated: frozenset[str] = frozenset()
-    template = row_template(rules, now)
-    key = _generated_key(rules)
-    complete: dict[str, list[Any]] = {}
-    for name in template:
-        if name in columns:
-            complete[name] = columns[name]
-        elif name == key:
-            complete[name] = new_hex_ids(count)
-            generated = frozenset({name})
-        else:
-            complete[name] = [template[name]] * count
-    return complete, generated
-
-
-def _plainly_fine(
-    values: list[Any], kind: type | None, length: int | None, *, nullable: bool
-) -> bool:
-    types = set(map(type, values))
-    if _NONE in types:
-        if not nullable:
-            return False
-        types.discard(_NONE)
-        values = [value for value in values if value is not None]
-    if not values:
-        return True
-    if kind is None or types != {kind}:
-        return False
-    if kind is str:
-        longest: int = max(map(len, values))
-        return "\x00" not in "".join(values) and (length is None or longest <= length)
-    if kind is int:
-        lowest: int = min(values)
-        highest: int = max(values)
-        return lowest >= INT32_MIN and highest <= INT32_MAX
-    if kind is dt.datetime:
-        return None not in map(_UTC_OFFSET, values)
-    return kind in (bool, uuid.UUID)
-
-
 # -- arguments ------------------------------------------------------------------------------------
 
 
-def field(rules: Rules, name: str, allowed: Collection[str], purpose: str) -> Any:
-    """The table column behind field `name`, if callers may `purpose` by it. Conditions and
-    orders built from table columns serve ORM queries and plain row queries alike."""
+def field_column(rules: Rules, name: str, allowed: Collection[str], purpose: str) -> Any:
+    """The table column behind field `name`, if callers may `purpose` by it (JSON and binary
+    columns never). Conditions and orders built from table columns serve ORM queries and plain
+    row queries alike."""
     if not isinstance(name, str) or name not in allowed:
+        shown = repr(name) if isinstance(name, str) and len(name) <= 64 else "that field"
         raise InvalidQueryError(
-            f"cannot {purpose} {rules.name} by {name!r}; allowed fields: "
-            + ", ".join(sorted(allowed))
+            f"cannot {purpose} {rules.name} by {shown}; allowed fields: "
+            + ", ".join(sorted(n for n in allowed if rules.rules[n].comparable))
+        )
+    if not rules.rules[name].comparable:
+        raise InvalidQueryError(
+            f"cannot {purpose} {rules.name} by {name!r}: a JSON or binary field"
         )
     return rules.table.c[name]
 
 
 def conflict_target(rules: Rules, conflict: Sequence[str] | str) -> tuple[str, ...]:
-    """`conflict` as a tuple, if it names a unique constraint or the primary key."""
+    """`conflict` as a tuple, if it names a unique constraint or the primary key, once each."""
     if isinstance(conflict, str):
         conflict = (conflict,)
-    if set(conflict) not in [set(key) for key in rules.unique_keys]:
-        described = ", ".join("(" + ", ".join(sorted(key)) + ")" for key in rules.unique_keys)
+    described = ", ".join("(" + ", ".join(sorted(key)) + ")" for key in rules.unique_keys)
+    if (
+        not isinstance(conflict, Sequence)
+        or not all(isinstance(name, str) for name in conflict)
+        or len(set(conflict)) != len(conflict)
+        or set(conflict) not in [set(key) for key in rules.unique_keys]
+    ):
+        shown = tuple(conflict) if isinstance(conflict, Sequence) else type(conflict).__name__
         raise InvalidQueryError(
-            f"conflict={tuple(conflict)!r} is not a unique key of {rules.table.name}; "
+            f"conflict={shown!r} is not a unique key of {rules.table.name}; "
             f"unique keys: {described}"
         )
     return tuple(conflict)
@@ -388,10 +537,14 @@ def other_keys_given(
     ]
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_batch_size(size: int) -> None:
     """Refuse batch sizes that are not a whole number of at least 1."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise InvalidQueryError(f"batch_size must be an integer of at least 1, got {size!r}")
+    if not _whole(size) or not 1 <= size <= MAX_OFFSET:
+        raise InvalidQueryError(f"batch_size must be an integer of at least 1, got {_shown(size)}")
 
 
 def batches(rows: Iterable[Data], size: int) -> Iterator[list[Data]]:
@@ -402,16 +555,24 @@ def batches(rows: Iterable[Data], size: int) -> Iterator[list[Data]]:
         yield batch
 
 
-MAX_LIMIT = 1000
-
-
 def check_limit(limit: int) -> None:
     """Refuse limits outside 1..MAX_LIMIT."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise InvalidQueryError(f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
+    if not _whole(limit) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidQueryError(
+            f"limit must be an integer from 1 to {MAX_LIMIT}, got {_shown(limit)}"
+        )
 
 
 def check_offset(offset: int) -> None:
-    """Refuse negative offsets."""
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise InvalidQueryError(f"offset must be an integer of 0 or more, got {offset!r}")
+    """Refuse offsets that are not from 0 to the largest every backend takes."""
+    if not _whole(offset) or not 0 <= offset <= MAX_OFFSET:
+        raise InvalidQueryError(
+            f"offset must be an integer from 0 to 2**63 - 1, got {_shown(offset)}"
+        )
+
+
+def _shown(value: Any) -> str:
+    """An argument as a message may show it: a short number as it is, anything else by type."""
+    if _whole(value) and abs(value) < 10**12:
+        return str(value)
+    return "a larger number" if _whole(value) else f"a {type(value).__name__}"

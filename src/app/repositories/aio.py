@@ -109,6 +109,7 @@ class AsyncRepository(Generic[ModelT]):
     list = awaited(Repository[ModelT].list)
     list_page = awaited(Repository[ModelT].list_page)
     paginate = awaited(Repository[ModelT].paginate)
+    cursor_after = awaited(Repository[ModelT].cursor_after)
     count = awaited(Repository[ModelT].count)
     exists = awaited(Repository[ModelT].exists)
     create = awaited(Repository[ModelT].create)

@@ -29,19 +29,21 @@ from app.db.errors import (
     constraint_for_columns,
 )
 from app.db.models import Base
-from app.db.runtime import get_settings
+from app.db.runtime import get_runtime
+from app.db.session import DataSession
 from app.db.types import utcnow
 from app.dialects import Backend, UniformUpsert, backend_of, streaming
 from app.dialects.base import execute_compiled
 from app.repositories import _bulk, _statements
+from app.repositories._bulk import complete_rows
 from app.repositories._cursors import decode_cursor, encode_cursor, query_fingerprint
+from app.repositories._filters import canonical
 from app.repositories._ordering import SortKey, sort_keys
 from app.repositories._values import (
     Data,
     as_uuid,
     check_limit,
     check_offset,
-    complete_rows,
     conflict_target,
     from_json,
     new_row_values,
@@ -122,7 +124,7 @@ class Repository(Generic[ModelT]):
     def cursor_key(self) -> bytes:
         """The key that signs pagination cursors (SECRET_KEY unless given)."""
         if self._cursor_key is None:
-            self._cursor_key = get_settings().secret_key.get_secret_value().encode()
+            self._cursor_key = get_runtime().cursor_key
         return self._cursor_key
 
     @property
@@ -205,7 +207,8 @@ class Repository(Generic[ModelT]):
         """A keyset page: the rows after `cursor`; pass `next_cursor` back for the next one."""
         check_limit(limit)
         keys = sort_keys(self._rules, order_by, allowed=self._sortable)
-        fingerprint = query_fingerprint(self.model.__name__, [key.spec for key in keys], where)
+        filtered = canonical(self._rules, where, allowed=self._filterable)
+        fingerprint = query_fingerprint(self.model.__name__, [key.spec for key in keys], filtered)
         after_values = None
         if cursor is not None:
             raw = decode_cursor(
@@ -221,6 +224,16 @@ class Repository(Generic[ModelT]):
         items = items[:limit]
         last = [to_json(getattr(items[-1], key.name)) for key in keys]
         return Page(items, encode_cursor(last, fingerprint=fingerprint, key=self.cursor_key))
+
+    def cursor_after(self, row: Any, *, where: Where = None, order_by: OrderBy = None) -> str:
+        """The cursor of the page that starts after `row` (an instance, or a row `iterate`
+        gave) in the query `where` and `order_by`: what `paginate` would have handed back had
+        `row` ended a page."""
+        keys = sort_keys(self._rules, order_by, allowed=self._sortable)
+        filtered = canonical(self._rules, where, allowed=self._filterable)
+        fingerprint = query_fingerprint(self.model.__name__, [key.spec for key in keys], filtered)
+        values = [to_json(getattr(row, key.name)) for key in keys]
+        return encode_cursor(values, fingerprint=fingerprint, key=self.cursor_key)
 
     def iterate(
         self, *, where: Where = None, order_by: OrderBy = None, batch_size: int = 1000
@@ -247,12 +260,16 @@ class Repository(Generic[ModelT]):
 
     def count(self, *, where: Where = None) -> int:
         """How many rows match `where`."""
-        statement = _statements.select_count(self._rules, where=where, filterable=self._filterable)
+        statement = _statements.select_count(
+            self._rules, self._backend, where=where, filterable=self._filterable
+        )
         return int(self.session.scalar(statement) or 0)
 
     def exists(self, *, where: Where = None) -> bool:
         """Whether any row matches `where`."""
-        statement = _statements.select_exists(self._rules, where=where, filterable=self._filterable)
+        statement = _statements.select_exists(
+            self._rules, self._backend, where=where, filterable=self._filterable
+        )
         return bool(self.session.scalar(statement))
 
     def _select(self, where: Where, keys: Sequence[SortKey], **options: Any) -> Select[Any]:
@@ -267,10 +284,15 @@ class Repository(Generic[ModelT]):
         )
 
     def _key(self, id: Any) -> Any:
-        """A primary key value as the column holds it (a UUID from text, for UUID keys)."""
-        if self._rules.kind(self._rules.primary_key[0]) is uuid.UUID:
+        """A primary key value as its column holds it (a UUID from text, for UUID keys)."""
+        if len(self._rules.primary_key) != 1:
+            raise InvalidQueryError(f"{self._rules.name} has a composite primary key: use list()")
+        name = self._rules.primary_key[0]
+        if id is None:
+            raise InvalidQueryError(f"{name} cannot be None")
+        if self._rules.kind(name) is uuid.UUID:
             return as_uuid(id)
-        return id
+        return self._rules.rule(name).coerce(id, check_length=False)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -279,7 +301,7 @@ class Repository(Generic[ModelT]):
         values = new_row_values(self._rules, data, prepare=self.prepare)
         instance = self.model(**values)
         self.session.add(instance)
-        self.session.flush()
+        self._flush()
         return instance
 
     def update(
@@ -291,8 +313,12 @@ class Repository(Generic[ModelT]):
         browser): a row at any other version is stale without writing anything.
         """
         values = row_values(self._rules, data, writable=self._rules.updatable, prepare=self.prepare)
-        instance = self.get_one(id)
         version = self._rules.version
+        if expected_version is not None and version is None:
+            raise InvalidQueryError(
+                f"{self._rules.name} has no version column: expected_version cannot be checked"
+            )
+        instance = self.get_one(id)
         current = getattr(instance, version, None) if version else None
         if expected_version is not None and current != expected_version:
             raise StaleObjectError(
@@ -303,13 +329,13 @@ class Repository(Generic[ModelT]):
             )
         for name, value in values.items():
             setattr(instance, name, value)
-        self.session.flush()
+        self._flush()
         return instance
 
     def delete(self, id: uuid.UUID | str | Any) -> None:
         """Delete the row (and, through the database, what it owns)."""
         self.session.delete(self.get_one(id))
-        self.session.flush()
+        self._flush()
 
     def create_many(self, rows: Iterable[Data], *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
         """Insert rows in bulk at the speed of the database's bulk load; returns how many were
@@ -396,6 +422,11 @@ class Repository(Generic[ModelT]):
             )
         return written[0]
 
+    def _flush(self) -> None:
+        # The translating flush whatever class the session is (a caller's own sessionmaker
+        # makes plain Sessions): a lost optimistic lock is a StaleObjectError all the same.
+        DataSession.flush(self.session)  # type: ignore[arg-type]
+
     def _conflict(self, conflict: Conflict) -> tuple[str, ...]:
         if conflict is None:
             conflict = self.upsert_key or self._rules.primary_key
@@ -405,7 +436,7 @@ class Repository(Generic[ModelT]):
         # Bulk writes skip the flush, where the read-only guard of a unit sits: check here.
         if self.session.info.get(READ_ONLY_KEY):
             raise ReadOnlyError(READ_ONLY_MESSAGE)
-        self.session.flush()
+        self._flush()
 
     def _upsert_rows(
         self, batch: builtins.list[Data], target: tuple[str, ...]
@@ -430,12 +461,13 @@ class Repository(Generic[ModelT]):
         now = utcnow()
         sent: builtins.list[dict[str, Any]] = []
         for given, group in given_sets.items():
-            columns = complete_rows(self._rules, group, now)
-            params = [
-                dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)
-            ]
-            self._upsert_group(params, target, given)
-            sent += params
+            for columns in complete_rows(self._rules, group, now):
+                params = [
+                    dict(zip(columns, row, strict=True))
+                    for row in zip(*columns.values(), strict=True)
+                ]
+                self._upsert_group(params, target, given)
+                sent += params
         return sent
 
     def _upsert_group(

@@ -11,8 +11,9 @@ from sqlalchemy import Connection, Engine, Table
 
 from app import migrations
 from app.config import PLACEHOLDER_SEED_PASSWORD, Settings
+from app.db.emails import normalize_email
 from app.db.errors import ConflictError
-from app.db.models import Item, User, normalize_email
+from app.db.models import Item, User
 from app.dialects import Batch, backend_of
 from app.seed.data import ITEM_COLUMNS, USER_COLUMNS, Row, SeedPlan
 from app.seed.writer import count_present, insert_skipping_existing, present_keys
