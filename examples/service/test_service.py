@@ -68,3 +68,44 @@ async def test_a_deleted_item_is_gone(client: httpx.AsyncClient) -> None:
     item = (await client.post(f"/users/{user['id']}/items", json={"title": "Lamp"})).json()
     assert (await client.delete(f"/items/{item['id']}")).status_code == 204
     assert (await client.get(f"/items/{item['id']}")).status_code == 404
+
+
+async def test_signing_up_cannot_make_a_superuser_or_set_anything_else(
+    client: httpx.AsyncClient,
+) -> None:
+    for extra in ({"is_superuser": True}, {"is_active": False}, {"hashed_password": "x"}):
+        body = {"email": "eve@example.com", "password": PASSWORD, **extra}
+        response = await client.post("/users", json=body)
+        assert response.status_code == 422, extra
+    user = await _user(client, "eve@example.com")
+    assert (await client.get(f"/users/{user['id']}")).json()["email"] == "eve@example.com"
+
+
+async def test_a_refused_request_echoes_neither_the_password_nor_the_input(
+    client: httpx.AsyncClient,
+) -> None:
+    secret = "my-very-secret-password-1234"
+    refused = await client.post("/users", json={"email": "not-an-email", "password": secret})
+    assert refused.status_code == 422
+    assert secret not in refused.text
+    user = await _user(client)
+    huge = "x" * 20_000_000
+    too_long = await client.post(
+        f"/users/{user['id']}/items", json={"title": "t", "description": huge}
+    )
+    assert too_long.status_code == 422
+    assert len(too_long.content) < 2_000
+    assert too_long.headers["content-type"] == "application/problem+json"
+
+
+async def test_malformed_if_match_headers_are_a_400_or_a_412_never_a_500(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await _user(client)
+    item = (await client.post(f"/users/{user['id']}/items", json={"title": "Lamp"})).json()
+    for header, status in (('"²"', 400), ('"' + "9" * 5000 + '"', 400), ('W/"1"', 412)):
+        response = await client.patch(
+            f"/items/{item['id']}", json={"title": "x"}, headers={"If-Match": header.encode()}
+        )
+        assert response.status_code == status, header
+    assert (await client.get(f"/items/{item['id']}")).json()["title"] == "Lamp"

@@ -54,12 +54,14 @@ def parse_database_url(raw: str | URL, *, asynchronous: bool = False) -> URL:
     """Parse a database URL and refuse unsupported backends; the driver becomes the installed
     one for blocking code, or for asyncio when `asynchronous`."""
     try:
-        url = make_url(_credentials_encoded(raw) if isinstance(raw, str) else raw)
+        parsed: URL | None = make_url(_credentials_encoded(raw) if isinstance(raw, str) else raw)
     except ArgumentError:
+        parsed = None  # refused below, so that its error (which quotes the URL) is not chained
+    if parsed is None:
         raise SettingsError(
             f"DATABASE_URL is not a valid database URL; accepted forms: {ACCEPTED_URL_FORMS}"
-        ) from None
-    url = _password_out_of_query(url)
+        )
+    url = _password_out_of_query(parsed)
     backend = "mysql" if url.get_backend_name() == "mariadb" else url.get_backend_name()
     if backend not in _SYNC_DRIVERS:
         raise SettingsError(
@@ -205,9 +207,11 @@ class Settings(BaseSettings):
             try:
                 parsed = parse_database_url(url)
             except SettingsError as exc:
-                raise SettingsError(
-                    str(exc).replace("DATABASE_URL", "DATABASE_REPLICA_URLS")
-                ) from None
+                problem = str(exc).replace("DATABASE_URL", "DATABASE_REPLICA_URLS")
+            else:
+                problem = ""
+            if problem:
+                raise SettingsError(problem)
             if parsed.get_backend_name() != "postgresql":
                 raise SettingsError(
                     "DATABASE_REPLICA_URLS names a replica that is not PostgreSQL; read replicas "

@@ -36,7 +36,8 @@ def validated(schema: type[InputT], data: Any) -> InputT:
             f"{'.'.join(map(str, error['loc'])) or 'input'}: {error['msg']}"
             for error in exc.errors()
         )
-        raise InvalidQueryError(f"invalid {schema.__name__}: {problems}") from None
+    # Raised here, not in the handler: pydantic's error holds the input, passwords included.
+    raise InvalidQueryError(f"invalid {schema.__name__}: {problems}")
 
 
 class UserCreate(_Input):

@@ -111,6 +111,7 @@ class Faces:
     create_item: Callable[[Any, Any, Any], Any]
     run_in_transaction: Callable[..., Any]
     stream: Callable[[Iterable[Any]], Any]
+    collect: Callable[[Any], list[Any]]  # the rows of a stream `iterate` gave
 
 
 @pytest.fixture
@@ -150,6 +151,7 @@ def faces(
                 fn, session_factory=factory, **kw
             ),
             stream=lambda rows: iter(list(rows)),
+            collect=list,
         )
     connection: AsyncConnection = request.getfixturevalue("async_connection")
     async_factory = make_async_session_factory(connection, join_transaction_mode="create_savepoint")
@@ -175,7 +177,12 @@ def faces(
         ),
         run_in_transaction=in_transaction,
         stream=lambda rows: streamed(list(rows)),
+        collect=lambda stream: loop_runner.run(_collected(stream)),
     )
+
+
+async def _collected(stream: AsyncIterator[Any]) -> list[Any]:
+    return [row async for row in stream]
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -99,3 +100,48 @@ def _first_revision_with_table(runner: MigrationContext, engine: Engine, table: 
         if table in inspect(engine).get_table_names():
             return revision
     pytest.fail(f"no revision creates the table {table!r}")
+
+
+def test_stored_emails_take_their_normal_form_and_look_alikes_are_left_and_reported(
+    alembic_runner: MigrationContext,
+    alembic_engine: Engine,
+    backend: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    alembic_runner.migrate_up_to("5d1e2a7c4b90")  # before the emails were normalized
+    rows = {
+        "0190a0a0000070008000000000000001": "jose\u0301@example.com",  # NFD: becomes NFC
+        "0190a0a0000070008000000000000002": "ada@example.com.",  # trailing dot
+        "0190a0a0000070008000000000000003": "bob@example.com",  # the same as the next
+        "0190a0a0000070008000000000000004": "bob@\uff45xample.com",  # a fullwidth e
+        "0190a0a0000070008000000000000005": "zero\u200bwidth@example.com",  # refused now
+    }
+    native = backend == "postgresql"
+    with alembic_engine.begin() as connection:
+        for user_id, email in rows.items():
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, email, hashed_password, created_at, updated_at) "
+                    "VALUES (:id, :email, 'x', :now, :now)"
+                ),
+                {
+                    "id": str(uuid.UUID(user_id)) if native else user_id,
+                    "email": email,
+                    "now": "2026-01-01 00:00:00",
+                },
+            )
+    with caplog.at_level("WARNING", logger="alembic.runtime.migration"):
+        alembic_runner.migrate_up_to("heads")
+    with alembic_engine.connect() as connection:
+        stored = set(connection.scalars(text("SELECT email FROM users")))
+    assert stored == {
+        "josé@example.com",
+        "ada@example.com",
+        "bob@example.com",
+        "bob@\uff45xample.com",
+        "zero\u200bwidth@example.com",
+    }
+    warnings = " ".join(record.getMessage() for record in caplog.records)
+    assert "read the same" in warnings
+    assert "refuses" in warnings
+    assert "bob@" not in warnings  # ids, never the addresses

@@ -52,4 +52,5 @@ def _domain(domain: str) -> str:
     try:
         return str(idna.decode(idna.encode(stripped, uts46=True)))
     except (idna.IDNAError, UnicodeError):
-        raise EmailError("the domain of an email address is not a valid domain name") from None
+        pass  # raised below, so that the error does not carry this one (it quotes the domain)
+    raise EmailError("the domain of an email address is not a valid domain name")

@@ -190,11 +190,6 @@ def code_of(orig: BaseException | None) -> str | int | None:
     return None
 
 
-def _still_connected(orig: BaseException) -> bool:
-    pgconn = getattr(orig, "pgconn", None)
-    return pgconn is not None and int(pgconn.status) == 0  # psycopg.pq.ConnStatus.OK
-
-
 def classify(orig: BaseException | None) -> Meaning | None:
     """The meaning of a DBAPI exception, from the code the driver exposes; None if unknown."""
     if orig is None:
@@ -202,12 +197,9 @@ def classify(orig: BaseException | None) -> Meaning | None:
     driver, code = _driver(orig), code_of(orig)
     if driver == "postgresql":
         if not isinstance(code, str):
-            # No SQLSTATE: the server never answered. On a connection that is still sound the
-            # driver refused the statement itself (more than 65,535 parameters, say); else the
-            # client could not connect.
-            if type(orig).__name__ != "OperationalError":
-                return None
-            return NOT_SENT if _still_connected(orig) else CANNOT_CONNECT
+            # No SQLSTATE: the server never answered; the client could not connect (or, on a
+            # connection that is still sound, refused the statement itself: `translate` knows).
+            return CANNOT_CONNECT if type(orig).__name__ == "OperationalError" else None
         return POSTGRESQL_CODES.get(code) or POSTGRESQL_CLASSES.get(code[:2])
     if driver == "sqlite" and isinstance(code, int):
         return SQLITE_CODES.get(code) or SQLITE_CODES.get(code & 0xFF)

@@ -25,7 +25,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.schema import ColumnCollectionConstraint
 
-from app.db.error_codes import Kind, Meaning, Named, classify, code_of, names_in
+from app.db.error_codes import NOT_SENT, Kind, Meaning, Named, classify, code_of, names_in
 from app.db.models import Base
 
 
@@ -110,12 +110,18 @@ class MigrationLockedError(DataLayerError):
 
 
 def translate(
-    exc: Exception, *, model: type[Any] | None = None, table: Table | None = None
+    exc: Exception,
+    *,
+    model: type[Any] | None = None,
+    table: Table | None = None,
+    connected: bool = False,
 ) -> Exception:
     """The data-layer error for `exc`, or `exc` itself when the caller cannot act on it.
 
     `model` or `table` (what the failed statement wrote) says what the message speaks of;
-    without them it is found from the names in the driver's error.
+    without them it is found from the names in the driver's error. `connected`: the error
+    came from a sound connection, so one without the server's answer is the driver refusing
+    the statement, not a failure to connect.
     """
     if table is None and model is not None:
         table = model.__table__
@@ -136,6 +142,8 @@ def translate(
     meaning = classify(exc.orig)
     if meaning is None:
         return exc
+    if meaning.kind is Kind.CANNOT_CONNECT and connected:
+        meaning = NOT_SENT
     named = names_in(exc.orig)
     error = _error_for(meaning, named, table)
     if isinstance(error, DataLayerError):
@@ -294,7 +302,8 @@ def _on_error(context: ExceptionContext) -> BaseException | None:
     wrapped = context.sqlalchemy_exception
     if not isinstance(wrapped, sa_exc.DBAPIError):
         return None
-    translated = translate(wrapped, table=_written_table(context))
+    connected = context.connection is not None and not context.is_disconnect
+    translated = translate(wrapped, table=_written_table(context), connected=connected)
     if translated is wrapped:
         return None
     # A statement's error may quote stored values; a failed connection's does not.

@@ -11,6 +11,7 @@ for.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 import uuid
 import zlib
@@ -396,8 +397,8 @@ def copy_from(
     none."""
     statement = _copy_statement(connection, table, names)
     driver_connection: Any = connection.connection.driver_connection
-    if connection.engine.echo:
-        connection.engine.logger.info("%s", statement)  # as SQLAlchemy logs its statements
+    if connection.engine.logger.isEnabledFor(logging.INFO):  # as SQLAlchemy logs its own
+        connection.engine.logger.info("%s", statement)
     with _translated(connection, statement, table):
         if connection.dialect.is_async:
             _copy_awaiting(driver_connection, statement, chunks)

@@ -48,15 +48,15 @@ def decode_cursor(cursor: str, *, fingerprint: str, key: bytes, size: int) -> li
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError):
-        raise invalid from None
+        raw = b""
     signature, payload = raw[:_SIGNATURE_BYTES], raw[_SIGNATURE_BYTES:]
     expected = hmac.new(key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
-    if not hmac.compare_digest(signature, expected):
+    if not raw or not hmac.compare_digest(signature, expected):
         raise invalid
     try:
         data = json.loads(payload)
     except (ValueError, RecursionError):
-        raise invalid from None
+        data = None  # refused below: a decode error holds the payload, sort values and all
     # Signed by whoever holds the key, which is not proof of a sane shape.
     if (
         not isinstance(data, dict)

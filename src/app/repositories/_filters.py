@@ -24,11 +24,17 @@ def _text(op: str, value: Any) -> str:
         raise InvalidQueryError(f"{op} needs a string, got {type(value).__name__}")
     if "\x00" in value:
         raise InvalidQueryError(f"{op} cannot match NUL characters")
+    if not _encodes(value):
+        raise InvalidQueryError(f"{op} cannot match a lone surrogate")
+    return str.__str__(value)
+
+
+def _encodes(value: str) -> bool:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidQueryError(f"{op} cannot match a lone surrogate") from None
-    return str.__str__(value)
+        return False
+    return True
 
 
 def _many(op: str, value: Any) -> list[Any]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from dataclasses import dataclass
 from functools import cache
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -34,6 +34,7 @@ from app.db.errors import InvalidQueryError
 from app.db.models import MANAGED
 
 Data = Mapping[str, Any] | BaseModel
+T = TypeVar("T")
 # What an unbounded text or binary column holds on every backend: MariaDB's TEXT and BLOB.
 UNBOUNDED_BYTES = 65_535
 # A number of rows to skip that every backend takes (SQLite's and PostgreSQL's 64-bit limit).
@@ -224,6 +225,16 @@ def column_rule(column: sa.Column[Any]) -> ColumnRule:
     return ColumnRule(kind="other", python=python, comparable=python is not None, **base)
 
 
+def _quietly(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """`fn(...)`, or None when it raises. The caller raises its own error after this returns,
+    so that error carries no context: the one caught here may quote the value (a parse error,
+    a UnicodeEncodeError's `.object`)."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, TypeError, KeyError, RecursionError, ArithmeticError):
+        return None
+
+
 def _refused(rule: ColumnRule, what: str) -> InvalidQueryError:
     return InvalidQueryError(f"{rule.name} {what}")
 
@@ -262,15 +273,17 @@ def _float(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
 
 
 def _decimal(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
+    number: decimal.Decimal | None
     if isinstance(value, decimal.Decimal):
         number = value
     elif isinstance(value, int) and not isinstance(value, bool):
         number = decimal.Decimal(value)
     elif isinstance(value, float | str):
-        try:
-            number = decimal.Decimal(repr(value) if isinstance(value, float) else value.strip())
-        except decimal.InvalidOperation:
-            raise _refused(rule, "must be a decimal number") from None
+        number = _quietly(
+            decimal.Decimal, repr(value) if isinstance(value, float) else value.strip()
+        )
+        if number is None:
+            raise _refused(rule, "must be a decimal number")
     else:
         raise _wrong_type(rule, "a decimal number", value)
     if not number.is_finite():
@@ -295,10 +308,9 @@ def _text(rule: ColumnRule, value: Any, check_length: bool) -> Any:
         value = str.__str__(value)  # the characters themselves, whatever a subclass overrides
     if "\x00" in value:
         raise _refused(rule, "cannot contain NUL characters")
-    try:
-        stored = value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _refused(rule, "contains a lone surrogate, which no backend can store") from None
+    stored = _quietly(str.encode, value, "utf-8")
+    if stored is None:
+        raise _refused(rule, "contains a lone surrogate, which no backend can store")
     if check_length:
         if rule.length is not None and len(value) > rule.length:
             raise _refused(rule, f"is longer than {rule.length} characters ({len(value)})")
@@ -318,19 +330,19 @@ def _choice(rule: ColumnRule, value: Any, check_length: bool) -> Any:
 def _enum(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
     assert rule.members is not None
     assert rule.python is not None
-    try:
-        return rule.members[value]
-    except (KeyError, TypeError):
+    member = _quietly(rule.members.__getitem__, value)
+    if member is None:
         values = ", ".join(sorted(str(m.value) for m in rule.python))  # type: ignore[attr-defined]
-        raise _refused(rule, f"must be a {rule.python.__name__} ({values})") from None
+        raise _refused(rule, f"must be a {rule.python.__name__} ({values})")
+    return member
 
 
 def _parsed(rule: ColumnRule, value: Any, kind: type, parse: Callable[[str], Any]) -> Any:
     if isinstance(value, str):
-        try:
-            return parse(value)
-        except ValueError:
-            raise _refused(rule, f"must be a {kind.__name__} in ISO 8601 form") from None
+        parsed = _quietly(parse, value)
+        if parsed is None:
+            raise _refused(rule, f"must be a {kind.__name__} in ISO 8601 form")
+        return parsed
     return value
 
 
@@ -370,21 +382,17 @@ def as_uuid(value: object, name: str = "id") -> uuid.UUID:
     """`value` as a UUID, or `InvalidQueryError` when it is not one."""
     if isinstance(value, uuid.UUID):
         return value
-    if isinstance(value, str):
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            pass
-    raise InvalidQueryError(f"{name} is not a valid id (a UUID)")
+    parsed = _quietly(uuid.UUID, value) if isinstance(value, str) else None
+    if parsed is None:
+        raise InvalidQueryError(f"{name} is not a valid id (a UUID)")
+    return parsed
 
 
 def _json(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
-    try:
-        dumped = json.dumps(value, ensure_ascii=False, allow_nan=False)
-        dumped.encode("utf-8")
-    except (TypeError, ValueError, RecursionError):
+    dumped = _quietly(json.dumps, value, ensure_ascii=False, allow_nan=False)
+    if dumped is None or _quietly(str.encode, dumped, "utf-8") is None:
         raise _refused(rule, "must be JSON: objects, arrays, text, finite numbers, "
-                             "true, false or null") from None  # fmt: skip
+                             "true, false or null")  # fmt: skip
     if "\\u0000" in dumped:
         raise _refused(rule, "cannot contain NUL characters")
     return value
@@ -424,6 +432,8 @@ def coerce(rules: Rules, name: str, value: Any, *, check_length: bool = True) ->
 
 def from_json(rules: Rules, name: str, value: Any) -> Any:
     """A value read back from a cursor's JSON, as the column holds it."""
+    if value is None and name not in rules.nullable:
+        raise InvalidQueryError(f"invalid cursor: {name} cannot be null")
     return coerce(rules, name, value, check_length=False)
 
 

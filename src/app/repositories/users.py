@@ -48,4 +48,5 @@ def _normalized(email: str) -> str:
     try:
         return normalize_email(email)
     except EmailError as exc:
-        raise InvalidQueryError(f"email is not valid: {exc}") from None
+        reason = str(exc)
+    raise InvalidQueryError(f"email is not valid: {reason}")
