@@ -10,19 +10,22 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
-from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from app.db.models import Base
-from app.db.runtime import get_settings
+from app.db.runtime import get_extensions, get_settings
 from app.db.session import make_engine
-from app.db.types import UTCDateTime, UUIDColumn
 from app.dialects import backend_for, backend_of
-from app.migrations.lock import compared_with_models, migration_lock
+from app.migrations import compare
+from app.migrations.autogenerate import process_revision_directives
+from app.migrations.lock import migration_lock
+from app.migrations.progress import PROGRESS, Progress
+from app.migrations.render import render_item
 
 config = context.config
+get_extensions()  # a team's packages of models (APP_EXTENSIONS) join the metadata
 target_metadata = Base.metadata
 
 # Only the command-line `alembic` configures logging from alembic.ini; the app and the tests
@@ -35,26 +38,12 @@ def _url() -> str:
     return context.get_x_argument(as_dictionary=True).get("url") or get_settings().database_url
 
 
-def _render_item(type_: str, obj: object, autogen_context: AutogenContext) -> str | bool:
-    """Render the app's column types as plain SQLAlchemy types.
-
-    A migration must keep meaning what it meant when it was written, so it does not import
-    the app's types, which may change later.
-    """
-    if type_ == "type" and isinstance(obj, UTCDateTime):
-        autogen_context.imports.add("from sqlalchemy.dialects import mysql")
-        return 'sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")'
-    if type_ == "type" and isinstance(obj, UUIDColumn):
-        return "sa.Uuid()"
-    return False
-
-
 def _configure(**options: object) -> None:
     context.configure(
         target_metadata=target_metadata,
-        compare_type=True,
-        include_name=compared_with_models,
-        render_item=_render_item,
+        **compare.OPTIONS,
+        render_item=render_item,
+        process_revision_directives=process_revision_directives,
         # SQLite cannot ALTER most things: batch mode copies the table instead.
         render_as_batch=True,
         **options,  # type: ignore[arg-type]
@@ -99,9 +88,12 @@ def _run(connection: Connection) -> None:
         # pysqlite's own transaction handling is off (app.dialects.sqlite); Alembic assumes
         # otherwise and would commit after every migration.
         whole_run = backend.one_transaction_per_run
+        progress = config.attributes.get("progress") or Progress()
         _configure(
             connection=connection,
             transaction_per_migration=not whole_run,
+            on_version_apply=progress.next_migration,
+            **{PROGRESS: progress},
             **({"transactional_ddl": True} if whole_run else {}),
         )
         with context.begin_transaction():

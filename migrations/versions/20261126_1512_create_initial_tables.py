@@ -16,7 +16,7 @@ UTC_DATETIME = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "m
 
 revision: str = "97f9fca95565"
 down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("app",)  # the project's own migrations
 depends_on: str | Sequence[str] | None = None
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 from urllib.parse import quote, unquote
 
@@ -44,6 +45,9 @@ ACCEPTED_URL_FORMS = (
 _SYNC_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg", "mysql": "pymysql"}
 _ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "psycopg", "mysql": "asyncmy"}
 _DRIVER_KIND = {"psycopg_async": "psycopg"}
+
+
+_DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 class SettingsError(ValueError):
@@ -193,6 +197,13 @@ class Settings(BaseSettings):
     seed_admin_email: str = "admin@example.com"
     # Development only: the seed refuses this placeholder outside development and test.
     seed_password: SecretStr = SecretStr(PLACEHOLDER_SEED_PASSWORD)
+    # A team's own packages of models, comma-separated: each is imported before the models are
+    # read, and its `migrations/` directory (if it has one) is a branch of the migrations
+    # (README "Adding a model").
+    app_extensions: str = ""
+    # The unit-of-work class (`package.module:Class`) that run_in_transaction, transactional,
+    # the FastAPI dependencies and the pytest plugin build; empty: app.repositories.UnitOfWork.
+    app_unit_of_work: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -219,6 +230,31 @@ class Settings(BaseSettings):
                 )
         return ",".join(urls)
 
+    @field_validator("app_extensions")
+    @classmethod
+    def _check_extensions(cls, value: str) -> str:
+        names = [part.strip() for part in value.split(",") if part.strip()]
+        for name in names:
+            if not _DOTTED_NAME.fullmatch(name):
+                raise SettingsError(
+                    f"APP_EXTENSIONS names {name!r}, which is not a module name "
+                    "(write them as package.module, comma-separated)"
+                )
+        return ",".join(names)
+
+    @field_validator("app_unit_of_work")
+    @classmethod
+    def _check_unit_of_work(cls, value: str) -> str:
+        value = value.strip()
+        module, colon, name = value.partition(":")
+        if value and not (
+            colon and _DOTTED_NAME.fullmatch(module) and _DOTTED_NAME.fullmatch(name)
+        ):
+            raise SettingsError(
+                f"APP_UNIT_OF_WORK is {value!r}; write it as package.module:ClassName"
+            )
+        return value
+
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:
         key = self.secret_key.get_secret_value()
@@ -235,6 +271,11 @@ class Settings(BaseSettings):
     def signs_with_a_public_key(self) -> bool:
         """Whether cursors are signed with the placeholder key everyone can read in this code."""
         return self.secret_key.get_secret_value() == PLACEHOLDER_SECRET_KEY
+
+    @property
+    def extensions(self) -> list[str]:
+        """The modules APP_EXTENSIONS names, in order."""
+        return [name for name in self.app_extensions.split(",") if name]
 
     @property
     def url(self) -> URL:

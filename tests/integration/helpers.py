@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import migrations
 from app.db.errors import DataLayerError
 from app.db.session import make_session_factory
 from app.repositories import ItemRepository, UserRepository, run_in_transaction
+from tests.backends import ROOT
 
 
 def count_rows(connection: Connection, table: str, where: str = "", **params: Any) -> int:
@@ -113,3 +117,17 @@ def stored_item_ids(engine: Engine) -> set[str]:
         return {
             uuid.UUID(str(value)).hex for value in connection.scalars(text("SELECT id FROM items"))
         }
+
+
+def alembic_ini_with(tmp_path: Path, fixture: str, file_name: str, **fields: str) -> Path:
+    """A copy of the project's migrations with the migration in tests/fixtures/`fixture` on top
+    (`{head}` and each of `fields` filled in)."""
+    shutil.copytree(ROOT / "migrations", tmp_path / "migrations",
+                    ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)  # fmt: skip
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    head = migrations.revisions()[0].revision
+    text_of = (ROOT / "tests" / "fixtures" / fixture).read_text()
+    for name, value in {"head": head, **fields}.items():
+        text_of = text_of.replace("{" + name + "}", value)
+    (tmp_path / "migrations" / "versions" / file_name).write_text(text_of)
+    return tmp_path / "alembic.ini"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from app.db.session import make_engine
 from app.migrations.diagram import schema_markdown
 from app.migrations.lock import migration_lock
 from tests.backends import ROOT, ThrowawayDatabases
-from tests.integration.helpers import run_app
+from tests.integration.helpers import alembic_ini_with, run_app
 
 
 @pytest.fixture
@@ -140,17 +139,6 @@ def test_a_migration_stuck_behind_a_busy_table_fails_fast(
     assert "waited longer than DB_MIGRATION_LOCK_TIMEOUT" in result.stderr
     head = migrations.revisions()[0].revision
     assert _scalar(fresh_engine, "SELECT version_num FROM alembic_version") == head
-
-
-def alembic_ini_with(tmp_path: Path, fixture: str, file_name: str) -> Path:
-    """A copy of the project's migrations with the migration in tests/fixtures/`fixture` on top."""
-    shutil.copytree(ROOT / "migrations", tmp_path / "migrations",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
-    head = migrations.revisions()[0].revision
-    text_of = (ROOT / "tests" / "fixtures" / fixture).read_text()
-    (tmp_path / "migrations" / "versions" / file_name).write_text(text_of.replace("{head}", head))
-    return tmp_path / "alembic.ini"
 
 
 @pytest.fixture

@@ -15,9 +15,22 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    ForeignKey,
+    Integer,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
@@ -32,10 +45,12 @@ from app.db.errors import (
     RetryableError,
     StatementTimeoutError,
 )
+from app.db.models import Base
 from app.db.session import DataSession, make_engine, make_session_factory
 from app.repositories import UnitOfWork
 
 SECRET_VALUE = "s3cret-hash-value"
+E = TypeVar("E", bound=DataLayerError)
 
 
 @pytest.fixture
@@ -52,10 +67,10 @@ def _engine(url: URL | str, **options: object) -> Engine:
 
 
 @contextmanager
-def _refused(expected: type[DataLayerError]) -> Iterator[None]:
+def _refused(expected: type[E]) -> Iterator[pytest.ExceptionInfo[E]]:
     """The block must fail with `expected`, chained to the driver's error, with a clean message."""
     with pytest.raises(expected) as caught:
-        yield
+        yield caught
     message = str(caught.value)
     assert SECRET_VALUE not in message
     assert caught.value.__cause__ is not None
@@ -109,7 +124,7 @@ def test_a_duplicate_primary_key_is_a_conflict(engine_url: URL) -> None:
 
 
 def test_a_missing_referenced_row_is_a_foreign_key_error(engine_url: URL) -> None:
-    with _engine(engine_url).connect() as conn, _refused(ForeignKeyError):
+    with _engine(engine_url).connect() as conn, _refused(ForeignKeyError) as caught:
         conn.execute(
             text(
                 "INSERT INTO items (id, title, owner_id, created_at, updated_at) "
@@ -117,6 +132,54 @@ def test_a_missing_referenced_row_is_a_foreign_key_error(engine_url: URL) -> Non
             ),
             {"id": uuid.uuid4().hex, "owner": uuid.uuid4().hex, "now": _now(conn)},
         )
+    # Named alike everywhere, also on SQLite, whose message names no key.
+    assert caught.value.constraint == "fk_items_owner_id_users"
+    assert caught.value.fields == ("owner_id",)
+
+
+@pytest.fixture
+def referring_tables(engine_url: URL) -> Iterator[tuple[Table, Table]]:
+    """A parent and a child table on the models' metadata (a team's, without cascades), gone
+    from it after the test."""
+    parent = Table("probe_parent", Base.metadata, Column("id", Integer, primary_key=True))
+    child = Table(
+        "probe_child",
+        Base.metadata,
+        Column("id", Integer, primary_key=True),
+        Column("first_id", ForeignKey("probe_parent.id"), nullable=False),
+        Column("second_id", ForeignKey("probe_parent.id")),
+    )
+    engine = _engine(engine_url)
+    Base.metadata.create_all(engine, tables=[parent, child])
+    try:
+        yield parent, child
+    finally:
+        Base.metadata.drop_all(engine, tables=[parent, child])
+        Base.metadata.remove(child)
+        Base.metadata.remove(parent)
+        engine.dispose()
+
+
+def test_which_foreign_key_refused_is_told_alike_on_every_backend(
+    engine_url: URL, referring_tables: tuple[Table, Table]
+) -> None:
+    parent, child = referring_tables
+    with _engine(engine_url).connect() as conn:
+        conn.execute(insert(parent), [{"id": 1}])
+        conn.commit()
+        with _refused(ForeignKeyError) as missing:
+            conn.execute(insert(child), [{"id": 1, "first_id": 1, "second_id": 2}])
+        conn.rollback()
+        assert missing.value.constraint == "fk_probe_child_second_id_probe_parent"
+        assert missing.value.fields == ("second_id",)
+        conn.execute(insert(child), [{"id": 1, "first_id": 1}])
+        conn.commit()
+        with _refused(ForeignKeyError) as still_used:
+            conn.execute(delete(parent))
+        conn.rollback()
+        assert still_used.value.constraint == "fk_probe_child_first_id_probe_parent"
+        assert still_used.value.fields == ("first_id",)
+        assert conn.scalar(select(func.count()).select_from(child)) == 1
 
 
 def test_deleting_a_row_still_referred_to_is_a_foreign_key_error(engine_url: URL) -> None:

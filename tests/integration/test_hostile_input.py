@@ -19,7 +19,7 @@ from app.config import Settings
 from app.db.errors import ConflictError, InvalidQueryError
 from app.db.session import DataSession, make_engine, make_session_factory
 from app.repositories import ItemRepository, UnitOfWork, UserRepository
-from tests.backends import SERVER_URLS
+from tests.backends import SERVER_URLS, ThrowawayDatabases
 from tests.integration.helpers import count_rows, run_app
 
 SECRET = "s3cret-stored-value"
@@ -172,11 +172,12 @@ def test_a_str_subclass_is_stored_as_the_text_it_holds(
 
 
 def test_the_echo_log_shows_statements_and_never_their_values(
-    backend: str, empty_database_url: str, caplog: pytest.LogCaptureFixture
+    backend: str, databases: ThrowawayDatabases, caplog: pytest.LogCaptureFixture
 ) -> None:
     from app.migrations import upgrade
 
-    engine = make_engine(empty_database_url, echo=True)
+    # A database of its own: what it commits stays out of every other test's way.
+    engine = make_engine(databases.new_url(backend, "echo"), echo=True)
     upgrade(engine)
     try:
         with (

@@ -63,3 +63,24 @@ def test_downstream_tests_that_commit_leave_nothing_for_the_next(
     pytester.makeini("[pytest]\nasyncio_mode = auto\n")
     result = pytester.runpytest_subprocess("-p", "app.testing", "-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=5)
+
+
+@pytest.mark.backends("sqlite")
+def test_a_downstream_project_with_a_tests_conftest_runs_on_the_current_pytest(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual layout (tests/conftest.py), with app[dev] installed (pytest-alembic among it)
+    and no setting of this repository's: collection works and the tests run."""
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///./app.db")
+    monkeypatch.setenv("APP_ENV", "test")
+    pytester.mkpydir("tests")
+    pytester.path.joinpath("tests", "conftest.py").write_text('pytest_plugins = ["app.testing"]\n')
+    pytester.path.joinpath("tests", "test_users.py").write_text(
+        "def test_a_user(uow):\n"
+        "    with uow:\n"
+        "        uow.users.create({'email': 'ada@example.com', 'hashed_password': 'h'})\n"
+        "        assert uow.users.count() == 1\n"
+    )
+    pytester.makeini("[pytest]\ntestpaths = tests\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=1)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 
 from app.db.session import make_engine, make_session_factory
-from app.migrations import upgrade
+from app.migrations import drift, upgrade
 from app.repositories import UnitOfWork
 from tests.backends import ThrowawayDatabases
 
@@ -66,3 +66,23 @@ def test_a_users_email_differing_only_by_accent_is_a_different_email(
         uow.users.create({"email": "rene@example.com", "hashed_password": "h"})
         uow.users.create({"email": "rené@example.com", "hashed_password": "h"})
         assert uow.users.count(where={"email__startswith": "ren"}) == 2
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_text_column_whose_collation_drifted_from_the_model_is_a_difference(
+    backend: str, fresh_url: str
+) -> None:
+    engine = make_engine(fresh_url, poolclass=NullPool)
+    upgrade(engine)
+    assert drift(engine) == []
+    linguistic = (
+        'ALTER TABLE items ALTER COLUMN title TYPE VARCHAR(255) COLLATE "default"'
+        if backend == "postgresql"
+        else "ALTER TABLE items MODIFY title VARCHAR(255) CHARACTER SET utf8mb4 "
+        "COLLATE utf8mb4_general_ci NOT NULL"
+    )
+    with engine.begin() as connection:
+        connection.exec_driver_sql(linguistic)
+    found = drift(engine)
+    engine.dispose()
+    assert [difference for difference in found if "items.title" in difference], found

@@ -1,16 +1,21 @@
-"""The UTC timestamp type, without a database."""
+"""The column types and the rules of `Base`, without a database."""
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import time
 import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import CheckConstraint, String, Text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.orm import Mapped, mapped_column
 
+from app.db.models import Base
 from app.db.types import UTCDateTime, new_hex_ids, new_id, uuid_from_hex
+from app.migrations.compare import declared_collation
 
 PARIS = dt.timezone(dt.timedelta(hours=1))
 
@@ -79,3 +84,44 @@ def _outcome(make: Any, text: str) -> object:
         return make(text)
     except ValueError:
         return ValueError
+
+
+def test_every_text_column_a_model_declares_compares_exactly_unless_it_names_a_collation() -> None:
+    class Note(Base):
+        __tablename__ = "notes_exactness"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        short: Mapped[str]
+        sized: Mapped[str] = mapped_column(String(64))
+        body: Mapped[str | None] = mapped_column(Text)
+        own: Mapped[str] = mapped_column(String(64, collation="utf8mb4_general_ci"))
+
+    try:
+        columns = Note.__table__.c
+        for name, length in (("short", 255), ("sized", 64), ("body", None)):
+            kind = columns[name].type
+            assert getattr(kind, "length", None) == length, name
+            assert declared_collation(kind, postgresql.dialect()) == "C", name
+            assert declared_collation(kind, mysql.dialect()) == "utf8mb4_nopad_bin", name
+        assert declared_collation(columns.own.type, mysql.dialect()) == "utf8mb4_general_ci"
+    finally:
+        Base.metadata.remove(Note.__table__)  # the mapper stays, harmless without its table
+
+
+class Mood(enum.Enum):
+    HAPPY = "happy"
+    SAD = "sad"
+
+
+def test_two_enum_columns_of_one_enum_have_checks_named_by_their_columns() -> None:
+    class Day(Base):
+        __tablename__ = "days_enum_checks"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        morning: Mapped[Mood]
+        evening: Mapped[Mood | None]
+
+    try:
+        names = {c.name for c in Day.__table__.constraints if isinstance(c, CheckConstraint)}
+        assert names == {"ck_days_enum_checks_morning", "ck_days_enum_checks_evening"}
+        assert Day.__table__.c.morning.type.enums == ["happy", "sad"]
+    finally:
+        Base.metadata.remove(Day.__table__)

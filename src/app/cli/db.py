@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from alembic import command
 from rich.table import Table
 
 from app import migrations
@@ -30,10 +29,14 @@ def describe_revisions(revisions: tuple[str, ...]) -> str:
 def _busy_tables_explained() -> Iterator[None]:
     try:
         yield
-    except RetryableError:
+    except (RetryableError, migrations.MigrationFailedError) as exc:
+        failed = exc if isinstance(exc, migrations.MigrationFailedError) else None
+        if failed is not None and not isinstance(failed.__cause__, RetryableError):
+            raise
         settings = get_settings()
+        who = failed.location if failed is not None else "the migration"
         raise fail(
-            "the migration waited longer than DB_MIGRATION_LOCK_TIMEOUT "
+            f"{who} waited longer than DB_MIGRATION_LOCK_TIMEOUT "
             f"({settings.db_migration_lock_timeout:g} s) for a lock on a busy table and was "
             "rolled back; run it again when the table is quieter",
             EXIT_CHECK_FAILED,
@@ -48,9 +51,10 @@ def refuse_in_production(what: str, *, force: bool = False) -> None:
 @db_app.command()
 @handles_expected_failures
 def upgrade(
-    revision: Annotated[str, typer.Argument(help="Revision to upgrade to.")] = "head",
+    revision: Annotated[str, typer.Argument(help="Revision to upgrade to.")] = "heads",
 ) -> None:
-    """Apply migrations up to REVISION (default: head), holding the migration lock."""
+    """Apply migrations up to REVISION (default: the newest of every branch), holding the
+    migration lock."""
     with _busy_tables_explained():
         migrations.upgrade(migration_engine(get_settings()), revision)
     state = migrations.migration_state(get_engine())
@@ -132,14 +136,19 @@ def revision(
     autogenerate: Annotated[
         bool, typer.Option(help="Fill it in from the difference between models and database.")
     ] = False,
+    branch: Annotated[
+        str,
+        typer.Option(help="The branch it extends: 'app', or an extension package's own."),
+    ] = migrations.MAIN_BRANCH,
 ) -> None:
-    """Write a new migration, named YYYYMMDD_HHMM_<slug>.py and formatted."""
-    written = command.revision(
-        migrations.alembic_config(), message=message, autogenerate=autogenerate
-    )
-    for script in written if isinstance(written, list) else [written]:
-        if script is not None:
-            stdout.print(f"wrote {script.path}")
+    """Write a new migration, named YYYYMMDD_HHMM_<slug>.py and formatted, on top of BRANCH
+    (and in its directory)."""
+    try:
+        written = migrations.new_revision(message, autogenerate=autogenerate, branch=branch)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    for path in written:
+        stdout.print(f"wrote {path}")
 
 
 @db_app.command()
@@ -166,7 +175,7 @@ def check() -> None:
 def sql(
     revision_range: Annotated[
         str, typer.Argument(help="FROM:TO, or TO alone (from base).", metavar="[FROM:TO]")
-    ] = "head",
+    ] = "heads",
 ) -> None:
     """Print the SQL of the migrations in a range, for review, without touching the database."""
     typer.echo(render_sql(revision_range, url=get_settings().database_url), nl=False)

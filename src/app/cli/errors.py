@@ -20,6 +20,7 @@ from app.config import SettingsError
 from app.db.error_codes import code_of
 from app.db.errors import DatabaseUnavailableError, DataLayerError
 from app.db.runtime import get_settings
+from app.migrations import MigrationCompileError, MigrationFailedError
 
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
@@ -55,6 +56,8 @@ def expected_failures() -> Iterator[None]:
         yield
     except (SettingsError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
+    except (MigrationCompileError, MigrationFailedError) as exc:
+        raise fail(without_secrets(str(exc)), EXIT_CHECK_FAILED) from None
     except ValidationError as exc:
         raise fail(f"invalid configuration: {_settings_message(exc)}") from None
     except CommandError as exc:
@@ -67,7 +70,14 @@ def expected_failures() -> Iterator[None]:
         raise fail(_unavailable(exc)) from None
     except DataLayerError as exc:
         raise fail(str(exc), EXIT_CHECK_FAILED) from None
-    except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+    # Typer's own Exit and Abort are not click's (since Typer 0.22): both kinds pass through.
+    except (
+        typer.Exit,
+        typer.Abort,
+        click.exceptions.Exit,
+        click.exceptions.Abort,
+        click.ClickException,
+    ):
         raise
     except Exception as exc:
         if debugging():

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, Table, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm.exc import StaleDataError
-from sqlalchemy.sql.schema import ColumnCollectionConstraint
+from sqlalchemy.sql.schema import ColumnCollectionConstraint, ForeignKeyConstraint
 
 from app.db.error_codes import NOT_SENT, Kind, Meaning, Named, classify, code_of, names_in
 from app.db.models import Base
@@ -57,7 +57,15 @@ class ConflictError(DataLayerError):
 
 
 class ForeignKeyError(DataLayerError):
-    """A foreign key refused the write: the referenced row is missing (or still referenced)."""
+    """A foreign key refused the write: the referenced row is missing (or still referenced).
+    `.constraint` and `.fields` (its columns, on the referring table) say which."""
+
+    def __init__(
+        self, message: str, *, constraint: str | None = None, fields: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+        self.fields = fields
 
 
 class StaleObjectError(DataLayerError):
@@ -162,8 +170,12 @@ def _error_for(meaning: Meaning, named: Named, table: Table | None) -> Exception
             _conflict_message(entity, fields), constraint=constraint, fields=fields
         )
     if kind is Kind.FOREIGN_KEY:
+        key = _foreign_key_named(named.constraint)
+        fields = tuple(column.key for column in key.columns) if key is not None else ()
         return ForeignKeyError(
-            f"the {entity} refers to a row that does not exist, or is still referred to"
+            f"the {entity} refers to a row that does not exist, or is still referred to",
+            constraint=str(key.name) if key is not None else None,
+            fields=fields,
         )
     if kind is Kind.RETRYABLE:
         return RetryableError(
@@ -208,6 +220,15 @@ def _error_for(meaning: Meaning, named: Named, table: Table | None) -> Exception
     )
 
 
+def conflict_on(table: Table, columns: tuple[str, ...]) -> ConflictError:
+    """The `ConflictError` of a write that met a stored row on the unique key over `columns`
+    (found before the database said so), as the database's refusal would be told."""
+    constraint, fields = constraint_for_columns(table, columns)
+    return ConflictError(
+        _conflict_message(_entity(table), fields), constraint=constraint, fields=fields
+    )
+
+
 def _conflict_message(entity: str, fields: tuple[str, ...]) -> str:
     if not fields:
         return f"a {entity} with the same unique value already exists"
@@ -245,6 +266,17 @@ def _table_named(named: Named) -> Table | None:
         having = [t for t in tables.values() if set(named.columns) <= set(t.columns.keys())]
         if len(having) == 1:
             return having[0]
+    return None
+
+
+def _foreign_key_named(name: str | None) -> ForeignKeyConstraint | None:
+    """The models' foreign key of that name (on the referring table, whichever was written)."""
+    if name is None:
+        return None
+    for table in Base.metadata.tables.values():
+        for key in table.foreign_key_constraints:
+            if key.name == name:
+                return key
     return None
 
 
@@ -361,6 +393,7 @@ __all__ = [
     "RetryableError",
     "StaleObjectError",
     "StatementTimeoutError",
+    "conflict_on",
     "constraint_for_columns",
     "install_translation",
     "scrub",

@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import uuid
 from typing import Any, ClassVar
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, false, true
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    event,
+    false,
+    true,
+)
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -15,17 +32,28 @@ from sqlalchemy.orm import (
     relationship,
     validates,
 )
+from sqlalchemy.sql.naming import conv
 
 from app.db.emails import normalize_email
-from app.db.types import UTCDateTime, UUIDColumn, exact_text, new_id, utcnow
+from app.db.types import (
+    UTCDateTime,
+    UUIDColumn,
+    enum_values,
+    exact_text,
+    exact_version_of,
+    new_id,
+    utcnow,
+)
 
 # One convention for every constraint, so migrations name things deterministically and a
-# downgrade can drop exactly what its upgrade created, on every backend.
+# downgrade can drop exactly what its upgrade created, on every backend. Constraints are named by
+# all their columns, so two over (owner_id, name) and (owner_id, slug) never share a name; the
+# CHECK of an enum column is named by its column (`Base.__init_subclass__`).
 NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
 
@@ -39,13 +67,73 @@ PASSWORD_HASH_LENGTH = 255
 
 
 class Base(DeclarativeBase):
-    """Declarative base: shared metadata and the type map of the models."""
+    """Declarative base: shared metadata, the type map of the models, and the rules every
+    model on it follows.
+
+    `Mapped[str]` is a VARCHAR(255), `Mapped[datetime]` an aware UTC timestamp, `Mapped[UUID]`
+    a UUID, and `Mapped[SomeEnum]` its members' values in a string column with a CHECK named by
+    the convention (`ck_<table>_<column>`), the same on every backend. Every text column of a
+    table on this metadata compares exactly (binary, no pad: `exact_text`) unless it names a
+    collation or per-backend variants of its own. A BigInteger or SmallInteger key the database
+    numbers is numbered on SQLite too.
+    """
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         dt.datetime: UTCDateTime(),
         uuid.UUID: UUIDColumn(),
+        str: String(NAME_LENGTH),
+        enum.Enum: Enum(
+            enum.Enum,
+            native_enum=False,
+            create_constraint=True,
+            values_callable=enum_values,
+            validate_strings=True,
+        ),
     }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        table = cls.__dict__.get("__table__")
+        if isinstance(table, Table):
+            _follow_the_rules(table)
+
+
+@event.listens_for(Column, "after_parent_attach")
+def _exact_text(column: Column[Any], table: Any) -> None:
+    """Every plain text column of a table on `Base.metadata` (a model's or a plain `Table`'s,
+    such as a many-to-many one) compares exactly; so does a foreign key column that took its
+    type from it before this ran."""
+    if getattr(table, "metadata", None) is not Base.metadata:
+        return
+    exact = exact_version_of(column.type)
+    if exact is None:
+        return
+    column.type = exact
+    target = f"{table.fullname}.{column.name}"
+    for other in Base.metadata.tables.values():
+        for key in other.foreign_keys:
+            copied = exact_version_of(key.parent.type)
+            if key.target_fullname == target and copied is not None:
+                key.parent.type = copied
+
+
+def _follow_the_rules(table: Table) -> None:
+    """An integer key the database numbers numbered by SQLite too; the CHECK of an enum column
+    named by its column (two columns of one enum would otherwise share one name: the
+    enum's)."""
+    counter = table.autoincrement_column
+    if counter is not None and type(counter.type) in (BigInteger, SmallInteger):
+        # SQLite numbers only an INTEGER PRIMARY KEY (its rowid): a BIGINT key would stay NULL.
+        counter.type = counter.type.with_variant(Integer(), "sqlite")
+    for constraint in table.constraints:
+        # Made by an Enum type for its column (SQLAlchemy marks them `_type_bound`).
+        if isinstance(constraint, CheckConstraint) and getattr(constraint, "_type_bound", False):
+            (column,) = constraint.columns
+            constraint.name = conv(f"ck_{table.name}_{column.name}")
+            if isinstance(column.type, Enum) and not column.type.native_enum:
+                # The same name where a migration's copy of the column makes the CHECK.
+                column.type = column.type.adapt(Enum, name=column.name)  # type: ignore[no-untyped-call]
 
 
 class IdMixin:

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pkgutil
 import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
+from types import ModuleType
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import sessionmaker
 
-from app.config import Settings
+from app.config import Settings, SettingsError
 from app.db.session import (
     DataSession,
     async_engine_from_settings,
@@ -62,6 +64,19 @@ class Runtime:
                 "which anyone can read: set SECRET_KEY outside development"
             )
         return self.settings.secret_key.get_secret_value().encode()
+
+    @cached_property
+    def extensions(self) -> tuple[ModuleType, ...]:
+        """The packages APP_EXTENSIONS names, imported (their models join `Base.metadata`)."""
+        return tuple(_imported(name, "APP_EXTENSIONS") for name in self.settings.extensions)
+
+    @cached_property
+    def unit_of_work(self) -> Any:
+        """The object APP_UNIT_OF_WORK names (None: not set), imported after the extensions;
+        `app.repositories.unit_of_work_class` checks that it is a unit-of-work class."""
+        name = self.settings.app_unit_of_work
+        self.extensions  # noqa: B018 - their models first, as the class's module expects
+        return _imported(name, "APP_UNIT_OF_WORK") if name else None
 
     @cached_property
     def engine(self) -> Engine:
@@ -111,6 +126,14 @@ class Runtime:
             self.engine.dispose()
 
 
+def _imported(name: str, setting: str) -> Any:
+    try:
+        return pkgutil.resolve_name(name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    raise SettingsError(f"{setting} names {name!r}, which cannot be imported ({reason})")
+
+
 _default: Runtime | None = None
 _default_lock = threading.Lock()
 
@@ -141,6 +164,11 @@ def use_runtime(runtime: Runtime) -> Iterator[Runtime]:
 def get_settings() -> Settings:
     """The settings of the runtime in use."""
     return get_runtime().settings
+
+
+def get_extensions() -> tuple[ModuleType, ...]:
+    """The extension packages of the runtime in use (APP_EXTENSIONS), imported."""
+    return get_runtime().extensions
 
 
 def get_engine() -> Engine:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import os
 import secrets
 import time
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import DateTime, Dialect, String, Text, Uuid
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -151,6 +153,23 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 # collation, utf8mb4_bin included, 'pad' with 'pad ').
 MARIADB_TEXT_COLLATION = "utf8mb4_nopad_bin"
 POSTGRESQL_TEXT_COLLATION = "C"
+
+
+def exact_version_of(column_type: TypeEngine[Any]) -> TypeEngine[Any] | None:
+    """The exact-text form (`exact_text`) of a plain text type that names no collation of its
+    own; None for any other type (an enum, a text type with a collation or per-backend
+    variants: the author's choice)."""
+    if not isinstance(column_type, String) or isinstance(column_type, sa.Enum):
+        return None
+    if column_type.collation is not None or column_type._variant_mapping:
+        return None
+    length = None if isinstance(column_type, Text) else column_type.length
+    return exact_text(length)
+
+
+def enum_values(enum_class: type[enum.Enum]) -> list[str]:
+    """What an enum column stores: its members' values (not their names)."""
+    return [str(member.value) for member in enum_class]
 
 
 def exact_text(length: int | None = None) -> TypeEngine[str]:

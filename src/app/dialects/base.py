@@ -94,6 +94,9 @@ class Backend:
     # Whether a migration run is one transaction (else one per migration, and online schema
     # changes run outside it).
     one_transaction_per_run: ClassVar[bool] = False
+    # Whether each DDL statement commits as it runs (no transactional DDL): a migration that
+    # fails midway leaves its first operations applied.
+    ddl_commits_as_it_goes: ClassVar[bool] = False
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -188,6 +191,11 @@ class Backend:
 
     def check_migrations(self, connection: Connection) -> None:
         """Refuse to commit a migration run that left the database inconsistent."""
+
+    def column_collations(self, connection: Connection, table: str) -> dict[str, str | None]:
+        """The collation each text column of `table` compares by, where the backend keeps one
+        per column (for schema comparisons; none here: SQLite's text is binary)."""
+        return {}
 
     # -- whole databases -----------------------------------------------------------------------
 

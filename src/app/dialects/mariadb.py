@@ -46,6 +46,7 @@ class MariaDB(Backend):
     row_value_keyset = False
     nulls_sort_largest = False
     maintenance_database = "information_schema"
+    ddl_commits_as_it_goes = True
 
     def connect_args(self, url: URL, options: ConnectOptions) -> dict[str, Any]:
         # One SET for the session settings: both drivers run init_command, and asyncmy mangles
@@ -152,6 +153,18 @@ class MariaDB(Backend):
             yield
         finally:
             _set_session(connection, dict(zip(variables, saved, strict=True)))
+
+    def column_collations(self, connection: Connection, table: str) -> dict[str, str | None]:
+        rows = connection.execute(
+            text(
+                "SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table"
+            ),
+            {"table": table},
+        )
+        return {
+            str(name): (None if collation is None else str(collation)) for name, collation in rows
+        }
 
     def database_exists(self, connection: Connection, name: str) -> bool:
         found = connection.scalar(

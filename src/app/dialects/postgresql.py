@@ -225,6 +225,21 @@ class PostgreSQL(Backend):
         )
         return found is not None
 
+    def column_collations(self, connection: Connection, table: str) -> dict[str, str | None]:
+        rows = connection.execute(
+            text(
+                "SELECT a.attname, c.collname FROM pg_attribute a "
+                "JOIN pg_class t ON t.oid = a.attrelid "
+                "LEFT JOIN pg_collation c ON c.oid = a.attcollation AND a.attcollation <> 0 "
+                "WHERE t.relname = :table AND t.relnamespace = current_schema()::regnamespace "
+                "AND a.attnum > 0 AND NOT a.attisdropped"
+            ),
+            {"table": table},
+        )
+        return {
+            str(name): (None if collation is None else str(collation)) for name, collation in rows
+        }
+
     def drop_database_sql(self, url: URL) -> str:
         return f"DROP DATABASE IF EXISTS {self.quoted_database(url)} WITH (FORCE)"
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Engine,
+    ForeignKeyConstraint,
     Insert,
     String,
     Table,
@@ -28,12 +29,13 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random
 
-from app.db.errors import MigrationLockedError, RetryableError
+from app.db.errors import ForeignKeyError, MigrationLockedError, RetryableError
+from app.db.models import Base
 from app.dialects.base import Backend, ConnectOptions, UpsertPlan, on_conflict_do_update
 
 BUSY_TIMEOUT_MS = 5_000
@@ -76,7 +78,9 @@ class SQLite(Backend):
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
+            cursor: Any = (
+                dbapi_connection.cursor()
+            )  # the driver's own: sqlite3's, or aiosqlite's adapted
             try:
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -89,6 +93,17 @@ class SQLite(Backend):
                     cursor.execute("PRAGMA synchronous=NORMAL")
             finally:
                 cursor.close()
+
+        @event.listens_for(engine, "handle_error")
+        def _name_the_foreign_key(context: ExceptionContext) -> None:
+            # After the translation (app.db.errors), which SQLite's message leaves unnamed.
+            # Set only when an earlier handler replaced the exception.
+            refused = getattr(context, "chained_exception", None)
+            if isinstance(refused, ForeignKeyError) and refused.constraint is None:
+                found = refused_foreign_key(context)
+                if found is not None:
+                    refused.constraint = str(found.name)
+                    refused.fields = tuple(column.key for column in found.columns)
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Any) -> None:
@@ -184,6 +199,93 @@ class _StoredJSON(TypeDecorator[list[Any]]):
         processor = self.item.dialect_impl(dialect).bind_processor(dialect)
         stored = [v if processor is None or v is None else processor(v) for v in value]
         return json.dumps(stored, ensure_ascii=False)
+
+
+_PROBE = "app_foreign_key_probe"
+
+
+def refused_foreign_key(context: ExceptionContext) -> ForeignKeyConstraint | None:
+    """The foreign key that refused the failed statement, which SQLite does not name.
+
+    The statement runs again, as it was sent, with the checks deferred, in a savepoint that is
+    rolled back: `PRAGMA foreign_key_check` then names the key each stray row breaks. Only on
+    this error path, and only over the tables concerned: the written one, and for a DELETE
+    those that refer to it.
+    """
+    table = _written_table(context)
+    connection = context.connection
+    if table is None or context.statement is None or connection is None:
+        return None
+    compiled = getattr(context.execution_context, "compiled", None)
+    deleting = bool(getattr(getattr(compiled, "statement", None), "is_delete", False))
+    if deleting or context.statement.lstrip()[:6].upper() == "DELETE":
+        checked = _referring_to(table)
+    else:
+        checked = [table]
+    many = bool(getattr(context.execution_context, "executemany", False))
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    cursor: Any = dbapi_connection.cursor()  # the driver's: sqlite3's, or aiosqlite's adapted
+    try:
+        cursor.execute(f"SAVEPOINT {_PROBE}")
+        try:
+            cursor.execute("PRAGMA defer_foreign_keys = ON")
+            if many:
+                cursor.executemany(context.statement, context.parameters)
+            else:
+                cursor.execute(context.statement, context.parameters)
+            for candidate in checked:
+                quoted = context.dialect.identifier_preparer.quote(candidate.name)
+                cursor.execute(f"PRAGMA foreign_key_check({quoted})")
+                stray = cursor.fetchone()
+                if stray is not None:
+                    return _key_numbered(cursor, candidate, quoted, int(stray[3]))
+        finally:
+            cursor.execute(f"ROLLBACK TO {_PROBE}")
+            cursor.execute(f"RELEASE {_PROBE}")
+            cursor.execute("PRAGMA defer_foreign_keys = OFF")
+    except sqlite3.Error:
+        return None  # the name stays unknown; the error is raised all the same
+    finally:
+        cursor.close()
+    return None
+
+
+def _referring_to(table: Table) -> list[Table]:
+    """The tables with a foreign key to `table`."""
+    return [
+        other
+        for other in table.metadata.tables.values()
+        if any(key.references(table) for key in other.foreign_keys)
+    ]
+
+
+def _written_table(context: ExceptionContext) -> Table | None:
+    compiled = getattr(context.execution_context, "compiled", None)
+    table = getattr(getattr(compiled, "statement", None), "table", None)
+    if isinstance(table, Table):
+        return table
+    # A statement sent as the driver's SQL (the bulk paths): INSERT INTO "name" ...
+    words = (context.statement or "").split(None, 3)
+    if len(words) >= 3 and words[0].upper() == "INSERT" and words[1].upper() == "INTO":
+        return _table_named(words[2].strip('"'))
+    return None
+
+
+def _table_named(name: str) -> Table | None:
+    return Base.metadata.tables.get(name)
+
+
+def _key_numbered(
+    cursor: Any, table: Table, quoted: str, number: int
+) -> ForeignKeyConstraint | None:
+    """The model's foreign key that SQLite numbers `number` on `table`."""
+    cursor.execute(f"PRAGMA foreign_key_list({quoted})")
+    columns = {str(row[3]) for row in cursor.fetchall() if int(row[0]) == number}
+    for key in table.foreign_key_constraints:
+        if {column.name for column in key.columns} == columns:
+            return key
+    return None
 
 
 def in_memory(url: URL) -> bool:

@@ -34,7 +34,12 @@ from app.db.errors import (
     StaleObjectError,
     StatementTimeoutError,
 )
-from app.repositories import AsyncUnitOfWork, UnitOfWork
+from app.repositories import (
+    AsyncUnitOfWork,
+    UnitOfWork,
+    async_unit_of_work_class,
+    unit_of_work_class,
+)
 
 ItemT = TypeVar("ItemT")
 PROBLEM_JSON = "application/problem+json"
@@ -42,14 +47,16 @@ RETRY_AFTER_SECONDS = 1
 
 
 def unit_of_work() -> Iterator[UnitOfWork]:
-    """A unit of work for one request (blocking handlers), closed after the response."""
-    with UnitOfWork() as uow:
+    """A unit of work for one request (blocking handlers), closed after the response: an
+    instance of `unit_of_work_class()` (APP_UNIT_OF_WORK)."""
+    with unit_of_work_class()() as uow:
         yield uow
 
 
 async def async_unit_of_work() -> AsyncIterator[AsyncUnitOfWork]:
-    """A unit of work for one request (async handlers), closed after the response."""
-    async with AsyncUnitOfWork() as uow:
+    """A unit of work for one request (async handlers), closed after the response: an
+    instance of `async_unit_of_work_class()`."""
+    async with async_unit_of_work_class()() as uow:
         yield uow
 
 

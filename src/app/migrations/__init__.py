@@ -2,7 +2,9 @@
 serialises migrators (`lock`), safety checks (`lint`), the schema diagram (`diagram`) and
 schema changes under live traffic (`ops`, public as `app.migration_ops`)."""
 
+from app.migrations.progress import MigrationCompileError, MigrationFailedError
 from app.migrations.state import (
+    MAIN_BRANCH,
     MigrationState,
     RevisionInfo,
     alembic_config,
@@ -10,11 +12,15 @@ from app.migrations.state import (
     drift,
     find_alembic_ini,
     migration_state,
+    new_revision,
     revisions,
     upgrade,
 )
 
 __all__ = [
+    "MAIN_BRANCH",
+    "MigrationCompileError",
+    "MigrationFailedError",
     "MigrationState",
     "RevisionInfo",
     "alembic_config",
@@ -22,6 +28,7 @@ __all__ = [
     "drift",
     "find_alembic_ini",
     "migration_state",
+    "new_revision",
     "revisions",
     "upgrade",
 ]

@@ -21,7 +21,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.script import ScriptDirectory
+from sqlalchemy import Dialect
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 
+from app.migrations.progress import compile_problem
 from app.migrations.state import alembic_config
 
 SQUAWK_CONFIG = Path(__file__).with_name("squawk.toml")
@@ -38,7 +41,16 @@ SAFE_ALTERNATIVES = {
     "readers, then drop the old",
     "index-not-concurrent": "migration_ops.create_index(name, table, columns) builds it without "
     "blocking writes on every backend",
+    "compile": "give each column a type every backend can create (a length for a VARCHAR: "
+    "sa.String(255)), or a variant per backend (.with_variant(...))",
 }
+
+# The dialects every migration must be writable for: the three backends the project runs on.
+DIALECTS: tuple[Dialect, ...] = (
+    sqlite.dialect(),
+    postgresql.dialect(),  # type: ignore[no-untyped-call]
+    mysql.dialect(),
+)
 
 # The module whose helpers make these operations safe; calls through it are not flagged.
 _HELPERS_MODULE = "app.migration_ops"
@@ -66,6 +78,7 @@ def lint(revision_range: str | None = None) -> list[Finding]:
     findings: list[Finding] = []
     for rev in reversed(list(script.iterate_revisions(upper, lower))):
         findings += check_file(Path(rev.path))
+        findings += _compile_findings(script, rev.revision, rev.path)
         down = rev.down_revision if isinstance(rev.down_revision, str) else None
         # squawk speaks of lines of the rendered SQL, not of the file: its rules are waived
         # for a whole file (`# lint: allow squawk/<rule>: <reason>` anywhere in it).
@@ -188,6 +201,17 @@ def _allowed(lines: list[str], line: int | None) -> set[str]:
     """Rules waived on `line` or the line above it (anywhere, when `line` is None)."""
     nearby = lines if line is None else lines[max(line - 2, 0) : line]
     return {match.group(1) for text in nearby for match in _ALLOW.finditer(text)}
+
+
+def _compile_findings(script: ScriptDirectory, revision: str, path: str) -> list[Finding]:
+    """The directions of one revision that some backend's SQL cannot express."""
+    findings = []
+    for dialect in DIALECTS:
+        for direction in ("upgrade", "downgrade"):
+            problem = compile_problem(script, revision, dialect, direction)
+            if problem is not None:
+                findings.append(Finding("compile", path, 1, problem, SAFE_ALTERNATIVES["compile"]))
+    return findings
 
 
 # -- squawk ---------------------------------------------------------------------------------------

@@ -14,14 +14,8 @@ from contextlib import AbstractContextManager
 from sqlalchemy import Connection
 
 from app.dialects import backend_of
-from app.dialects.galera import LOCK_TABLE
 
 
 def migration_lock(connection: Connection, *, wait_seconds: float) -> AbstractContextManager[None]:
     """Hold the migration lock of the database behind `connection` inside the block."""
     return backend_of(connection).migration_lock(connection, wait_seconds=wait_seconds)
-
-
-def compared_with_models(name: str | None, type_: str, _parent_names: object) -> bool:
-    """Autogenerate's `include_name`: the Galera lease table is the lock's, not the models'."""
-    return not (type_ == "table" and name == LOCK_TABLE)

@@ -18,9 +18,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from app.db.models import Base
-from app.migrations.lock import compared_with_models
+from app.db.runtime import get_extensions, get_settings
+from app.migrations import compare
+from app.migrations.progress import Progress, check_compiles, failure, pending_oldest_first
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[3]
+# The branch label of the project's own migrations; an extension's migrations are a branch of
+# their own (README "Adding a model").
+MAIN_BRANCH = "app"
 
 
 def find_alembic_ini() -> Path:
@@ -36,22 +41,72 @@ def find_alembic_ini() -> Path:
 
 
 def alembic_config() -> Config:
-    """The project's Alembic configuration; logging stays as the caller set it up."""
+    """The project's Alembic configuration, with the migrations of every extension package
+    (APP_EXTENSIONS) as branches of their own; logging stays as the caller set it up."""
     config = Config(str(find_alembic_ini()))
     config.attributes["configure_logger"] = False
+    extra = extension_migrations()
+    if extra:
+        script = ScriptDirectory.from_config(config)
+        own = config.get_main_option("version_locations") or str(Path(script.dir) / "versions")
+        locations = [own, *map(str, extra.values())]
+        config.set_main_option("version_locations", os.pathsep.join(locations))
     return config
+
+
+def extension_migrations() -> dict[str, Path]:
+    """The `migrations/` directory of each extension package that has one, by the package's
+    name in APP_EXTENSIONS (its branch label), in that order."""
+    found = {}
+    for name, package in zip(get_settings().extensions, get_extensions(), strict=True):
+        for directory in getattr(package, "__path__", ()):
+            migrations = Path(directory) / "migrations"
+            if migrations.is_dir():
+                found[name] = migrations
+                break
+    return found
+
+
+def new_revision(message: str, *, autogenerate: bool, branch: str = MAIN_BRANCH) -> list[Path]:
+    """Write a migration on top of `branch` (the project's own, or an extension package's), in
+    that branch's directory; an extension's first one starts its branch, after the project's
+    newest revision (its tables may refer to the project's). The files written."""
+    config = alembic_config()
+    script = ScriptDirectory.from_config(config)
+    options: dict[str, Any] = {"head": f"{branch}@head"}
+    if not any(branch in rev.branch_labels for rev in script.walk_revisions()):
+        directory = extension_migrations().get(branch)
+        if directory is None:
+            known = ", ".join([MAIN_BRANCH, *extension_migrations()])
+            raise ValueError(
+                f"no migration branch {branch!r}: the branches are {known} (an extension "
+                "package needs a migrations/ directory)"
+            )
+        (main_head,) = script.get_revisions(f"{MAIN_BRANCH}@head")
+        assert main_head is not None
+        options = {
+            "head": "base",
+            "branch_label": branch,
+            "version_path": str(directory),
+            "depends_on": main_head.revision,
+        }
+    written = command.revision(config, message=message, autogenerate=autogenerate, **options)
+    scripts = written if isinstance(written, list) else [written]
+    return [Path(found.path) for found in scripts if found is not None]
 
 
 @dataclass(frozen=True)
 class MigrationState:
-    """Where a database stands against the migration scripts."""
+    """Where a database stands against the migration scripts: the revisions it records, the
+    newest ones the scripts define, and those it has not applied yet."""
 
     current: tuple[str, ...]
     heads: tuple[str, ...]
+    pending: tuple[str, ...] = ()
 
     @property
     def at_head(self) -> bool:
-        return bool(self.heads) and set(self.current) == set(self.heads)
+        return bool(self.heads) and not self.pending
 
 
 def migration_state(engine: Engine) -> MigrationState:
@@ -59,7 +114,18 @@ def migration_state(engine: Engine) -> MigrationState:
     script = ScriptDirectory.from_config(alembic_config())
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_heads()
-    return MigrationState(current=tuple(current), heads=tuple(script.get_heads()))
+    applied = _applied(script, current)
+    pending = tuple(rev.revision for rev in script.walk_revisions() if rev.revision not in applied)
+    return MigrationState(current=tuple(current), heads=tuple(script.get_heads()), pending=pending)
+
+
+def _applied(script: ScriptDirectory, current: tuple[str, ...]) -> set[str]:
+    """Every revision the database has: those it records and all they stand on (a branch's
+    revision stands on the revisions it depends on, which the database then does not record)."""
+    applied: set[str] = set()
+    for head in current:
+        applied.update(rev.revision for rev in script.iterate_revisions(head, "base"))
+    return applied
 
 
 @dataclass(frozen=True)
@@ -82,9 +148,7 @@ def revisions(engine: Engine | None = None) -> list[RevisionInfo]:
     script = ScriptDirectory.from_config(alembic_config())
     applied: set[str] = set()
     if engine is not None:
-        current = migration_state(engine).current
-        for head in current:
-            applied.update(rev.revision for rev in script.iterate_revisions(head, "base"))
+        applied = _applied(script, migration_state(engine).current)
     found = []
     for rev in script.walk_revisions():
         match = _CREATE_DATE.search(rev.longdoc or rev.module.__doc__ or "")
@@ -104,14 +168,11 @@ def revisions(engine: Engine | None = None) -> list[RevisionInfo]:
 
 def drift(engine: Engine) -> list[str]:
     """What autogenerate would change to make the database match the models (empty: none)."""
+    get_extensions()  # their models are part of what the database should match
     with engine.connect() as connection:
         context = MigrationContext.configure(
             connection,
-            opts={
-                "compare_type": True,
-                "target_metadata": Base.metadata,
-                "include_name": compared_with_models,
-            },
+            opts={"target_metadata": Base.metadata, **compare.OPTIONS},
         )
         return [_describe(diff) for diff in compare_metadata(context, Base.metadata)]
 
@@ -133,8 +194,15 @@ def _describe(diff: Any) -> str:
     return f"{action} {subject.name}{where}"
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database behind `engine` up to `revision`."""
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Migrate the database behind `engine` up to `revision`.
+
+    First every pending migration is written in the database's SQL without running
+    (`MigrationCompileError` names one that cannot be); a migration that fails says which, at
+    which operation and why (`MigrationFailedError`)."""
+    state = migration_state(engine)
+    script = ScriptDirectory.from_config(alembic_config())
+    check_compiles(script, pending_oldest_first(script, state.pending), engine.dialect)
     _run(engine, lambda config: command.upgrade(config, revision))
 
 
@@ -145,8 +213,16 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 def _run(engine: Engine, action: Callable[[Config], None]) -> None:
     config = alembic_config()
+    progress = Progress()
+    config.attributes["progress"] = progress
     with engine.connect() as connection:
         config.attributes["connection"] = connection
-        action(config)
+        try:
+            action(config)
+        except Exception as exc:
+            told = failure(exc, progress, ScriptDirectory.from_config(config))
+            if told is None:
+                raise
+            raise told from exc
         if connection.in_transaction():
             connection.commit()

@@ -92,7 +92,8 @@ def after(
         and not any(key.nullable for key in keys)
         and None not in values
     ):
-        row, at = tuple_(*columns), tuple_(*values)
+        # Each value bound as its column's type (an enum member as its stored text).
+        row, at = tuple_(*columns), tuple_(*values, types=[column.type for column in columns])
         return row < at if keys[0].descending else row > at
     condition = _lexicographic(columns, keys, values)
     first, value = keys[0], values[0]

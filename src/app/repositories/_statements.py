@@ -143,6 +143,10 @@ def upsert_statement(
         # A literal 1, not a bound parameter: PyMySQL's executemany cannot fill a parameter
         # that sits in the ON DUPLICATE KEY UPDATE clause rather than in the VALUES rows.
         computed[rules.version] = rules.table.c[rules.version] + literal_column("1")
+    if not from_new_row and not computed:
+        # Nothing to change on a conflict (the rows give only their key): the stored row stays,
+        # said as one column set to itself, which every backend's upsert takes.
+        computed[target[0]] = rules.table.c[target[0]]
     return backend.upsert(rules.table, UpsertPlan(target, from_new_row, computed, source))
 
 

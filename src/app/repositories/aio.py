@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import typing
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -50,6 +51,7 @@ from app.repositories.unit_of_work import (
     declared_attributes,
     repository_attributes,
     retry_policy,
+    unit_of_work_class,
 )
 from app.repositories.users import UserRepository
 from app.topology import routing
@@ -187,12 +189,35 @@ class AsyncUnitOfWork:
     own session, so the rules (rollback unless committed, joined blocks in savepoints, the
     outermost commit decides, objects readable after the block) are the same code on both
     faces. Each repository the blocking unit has is here as its asyncio face: the class this
-    one declares for that attribute, else `AsyncRepository`.
+    one declares for that attribute, else `AsyncRepository` (which awaits a team's own methods
+    of the blocking class too).
+
+    A subclass for a team's unit sets `unit = TodoUnitOfWork` and annotates the faces it wants
+    typed (`projects: AsyncRepository[Project]`); without one, `for_unit` derives it.
     """
 
     users: AsyncUserRepository
     items: AsyncItemRepository
     unit: ClassVar[type[UnitOfWork]] = UnitOfWork
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The asyncio face declared for a blocking unit (the first at module level), for
+        # `for_unit`.
+        if "unit" in cls.__dict__ and "<locals>" not in cls.__qualname__:
+            _faces_of_units.setdefault(cls.unit, cls)
+
+    @classmethod
+    def for_unit(cls, unit: type[UnitOfWork]) -> type[AsyncUnitOfWork]:
+        """The asyncio unit of work for the blocking class `unit`: the subclass declared for
+        it, else one derived from it."""
+        if unit is UnitOfWork:
+            return AsyncUnitOfWork
+        found = _faces_of_units.get(unit)
+        if found is None:
+            found = type(f"Async{unit.__name__}", (AsyncUnitOfWork,), {"unit": unit})
+            _faces_of_units[unit] = found
+        return found
 
     def __init__(
         self,
@@ -315,27 +340,42 @@ class AsyncUnitOfWork:
         return await run_blocking(self.async_session, fn, self.sync, *args, **kwargs)
 
 
+_faces_of_units: dict[type[UnitOfWork], type[AsyncUnitOfWork]] = {}
+
+
+def async_unit_of_work_class() -> type[AsyncUnitOfWork]:
+    """The asyncio face of `unit_of_work_class()` (APP_UNIT_OF_WORK)."""
+    return AsyncUnitOfWork.for_unit(unit_of_work_class())
+
+
 def _async_faces(unit: type[Any]) -> dict[str, type[AsyncRepository[Any]]]:
-    """The asyncio repository classes an asyncio unit-of-work class declares, by attribute."""
-    return declared_attributes(unit, AsyncRepository)
+    """The asyncio repository classes an asyncio unit-of-work class declares, by attribute
+    (`AsyncRepository[Project]` is an AsyncRepository)."""
+    return {
+        name: hint if isinstance(hint, type) else typing.get_origin(hint)
+        for name, hint in declared_attributes(unit, AsyncRepository).items()
+    }
 
 
 async def run_in_transaction_async(
-    fn: Callable[[AsyncUnitOfWork], Awaitable[T]],
+    fn: Callable[[AsyncUnitT], Awaitable[T]],
     *,
     retries: int = DEFAULT_RETRIES,
     isolation_level: str | None = None,
     session_factory: async_sessionmaker[AsyncSession] | None = None,
     backoff: float | None = None,
     max_backoff: float | None = None,
+    unit: type[AsyncUnitOfWork] | None = None,
 ) -> T:
     """Await `fn(uow)` in a fresh unit of work and commit; run it again on the failures
-    `run_in_transaction` retries, with the same backoff."""
+    `run_in_transaction` retries, with the same backoff. The unit is a `unit` (default:
+    `async_unit_of_work_class()`)."""
     retrying = AsyncRetrying(**retry_policy(retries, backoff, max_backoff))
+    unit_class = unit or async_unit_of_work_class()
     async for attempt in retrying:
         with attempt:
-            async with AsyncUnitOfWork(session_factory, isolation_level=isolation_level) as uow:
-                result = await fn(uow)
+            async with unit_class(session_factory, isolation_level=isolation_level) as uow:
+                result = await fn(typing.cast(AsyncUnitT, uow))
                 await uow.commit()
     return result
 
@@ -347,22 +387,27 @@ def transactional_async(
     session_factory: async_sessionmaker[AsyncSession] | None = None,
     backoff: float | None = None,
     max_backoff: float | None = None,
-) -> Callable[[Callable[Concatenate[AsyncUnitOfWork, P], Awaitable[T]]], Callable[P, Awaitable[T]]]:
+    unit: type[AsyncUnitOfWork] | None = None,
+) -> Callable[[Callable[Concatenate[AsyncUnitT, P], Awaitable[T]]], Callable[P, Awaitable[T]]]:
     """Decorator form: `@transactional_async()` on `async def f(uow, ...)` makes `await f(...)`
     run in `run_in_transaction_async`."""
 
     def decorate(
-        fn: Callable[Concatenate[AsyncUnitOfWork, P], Awaitable[T]],
+        fn: Callable[Concatenate[AsyncUnitT, P], Awaitable[T]],
     ) -> Callable[P, Awaitable[T]]:
         @wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            def run(uow: AsyncUnitT) -> Awaitable[T]:
+                return fn(uow, *args, **kwargs)
+
             return await run_in_transaction_async(
-                lambda uow: fn(uow, *args, **kwargs),
+                run,
                 retries=retries,
                 isolation_level=isolation_level,
                 session_factory=session_factory,
                 backoff=backoff,
                 max_backoff=max_backoff,
+                unit=unit,
             )
 
         return wrapper

@@ -11,6 +11,7 @@ engine the project builds translates them (`app.db.errors`).
 from __future__ import annotations
 
 import builtins
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,15 +19,15 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import Row, Select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from app.db.errors import (
     READ_ONLY_MESSAGE,
-    ConflictError,
     InvalidQueryError,
     NotFoundError,
     ReadOnlyError,
     StaleObjectError,
-    constraint_for_columns,
+    conflict_on,
 )
 from app.db.models import Base
 from app.db.runtime import get_runtime
@@ -62,6 +63,8 @@ Load = Sequence[str] | None
 Conflict = Sequence[str] | str | None
 
 DEFAULT_BATCH_SIZE = 1000
+# An integer key given as text: digits, no sign but '-', no leading zeros, at most 19 of them.
+_DECIMAL_INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,18})")
 
 
 @dataclass(frozen=True)
@@ -101,10 +104,31 @@ class Repository(Generic[ModelT]):
         self._rules = rules_for(self.model)
         self._backend: Backend = backend_of(session)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        model = cls.__dict__.get("model")
+        # A class declared at module level for a model is that model's repository (`of`);
+        # one made in a function (a test's variant) or by `for_model` is not.
+        if model is None or "<locals>" in cls.__qualname__ or cls.__dict__.get("_made"):
+            return
+        known = _declared_for.get(model)
+        # The first declared wins; a subclass of it (a specialisation) takes its place.
+        if known is None or issubclass(cls, known):
+            _declared_for[model] = cls
+
+    @classmethod
+    def of(cls, model: type[Any]) -> type[Repository[Any]]:
+        """The repository class for `model`: the `Repository` subclass declared for it at
+        module level (once its module is imported), else a plain one."""
+        declared = _declared_for.get(model)
+        return declared if declared is not None else _plain(model)
+
     @classmethod
     def for_model(cls, model: type[Any]) -> type[Repository[Any]]:
-        """A plain repository class for `model`."""
-        return type(f"{model.__name__}Repository", (cls,), {"model": model})
+        """A plain repository class for `model`, derived from this one."""
+        if cls is Repository:
+            return _plain(model)
+        return type(f"{model.__name__}Repository", (cls,), {"model": model, "_made": True})
 
     # -- hooks for subclasses --------------------------------------------------------------------
 
@@ -290,19 +314,34 @@ class Repository(Generic[ModelT]):
         name = self._rules.primary_key[0]
         if id is None:
             raise InvalidQueryError(f"{name} cannot be None")
-        if self._rules.kind(name) is uuid.UUID:
+        rule = self._rules.rule(name)
+        if rule.kind == "uuid":
             return as_uuid(id)
-        return self._rules.rule(name).coerce(id, check_length=False)
+        if rule.kind == "integer" and isinstance(id, str) and _DECIMAL_INTEGER.fullmatch(id):
+            id = int(id)  # an id from a URL path or a form, written the one way a number is
+        return rule.coerce(id, check_length=False)
 
     # -- writing ---------------------------------------------------------------------------------
 
     def create(self, data: Data) -> ModelT:
         """Add a row and flush it, so its id and defaults are set."""
         values = new_row_values(self._rules, data, prepare=self.prepare)
+        self._refuse_a_key_in_the_session(values)
         instance = self.model(**values)
         self.session.add(instance)
         self._flush()
         return instance
+
+    def _refuse_a_key_in_the_session(self, values: dict[str, Any]) -> None:
+        """A primary key the session already holds (a natural key given twice) is the
+        database's conflict, said before the flush would trip over the identity map."""
+        names = self._rules.primary_key
+        key = tuple(values.get(name) for name in names)
+        if None in key:
+            return
+        held = self.session.identity_map.get(identity_key(self.model, key))
+        if held is not None and held not in self.session.deleted:
+            raise conflict_on(self._rules.table, names)
 
     def update(
         self, id: uuid.UUID | str | Any, data: Data, *, expected_version: int | None = None
@@ -490,12 +529,21 @@ class Repository(Generic[ModelT]):
             if collided is not None:
                 savepoint.rollback()
         if collided is not None:
-            constraint, fields = constraint_for_columns(self._rules.table, collided)
-            raise ConflictError(
-                f"a {self._rules.entity} with this {' and '.join(fields)} already exists",
-                constraint=constraint,
-                fields=fields,
-            )
+            raise conflict_on(self._rules.table, collided)
+
+
+_declared_for: dict[type[Any], type[Repository[Any]]] = {}
+
+
+_plain_for: dict[type[Any], type[Repository[Any]]] = {}
+
+
+def _plain(model: type[Any]) -> type[Repository[Any]]:
+    found = _plain_for.get(model)
+    if found is None:
+        name = f"{model.__name__}Repository"
+        found = _plain_for[model] = type(name, (Repository,), {"model": model, "_made": True})
+    return found
 
 
 __all__ = ["DEFAULT_BATCH_SIZE", "Data", "ModelT", "OffsetPage", "Page", "Repository"]

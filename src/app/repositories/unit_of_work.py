@@ -28,10 +28,11 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy.orm import Session, SessionTransaction
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
+from app.config import SettingsError
 from app.db.errors import RetryableError, StaleObjectError
-from app.db.runtime import get_replicas, get_session_factory, get_settings
+from app.db.runtime import get_replicas, get_runtime, get_session_factory, get_settings
 from app.repositories.items import ItemRepository
-from app.repositories.repository import Repository
+from app.repositories.repository import ModelT, Repository
 from app.repositories.users import UserRepository
 from app.topology import routing
 from app.topology.replicas import ANY_POSITION, ReplicaSet
@@ -48,7 +49,10 @@ class UnitOfWork:
 
     What was loaded stays readable after the block, committed or not; relationships that were
     not loaded still raise. A subclass that declares more repositories as attributes
-    (`projects: ProjectRepository`) gets them on the unit's session too.
+    (`projects: ProjectRepository`, or `labels: Repository[Label]`) gets them on the unit's
+    session too; `uow.repository(Model)` gives any model's. APP_UNIT_OF_WORK makes a subclass
+    the one `run_in_transaction`, `transactional`, the FastAPI dependencies and the pytest
+    plugin build (`unit_of_work_class`).
     """
 
     users: UserRepository
@@ -74,6 +78,7 @@ class UnitOfWork:
         self.after = after
         self.replicas = replicas if replicas is not None or session_factory else get_replicas()
         self._session: Session | None = None
+        self._repositories: dict[type[Any], Repository[Any]] = {}
         # One entry per joined (inner) block: its savepoint, or None once committed or rolled
         # back, after which its further work belongs to the enclosing block.
         self._joined: list[SessionTransaction | None] = []
@@ -111,8 +116,11 @@ class UnitOfWork:
     def adopt(self, session: Session) -> None:
         """Open the unit on `session`, whose transaction `routing.begin` began."""
         self._session = session
+        self._repositories = {}
         for name, repository in repository_attributes(type(self)).items():
-            setattr(self, name, repository(session))
+            made = repository(session)
+            setattr(self, name, made)
+            self._repositories.setdefault(repository.model, made)
 
     def __exit__(
         self,
@@ -143,14 +151,16 @@ class UnitOfWork:
             raise RuntimeError("this UnitOfWork is not open; use it as `with uow:`")
         return self._session
 
-    def repository(self, model: type[Any]) -> Repository[Any]:
-        """The repository for `model` on this unit's session: the one this class declares for
-        it, else a plain `Repository`."""
-        for name, repository in repository_attributes(type(self)).items():
-            if repository.model is model:
-                found: Repository[Any] = getattr(self, name)
-                return found
-        return Repository.for_model(model)(self.session)
+    def repository(self, model: type[ModelT]) -> Repository[ModelT]:
+        """The repository for `model` on this unit's session: the one this class declares an
+        attribute for, else the `Repository[Model]` subclass declared for the model
+        (`Repository.of`), else a plain `Repository[Model]`; the same object for the whole
+        block."""
+        session = self.session
+        found = self._repositories.get(model)
+        if found is None:
+            found = self._repositories[model] = Repository.of(model)(session)
+        return found
 
     def commit(self) -> str:
         """Make the work so far permanent (inside a joined block: hand it to the enclosing one).
@@ -195,36 +205,75 @@ def declared_attributes(unit: type[Any], kind: type[Any]) -> dict[str, Any]:
         found = _declared[unit, kind] = {
             name: hint
             for name, hint in typing.get_type_hints(unit).items()
-            if isinstance(hint, type) and issubclass(hint, kind)
+            if issubclass(_class_of(hint), kind)
         }
     return found
 
 
+def _class_of(hint: Any) -> type[Any]:
+    """The class of a type hint (`Repository[Label]`: Repository), or `object`."""
+    found = hint if isinstance(hint, type) else typing.get_origin(hint)
+    return found if isinstance(found, type) else object
+
+
 def repository_attributes(unit: type[Any]) -> dict[str, type[Repository[Any]]]:
-    """The repositories a unit-of-work class declares, by attribute name."""
-    return declared_attributes(unit, Repository)
+    """The repository classes a unit-of-work class declares, by attribute name: a subclass
+    named as such, or `Repository[Model]` (the model's own, `Repository.of`)."""
+    found = _repository_classes.get(unit)
+    if found is None:
+        found = _repository_classes[unit] = {
+            name: hint if isinstance(hint, type) else _repository_for(hint)
+            for name, hint in declared_attributes(unit, Repository).items()
+        }
+    return found
+
+
+def _repository_for(hint: Any) -> type[Repository[Any]]:
+    origin, (model,) = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Repository:
+        return Repository.of(model)
+    declared: type[Repository[Any]] = origin.for_model(model)
+    return declared
+
+
+_repository_classes: dict[type[Any], dict[str, type[Repository[Any]]]] = {}
+
+
+def unit_of_work_class() -> type[UnitOfWork]:
+    """The unit-of-work class APP_UNIT_OF_WORK names (imported once), else `UnitOfWork`."""
+    configured = get_runtime().unit_of_work
+    if configured is None:
+        return UnitOfWork
+    if not (isinstance(configured, type) and issubclass(configured, UnitOfWork)):
+        raise SettingsError(
+            f"APP_UNIT_OF_WORK names {get_settings().app_unit_of_work!r}, which is not a "
+            "subclass of app.repositories.UnitOfWork"
+        )
+    return configured
 
 
 def run_in_transaction(
-    fn: Callable[[UnitOfWork], T],
+    fn: Callable[[UnitT], T],
     *,
     retries: int = DEFAULT_RETRIES,
     isolation_level: str | None = None,
     session_factory: Callable[[], Session] | None = None,
     backoff: float | None = None,
     max_backoff: float | None = None,
+    unit: type[UnitOfWork] | None = None,
 ) -> T:
     """Run `fn(uow)` in a fresh unit of work and commit; run it again (up to `retries` more
     times) when it fails with `RetryableError` or loses an optimistic lock to a concurrent
-    transaction.
+    transaction. The unit is a `unit` (default: `unit_of_work_class()`).
 
     The first retry waits `backoff` seconds, each next one twice as long up to `max_backoff`,
     plus up to `backoff` of random jitter (defaults: DB_RETRY_BACKOFF, DB_RETRY_MAX_BACKOFF).
     """
     retrying = Retrying(**retry_policy(retries, backoff, max_backoff))
+    unit_class = unit or unit_of_work_class()
     for attempt in retrying:
-        with attempt, UnitOfWork(session_factory, isolation_level=isolation_level) as uow:
-            result = fn(uow)
+        with attempt, unit_class(session_factory, isolation_level=isolation_level) as uow:
+            result = fn(typing.cast(UnitT, uow))
             uow.commit()
     return result
 
@@ -256,20 +305,25 @@ def transactional(
     session_factory: Callable[[], Session] | None = None,
     backoff: float | None = None,
     max_backoff: float | None = None,
-) -> Callable[[Callable[Concatenate[UnitOfWork, P], T]], Callable[P, T]]:
+    unit: type[UnitOfWork] | None = None,
+) -> Callable[[Callable[Concatenate[UnitT, P], T]], Callable[P, T]]:
     """Decorator form: `@transactional()` on `def f(uow, ...)` makes `f(...)` run in
-    `run_in_transaction`."""
+    `run_in_transaction` (the unit class is looked up at each call)."""
 
-    def decorate(fn: Callable[Concatenate[UnitOfWork, P], T]) -> Callable[P, T]:
+    def decorate(fn: Callable[Concatenate[UnitT, P], T]) -> Callable[P, T]:
         @wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            def run(uow: UnitT) -> T:
+                return fn(uow, *args, **kwargs)
+
             return run_in_transaction(
-                lambda uow: fn(uow, *args, **kwargs),
+                run,
                 retries=retries,
                 isolation_level=isolation_level,
                 session_factory=session_factory,
                 backoff=backoff,
                 max_backoff=max_backoff,
+                unit=unit,
             )
 
         return wrapper

@@ -15,6 +15,7 @@ Each helper works on PostgreSQL, MariaDB and SQLite, takes table locks only for 
 
 from app.migrations.ops.backfill import backfill
 from app.migrations.ops.columns import NotNullRefusedError, add_not_null_column, drop_column
+from app.migrations.ops.enums import drop_enum_type
 from app.migrations.ops.indexes import create_index, drop_index
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "backfill",
     "create_index",
     "drop_column",
+    "drop_enum_type",
     "drop_index",
 ]

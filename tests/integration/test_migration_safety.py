@@ -1,0 +1,115 @@
+"""Migrations that cannot half-apply by surprise: a pending migration that some backend's SQL
+cannot express is refused before any DDL runs; one that fails midway says which, where and
+why in one line, and on MariaDB (DDL commits as it goes) the next run finishes it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.pool import NullPool
+
+from app import migrations
+from app.db.session import make_engine
+from tests.backends import is_mariadb
+from tests.integration.helpers import alembic_ini_with, run_app
+
+LENGTHLESS = "20261201_1500_lengthless.py"
+FAILING = "20261201_1510_failing.py"
+
+
+@pytest.fixture
+def migrated(fresh_url: str) -> Iterator[Engine]:
+    """An engine on a database at the project's head."""
+    assert run_app("db", "upgrade", database_url=fresh_url).returncode == 0
+    engine = make_engine(fresh_url, poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+def _version(engine: Engine) -> str:
+    with engine.connect() as connection:
+        return str(connection.execute(text("SELECT version_num FROM alembic_version")).scalar())
+
+
+def test_a_migration_a_backend_cannot_express_is_refused_before_any_ddl(
+    backend: str, fresh_url: str, migrated: Engine, tmp_path: Path
+) -> None:
+    head = _version(migrated)
+    ini = alembic_ini_with(tmp_path, "lengthless_migration.py", LENGTHLESS)
+    result = run_app("db", "upgrade", database_url=fresh_url, env={"ALEMBIC_CONFIG": str(ini)})
+    if not is_mariadb(backend):
+        assert result.returncode == 0, result.stderr  # VARCHAR without a length is fine here
+        return
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert LENGTHLESS in line
+    assert "column 'body'" in line
+    assert "VARCHAR requires a length on dialect mysql" in line
+    assert "Traceback" not in result.stderr
+    assert "nothing was run" in line
+    assert not inspect(migrated).has_table("tags")  # its first operation did not run either
+    assert not inspect(migrated).has_table("notes")
+    assert _version(migrated) == head
+
+
+def test_lint_writes_every_migration_for_every_backend(tmp_path: Path) -> None:
+    ini = alembic_ini_with(tmp_path, "lengthless_migration.py", LENGTHLESS)
+    result = run_app("db", "lint", database_url="sqlite://", env={"ALEMBIC_CONFIG": str(ini)})
+    assert result.returncode == 1
+    (line,) = [line for line in result.stdout.splitlines() if ": compile:" in line]
+    assert LENGTHLESS in line
+    assert "cannot be written for mysql" in line
+    assert "column 'body'" in line
+
+
+def test_a_migration_that_fails_midway_says_where_and_the_next_run_finishes_it(
+    backend: str, fresh_url: str, migrated: Engine, tmp_path: Path
+) -> None:
+    head = _version(migrated)
+    ini = alembic_ini_with(tmp_path, "failing_migration.py", FAILING, indexed="missing")
+    env = {"ALEMBIC_CONFIG": str(ini)}
+    failed = run_app("db", "upgrade", database_url=fresh_url, env=env)
+    assert failed.returncode == 1
+    (line,) = failed.stderr.splitlines()
+    assert f"migration {FAILING}" in line or f"{FAILING} (8b2c3d4e5f6a)" in line
+    assert "failed at create index ix_notes_body" in line
+    assert "database error" in line
+    assert _version(migrated) == head
+    if is_mariadb(backend):
+        assert "already applied by it: create table notes" in line
+        assert inspect(migrated).has_table("notes")
+    else:
+        assert "nothing of it was applied" in line
+        assert not inspect(migrated).has_table("notes")
+
+    alembic_ini_with(tmp_path, "failing_migration.py", FAILING, indexed="body")  # the fix
+    finished = run_app("db", "upgrade", database_url=fresh_url, env=env)
+    assert finished.returncode == 0, finished.stderr
+    assert _version(migrated) == "8b2c3d4e5f6a"
+    columns = {column["name"] for column in inspect(migrated).get_columns("notes")}
+    assert columns == {"id", "body", "pinned"}
+    assert [index["name"] for index in inspect(migrated).get_indexes("notes")] == ["ix_notes_body"]
+
+
+def test_a_failed_downgrade_says_where_too(
+    backend: str, fresh_url: str, migrated: Engine, tmp_path: Path
+) -> None:
+    ini = alembic_ini_with(tmp_path, "failing_migration.py", FAILING, indexed="body")
+    env = {"ALEMBIC_CONFIG": str(ini)}
+    assert run_app("db", "upgrade", database_url=fresh_url, env=env).returncode == 0
+    with migrated.begin() as connection:
+        connection.execute(text("DROP TABLE notes"))  # someone was here before the downgrade
+    result = run_app("db", "downgrade", "-1", database_url=fresh_url, env=env)
+    if is_mariadb(backend):
+        # What the downgrade drops is gone already: in place, skipped, as a resumed run would.
+        assert result.returncode == 0, result.stderr
+        assert _version(migrated) == migrations.revisions()[0].revision
+        return
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert "(8b2c3d4e5f6a) failed at drop table notes" in line
+    assert "database error" in line
+    assert _version(migrated) == "8b2c3d4e5f6a"
