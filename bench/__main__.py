@@ -13,6 +13,7 @@ from bench import (
     pagination,
     reads,
     replicas,
+    team,
     transactions,
     web,
 )  # fmt: skip
@@ -34,8 +35,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--workloads",
-        default="ingest,reads,uow,pages,async,web,online-migration,galera,replicas",
-        help="comma-separated workloads: ingest, reads, uow, pages (with the streaming read), "
+        default="ingest,reads,team,uow,pages,async,web,online-migration,galera,replicas",
+        help="comma-separated workloads: ingest, reads, team (a model of examples/todo), uow, "
+        "pages (with the streaming read), "
         "async, web (PostgreSQL), online-migration (PostgreSQL, MariaDB), galera (a three-node "
         "cluster it starts, against the MariaDB server), replicas (a PostgreSQL primary and "
         "replica it starts)",
@@ -65,6 +67,8 @@ def main() -> None:
                 results += ingest.run_ingest(backend, engine, rows=rows, repeat=repeat, paths=paths)
             if "reads" in workloads:
                 results += reads.run_reads(backend, engine, rows=min(rows, 5_000), repeat=repeat)
+            if "team" in workloads:
+                results += team.run_team(backend, engine, rows=rows, repeat=repeat)
             if "uow" in workloads:
                 count = max(min(rows // 20, 2_000), 10)
                 results += transactions.run_transactions(
@@ -97,7 +101,7 @@ def main() -> None:
     if online:
         online_migration.save(online, args.out.with_name("online_migration.json"))
     ratios = (
-        ingest.RATIOS + reads.RATIOS + transactions.RATIOS + pagination.RATIOS
+        ingest.RATIOS + reads.RATIOS + team.RATIOS + transactions.RATIOS + pagination.RATIOS
         + concurrency.RATIOS + web.RATIOS + galera.RATIOS + replicas.RATIOS
     )  # fmt: skip
     if results:

@@ -3,7 +3,9 @@ LIKE and ORDER BY compare code points exactly, and trailing spaces count."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -13,7 +15,8 @@ from sqlalchemy.pool import NullPool
 from app.db.session import make_engine, make_session_factory
 from app.migrations import drift, upgrade
 from app.repositories import UnitOfWork
-from tests.backends import ThrowawayDatabases
+from tests.backends import ROOT, ThrowawayDatabases
+from tests.integration.helpers import run_app
 
 TITLES = ["Lamp", "lamp", "LAMP", "pad", "pad ", "B", "a", "é", "e"]
 
@@ -86,3 +89,37 @@ def test_a_text_column_whose_collation_drifted_from_the_model_is_a_difference(
     found = drift(engine)
     engine.dispose()
     assert [difference for difference in found if "items.title" in difference], found
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_autogenerate_writes_the_change_back_to_the_models_collation(
+    backend: str, fresh_url: str, tmp_path: Path
+) -> None:
+    engine = make_engine(fresh_url, poolclass=NullPool)
+    upgrade(engine)
+    drifted = (
+        'ALTER TABLE items ALTER COLUMN title TYPE VARCHAR(255) COLLATE "default"'
+        if backend == "postgresql"
+        else "ALTER TABLE items MODIFY title VARCHAR(255) CHARACTER SET utf8mb4 "
+        "COLLATE utf8mb4_general_ci NOT NULL"
+    )
+    with engine.begin() as connection:
+        connection.exec_driver_sql(drifted)
+    engine.dispose()
+    shutil.copytree(ROOT / "migrations", tmp_path / "migrations",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    env = {"ALEMBIC_CONFIG": str(tmp_path / "alembic.ini")}
+    written = run_app("db", "revision", "--autogenerate", "-m", "collation back",
+                      database_url=fresh_url, env=env)  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    (script,) = (tmp_path / "migrations" / "versions").glob("*_collation_back.py")
+    source = script.read_text()
+    assert '"items",' in source
+    assert '"title",' in source
+    assert "type_=exact_text(255)" in source
+    assert run_app("db", "upgrade", database_url=fresh_url, env=env).returncode == 0
+    assert (
+        "the database matches the models"
+        in run_app("db", "check", database_url=fresh_url, env=env).stdout
+    )

@@ -17,7 +17,7 @@ from sqlalchemy import exc as sa_exc
 
 from app.cli.console import stderr
 from app.config import SettingsError
-from app.db.error_codes import code_of
+from app.db.error_codes import code_of, first_line
 from app.db.errors import DatabaseUnavailableError, DataLayerError
 from app.db.runtime import get_settings
 from app.migrations import MigrationCompileError, MigrationFailedError
@@ -94,7 +94,7 @@ def database_error(exc: sa_exc.DBAPIError) -> str:
     """One line for a database error without a meaning of ours: its code and first line."""
     orig = exc.orig
     code = code_of(orig)
-    said = str(orig).splitlines()[0] if orig is not None and str(orig) else type(orig).__name__
+    said = (first_line(orig) if orig is not None else "") or type(orig).__name__
     prefix = f"database error {code}" if code is not None else "database error"
     return f"{prefix}: {without_secrets(said)[:300]}"
 

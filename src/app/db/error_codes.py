@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 
 class Kind(Enum):
@@ -188,6 +189,17 @@ def code_of(orig: BaseException | None) -> str | int | None:
         errno: int = orig.args[0]
         return errno
     return None
+
+
+def first_line(orig: BaseException) -> str:
+    """The first line of the database's words in a driver's exception (MariaDB's without its
+    `(errno, ...)` wrapping), for errors about the schema; empty when it has none."""
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    if _driver(orig) == "mariadb" and len(args) >= 2 and isinstance(args[1], str):
+        said = args[1]
+    else:
+        said = str(orig)
+    return said.splitlines()[0] if said else ""
 
 
 def classify(orig: BaseException | None) -> Meaning | None:

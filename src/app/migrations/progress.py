@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Dialect, inspect
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.sql import ddl
 
-from app.db.error_codes import code_of
+from app.db.error_codes import code_of, first_line
 from app.db.errors import DataLayerError
 from app.dialects import backend_of
 
@@ -210,7 +210,7 @@ def _shown_path(revision: Script) -> str:
 def _cause(exc: BaseException) -> str:
     """The database's code and first line for a driver error; our message for our errors."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
-        said = str(exc.orig).splitlines()[0] if str(exc.orig) else type(exc.orig).__name__
+        said = first_line(exc.orig) or type(exc.orig).__name__
         code = code_of(exc.orig)
         return f"database error {code}: {said}" if code is not None else f"database error: {said}"
     if isinstance(exc, DataLayerError):

@@ -261,6 +261,9 @@ def _of_type(rule: ColumnRule, values: list[Any]) -> bool:
         return True
     if rule.kind == "float":
         return types <= {float, int}
+    if rule.kind == "uuid":
+        # The ids `new_id` makes are UUIDs of uuid6's subclass: as good as the base class.
+        return all(issubclass(kind, uuid.UUID) for kind in types)
     return rule.python is not None and types == {rule.python}
 
 
@@ -320,11 +323,19 @@ def _fine_timestamp(rule: ColumnRule, values: list[Any], present: list[Any]) -> 
 
 
 def _fine_json(rule: ColumnRule, values: list[Any], present: list[Any]) -> list[Any] | None:
-    # Checked by encoding each one, which is also the text it is stored as.
-    return [
-        None if value is None else json.dumps(rule.coerce(value), ensure_ascii=False)
-        for value in values
-    ]
+    # Checked by encoding each one once, which is also the text it is stored as: what the
+    # row-by-row check (`_values._json`) refuses, this finds in the text (a NUL, a lone
+    # surrogate, a number JSON has no form for) and leaves to that check's precise error.
+    try:
+        dumped = [
+            None if value is None else json.dumps(value, ensure_ascii=False, allow_nan=False)
+            for value in values
+        ]
+        joined = "".join(text for text in dumped if text is not None)
+        joined.encode("utf-8")
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return None if "\\u0000" in joined else dumped
 
 
 def _fine_binary(rule: ColumnRule, values: list[Any], present: list[Any]) -> list[Any] | None:
