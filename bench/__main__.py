@@ -35,8 +35,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--workloads",
-        default="ingest,reads,team,uow,pages,async,web,online-migration,galera,replicas",
-        help="comma-separated workloads: ingest, reads, team (a model of examples/todo), uow, "
+        default="ingest,reads,tags,team,uow,pages,async,web,online-migration,galera,replicas",
+        help="comma-separated workloads: ingest, reads, tags (query tags on and off), team (a "
+        "model of examples/todo), uow, "
         "pages (with the streaming read), "
         "async, web (PostgreSQL), online-migration (PostgreSQL, MariaDB), galera (a three-node "
         "cluster it starts, against the MariaDB server), replicas (a PostgreSQL primary and "
@@ -67,6 +68,8 @@ def main() -> None:
                 results += ingest.run_ingest(backend, engine, rows=rows, repeat=repeat, paths=paths)
             if "reads" in workloads:
                 results += reads.run_reads(backend, engine, rows=min(rows, 5_000), repeat=repeat)
+            if "tags" in workloads:
+                results += reads.run_tags(backend, engine, rows=min(rows, 5_000), repeat=repeat)
             if "team" in workloads:
                 results += team.run_team(backend, engine, rows=rows, repeat=repeat)
             if "uow" in workloads:

@@ -11,10 +11,10 @@ import pymysql
 from sqlalchemy import Engine, select
 
 from app.db.models import User
-from app.db.session import make_session_factory
-from app.repositories import UserRepository
+from app.db.session import make_engine, make_session_factory
+from app.repositories import UnitOfWork, UserRepository
 from bench import peer
-from bench.harness import Measurement, measure
+from bench.harness import Measurement, measure, measure_interleaved
 from bench.ingest import core_executemany, reset, sample_rows
 
 USERS = User.__table__
@@ -23,6 +23,7 @@ RATIOS = [
     ("reads", "Repository.get", "advanced-alchemy get", "target >= 1.05x"),
     ("reads", "Session.get", "raw driver", "reference"),
     ("reads", "core select", "raw driver", "reference"),
+    ("tags", "Repository.get, tags on", "Repository.get, tags off", "target >= 0.97x"),
 ]
 _SESSION_SPAN = 100  # reads per session, so the identity map never answers for the database
 
@@ -116,3 +117,36 @@ def run_reads(backend: str, engine: Engine, *, rows: int, repeat: int) -> list[M
         measure(backend, "reads", name, run, reset=lambda: None, repeat=repeat, unit="reads")
         for name, run in contenders.items()
     ]
+
+
+def _units_of_one_get(engine: Engine, ids: list[object]) -> Callable[[], int]:
+    """A unit of work per read, as a web request makes one (its statements tagged or not)."""
+    factory = make_session_factory(engine)
+
+    def run() -> int:
+        for user_id in ids:
+            with UnitOfWork(factory, name="GET /users/{user_id}") as uow:
+                assert uow.users.get(user_id) is not None
+        return len(ids)
+
+    return run
+
+
+def run_tags(backend: str, engine: Engine, *, rows: int, repeat: int) -> list[Measurement]:
+    """Point reads in units of work with query tags on (the default) and off, in rounds."""
+    reset(engine)
+    core_executemany(engine, [dict(r) for r in sample_rows(rows * 10)])()
+    with engine.connect() as connection:
+        all_ids = list(connection.scalars(select(USERS.c.id)))
+    ids = random.Random(11).sample(all_ids, rows)
+    untagged = make_engine(engine.url, query_tags=False)
+    tagged = make_engine(engine.url, query_tags=True)
+    try:
+        paths = [
+            ("Repository.get, tags on", _units_of_one_get(tagged, ids), lambda: None),
+            ("Repository.get, tags off", _units_of_one_get(untagged, ids), lambda: None),
+        ]
+        return measure_interleaved(backend, "tags", paths, repeat=max(repeat, 5), unit="reads")
+    finally:
+        untagged.dispose()
+        tagged.dispose()

@@ -10,6 +10,9 @@ import uuid
 from typing import Annotated
 
 from fastapi import FastAPI, Header, Request, Response
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 
 from app.db.runtime import get_async_engine
@@ -21,11 +24,21 @@ from app.integrations.fastapi import (
     expected_version,
     link_next,
 )
+from app.observability import instrument
 from app.schemas import ItemCreate, ItemUpdate, UserCreate
 from app.services import create_item_async, register_user_async
 
 app = FastAPI(title="items service")
 add_error_handlers(app)
+
+# The data layer's metrics (units, statements, retries, errors, pool, replica lag) through
+# OpenTelemetry into prometheus-client's registry, scraped at /metrics.
+instrument(meter_provider=MeterProvider(metric_readers=[PrometheusMetricReader()]))
+
+
+@app.get("/metrics", include_in_schema=False)
+def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 class _Out(BaseModel):

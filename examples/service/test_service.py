@@ -109,3 +109,22 @@ async def test_malformed_if_match_headers_are_a_400_or_a_412_never_a_500(
         )
         assert response.status_code == status, header
     assert (await client.get(f"/items/{item['id']}")).json()["title"] == "Lamp"
+
+
+async def test_the_data_layers_metrics_are_scraped_at_metrics_without_values(
+    client: httpx.AsyncClient,
+) -> None:
+    await _user(client, "grace@example.com")
+    scraped = await client.get("/metrics")
+    assert scraped.status_code == 200
+    assert scraped.headers["content-type"].startswith("text/plain")
+    inserts = [
+        line
+        for line in scraped.text.splitlines()
+        if line.startswith("db_client_operation_duration_seconds_count")
+        and 'db_operation_name="INSERT"' in line
+    ]
+    assert inserts
+    assert float(inserts[0].rsplit(" ", 1)[1]) >= 1
+    assert "db_client_connection_count" in scraped.text
+    assert "grace" not in scraped.text

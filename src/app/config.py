@@ -178,6 +178,14 @@ class Settings(BaseSettings):
     # it on any node. Off: reads may miss a commit made a moment ago on another node.
     db_causal_reads: bool = True
     db_echo: bool = False
+    # Every statement ends with a sqlcommenter comment naming the application (APP_NAME) and the
+    # unit of work that sent it (`/*action='GET /items/{item_id}',application='app'*/`), as
+    # pg_stat_activity, the process list and pg_stat_statements show it.
+    db_query_tags: bool = True
+    app_name: str = Field(default="app", pattern=r"^[A-Za-z0-9._~/:{}<>@+-]{1,64}$")
+    # Statements slower than this (milliseconds; 0: none) are logged at WARNING by the logger
+    # "app.db.slow", with their tags and without values.
+    db_slow_statement_ms: float = Field(default=0, ge=0)
     # Statement parameters (row values, password hashes) stay out of logs and error text unless
     # this is switched on, for debugging on a development database.
     db_echo_parameters: bool = False

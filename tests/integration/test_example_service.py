@@ -33,7 +33,7 @@ def test_the_example_services_own_tests_pass(backend: str) -> None:
         env={**os.environ, "DATABASE_URL": database_url, "APP_ENV": "test"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "9 passed" in result.stdout
+    assert "10 passed" in result.stdout
 
 
 def _free_port() -> int:

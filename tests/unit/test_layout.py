@@ -13,7 +13,7 @@ PACKAGE = SOURCE / "app"
 # From the bottom up: a module may import modules of its own layer and of the layers before it.
 LAYERS = (
     ("app", "app.config"),
-    ("app.db.types", "app.db.error_codes", "app.db.models", "app.db.errors"),
+    ("app.db.types", "app.db.error_codes", "app.db.models", "app.db.errors", "app.db.telemetry"),
     ("app.dialects",),
     ("app.db.session", "app.db.admin"),
     ("app.topology",),
@@ -22,7 +22,7 @@ LAYERS = (
     ("app.migrations", "app.migration_ops"),
     ("app.schemas", "app.services"),
     ("app.seed",),
-    ("app.integrations", "app.testing"),
+    ("app.integrations", "app.testing", "app.observability"),
     ("app.cli", "app.__main__"),
 )
 

@@ -32,8 +32,13 @@ def test_the_hooks_of_app_db_revision_come_with_a_plain_install() -> None:
 
 def test_every_library_the_package_imports_is_a_runtime_requirement() -> None:
     """Imported directly, so declared directly: not left to another library's requirements.
-    The optional faces (app.integrations: `app[web]`; app.testing: pytest's plugin) aside."""
-    optional = {ROOT / "src/app/integrations", ROOT / "src/app/testing.py"}
+    The optional faces (app.integrations: `app[web]`; app.testing: pytest's plugin;
+    app.observability: `app[otel]`) aside."""
+    optional = {
+        ROOT / "src/app/integrations",
+        ROOT / "src/app/testing.py",
+        ROOT / "src/app/observability.py",
+    }
     imported: set[str] = set()
     for path in (ROOT / "src" / "app").rglob("*.py"):
         if any(path == part or part in path.parents for part in optional):

@@ -23,6 +23,7 @@ PUBLIC_MODULES = (
     "app.seed",
     "app.migration_ops",
     "app.integrations.fastapi",
+    "app.observability",
 )
 
 

@@ -7,6 +7,7 @@ every engine translates database errors as its statements fail (`app.db.errors`)
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine
@@ -23,6 +24,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, QueuePool
 
 from app.config import Settings, parse_database_url
+from app.db import telemetry
 from app.db.errors import install_translation, translate
 from app.dialects import backend_for
 from app.dialects.base import ConnectOptions
@@ -49,23 +51,20 @@ def _stale_table(session: Session) -> Any:
 
 class _QueuePool(QueuePool):
     """The usual pool; a checkout that waited DB_POOL_TIMEOUT in vain is a
-    DatabaseUnavailableError."""
+    DatabaseUnavailableError, and the telemetry hears how long each checkout waited."""
 
     def _do_get(self) -> Any:
+        started = time.perf_counter()
         try:
             return super()._do_get()
         except sa_exc.TimeoutError as exc:
             raise translate(exc) from exc
+        finally:
+            telemetry.pool_waited(time.perf_counter() - started)
 
 
-class _AsyncQueuePool(AsyncAdaptedQueuePool):
+class _AsyncQueuePool(_QueuePool, AsyncAdaptedQueuePool):
     """`_QueuePool` for asyncio engines."""
-
-    def _do_get(self) -> Any:
-        try:
-            return super()._do_get()
-        except sa_exc.TimeoutError as exc:
-            raise translate(exc) from exc
 
 
 def make_engine(url: str | URL, **options: Any) -> Engine:
@@ -75,9 +74,10 @@ def make_engine(url: str | URL, **options: Any) -> Engine:
     and `causal_reads` (default True: see `app.dialects.galera`).
     """
     parsed = parse_database_url(url)
+    observation = _observation(options)
     causal_reads = options.pop("causal_reads", True)
     engine = create_engine(parsed, **engine_options(parsed, **options))
-    _configure(engine, parsed, causal_reads=causal_reads)
+    _configure(engine, parsed, causal_reads=causal_reads, observation=observation)
     return engine
 
 
@@ -85,10 +85,22 @@ def make_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
     """The asyncio twin of `make_engine`, from the same URL: psycopg's async mode on PostgreSQL,
     aiosqlite on SQLite, asyncmy on MariaDB; the same settings, timeouts and pragmas."""
     parsed = parse_database_url(url, asynchronous=True)
+    observation = _observation(options)
     causal_reads = options.pop("causal_reads", True)
     engine = create_async_engine(parsed, **engine_options(parsed, asynchronous=True, **options))
-    _configure(engine.sync_engine, parsed, causal_reads=causal_reads)
+    _configure(engine.sync_engine, parsed, causal_reads=causal_reads, observation=observation)
     return engine
+
+
+def _observation(options: dict[str, Any]) -> telemetry.Observation:
+    """The engine's statement telemetry, from (and out of) `options`: `application` (the
+    tags' application, default "app"), `query_tags` (default True) and `slow_statement_ms`
+    (default None: no slow-statement log)."""
+    return telemetry.Observation(
+        application=options.pop("application", "app"),
+        tags=options.pop("query_tags", True),
+        slow_ms=options.pop("slow_statement_ms", None),
+    )
 
 
 def engine_options(
@@ -134,8 +146,11 @@ def engine_options(
     return kwargs
 
 
-def _configure(engine: Engine, url: URL, *, causal_reads: bool) -> None:
+def _configure(
+    engine: Engine, url: URL, *, causal_reads: bool, observation: telemetry.Observation
+) -> None:
     install_translation(engine)
+    observation.install(engine)
     backend_for(url.get_backend_name()).configure(engine, url, causal_reads=causal_reads)
 
 
@@ -179,6 +194,9 @@ def settings_options(settings: Settings) -> dict[str, Any]:
         "connect_timeout": settings.db_connect_timeout,
         "statement_timeout": settings.db_statement_timeout or None,
         "causal_reads": settings.db_causal_reads,
+        "application": settings.app_name,
+        "query_tags": settings.db_query_tags,
+        "slow_statement_ms": settings.db_slow_statement_ms or None,
     }
 
 

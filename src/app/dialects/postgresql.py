@@ -45,6 +45,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_only
 
 from app.db.errors import ConflictError, MigrationLockedError, scrub, translate
+from app.db.telemetry import observation_of
 from app.dialects.base import (
     Backend,
     Batch,
@@ -132,7 +133,8 @@ class PostgreSQL(Backend):
         prepared: Iterator[PreparedUpsert],
         otherwise: UpsertOtherwise,
     ) -> None:
-        """Distinct uniform batches in rounds (`_Rounds`), the others by `otherwise`."""
+        """Distinct uniform batches whose columns COPY text can carry in rounds (`_Rounds`),
+        the others by `otherwise`."""
         rounds = _Rounds(session, table, target)
         connection = session.connection()
         pending = next(prepared, None)
@@ -140,7 +142,12 @@ class PostgreSQL(Backend):
             rows, uniform = pending
             # Rows that may come from a stream on this connection (known once the first batch
             # is taken) are not pulled from inside a COPY.
-            if uniform is None or not uniform.distinct or is_streaming(connection):
+            if (
+                uniform is None
+                or not uniform.distinct
+                or is_streaming(connection)
+                or copy_writers(table, tuple(uniform.batch.columns)) is None
+            ):
                 otherwise(rows, uniform)
                 pending = next(prepared, None)
             else:
@@ -410,11 +417,13 @@ def copy_from(
     lists of rows for psycopg to adapt. Chunks are sent as they come, so the server stores one
     while the caller makes the next; one COPY for all of them, so a failure anywhere stores
     none."""
-    statement = _copy_statement(connection, table, names)
     driver_connection: Any = connection.connection.driver_connection
-    if connection.engine.logger.isEnabledFor(logging.INFO):  # as SQLAlchemy logs its own
-        connection.engine.logger.info("%s", statement)
-    with _translated(connection, statement, table):
+    observed = observation_of(connection).driver_statement(
+        connection, _copy_statement(connection, table, names)
+    )
+    with observed as statement, _translated(connection, statement, table):
+        if connection.engine.logger.isEnabledFor(logging.INFO):  # as SQLAlchemy logs its own
+            connection.engine.logger.info("%s", statement)
         if connection.dialect.is_async:
             _copy_awaiting(driver_connection, statement, chunks)
             return

@@ -46,18 +46,26 @@ PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = 1
 
 
-def unit_of_work() -> Iterator[UnitOfWork]:
+def unit_of_work(request: Request) -> Iterator[UnitOfWork]:
     """A unit of work for one request (blocking handlers), closed after the response: an
-    instance of `unit_of_work_class()` (APP_UNIT_OF_WORK)."""
-    with unit_of_work_class()() as uow:
+    instance of `unit_of_work_class()` (APP_UNIT_OF_WORK), named after the request's route."""
+    with unit_of_work_class()(name=route_name(request)) as uow:
         yield uow
 
 
-async def async_unit_of_work() -> AsyncIterator[AsyncUnitOfWork]:
+async def async_unit_of_work(request: Request) -> AsyncIterator[AsyncUnitOfWork]:
     """A unit of work for one request (async handlers), closed after the response: an
-    instance of `async_unit_of_work_class()`."""
-    async with async_unit_of_work_class()() as uow:
+    instance of `async_unit_of_work_class()`, named after the request's route."""
+    async with async_unit_of_work_class()(name=route_name(request)) as uow:
         yield uow
+
+
+def route_name(request: Request) -> str:
+    """`GET /items/{item_id}`: the method and the route's path template (never the path with
+    its values), the name of the request's unit of work."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", None) or "unmatched"
+    return f"{request.method} {template}"
 
 
 UnitOfWorkDep = Annotated[UnitOfWork, Depends(unit_of_work)]
@@ -193,5 +201,6 @@ __all__ = [
     "expected_version",
     "link_next",
     "problem_for",
+    "route_name",
     "unit_of_work",
 ]

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncResult, AsyncSession, async_sessionmaker
 from sqlalchemy.util import await_only
 from tenacity import AsyncRetrying
 
+from app.db import telemetry
 from app.db.models import Item, User
 from app.db.runtime import get_async_session_factory, get_replicas
 from app.dialects import streaming
@@ -227,6 +228,7 @@ class AsyncUnitOfWork:
         read_only: bool = False,
         after: str | None = None,
         replicas: ReplicaSet | None = None,
+        name: str | None = None,
     ) -> None:
         """The arguments of `UnitOfWork`, the same meaning."""
         self._session_factory = session_factory
@@ -237,6 +239,7 @@ class AsyncUnitOfWork:
             read_only=read_only,
             after=after,
             replicas=replicas if replicas is not None or session_factory else get_replicas(),
+            name=name or telemetry.caller_name(),
         )
 
     def _sync_session(self) -> Any:
@@ -257,19 +260,27 @@ class AsyncUnitOfWork:
         if self.sync.read_only and replicas is not None and not replicas.started:
             await asyncio.to_thread(replicas.start)  # its first check, off the event loop
         chosen = self.sync.route()
-        if chosen.replica is not None:
-            assert replicas is not None
-            on_replica = replicas.async_session_factory(chosen.replica)()
-            if await on_replica.run_sync(routing.begin, chosen):
-                self._open(on_replica)
-                return self
-            await on_replica.close()
-            chosen = chosen.to_primary()
-        session = (self._session_factory or get_async_session_factory())()
+        scope = self.sync._start_scope()
         try:
-            await session.run_sync(routing.begin, chosen)
-        except BaseException:
-            await session.close()
+            if chosen.replica is not None:
+                assert replicas is not None
+                on_replica = replicas.async_session_factory(chosen.replica)()
+                telemetry.attach(on_replica.sync_session, scope)
+                if await on_replica.run_sync(routing.begin, chosen):
+                    scope.replica = chosen.replica.masked_url
+                    self._open(on_replica)
+                    return self
+                await on_replica.close()
+                chosen = chosen.to_primary()
+            session = (self._session_factory or get_async_session_factory())()
+            telemetry.attach(session.sync_session, scope)
+            try:
+                await session.run_sync(routing.begin, chosen)
+            except BaseException:
+                await session.close()
+                raise
+        except BaseException as exc:
+            self.sync._end_scope(None, exc)
             raise
         self._open(session)
         return self
@@ -366,15 +377,19 @@ async def run_in_transaction_async(
     backoff: float | None = None,
     max_backoff: float | None = None,
     unit: type[AsyncUnitOfWork] | None = None,
+    name: str | None = None,
 ) -> T:
     """Await `fn(uow)` in a fresh unit of work and commit; run it again on the failures
     `run_in_transaction` retries, with the same backoff. The unit is a `unit` (default:
-    `async_unit_of_work_class()`)."""
-    retrying = AsyncRetrying(**retry_policy(retries, backoff, max_backoff))
+    `async_unit_of_work_class()`) named `name` (default: `fn`'s module and name)."""
+    name = name or telemetry.function_name(fn)
+    retrying = AsyncRetrying(**retry_policy(retries, backoff, max_backoff, name))
     unit_class = unit or async_unit_of_work_class()
     async for attempt in retrying:
         with attempt:
-            async with unit_class(session_factory, isolation_level=isolation_level) as uow:
+            uow = unit_class(session_factory, isolation_level=isolation_level, name=name)
+            uow.sync.attempt = attempt.retry_state.attempt_number
+            async with uow:
                 result = await fn(typing.cast(AsyncUnitT, uow))
                 await uow.commit()
     return result
@@ -395,6 +410,8 @@ def transactional_async(
     def decorate(
         fn: Callable[Concatenate[AsyncUnitT, P], Awaitable[T]],
     ) -> Callable[P, Awaitable[T]]:
+        name = telemetry.function_name(fn)
+
         @wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             def run(uow: AsyncUnitT) -> Awaitable[T]:
@@ -408,6 +425,7 @@ def transactional_async(
                 backoff=backoff,
                 max_backoff=max_backoff,
                 unit=unit,
+                name=name,
             )
 
         return wrapper

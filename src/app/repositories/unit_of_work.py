@@ -21,14 +21,22 @@ from __future__ import annotations
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import wraps
+from functools import partial, wraps
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session, SessionTransaction
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
 from app.config import SettingsError
+from app.db import telemetry
 from app.db.errors import RetryableError, StaleObjectError
 from app.db.runtime import get_replicas, get_runtime, get_session_factory, get_settings
 from app.repositories.items import ItemRepository
@@ -66,12 +74,17 @@ class UnitOfWork:
         read_only: bool = False,
         after: str | None = None,
         replicas: ReplicaSet | None = None,
+        name: str | None = None,
     ) -> None:
         """`read_only`: the unit may run on a replica (DATABASE_REPLICA_URLS) and refuses to
         write (ReadOnlyError). `after`: a token from an earlier `commit()`; the unit then reads
         from a replica only once it has replayed that commit, else from the primary.
         `replicas`: the replica set to use (default: the one from settings, when the unit uses
-        the default session factory)."""
+        the default session factory). `name`: what its statements' tags and its trace call it
+        (default: `module.function` of the code that made the unit)."""
+        self.name = name or telemetry.caller_name()
+        self.attempt = 1  # run_in_transaction's count of runs
+        self._scope: telemetry.UnitScope | None = None
         self._session_factory = session_factory
         self.isolation_level = isolation_level
         self.read_only = read_only
@@ -97,21 +110,41 @@ class UnitOfWork:
             self._joined.append(self._session.begin_nested())
             return self
         chosen = self.route()
-        if chosen.replica is not None:
-            on_replica = chosen.replica.session_factory()
-            if routing.begin(on_replica, chosen):
-                self.adopt(on_replica)
-                return self
-            on_replica.close()
-            chosen = chosen.to_primary()
-        session = (self._session_factory or get_session_factory())()
+        scope = self._start_scope()
         try:
-            routing.begin(session, chosen)
-        except BaseException:
-            session.close()
+            if chosen.replica is not None:
+                on_replica = chosen.replica.session_factory()
+                telemetry.attach(on_replica, scope)
+                if routing.begin(on_replica, chosen):
+                    scope.replica = chosen.replica.masked_url
+                    self.adopt(on_replica)
+                    return self
+                on_replica.close()
+                chosen = chosen.to_primary()
+            session = (self._session_factory or get_session_factory())()
+            telemetry.attach(session, scope)
+            try:
+                routing.begin(session, chosen)
+            except BaseException:
+                session.close()
+                raise
+        except BaseException as exc:
+            self._end_scope(None, exc)
             raise
         self.adopt(session)
         return self
+
+    def _start_scope(self) -> telemetry.UnitScope:
+        """The telemetry's record of this unit, begun (both faces, before the session)."""
+        scope = self._scope = telemetry.UnitScope(self.name, self.read_only, attempt=self.attempt)
+        telemetry.start_unit(scope)
+        return scope
+
+    def _end_scope(self, session: Session | None, error: BaseException | None) -> None:
+        """The unit is over (both faces)."""
+        scope, self._scope = self._scope, None
+        if scope is not None:
+            telemetry.close_unit(session, scope, error)
 
     def adopt(self, session: Session) -> None:
         """Open the unit on `session`, whose transaction `routing.begin` began."""
@@ -137,7 +170,10 @@ class UnitOfWork:
         if session is not None:
             # Closing ends the transaction with a rollback of whatever was not committed, and
             # detaches the objects without expiring them: what was read stays readable.
-            session.close()
+            try:
+                session.close()
+            finally:
+                self._end_scope(session, exc)
 
     @property
     def is_open(self) -> bool:
@@ -172,7 +208,10 @@ class UnitOfWork:
         if self._joined:
             self._finish_joined(commit=True)
             return ANY_POSITION
-        return routing.commit_returning_token(session, self.replicas)
+        token = routing.commit_returning_token(session, self.replicas)
+        if self._scope is not None:
+            self._scope.committed = True
+        return token
 
     def rollback(self) -> None:
         """Discard the work since the last commit (inside a joined block: since it began)."""
@@ -261,25 +300,34 @@ def run_in_transaction(
     backoff: float | None = None,
     max_backoff: float | None = None,
     unit: type[UnitOfWork] | None = None,
+    name: str | None = None,
 ) -> T:
     """Run `fn(uow)` in a fresh unit of work and commit; run it again (up to `retries` more
     times) when it fails with `RetryableError` or loses an optimistic lock to a concurrent
-    transaction. The unit is a `unit` (default: `unit_of_work_class()`).
+    transaction. The unit is a `unit` (default: `unit_of_work_class()`) named `name` (default:
+    `fn`'s module and name).
 
     The first retry waits `backoff` seconds, each next one twice as long up to `max_backoff`,
     plus up to `backoff` of random jitter (defaults: DB_RETRY_BACKOFF, DB_RETRY_MAX_BACKOFF).
     """
-    retrying = Retrying(**retry_policy(retries, backoff, max_backoff))
+    name = name or telemetry.function_name(fn)
+    retrying = Retrying(**retry_policy(retries, backoff, max_backoff, name))
     unit_class = unit or unit_of_work_class()
     for attempt in retrying:
-        with attempt, unit_class(session_factory, isolation_level=isolation_level) as uow:
-            result = fn(typing.cast(UnitT, uow))
-            uow.commit()
+        with attempt:
+            uow = unit_class(session_factory, isolation_level=isolation_level, name=name)
+            uow.attempt = attempt.retry_state.attempt_number
+            with uow:
+                result = fn(typing.cast(UnitT, uow))
+                uow.commit()
     return result
 
 
-def retry_policy(retries: int, backoff: float | None, max_backoff: float | None) -> dict[str, Any]:
-    """tenacity's arguments for `run_in_transaction` and its asyncio twin."""
+def retry_policy(
+    retries: int, backoff: float | None, max_backoff: float | None, name: str
+) -> dict[str, Any]:
+    """tenacity's arguments for `run_in_transaction` and its asyncio twin (`name`: the unit's,
+    for the telemetry's count of retries)."""
     if retries < 0:
         raise ValueError(f"retries must be 0 or more, got {retries}")
     settings = get_settings()
@@ -290,7 +338,14 @@ def retry_policy(retries: int, backoff: float | None, max_backoff: float | None)
         "wait": wait_exponential(multiplier=initial, max=ceiling) + wait_random(0, initial),
         "retry": retry_if_exception(is_retryable),
         "reraise": True,
+        "before_sleep": partial(_retrying, name),
     }
+
+
+def _retrying(name: str, state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    if error is not None:
+        telemetry.retried(name, error)
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -311,6 +366,8 @@ def transactional(
     `run_in_transaction` (the unit class is looked up at each call)."""
 
     def decorate(fn: Callable[Concatenate[UnitT, P], T]) -> Callable[P, T]:
+        name = telemetry.function_name(fn)
+
         @wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             def run(uow: UnitT) -> T:
@@ -324,6 +381,7 @@ def transactional(
                 backoff=backoff,
                 max_backoff=max_backoff,
                 unit=unit,
+                name=name,
             )
 
         return wrapper
