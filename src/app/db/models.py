@@ -38,6 +38,7 @@ from app.db.emails import normalize_email
 from app.db.types import (
     UTCDateTime,
     UUIDColumn,
+    double_version_of,
     enum_values,
     exact_text,
     exact_version_of,
@@ -100,20 +101,20 @@ class Base(DeclarativeBase):
 
 
 @event.listens_for(Column, "after_parent_attach")
-def _exact_text(column: Column[Any], table: Any) -> None:
+def _same_on_every_backend(column: Column[Any], table: Any) -> None:
     """Every plain text column of a table on `Base.metadata` (a model's or a plain `Table`'s,
-    such as a many-to-many one) compares exactly; so does a foreign key column that took its
-    type from it before this ran."""
+    such as a many-to-many one) compares exactly, and every plain float is double precision;
+    so does a foreign key column that took its type from it before this ran."""
     if getattr(table, "metadata", None) is not Base.metadata:
         return
-    exact = exact_version_of(column.type)
+    exact = exact_version_of(column.type) or double_version_of(column.type)
     if exact is None:
         return
     column.type = exact
     target = f"{table.fullname}.{column.name}"
     for other in Base.metadata.tables.values():
         for key in other.foreign_keys:
-            copied = exact_version_of(key.parent.type)
+            copied = exact_version_of(key.parent.type) or double_version_of(key.parent.type)
             if key.target_fullname == target and copied is not None:
                 key.parent.type = copied
 

@@ -167,6 +167,18 @@ def exact_version_of(column_type: TypeEngine[Any]) -> TypeEngine[Any] | None:
     return exact_text(length)
 
 
+def double_version_of(column_type: TypeEngine[Any]) -> TypeEngine[Any] | None:
+    """A plain `Float` (no precision, no per-backend variants) as double precision on MariaDB
+    too, as it is on PostgreSQL and SQLite (MariaDB's bare FLOAT holds 4 bytes); None for any
+    other type."""
+    if type(column_type) is not sa.Float or column_type.precision is not None:
+        return None
+    if column_type._variant_mapping:
+        return None
+    double = mysql.DOUBLE(asdecimal=column_type.asdecimal)
+    return column_type.with_variant(double, "mysql", "mariadb")
+
+
 def enum_values(enum_class: type[enum.Enum]) -> list[str]:
     """What an enum column stores: its members' values (not their names)."""
     return [str(member.value) for member in enum_class]

@@ -21,7 +21,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, tuple_
+from sqlalchemy import ColumnElement, and_, bindparam, false, or_, tuple_
 
 from app.db.errors import InvalidQueryError
 from app.dialects import Backend
@@ -100,8 +100,15 @@ def after(
     if first.nullable or value is None:
         return condition
     # Redundant, but it gives the planner the start of an index range on the first key.
-    bound = columns[0] <= value if first.descending else columns[0] >= value
+    start = _bound(columns[0], value)
+    bound = columns[0] <= start if first.descending else columns[0] >= start
     return and_(bound, condition)
+
+
+def _bound(column: Any, value: Any) -> Any:
+    # A parameter of the column's type: a bare True or False would become SQL's constant,
+    # which SQLAlchemy compares with `=` and `!=` only.
+    return bindparam(None, value, type_=column.type)
 
 
 def _lexicographic(
@@ -116,17 +123,19 @@ def _lexicographic(
 
 
 def _equal(column: Any, value: Any) -> ColumnElement[bool]:
-    condition: ColumnElement[bool] = column.is_(None) if value is None else column == value
-    return condition
+    if value is None:
+        return column.is_(None)  # type: ignore[no-any-return]
+    return column == _bound(column, value)  # type: ignore[no-any-return]
 
 
 def _beyond(column: Any, key: SortKey, value: Any) -> ColumnElement[bool]:
     condition: ColumnElement[bool]
     if key.descending:
         # Descending: NULLs come first, then values from high to low.
-        condition = column.is_not(None) if value is None else column < value
+        condition = column.is_not(None) if value is None else column < _bound(column, value)
         return condition
     # Ascending: values from low to high, then NULLs (nothing comes after a NULL).
     if value is None:
         return false()
-    return or_(column > value, column.is_(None)) if key.nullable else column > value
+    after_value = column > _bound(column, value)
+    return or_(after_value, column.is_(None)) if key.nullable else after_value
