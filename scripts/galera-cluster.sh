@@ -74,6 +74,9 @@ wsrep_node_address=127.0.0.1:${galera_ports[$i]}
 wsrep_provider_options=gmcast.listen_addr=tcp://127.0.0.1:${galera_ports[$i]};ist.recv_addr=127.0.0.1:$((galera_ports[i] + 1));gcache.size=64M
 wsrep_sst_method=rsync
 wsrep_sst_receive_address=127.0.0.1:$((galera_ports[i] + 2))
+performance_schema=ON
+performance_schema_consumer_events_statements_current=ON
+performance_schema_consumer_events_statements_history_long=ON
 EOF
 }
 

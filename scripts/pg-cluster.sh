@@ -52,6 +52,7 @@ fsync = off
 synchronous_commit = on
 shared_buffers = 64MB
 max_connections = 60
+shared_preload_libraries = 'pg_stat_statements'
 EOF
 }
 

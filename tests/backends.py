@@ -24,6 +24,7 @@ GALERA_SUITE = (
     "tests/integration/test_unit_of_work.py",
     "tests/integration/test_bulk_paths.py",
     "tests/integration/test_galera.py",
+    "tests/integration/test_statement_statistics.py",
 )
 
 # Where each server is; the environment can point the tests elsewhere.

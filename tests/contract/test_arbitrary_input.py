@@ -8,7 +8,6 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -41,9 +40,11 @@ class _Log(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-@contextmanager
+@pytest.fixture(autouse=True)
 def statement_log() -> Iterator[list[str]]:
-    """What SQLAlchemy's engines log meanwhile (their statements, as DB_ECHO would show)."""
+    """What SQLAlchemy's engines log (their statements, as DB_ECHO would show). Autouse, so it
+    is on before the test's connection opens: a connection decides whether it logs when it
+    is made."""
     logger = logging.getLogger("sqlalchemy.engine")
     handler, level = _Log(), logger.level
     logger.addHandler(handler)
@@ -87,18 +88,24 @@ def _write(path: str, uow: Any, faces: Faces, owner: Any, title: str, descriptio
 @EXAMPLES
 @given(title=TEXT, description=st.one_of(st.none(), LONG_TEXT))
 def test_any_text_round_trips_exactly_or_is_refused_leaving_nothing(
-    faces: Faces, db: Database, path: str, title: str, description: str | None
+    faces: Faces,
+    db: Database,
+    statement_log: list[str],
+    path: str,
+    title: str,
+    description: str | None,
 ) -> None:
     with faces.uow() as uow:  # never committed: each example leaves nothing behind
         owner = uow.users.create(
             {"email": f"{uuid.uuid4().hex}@example.com", "hashed_password": "x"}
         )
-        with statement_log() as log:
-            refused: DataLayerError | None = None
-            try:
-                written = _write(path, uow, faces, owner, title, description)
-            except DataLayerError as error:
-                refused, written = error, None
+        statement_log.clear()
+        refused: DataLayerError | None = None
+        try:
+            written = _write(path, uow, faces, owner, title, description)
+        except DataLayerError as error:
+            refused, written = error, None
+        log = list(statement_log)
         if refused is not None:
             said = _said(refused)
             assert title not in said
@@ -109,6 +116,8 @@ def test_any_text_round_trips_exactly_or_is_refused_leaving_nothing(
         assert description is None or description not in logged
         if written is None:
             return
+        # The log is on: the write's own statement is in it (as a template, without values).
+        assert any(line.startswith(("INSERT INTO items", "COPY items")) for line in log), log
         stored = db.run("SELECT title, description FROM items", {})
         assert {tuple(row) for row in stored} == {(title, description)}
         rows = faces.collect(uow.items.iterate(where={"owner_id": owner.id}))

@@ -5,7 +5,9 @@ included, stores the same values, and every sortable column pages the same on ev
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -18,18 +20,29 @@ from app.db.session import make_engine, make_session_factory
 from app.repositories import UnitOfWork
 
 
+@contextmanager
+def defined_again() -> Iterator[None]:
+    """Each backend's run defines the module's models anew (their tables leave the metadata
+    after it): the declarative registry's notice that a class name comes again is expected."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "This declarative base already contains a class")
+        yield
+
+
 @pytest.fixture(scope="module")
 def reading() -> Iterator[type[Any]]:
     """The same columns on a model whose key the repository makes (a UUIDv7)."""
 
-    class Reading(IdMixin, Base):
-        __tablename__ = "probe_readings"
-        code: Mapped[str] = mapped_column(String(32), unique=True)
-        ratio: Mapped[float] = mapped_column(Float)
-        small: Mapped[int] = mapped_column(SmallInteger)
-        at: Mapped[dt.time]
-        blob: Mapped[bytes] = mapped_column(LargeBinary)
-        flag: Mapped[bool]
+    with defined_again():
+
+        class Reading(IdMixin, Base):
+            __tablename__ = "probe_readings"
+            code: Mapped[str] = mapped_column(String(32), unique=True)
+            ratio: Mapped[float] = mapped_column(Float)
+            small: Mapped[int] = mapped_column(SmallInteger)
+            at: Mapped[dt.time]
+            blob: Mapped[bytes] = mapped_column(LargeBinary)
+            flag: Mapped[bool]
 
     yield Reading
     Base.metadata.remove(Reading.__table__)
@@ -39,11 +52,13 @@ def reading() -> Iterator[type[Any]]:
 def sample() -> Iterator[type[Any]]:
     """Only columns a bulk path takes column by column, none of them COPY text."""
 
-    class Sample(IdMixin, Base):
-        __tablename__ = "probe_samples"
-        code: Mapped[str] = mapped_column(String(32), unique=True)
-        value: Mapped[float | None] = mapped_column(Float)
-        raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    with defined_again():
+
+        class Sample(IdMixin, Base):
+            __tablename__ = "probe_samples"
+            code: Mapped[str] = mapped_column(String(32), unique=True)
+            value: Mapped[float | None] = mapped_column(Float)
+            raw: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     yield Sample
     Base.metadata.remove(Sample.__table__)
@@ -51,15 +66,17 @@ def sample() -> Iterator[type[Any]]:
 
 @pytest.fixture(scope="module")
 def gauge() -> Iterator[type[Any]]:
-    class Gauge(Base):
-        __tablename__ = "probe_gauges"
-        id: Mapped[int] = mapped_column(primary_key=True)
-        code: Mapped[str] = mapped_column(String(32), unique=True)
-        ratio: Mapped[float] = mapped_column(Float)
-        small: Mapped[int] = mapped_column(SmallInteger)
-        at: Mapped[dt.time]
-        blob: Mapped[bytes] = mapped_column(LargeBinary)
-        flag: Mapped[bool]
+    with defined_again():
+
+        class Gauge(Base):
+            __tablename__ = "probe_gauges"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            code: Mapped[str] = mapped_column(String(32), unique=True)
+            ratio: Mapped[float] = mapped_column(Float)
+            small: Mapped[int] = mapped_column(SmallInteger)
+            at: Mapped[dt.time]
+            blob: Mapped[bytes] = mapped_column(LargeBinary)
+            flag: Mapped[bool]
 
     yield Gauge
     Base.metadata.remove(Gauge.__table__)  # the mapper stays, harmless without its table

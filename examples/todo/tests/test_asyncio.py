@@ -10,7 +10,7 @@ from todo.models import Label, Project, State
 from todo.unit_of_work import AsyncTodoUnitOfWork
 
 from app.db.models import User
-from app.repositories import run_in_transaction_async
+from app.repositories import run_in_transaction_async, transactional_async
 
 
 async def test_the_asyncio_face_awaits_the_teams_own_methods(
@@ -49,3 +49,13 @@ async def test_run_in_transaction_async_builds_the_configured_unit(
     async with async_uow as uow:
         assert (await uow.repository(Label).get_one("async")).color == "#888888"
         assert await uow.repository(Project).count() == 0
+
+
+async def test_transactional_async_builds_the_configured_unit(
+    async_uow: AsyncTodoUnitOfWork,
+) -> None:
+    @transactional_async(session_factory=async_uow._session_factory)
+    async def kind(uow: AsyncTodoUnitOfWork) -> type:
+        return type(uow)
+
+    assert await kind() is AsyncTodoUnitOfWork

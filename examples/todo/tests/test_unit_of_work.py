@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import sessionmaker
 from todo.unit_of_work import AsyncTodoUnitOfWork, TodoUnitOfWork
 
 from app.db.models import User
 from app.db.session import DataSession
+from app.integrations.fastapi import AsyncUnitOfWorkDep, UnitOfWorkDep
 from app.repositories import (
     async_unit_of_work_class,
     run_in_transaction,
@@ -42,3 +45,19 @@ def test_run_in_transaction_builds_the_configured_unit(
         return uow.projects.get_one(wanted).name
 
     assert name_of(project_id) == "via"
+
+
+def test_the_fastapi_dependencies_build_the_configured_unit() -> None:
+    service = FastAPI()
+
+    @service.get("/blocking")
+    def blocking(uow: UnitOfWorkDep) -> str:
+        return type(uow).__name__
+
+    @service.get("/async")
+    async def awaiting(uow: AsyncUnitOfWorkDep) -> str:
+        return type(uow).__name__
+
+    with TestClient(service) as client:
+        assert client.get("/blocking").json() == "TodoUnitOfWork"
+        assert client.get("/async").json() == "AsyncTodoUnitOfWork"

@@ -13,6 +13,7 @@ import click
 import typer
 from alembic.util.exc import CommandError
 from pydantic import ValidationError
+from rich.markup import escape
 from sqlalchemy import exc as sa_exc
 
 from app.cli.console import stderr
@@ -32,7 +33,8 @@ R = TypeVar("R")
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print `message` as one line and return the exit to raise."""
-    stderr.print(f"[bold red]error:[/] {message}", markup=True)
+    # The message is text, not markup: "[mysqld]" in it stays as it is.
+    stderr.print(f"[bold red]error:[/] {escape(message)}", markup=True)
     return typer.Exit(code)
 
 

@@ -1,4 +1,4 @@
-"""`app db ...` maintenance: create, wait, reset, info, diagram, lint."""
+"""`app db ...` maintenance: create, wait, reset, info, diagram, lint, top."""
 
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ from app.db.admin import create_database
 from app.db.errors import DatabaseUnavailableError
 from app.db.runtime import get_engine, get_replicas, get_settings
 from app.db.session import migration_engine
-from app.dialects import backend_for
+from app.dialects import backend_for, backend_of
 from app.dialects.galera import LOCK_TABLE, cluster_state
 from app.migrations.diagram import schema_markdown
 from app.migrations.lint import lint as lint_migrations
 
 DIAGRAM_PATH = Path("docs/schema.md")
+_STATEMENT_SHOWN = 120  # characters of a statement `app db top` shows, on one line
 
 
 @db_app.command()
@@ -157,3 +158,41 @@ def lint(
 
 
 db_app.command(name="seed")(seed)
+
+
+@db_app.command()
+@handles_expected_failures
+def top(
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many statements.")] = 10,
+) -> None:
+    """The statements that took the most time in all, with the unit of work that sent them,
+    from the server's statistics (pg_stat_statements, MariaDB's performance schema)."""
+    with get_engine().connect() as connection:
+        heaviest = backend_of(connection).heaviest_statements(connection, limit)
+    if not heaviest:
+        stdout.print("no statements counted in this database yet")
+        return
+    rows = [
+        (
+            found.tags.get("action") or found.tags.get("application") or "-",
+            f"{found.calls:,}",
+            f"{found.total_ms:,.1f}",
+            f"{found.total_ms / max(found.calls, 1):,.2f}",
+            f"{found.rows:,}",
+            " ".join(found.statement.split())[:_STATEMENT_SHOWN],
+        )
+        for found in heaviest
+    ]
+    # One line a statement (cut to the width left), the other columns whole: output to grep.
+    listing = Table()
+    headings = ("unit of work", "calls", "total ms", "mean ms", "rows")
+    used = 0
+    for index, heading in enumerate(headings):
+        widest = max(len(heading), *(len(row[index]) for row in rows))
+        listing.add_column(heading, no_wrap=True, min_width=widest)
+        used += widest + 3  # its padding and border
+    room = max(stdout.width - used - 4, 20)
+    listing.add_column("statement", no_wrap=True, overflow="ellipsis", max_width=room)
+    for row in rows:
+        listing.add_row(*row)
+    stdout.print(listing)

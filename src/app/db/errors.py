@@ -107,6 +107,11 @@ class InvalidQueryError(DataLayerError, ValueError):
     """The request is wrong: an unknown field, a bad argument, a value the column refuses."""
 
 
+class StatisticsUnavailableError(DataLayerError):
+    """The server keeps no statement statistics (`app db top`); the message says how to turn
+    them on."""
+
+
 class MigrationLockedError(DataLayerError):
     """Another process held the migration lock for longer than we were willing to wait."""
 
@@ -393,6 +398,7 @@ __all__ = [
     "RetryableError",
     "StaleObjectError",
     "StatementTimeoutError",
+    "StatisticsUnavailableError",
     "conflict_on",
     "constraint_for_columns",
     "install_translation",

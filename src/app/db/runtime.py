@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
+from importlib.util import find_spec
 from types import ModuleType
 from typing import Any
 
@@ -67,8 +68,14 @@ class Runtime:
 
     @cached_property
     def extensions(self) -> tuple[ModuleType, ...]:
-        """The packages APP_EXTENSIONS names, imported (their models join `Base.metadata`)."""
-        return tuple(_imported(name, "APP_EXTENSIONS") for name in self.settings.extensions)
+        """The packages APP_EXTENSIONS names, imported (their models join `Base.metadata`),
+        each with its `repositories` module if it has one, so the repositories it declares
+        are its models' (`Repository.of`) before anything else imports them."""
+        packages = tuple(_imported(name, "APP_EXTENSIONS") for name in self.settings.extensions)
+        for package in packages:
+            if hasattr(package, "__path__") and find_spec(f"{package.__name__}.repositories"):
+                _imported(f"{package.__name__}.repositories", "APP_EXTENSIONS")
+        return packages
 
     @cached_property
     def unit_of_work(self) -> Any:

@@ -51,6 +51,19 @@ def render_tags(tags: dict[str, str]) -> str:
     return f"/*{inner}*/"
 
 
+_TAGS_AT_END = re.compile(r"\s*/\*((?:[a-z_]+='[^']*',?)+)\*/\s*$")
+_TAG = re.compile(r"([a-z_]+)='([^']*)'")
+
+
+def split_tags(statement: str) -> tuple[str, dict[str, str]]:
+    """A statement's text without the tags it ends with, and the tags (`render_tags`'s
+    inverse, for statements the server kept)."""
+    found = _TAGS_AT_END.search(statement)
+    if found is None:
+        return statement, {}
+    return statement[: found.start()], dict(_TAG.findall(found.group(1)))
+
+
 @dataclass(eq=False)
 class UnitScope:
     """One unit of work as the telemetry sees it."""

@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import ResourceClosedError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.db.errors import DataLayerError, InvalidQueryError
+from app.db.errors import DataLayerError, InvalidQueryError, StatisticsUnavailableError
 
 Processor = Callable[[Any], Any]
 _DATABASE_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
@@ -77,6 +77,18 @@ class ConnectOptions:
 
     connect_timeout: int
     statement_timeout: float | None
+
+
+@dataclass(frozen=True)
+class HeavyStatement:
+    """A shape of statement and what the server counted for it: its text as the server keeps
+    it (placeholders where values were), the tags it was sent with, and the totals."""
+
+    statement: str
+    tags: dict[str, str]
+    calls: int
+    total_ms: float
+    rows: int
 
 
 class Backend:
@@ -196,6 +208,14 @@ class Backend:
         """The collation each text column of `table` compares by, where the backend keeps one
         per column (for schema comparisons; none here: SQLite's text is binary)."""
         return {}
+
+    def heaviest_statements(self, connection: Connection, limit: int) -> list[HeavyStatement]:
+        """The `limit` statement shapes of this database that took the most time in all,
+        from the server's own statistics (StatisticsUnavailableError says how to turn them
+        on)."""
+        raise StatisticsUnavailableError(
+            f"this database ({self.name}) keeps no statistics of statements"
+        )
 
     # -- whole databases -----------------------------------------------------------------------
 

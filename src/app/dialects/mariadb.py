@@ -17,18 +17,25 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Table, event, text
+from sqlalchemy import Connection, Engine, Insert, Table, bindparam, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
 
 from app.config import mysql_servers
 from app.db.error_codes import code_of
-from app.db.errors import InvalidQueryError, MigrationLockedError, RetryableError
+from app.db.errors import (
+    InvalidQueryError,
+    MigrationLockedError,
+    RetryableError,
+    StatisticsUnavailableError,
+)
+from app.db.telemetry import split_tags
 from app.dialects.base import (
     STREAM_CUT_SHORT,
     Backend,
     ConnectOptions,
+    HeavyStatement,
     UpsertPlan,
     close_streams,
     session_lock,
@@ -172,6 +179,60 @@ class MariaDB(Backend):
             {"name": name},
         )
         return found is not None
+
+    def heaviest_statements(self, connection: Connection, limit: int) -> list[HeavyStatement]:
+        """From the performance schema's digests (texts with `?` for every value); the tags
+        from the latest statement of each digest the server still remembers, of which only
+        the tags are read, as its text holds the values the driver wrote into it."""
+        if not connection.scalar(text("SELECT @@performance_schema")):
+            raise StatisticsUnavailableError(
+                "MariaDB keeps no statement statistics here: set performance_schema=ON under "
+                "[mysqld] in the server's configuration (and performance_schema_consumer_events_"
+                "statements_current=ON and ..._history_long=ON to see the unit of work that sent "
+                "each) and restart it"
+            )
+        rows = connection.execute(
+            text(
+                "SELECT DIGEST, DIGEST_TEXT, COUNT_STAR, SUM_TIMER_WAIT / 1000000000, "
+                "SUM_ROWS_SENT + SUM_ROWS_AFFECTED "
+                "FROM performance_schema.events_statements_summary_by_digest "
+                "WHERE SCHEMA_NAME = DATABASE() AND DIGEST IS NOT NULL "
+                "ORDER BY SUM_TIMER_WAIT DESC LIMIT :limit"
+            ),
+            {"limit": limit},
+        ).all()
+        tags = _digest_tags(connection, [str(row[0]) for row in rows])
+        found = []
+        for digest, digest_text, calls, total_ms, count in rows:
+            statement = split_tags(str(digest_text))[0]
+            counted = (int(calls), float(total_ms), int(count or 0))
+            found.append(HeavyStatement(statement, tags.get(str(digest), {}), *counted))
+        return found
+
+
+# The statements the server remembers: the latest few per connection, and the latest
+# thousands overall where that consumer is on.
+_HISTORIES = [
+    text(
+        f"SELECT DIGEST, SQL_TEXT FROM performance_schema.{table} "  # noqa: S608 - our names
+        "WHERE DIGEST IN :digests ORDER BY TIMER_START"
+    ).bindparams(bindparam("digests", expanding=True))
+    for table in ("events_statements_history_long", "events_statements_history")
+]
+
+
+def _digest_tags(connection: Connection, digests: list[str]) -> dict[str, dict[str, str]]:
+    """The tags of the latest statement of each digest in the statement history tables."""
+    if not digests:
+        return {}
+    found: dict[str, dict[str, str]] = {}
+    for history in _HISTORIES:
+        rows = connection.execute(history, {"digests": digests})
+        for digest, sql_text in rows:
+            tags = split_tags(str(sql_text or ""))[1]
+            if tags:
+                found[str(digest)] = tags
+    return found
 
 
 MARIADB = MariaDB()

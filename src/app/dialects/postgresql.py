@@ -44,12 +44,19 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_only
 
-from app.db.errors import ConflictError, MigrationLockedError, scrub, translate
-from app.db.telemetry import observation_of
+from app.db.errors import (
+    ConflictError,
+    MigrationLockedError,
+    StatisticsUnavailableError,
+    scrub,
+    translate,
+)
+from app.db.telemetry import observation_of, split_tags
 from app.dialects.base import (
     Backend,
     Batch,
     ConnectOptions,
+    HeavyStatement,
     PreparedUpsert,
     Processor,
     UniformUpsert,
@@ -249,6 +256,38 @@ class PostgreSQL(Backend):
 
     def drop_database_sql(self, url: URL) -> str:
         return f"DROP DATABASE IF EXISTS {self.quoted_database(url)} WITH (FORCE)"
+
+    def heaviest_statements(self, connection: Connection, limit: int) -> list[HeavyStatement]:
+        """From pg_stat_statements, which keeps each shape's text as first seen: the tags are
+        those of the first unit of work that sent it."""
+        preloaded = connection.scalar(text("SELECT current_setting('shared_preload_libraries')"))
+        if "pg_stat_statements" not in str(preloaded):
+            raise StatisticsUnavailableError(
+                "PostgreSQL keeps no statement statistics here: add pg_stat_statements to "
+                "shared_preload_libraries in postgresql.conf, restart the server, then run "
+                "CREATE EXTENSION pg_stat_statements in this database"
+            )
+        installed = connection.scalar(
+            text("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")
+        )
+        if installed is None:
+            raise StatisticsUnavailableError(
+                "pg_stat_statements is loaded but not installed in this database: run "
+                "CREATE EXTENSION pg_stat_statements in it (as a superuser)"
+            )
+        rows = connection.execute(
+            text(
+                "SELECT query, calls, total_exec_time, rows FROM pg_stat_statements "
+                "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "ORDER BY total_exec_time DESC LIMIT :limit"
+            ),
+            {"limit": limit},
+        )
+        found = []
+        for query, calls, total_ms, count in rows:
+            statement, tags = split_tags(str(query))
+            found.append(HeavyStatement(statement, tags, int(calls), float(total_ms), int(count)))
+        return found
 
 
 POSTGRESQL = PostgreSQL()

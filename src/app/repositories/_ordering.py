@@ -108,7 +108,7 @@ def after(
 def _bound(column: Any, value: Any) -> Any:
     # A parameter of the column's type: a bare True or False would become SQL's constant,
     # which SQLAlchemy compares with `=` and `!=` only.
-    return bindparam(None, value, type_=column.type)
+    return bindparam(column.key, value, type_=column.type, unique=True)
 
 
 def _lexicographic(
