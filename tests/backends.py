@@ -14,7 +14,7 @@ from app.db.admin import create_database, drop_database
 from app.db.session import make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL_BACKENDS = ("sqlite", "postgresql", "mariadb", "galera")
+ALL_BACKENDS = ("sqlite", "postgresql", "mariadb", "galera", "pgbouncer")
 # "galera" is a node of a three-node MariaDB Galera cluster that the run starts (TEST_GALERA_URL
 # points at an existing one instead). It runs the tests that differ on a synchronous multi-master
 # cluster: the repository and unit-of-work contract, bulk paths, and the cluster's own tests. The
@@ -27,6 +27,13 @@ GALERA_SUITE = (
     "tests/integration/test_statement_statistics.py",
 )
 
+# "pgbouncer" is the PostgreSQL server reached through a PgBouncer in transaction mode that the
+# run starts (stock settings): the contract suite, both faces, and the pooler's own tests run
+# there. Its databases default to another time zone and statement timeout than ours, so that
+# the tests prove ours are in force in every transaction.
+POOLED_SUITE = ("tests/contract/", "tests/integration/test_pooler.py")
+DATABASE_DEFAULTS = {"TimeZone": "Asia/Kathmandu", "statement_timeout": "987s"}
+
 # Where each server is; the environment can point the tests elsewhere.
 SERVER_URLS = {
     "postgresql": os.environ.get(
@@ -36,6 +43,20 @@ SERVER_URLS = {
 }
 if "TEST_GALERA_URL" in os.environ:
     SERVER_URLS["galera"] = os.environ["TEST_GALERA_URL"]
+
+
+def pooler_of(backend: str) -> str | None:
+    """The DATABASE_POOLER mode `backend` is reached through, if any."""
+    return "transaction" if backend == "pgbouncer" else None
+
+
+def direct_url(url: URL) -> URL:
+    """`url` without the pooler in between: the PostgreSQL server's own address (a URL of
+    another backend is its own)."""
+    if url.port is None or url.port != make_url(SERVER_URLS.get("pgbouncer", "sqlite://")).port:
+        return url
+    server = make_url(SERVER_URLS["postgresql"])
+    return url.set(host=server.host, port=server.port)
 
 
 def is_mariadb(backend: str) -> bool:
@@ -58,7 +79,9 @@ def unreachable_reason(backend: str) -> str | None:
         return None
     if backend not in SERVER_URLS:
         return f"{backend} has no server"
-    engine = make_engine(SERVER_URLS[backend], poolclass=NullPool, connect_timeout=3)
+    engine = make_engine(
+        SERVER_URLS[backend], poolclass=NullPool, connect_timeout=3, pooler=pooler_of(backend)
+    )
     try:
         with engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
@@ -85,6 +108,12 @@ class ThrowawayDatabases:
         name = f"app_test_{self.run_id}_{label}"
         if backend == "sqlite":
             url = make_url(f"sqlite:///{self.tmp_dir / name}.db")
+        elif backend == "pgbouncer":
+            server = make_url(SERVER_URLS["postgresql"]).set(database=name)
+            create_database(server)
+            _set_database_defaults(server)
+            self.created.append(server)
+            return make_url(SERVER_URLS["pgbouncer"]).set(database=name)
         else:
             url = make_url(SERVER_URLS[backend]).set(database=name)
             create_database(url)
@@ -119,3 +148,13 @@ class ThrowawayDatabases:
         for url in self.created:
             drop_database(url)
         self.created.clear()
+
+
+def _set_database_defaults(url: URL) -> None:
+    engine = make_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            for name, value in DATABASE_DEFAULTS.items():
+                connection.exec_driver_sql(f"ALTER DATABASE {url.database} SET {name} = '{value}'")
+    finally:
+        engine.dispose()

@@ -1,8 +1,9 @@
 """Backend selection and database fixtures shared by every test that touches a database.
 
-`--backend sqlite,postgresql,mariadb,galera` picks the backends (default: all of them). An
-unreachable server is skipped with its reason, unless REQUIRE_BACKENDS=all (or names it): then
-the run fails. Choosing `galera` starts a three-node cluster for the session (tests.topologies).
+`--backend sqlite,postgresql,mariadb,galera,pgbouncer` picks the backends (default: all of them).
+An unreachable server is skipped with its reason, unless REQUIRE_BACKENDS=all (or names it):
+then the run fails. Choosing `galera` starts a three-node cluster for the session, `pgbouncer` a
+PgBouncer in front of the PostgreSQL server (tests.topologies).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Connection, Engine
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -22,19 +23,24 @@ from app.migrations import upgrade
 from tests.backends import (
     ALL_BACKENDS,
     GALERA_SUITE,
+    POOLED_SUITE,
     ROOT,
     SERVER_URLS,
     ThrowawayDatabases,
+    direct_url,
+    pooler_of,
     required_backends,
     unreachable_reason,
 )
 from tests.topologies import (
     FailoverFormation,
     GaleraCluster,
+    PgBouncer,
     PostgresPair,
     T,
     failover_unavailable_reason,
     galera_unavailable_reason,
+    pgbouncer_unavailable_reason,
     postgres_pair_unavailable_reason,
     started,
 )
@@ -81,29 +87,47 @@ def pytest_configure(config: pytest.Config) -> None:
 _SELECTED = pytest.StashKey[list[str]]()
 _UNREACHABLE = pytest.StashKey[dict[str, str]]()
 _GALERA = pytest.StashKey[GaleraCluster]()
+_PGBOUNCER = pytest.StashKey[PgBouncer]()
 
 
 def _start_topologies(config: pytest.Config, selected: list[str]) -> dict[str, str]:
-    """Start the Galera cluster once for the run when `galera` is selected and no cluster is
-    given; returns why a topology could not start, by backend."""
-    if "galera" not in selected or "galera" in SERVER_URLS:
-        return {}
-    reason = galera_unavailable_reason()
+    """Start the Galera cluster and the PgBouncer once for the run when their backends are
+    selected and no server is given; returns why a topology could not start, by backend."""
+    failures: dict[str, str] = {}
+    if "galera" in selected and "galera" not in SERVER_URLS:
+        try:
+            cluster = _started(galera_unavailable_reason(), GaleraCluster)
+        except RuntimeError as exc:
+            failures["galera"] = str(exc)
+        else:
+            config.stash[_GALERA] = cluster
+            SERVER_URLS["galera"] = cluster.url().render_as_string(hide_password=False)
+    if "pgbouncer" in selected and "pgbouncer" not in SERVER_URLS:
+        server = make_url(SERVER_URLS["postgresql"])
+        try:
+            pooler = _started(
+                pgbouncer_unavailable_reason(),
+                lambda: PgBouncer(server=f"{server.host}:{server.port or 5432}"),
+            )
+        except RuntimeError as exc:
+            failures["pgbouncer"] = str(exc)
+        else:
+            config.stash[_PGBOUNCER] = pooler
+            SERVER_URLS["pgbouncer"] = pooler.url().render_as_string(hide_password=False)
+    return failures
+
+
+def _started(reason: str | None, make: Callable[[], T]) -> T:
     if reason is not None:
-        return {"galera": reason}
-    try:
-        cluster = started(GaleraCluster)
-    except RuntimeError as exc:
-        return {"galera": str(exc)}
-    config.stash[_GALERA] = cluster
-    SERVER_URLS["galera"] = cluster.url().render_as_string(hide_password=False)
-    return {}
+        raise RuntimeError(reason)
+    return started(make)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    cluster = config.stash.get(_GALERA, None)
-    if cluster is not None:
-        cluster.down()
+    for key in (_GALERA, _PGBOUNCER):
+        topology = config.stash.get(key, None)
+        if topology is not None:
+            topology.down()
 
 
 @pytest.fixture(scope="session")
@@ -149,6 +173,11 @@ def _runs_on_galera(metafunc: pytest.Metafunc) -> bool:
     return path.startswith(GALERA_SUITE)
 
 
+def _runs_pooled(metafunc: pytest.Metafunc) -> bool:
+    path = metafunc.definition.path.relative_to(ROOT).as_posix()
+    return path.startswith(POOLED_SUITE)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
@@ -159,6 +188,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         selected = [name for name in selected if name in only.args]
     if not _runs_on_galera(metafunc):
         selected = [name for name in selected if name != "galera"]
+    if not _runs_pooled(metafunc):
+        selected = [name for name in selected if name != "pgbouncer"]
     params = [
         pytest.param(
             name,
@@ -182,6 +213,18 @@ def databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayDat
 def app_database_url(backend: str, databases: ThrowawayDatabases) -> URL:
     """The plugin's database (app.testing migrates it once per backend): one of this run's."""
     return databases.new_url(backend, "shared")
+
+
+@pytest.fixture(scope="session")
+def app_engine(backend: str, app_database_url: URL) -> Iterator[Engine]:
+    """The plugin's engine on its database, migrated to head; through a pooler, its migrations
+    go to the server itself (the pooler keeps no session for the migration lock)."""
+    migrator = make_engine(direct_url(app_database_url), poolclass=NullPool)
+    upgrade(migrator)
+    migrator.dispose()
+    built = make_engine(app_database_url, pooler=pooler_of(backend))
+    yield built
+    built.dispose()
 
 
 # The project's tests run on the plugin its users run on (app.testing); these are its fixtures
@@ -217,8 +260,10 @@ def session(session_factory: sessionmaker[DataSession]) -> Iterator[DataSession]
 def committed_engine(backend: str, databases: ThrowawayDatabases) -> Iterator[Engine]:
     """An engine on a second migrated database, for tests that need real, concurrent commits."""
     url = databases.new_url(backend, "committed")
-    built = make_engine(url, pool_size=10)
-    upgrade(built)
+    migrator = make_engine(direct_url(url), poolclass=NullPool)
+    upgrade(migrator)
+    migrator.dispose()
+    built = make_engine(url, pool_size=10, pooler=pooler_of(backend))
     yield built
     built.dispose()
 

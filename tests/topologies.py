@@ -189,6 +189,28 @@ class FailoverFormation(ScriptedTopology):
         )
 
 
+class PgBouncer(ScriptedTopology):
+    """A PgBouncer in front of the PostgreSQL server at `server` (host:port), in `mode`,
+    started by scripts/pgbouncer.sh."""
+
+    SCRIPT = ROOT / "scripts" / "pgbouncer.sh"
+
+    def __init__(self, server: str = "127.0.0.1:5432", mode: str = "transaction") -> None:
+        super().__init__("app-pgbouncer-")
+        self.server, self.mode = server, mode
+        self.port = free_port_runs(1, 1, set())[0]
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "PGBOUNCER_PORT": str(self.port),
+            "PGBOUNCER_MODE": self.mode,
+            "PGBOUNCER_SERVER": self.server,
+        }
+
+    def url(self, database: str = "test") -> URL:
+        return make_url(f"postgresql+psycopg://root@127.0.0.1:{self.port}/{database}")
+
+
 def galera_unavailable_reason() -> str | None:
     """Why a Galera cluster cannot be started here, or None."""
     missing = [
@@ -219,3 +241,10 @@ def failover_unavailable_reason() -> str | None:
             "(postgresql-15-auto-failover, pg-auto-failover-cli)"
         )
     return postgres_pair_unavailable_reason()
+
+
+def pgbouncer_unavailable_reason() -> str | None:
+    """Why a PgBouncer cannot be started here, or None."""
+    if shutil.which("pgbouncer") is None and not Path("/usr/sbin/pgbouncer").exists():
+        return "cannot start PgBouncer: pgbouncer is not installed (Debian package pgbouncer)"
+    return None

@@ -165,6 +165,15 @@ class Settings(BaseSettings):
     # work run there while a replica is up and no more than DB_REPLICA_MAX_LAG seconds behind.
     database_replica_urls: str = Field(default="", repr=False)
     db_replica_max_lag: float = Field(default=5.0, gt=0)
+    # A connection pooler between the application and PostgreSQL (PgBouncer, or a managed one
+    # that behaves like it): "transaction" (a server connection per transaction: the session
+    # settings go with every transaction, and no statement is prepared on the server) or
+    # "session" (the settings once per connection); empty: none. README "Behind a connection
+    # pooler".
+    database_pooler: Literal["", "transaction", "session"] = ""
+    # The PostgreSQL server's own address, for the work that needs a session a transaction
+    # pooler does not keep: migrations (their lock) and creating the database.
+    database_direct_url: str = Field(default="", repr=False)
     app_env: AppEnv = "development"
     db_pool_size: int = Field(default=5, ge=1, le=100)
     db_max_overflow: int = Field(default=10, ge=0, le=100)
@@ -173,6 +182,9 @@ class Settings(BaseSettings):
     # Seconds one statement may run (0: no limit), so a lost server or a runaway query ends in
     # an error (StatementTimeoutError) rather than a hang; waiting for a lock counts too.
     db_statement_timeout: float = Field(default=60.0, ge=0)
+    # Seconds a transaction may sit idle between statements (0: no limit) before the server
+    # ends it, so a unit of work whose client vanished does not hold its row locks for hours.
+    db_idle_transaction_timeout: float = Field(default=60.0, ge=0)
     # On a Galera node, every transaction first waits until the node has applied what the cluster
     # committed before it started (wsrep_sync_wait), so a unit of work sees the commits made before
     # it on any node. Off: reads may miss a commit made a moment ago on another node.
@@ -217,6 +229,17 @@ class Settings(BaseSettings):
     @classmethod
     def _check_database_url(cls, value: str) -> str:
         return parse_database_url(value).render_as_string(hide_password=False)
+
+    @field_validator("database_direct_url")
+    @classmethod
+    def _check_direct_url(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            parsed = parse_database_url(value)
+        except SettingsError as exc:
+            raise SettingsError(str(exc).replace("DATABASE_URL", "DATABASE_DIRECT_URL")) from None
+        return parsed.render_as_string(hide_password=False)
 
     @field_validator("database_replica_urls")
     @classmethod
@@ -264,6 +287,15 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _pooler_of_postgresql(self) -> Settings:
+        if self.database_pooler and self.url.get_backend_name() != "postgresql":
+            raise SettingsError(
+                f"DATABASE_POOLER is {self.database_pooler!r}, but DATABASE_URL names "
+                f"{self.url.get_backend_name()}: poolers are supported in front of PostgreSQL"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:
         key = self.secret_key.get_secret_value()
         weak = len(key.encode()) < MIN_SECRET_KEY_BYTES or key.strip().lower() in KNOWN_PLACEHOLDERS
@@ -289,6 +321,12 @@ class Settings(BaseSettings):
     def url(self) -> URL:
         """The database URL as a SQLAlchemy `URL`."""
         return make_url(self.database_url)
+
+    @property
+    def session_url(self) -> str:
+        """Where work that needs a session of its own connects: DATABASE_DIRECT_URL when
+        given, else DATABASE_URL."""
+        return self.database_direct_url or self.database_url
 
     @property
     def replica_urls(self) -> list[URL]:

@@ -40,6 +40,7 @@ from app.db.session import (
     make_async_session_factory,
     make_engine,
     make_session_factory,
+    pooler_of,
 )
 from app.dialects import backend_for
 from app.migrations import upgrade
@@ -169,7 +170,7 @@ else:
     @pytest_asyncio.fixture
     async def async_uow(app_engine: Engine) -> AsyncIterator[AsyncUnitOfWork]:
         """`uow` for asyncio tests: everything it commits is rolled back after the test."""
-        engine = make_async_engine(app_engine.url, poolclass=NullPool)
+        engine = make_async_engine(app_engine.url, poolclass=NullPool, pooler=pooler_of(app_engine))
         connection = await engine.connect()
         transaction = await connection.begin()
         factory = make_async_session_factory(connection, join_transaction_mode="create_savepoint")

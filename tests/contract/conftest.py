@@ -27,6 +27,7 @@ from app.repositories import (
     run_in_transaction_async,
 )
 from app.services import create_item, create_item_async, register_user, register_user_async
+from tests.backends import pooler_of
 
 T = TypeVar("T")
 FACES = ("sync", "async")
@@ -46,9 +47,11 @@ def loop_runner() -> Iterator[asyncio.Runner]:
 
 
 @pytest.fixture(scope="session")
-def async_engine(engine: Engine, loop_runner: asyncio.Runner) -> Iterator[AsyncEngine]:
+def async_engine(
+    backend: str, engine: Engine, loop_runner: asyncio.Runner
+) -> Iterator[AsyncEngine]:
     """An asyncio engine on the session's migrated test database."""
-    built = make_async_engine(engine.url)
+    built = make_async_engine(engine.url, pooler=pooler_of(backend))
     yield built
     loop_runner.run(built.dispose())
 

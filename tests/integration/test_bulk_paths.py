@@ -14,6 +14,7 @@ from sqlalchemy import Connection, bindparam, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.errors import ConflictError, InvalidQueryError
+from app.db.models import Item
 from app.dialects import postgresql
 from app.repositories import ItemRepository, UserRepository
 
@@ -301,3 +302,26 @@ def test_an_upsert_meeting_a_row_committed_meanwhile_updates_it(
         assert found is not None
         assert (found.hashed_password, found.full_name, found.version) == ("second", "kept", 2)
         assert UserRepository(session).count() == 100
+
+
+@pytest.mark.backends("mariadb")
+def test_rows_written_together_reach_mariadb_in_a_few_statements(
+    session: Session, connection: Connection
+) -> None:
+    """A bulk load and an ORM flush of many new rows (the driver's executemany, tags and all)
+    each send a handful of statements, not one a row."""
+
+    def statements_sent() -> int:
+        status = connection.execute(text("SHOW SESSION STATUS LIKE 'Questions'")).one()
+        return int(status[1])
+
+    before = statements_sent()
+    UserRepository(session).create_many(
+        {"email": f"many{n}@example.com", "hashed_password": "x"} for n in range(2_000)
+    )
+    owner = UserRepository(session).get_by_email("many1@example.com")
+    assert owner is not None
+    session.add_all(Item(title=f"flushed {n}", owner_id=owner.id) for n in range(500))
+    session.flush()
+    assert statements_sent() - before < 40
+    assert connection.execute(text("SELECT count(*) FROM items")).scalar() == 500

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, inspect, make_url, text
 from sqlalchemy.pool import NullPool
 
 from app import migrations
@@ -113,3 +113,45 @@ def test_a_failed_downgrade_says_where_too(
     assert "(8b2c3d4e5f6a) failed at drop table notes" in line
     assert "database error" in line
     assert _version(migrated) == "8b2c3d4e5f6a"
+
+
+# Characters a URL must encode, so that a partly hidden password would show.
+PASSWORD = "Pw@d:7/zq%Q"
+
+
+@pytest.fixture
+def url_with_password(backend: str, fresh_url: str, migrated: Engine) -> Iterator[str]:
+    """`fresh_url` reached with a password (PostgreSQL's trust ignores it; MariaDB gets a user)."""
+    url = make_url(fresh_url)
+    if not is_mariadb(backend):
+        yield url.set(password=PASSWORD).render_as_string(hide_password=False)
+        return
+    user = f"pw_{url.database}"[:32]
+    with migrated.begin() as connection:
+        connection.exec_driver_sql(
+            f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY %s", (PASSWORD,)
+        )
+        connection.exec_driver_sql(f"GRANT ALL ON `{url.database}`.* TO '{user}'@'127.0.0.1'")
+    try:
+        yield url.set(username=user, password=PASSWORD).render_as_string(hide_password=False)
+    finally:
+        with migrated.begin() as connection:
+            connection.exec_driver_sql(f"DROP USER '{user}'@'127.0.0.1'")
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_failed_migration_says_where_without_the_password(
+    url_with_password: str, migrated: Engine, tmp_path: Path
+) -> None:
+    ini = alembic_ini_with(tmp_path, "failing_migration.py", FAILING, indexed="missing")
+    env = {"ALEMBIC_CONFIG": str(ini)}
+    failed = run_app("db", "upgrade", database_url=url_with_password, env=env)
+    assert failed.returncode == 1
+    (line,) = failed.stderr.splitlines()
+    assert "failed at create index ix_notes_body" in line
+    for shown in (PASSWORD, "Pw@d", "7/zq", "Pw%40d"):
+        assert shown not in failed.stderr + failed.stdout
+    info = run_app("db", "info", database_url=url_with_password, env=env)
+    assert info.returncode == 0, info.stderr
+    for shown in (PASSWORD, "Pw@d", "7/zq", "Pw%40d"):
+        assert shown not in info.stderr + info.stdout

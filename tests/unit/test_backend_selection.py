@@ -20,6 +20,7 @@ def test_a_backend_selection_that_leaves_out_a_required_backend_is_refused() -> 
         check=False,
     )
     assert result.returncode == 4  # pytest's usage error
-    assert "REQUIRE_BACKENDS asks for galera, mariadb, postgresql, which --backend leaves out" in (
-        result.stderr
-    )
+    assert (
+        "REQUIRE_BACKENDS asks for galera, mariadb, pgbouncer, postgresql, which --backend "
+        "leaves out"
+    ) in (result.stderr)

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.db.telemetry import render_tags, split_tags, tag_value
+from app.dialects.mariadb import MARIADB
 
 
 def test_tags_are_sorted_by_key_and_quoted() -> None:
@@ -33,3 +34,15 @@ def test_any_name_round_trips_through_a_statement_as_its_safe_form(name: str) ->
 
 def test_a_statement_without_tags_is_left_as_it_is() -> None:
     assert split_tags("SELECT '/*x*/' FROM t") == ("SELECT '/*x*/' FROM t", {})
+
+
+@given(st.text(max_size=300))
+def test_tags_a_backend_puts_after_the_first_keyword_are_found_there(name: str) -> None:
+    insert = "INSERT INTO items (title) VALUES (%s)"
+    comment = render_tags({"action": name, "application": "app"})
+    placed = MARIADB.with_comment(insert, comment, executemany=True)
+    assert placed.startswith("INSERT /*")
+    text, tags = split_tags(placed)
+    assert text == insert
+    safe = tag_value(name)
+    assert tags == ({"action": safe, "application": "app"} if safe else {"application": "app"})

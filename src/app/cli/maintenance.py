@@ -35,7 +35,7 @@ def create() -> None:
     settings = get_settings()
     if backend_for(settings.url.get_backend_name()).file_database:
         stdout.print("SQLite creates its database file on first use; nothing to do")
-    elif create_database(settings.database_url):
+    elif create_database(settings.session_url):
         stdout.print(f"created {settings.masked_database_url}")
     else:
         stdout.print(f"{settings.masked_database_url} already exists")

@@ -28,13 +28,26 @@ class EmailError(ValueError):
 
 def normalize_email(email: str) -> str:
     """The stored form of `email` (see the module's docstring), or `EmailError`."""
-    text = unicodedata.normalize("NFKC", email).strip()
+    if email.isascii():
+        text = email.strip()  # NFKC changes no ASCII text
+        if text.isprintable() and " " not in text:
+            return _normalized(text)
+    else:
+        text = unicodedata.normalize("NFKC", email).strip()
+    _check_characters(text)
+    return _normalized(text)
+
+
+def _check_characters(text: str) -> None:
     if "\x00" in text:
         raise EmailError("an email address cannot hold NUL characters")
     if not text.isprintable() or any(unicodedata.category(ch) in _INVISIBLE for ch in text):
         raise EmailError("an email address cannot hold invisible or control characters")
     if any(ch.isspace() for ch in text):
         raise EmailError("an email address cannot hold spaces")
+
+
+def _normalized(text: str) -> str:
     local, at, domain = text.rpartition("@")
     if not at or not local or not domain:
         raise EmailError("an email address is a local part, '@' and a domain")

@@ -30,6 +30,7 @@ class Kind(Enum):
     INVALID = "invalid"
     READ_ONLY = "read_only"
     NOT_SENT = "not_sent"  # the driver refused the statement before it reached the server
+    POOLER = "pooler"  # a connection pooler refused what a direct connection sends
 
 
 class Rule(Enum):
@@ -69,6 +70,9 @@ LOGIN = Meaning(Kind.LOGIN)
 NO_DATABASE = Meaning(Kind.NO_DATABASE)
 TIMEOUT = Meaning(Kind.TIMEOUT)
 NOT_SENT = Meaning(Kind.NOT_SENT)
+POOLER = Meaning(Kind.POOLER)
+# PgBouncer's answer to the startup parameter that carries our session settings.
+_POOLER_REFUSAL = "unsupported startup parameter"
 SERVER_GONE = _unavailable("the connection was lost or the server is shutting down")
 TOO_MANY_CONNECTIONS = _unavailable("the server has no free connection slots")
 IDLE_TIMEOUT = _unavailable(
@@ -209,9 +213,13 @@ def classify(orig: BaseException | None) -> Meaning | None:
     driver, code = _driver(orig), code_of(orig)
     if driver == "postgresql":
         if not isinstance(code, str):
-            # No SQLSTATE: the server never answered; the client could not connect (or, on a
-            # connection that is still sound, refused the statement itself: `translate` knows).
-            return CANNOT_CONNECT if type(orig).__name__ == "OperationalError" else None
+            # No SQLSTATE: the server never answered; the client could not connect, or timed
+            # out connecting (ConnectionTimeout is an OperationalError), or, on a connection
+            # that is still sound, refused the statement itself (`translate` knows). A pooler
+            # says why in words only.
+            if not any(kind.__name__ == "OperationalError" for kind in type(orig).__mro__):
+                return None
+            return POOLER if _POOLER_REFUSAL in str(orig) else CANNOT_CONNECT
         return POSTGRESQL_CODES.get(code) or POSTGRESQL_CLASSES.get(code[:2])
     if driver == "sqlite" and isinstance(code, int):
         return SQLITE_CODES.get(code) or SQLITE_CODES.get(code & 0xFF)

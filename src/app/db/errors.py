@@ -203,6 +203,11 @@ def _error_for(meaning: Meaning, named: Named, table: Table | None) -> Exception
             "cannot connect to the database: check that it is running, that the database in "
             "DATABASE_URL exists (`app db create`) and that its user and password are right"
         )
+    if kind is Kind.POOLER:
+        return DatabaseUnavailableError(
+            "the database refused a startup parameter, as a connection pooler such as PgBouncer "
+            "does: set DATABASE_POOLER=transaction (or session, as the pooler runs)"
+        )
     if kind is Kind.LOGIN:
         return DatabaseUnavailableError(
             "the database refused the login: check the user and password in DATABASE_URL"

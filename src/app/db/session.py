@@ -8,7 +8,9 @@ every engine translates database errors as its statements fail (`app.db.errors`)
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy import exc as sa_exc
@@ -23,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, QueuePool
 
-from app.config import Settings, parse_database_url
+from app.config import Settings, SettingsError, parse_database_url
 from app.db import telemetry
 from app.db.errors import install_translation, translate
 from app.dialects import backend_for
@@ -76,8 +78,9 @@ def make_engine(url: str | URL, **options: Any) -> Engine:
     parsed = parse_database_url(url)
     observation = _observation(options)
     causal_reads = options.pop("causal_reads", True)
-    engine = create_engine(parsed, **engine_options(parsed, **options))
-    _configure(engine, parsed, causal_reads=causal_reads, observation=observation)
+    connect = _connect_options(options)
+    engine = create_engine(parsed, **engine_options(parsed, connect=connect, **options))
+    _configure(engine, parsed, causal_reads=causal_reads, observation=observation, connect=connect)
     return engine
 
 
@@ -87,9 +90,32 @@ def make_async_engine(url: str | URL, **options: Any) -> AsyncEngine:
     parsed = parse_database_url(url, asynchronous=True)
     observation = _observation(options)
     causal_reads = options.pop("causal_reads", True)
-    engine = create_async_engine(parsed, **engine_options(parsed, asynchronous=True, **options))
-    _configure(engine.sync_engine, parsed, causal_reads=causal_reads, observation=observation)
+    connect = _connect_options(options)
+    engine = create_async_engine(
+        parsed, **engine_options(parsed, asynchronous=True, connect=connect, **options)
+    )
+    _configure(
+        engine.sync_engine, parsed, causal_reads=causal_reads, observation=observation,
+        connect=connect,
+    )  # fmt: skip
     return engine
+
+
+def _connect_options(options: dict[str, Any]) -> ConnectOptions:
+    """What each connection needs, from (and out of) `options`: `connect_timeout` (seconds,
+    default 10), `statement_timeout` and `idle_transaction_timeout` (seconds, default None: no
+    limit) and `pooler` ("transaction" or "session" behind a connection pooler; default None)."""
+    names = [field.name for field in fields(ConnectOptions)]
+    return ConnectOptions(**{name: options.pop(name) for name in names if name in options})
+
+
+# The pooler each engine was built for, so that its twin on the other face can be built alike.
+_POOLERS: WeakKeyDictionary[Engine, str | None] = WeakKeyDictionary()
+
+
+def pooler_of(engine: Engine | AsyncEngine) -> str | None:
+    """The `pooler` mode `engine` was built with (None: it connects to the server itself)."""
+    return _POOLERS.get(engine.sync_engine if isinstance(engine, AsyncEngine) else engine)
 
 
 def _observation(options: dict[str, Any]) -> telemetry.Observation:
@@ -106,31 +132,28 @@ def _observation(options: dict[str, Any]) -> telemetry.Observation:
 def engine_options(
     url: URL,
     *,
+    connect: ConnectOptions | None = None,
     echo: bool = False,
     echo_parameters: bool = False,
     pool_size: int = 5,
     max_overflow: int = 10,
     pool_timeout: float = 30.0,
-    connect_timeout: int = 10,
-    statement_timeout: float | None = None,
     asynchronous: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """`create_engine` arguments for `url`, the same for blocking and asyncio engines.
 
-    `statement_timeout` (seconds) bounds every statement, waiting for locks included, so a lost
-    server or a runaway query ends in an error, not a hang. SQLite is local: its `busy_timeout`
-    bounds waiting for locks. Statement parameters stay out of echo logs and exception text
-    unless `echo_parameters`.
+    `connect.statement_timeout` (seconds) bounds every statement, waiting for locks included, so
+    a lost server or a runaway query ends in an error, not a hang. SQLite is local: its
+    `busy_timeout` bounds waiting for locks. Statement parameters stay out of echo logs and
+    exception text unless `echo_parameters`.
     """
     backend = backend_for(url.get_backend_name())
     kwargs: dict[str, Any] = {
         "echo": echo,
         "pool_pre_ping": True,
         "hide_parameters": not echo_parameters,
-        "connect_args": backend.connect_args(
-            url, ConnectOptions(connect_timeout, statement_timeout)
-        ),
+        "connect_args": backend.connect_args(url, connect or ConnectOptions()),
     }
     pool = backend.pool_options(url)
     if pool:
@@ -147,11 +170,18 @@ def engine_options(
 
 
 def _configure(
-    engine: Engine, url: URL, *, causal_reads: bool, observation: telemetry.Observation
+    engine: Engine,
+    url: URL,
+    *,
+    causal_reads: bool,
+    observation: telemetry.Observation,
+    connect: ConnectOptions,
 ) -> None:
+    backend = backend_for(url.get_backend_name())
     install_translation(engine)
-    observation.install(engine)
-    backend_for(url.get_backend_name()).configure(engine, url, causal_reads=causal_reads)
+    observation.install(engine, with_comment=backend.with_comment)
+    backend.configure(engine, url, causal_reads=causal_reads, connect=connect)
+    _POOLERS[engine] = connect.pooler
 
 
 def make_session_factory(bind: Any, **options: Any) -> sessionmaker[DataSession]:
@@ -193,6 +223,8 @@ def settings_options(settings: Settings) -> dict[str, Any]:
         "pool_timeout": settings.db_pool_timeout,
         "connect_timeout": settings.db_connect_timeout,
         "statement_timeout": settings.db_statement_timeout or None,
+        "idle_transaction_timeout": settings.db_idle_transaction_timeout or None,
+        "pooler": settings.database_pooler or None,
         "causal_reads": settings.db_causal_reads,
         "application": settings.app_name,
         "query_tags": settings.db_query_tags,
@@ -202,5 +234,18 @@ def settings_options(settings: Settings) -> dict[str, Any]:
 
 def migration_engine(settings: Settings) -> Engine:
     """An engine for migrations: no pool, and no statement timeout of the application's (a
-    migration has its own, DB_MIGRATION_STATEMENT_TIMEOUT)."""
-    return engine_from_settings(settings, poolclass=NullPool, statement_timeout=None)
+    migration has its own, DB_MIGRATION_STATEMENT_TIMEOUT). Behind a transaction pooler it
+    connects to DATABASE_DIRECT_URL: the migration lock lives as long as a session."""
+    options: dict[str, Any] = {"poolclass": NullPool, "statement_timeout": None}
+    if settings.database_pooler == "transaction":
+        if not settings.database_direct_url:
+            raise SettingsError(
+                "migrations hold a lock for the length of a database session, which a "
+                "transaction pooler does not keep: set DATABASE_DIRECT_URL to the PostgreSQL "
+                "server's own address"
+            )
+        return make_engine(
+            settings.database_direct_url,
+            **{**settings_options(settings), **options, "pooler": None},
+        )
+    return engine_from_settings(settings, **options)

@@ -51,17 +51,34 @@ def render_tags(tags: dict[str, str]) -> str:
     return f"/*{inner}*/"
 
 
-_TAGS_AT_END = re.compile(r"\s*/\*((?:[a-z_]+='[^']*',?)+)\*/\s*$")
+class CommentPlacement(Protocol):
+    """Where a backend puts the tags in a statement its driver sends."""
+
+    def __call__(self, statement: str, comment: str, *, executemany: bool) -> str: ...
+
+
+def _at_end(statement: str, comment: str, *, executemany: bool) -> str:
+    return f"{statement} {comment}"
+
+
+_TAG_LIST = r"/\*((?:[a-z_]+='[^']*',?)+)\*/"
+_TAGS_AT_END = re.compile(r"\s*" + _TAG_LIST + r"\s*$")
+# Where a backend may put them instead, for its driver's sake: after the first keyword.
+_TAGS_AFTER_KEYWORD = re.compile(r"^\s*\w+(\s*" + _TAG_LIST + r")\s")
 _TAG = re.compile(r"([a-z_]+)='([^']*)'")
 
 
 def split_tags(statement: str) -> tuple[str, dict[str, str]]:
-    """A statement's text without the tags it ends with, and the tags (`render_tags`'s
-    inverse, for statements the server kept)."""
+    """A statement's text without its tags, and the tags (`render_tags`'s inverse, for
+    statements the server kept)."""
     found = _TAGS_AT_END.search(statement)
-    if found is None:
-        return statement, {}
-    return statement[: found.start()], dict(_TAG.findall(found.group(1)))
+    if found is not None:
+        return statement[: found.start()], dict(_TAG.findall(found.group(1)))
+    found = _TAGS_AFTER_KEYWORD.match(statement)
+    if found is not None:
+        text = statement[: found.start(1)] + statement[found.end(1) :]
+        return text, dict(_TAG.findall(found.group(2)))
+    return statement, {}
 
 
 @dataclass(eq=False)
@@ -203,6 +220,7 @@ class Observation:
         self.slow_seconds = slow_ms / 1000 if slow_ms else None
         self.plain_comment = render_tags({"application": application})
         self._comments: dict[str, str] = {}
+        self._with_comment: CommentPlacement = _at_end
 
     def comment_for(self, name: str, traceparent: str | None) -> str:
         """The comment of a unit's statements (kept per name when no trace makes it unique)."""
@@ -223,14 +241,17 @@ class Observation:
         if not self.tags:
             return statement
         unit = unit_of(connection)
-        return f"{statement} {self._comment(unit)}"
+        return self._with_comment(statement, self._comment(unit), executemany=False)
 
     def _comment(self, unit: UnitScope | None) -> str:
         return unit.comment if unit is not None and unit.comment else self.plain_comment
 
-    def install(self, engine: Engine) -> None:
-        """Listen to `engine`'s statements."""
+    def install(self, engine: Engine, with_comment: CommentPlacement | None = None) -> None:
+        """Listen to `engine`'s statements; `with_comment` places the tags in a statement
+        (default: at its end)."""
         _observations[engine] = self
+        if with_comment is not None:
+            self._with_comment = with_comment
         event.listen(engine, "before_cursor_execute", self._before, retval=True)
         event.listen(engine, "after_cursor_execute", self._after)
         event.listen(engine, "handle_error", self._failed)
@@ -242,7 +263,7 @@ class Observation:
         statement: str,
         parameters: Any,
         context: ExecutionContext | None,
-        _executemany: bool,
+        executemany: bool,
     ) -> tuple[str, Any]:
         unit = unit_of(connection)
         if unit is not None:
@@ -254,7 +275,7 @@ class Observation:
                 token = _observer.statement_started(unit, statement, connection)
                 setattr(context, _OBSERVED, token)
         if self.tags:
-            statement = f"{statement} {self._comment(unit)}"
+            statement = self._with_comment(statement, self._comment(unit), executemany=executemany)
         return statement, parameters
 
     def _after(

@@ -73,10 +73,13 @@ class UpsertPlan:
 
 @dataclass(frozen=True)
 class ConnectOptions:
-    """What every connection of an engine needs from the settings."""
+    """What every connection of an engine needs from the settings; `pooler` is
+    DATABASE_POOLER's mode, None without one."""
 
-    connect_timeout: int
-    statement_timeout: float | None
+    connect_timeout: int = 10
+    statement_timeout: float | None = None
+    idle_transaction_timeout: float | None = None
+    pooler: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,15 @@ class Backend:
         """Pool arguments this backend needs for `url` (none: the engine's usual pool)."""
         return {}
 
-    def configure(self, engine: Engine, url: URL, *, causal_reads: bool) -> None:
+    def configure(
+        self, engine: Engine, url: URL, *, causal_reads: bool, connect: ConnectOptions
+    ) -> None:
         """Install what this backend's connections need on `engine` (event listeners)."""
+
+    def with_comment(self, statement: str, comment: str, *, executemany: bool) -> str:
+        """`statement` carrying `comment` (the query tags): at its end, where sqlcommenter puts
+        it."""
+        return f"{statement} {comment}"
 
     def read_only_options(self) -> dict[str, Any]:
         """Execution options that make a transaction read-only on the server, if it can."""

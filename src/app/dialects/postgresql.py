@@ -25,11 +25,13 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     DateTime,
+    Engine,
     Insert,
     Select,
     Table,
     any_,
     bindparam,
+    event,
     literal,
     select,
     text,
@@ -87,20 +89,51 @@ class PostgreSQL(Backend):
     maintenance_database = "postgres"
 
     def connect_args(self, url: URL, options: ConnectOptions) -> dict[str, Any]:
-        # Sessions in UTC, like everything stored: timestamps come back already in UTC
-        # (psycopg's own timezone.utc), with no conversion per value.
-        server_options = ["-c TimeZone=UTC"]
-        if options.statement_timeout:
-            server_options.append(f"-c statement_timeout={int(options.statement_timeout * 1000)}")
-        return {
+        args: dict[str, Any] = {
             "connect_timeout": options.connect_timeout,
             # TCP keepalives notice a server that vanished without closing the connection.
             "keepalives": 1,
             "keepalives_idle": 10,
             "keepalives_interval": 5,
             "keepalives_count": 3,
-            "options": " ".join(server_options),
         }
+        if options.pooler is None:
+            # The session settings ride on the startup packet: no round trip of their own. A
+            # pooler refuses that parameter; `configure` sends them another way there.
+            args["options"] = " ".join(
+                f"-c {name}={value}" for name, value in session_settings(options).items()
+            )
+        if options.pooler == "transaction":
+            # A statement prepared on one server connection is unknown (or another's) on the
+            # next transaction's: nothing is prepared on the server.
+            args["prepare_threshold"] = None
+        return args
+
+    def configure(
+        self, engine: Engine, url: URL, *, causal_reads: bool, connect: ConnectOptions
+    ) -> None:
+        if connect.pooler is None:
+            return
+        assignments = session_settings(connect).items()
+        if connect.pooler == "session":
+            # The pooler keeps this client's server connection for the client's life: the
+            # settings are made once, as the connection opens.
+            statement = "; ".join(f"SET {name} = '{value}'" for name, value in assignments)
+
+            @event.listens_for(engine, "connect")
+            def _session_settings(dbapi_connection: Any, _record: Any) -> None:
+                _run_on(dbapi_connection, statement, commit=True)
+
+            return
+        # Each transaction may run on another server connection: the settings go with every
+        # transaction, as it begins, all in one message (SET LOCAL ends with the transaction).
+        statement = "; ".join(f"SET LOCAL {name} = '{value}'" for name, value in assignments)
+
+        @event.listens_for(engine, "begin")
+        def _transaction_settings(connection: Connection) -> None:
+            dbapi_connection = connection.connection.dbapi_connection
+            if not getattr(dbapi_connection, "autocommit", False):
+                _run_on(dbapi_connection, statement, commit=False)
 
     def read_only_options(self) -> dict[str, Any]:
         return {"postgresql_readonly": True}
@@ -291,6 +324,33 @@ class PostgreSQL(Backend):
 
 
 POSTGRESQL = PostgreSQL()
+
+
+def session_settings(options: ConnectOptions) -> dict[str, str]:
+    """The server settings every transaction of ours runs under: UTC, like everything stored
+    (timestamps come back in UTC, psycopg's own timezone.utc, with no conversion per value),
+    and the timeouts (milliseconds) that bound a statement and an idle transaction."""
+    settings = {"TimeZone": "UTC"}
+    if options.statement_timeout:
+        settings["statement_timeout"] = str(int(options.statement_timeout * 1000))
+    if options.idle_transaction_timeout:
+        settings["idle_in_transaction_session_timeout"] = str(
+            int(options.idle_transaction_timeout * 1000)
+        )
+    return settings
+
+
+def _run_on(dbapi_connection: Any, statement: str, *, commit: bool) -> None:
+    """Run `statement` (no parameters, several statements at once) on a driver connection of
+    either face (the asyncio one is SQLAlchemy's adapter, awaited from inside its greenlet),
+    below SQLAlchemy's own transaction bookkeeping."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+    if commit:
+        dbapi_connection.commit()
 
 
 def _reset_timeouts(connection: Connection, *, commit: bool) -> None:

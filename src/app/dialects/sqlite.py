@@ -66,7 +66,9 @@ class SQLite(Backend):
         # One shared connection in memory, or every checkout would see another empty database.
         return {"poolclass": StaticPool} if in_memory(url) else {}
 
-    def configure(self, engine: Engine, url: URL, *, causal_reads: bool) -> None:
+    def configure(
+        self, engine: Engine, url: URL, *, causal_reads: bool, connect: ConnectOptions
+    ) -> None:
         """Foreign keys, WAL and a busy timeout; and let SQLAlchemy, not pysqlite, emit BEGIN.
 
         pysqlite's own transaction handling skips BEGIN before some statements and commits

@@ -357,6 +357,12 @@ class Repository(Generic[ModelT]):
             raise InvalidQueryError(
                 f"{self._rules.name} has no version column: expected_version cannot be checked"
             )
+        if expected_version is not None and not _is_version_number(expected_version):
+            # Said by type only: the value is the caller's input and stays out of the message.
+            raise InvalidQueryError(
+                "expected_version must be a whole number that a version column can hold, not "
+                f"{type(expected_version).__name__}"
+            )
         instance = self.get_one(id)
         current = getattr(instance, version, None) if version else None
         if expected_version is not None and current != expected_version:
@@ -547,3 +553,8 @@ def _plain(model: type[Any]) -> type[Repository[Any]]:
 
 
 __all__ = ["DEFAULT_BATCH_SIZE", "Data", "ModelT", "OffsetPage", "Page", "Repository"]
+
+
+def _is_version_number(value: object) -> bool:
+    """An int (not a bool) in the signed 64-bit range every backend's integer columns share."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63

@@ -1,0 +1,105 @@
+"""Calls end within their bounds when the network or the client goes quiet: a server that
+accepts the connection and never answers is a `DatabaseUnavailableError` once DB_CONNECT_TIMEOUT
+has passed, and a transaction left idle by its client is ended by the server after
+DB_IDLE_TRANSACTION_TIMEOUT, its row locks with it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.pool import NullPool
+
+from app.db.errors import DatabaseUnavailableError, DataLayerError
+from app.db.session import make_async_engine, make_engine
+from tests.backends import is_mariadb
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port on 127.0.0.1 whose connections are accepted by the kernel and never answered."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+@pytest.mark.backends("postgresql")
+def test_a_server_that_never_answers_is_unavailable_after_the_connect_timeout(
+    silent_server: int,
+) -> None:
+    url = f"postgresql+psycopg://root@127.0.0.1:{silent_server}/test"
+    engine = make_engine(url, poolclass=NullPool, connect_timeout=1)
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailableError, match="cannot connect"), engine.connect():
+        pass
+    assert time.monotonic() - started < 4
+
+    async def asyncio_face() -> None:
+        async_engine = make_async_engine(url, poolclass=NullPool, connect_timeout=1)
+        try:
+            async with async_engine.connect():
+                pass
+        finally:
+            await async_engine.dispose()
+
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailableError, match="cannot connect"):
+        asyncio.run(asyncio_face())
+    assert time.monotonic() - started < 4
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_an_idle_transaction_is_ended_and_its_row_locks_freed(
+    backend: str, committed_engine: Engine
+) -> None:
+    url = committed_engine.url
+    idle = make_engine(url, poolclass=NullPool, idle_transaction_timeout=1)
+    other = make_engine(url, poolclass=NullPool, statement_timeout=20)
+    with committed_engine.begin() as connection:
+        connection.execute(text("DELETE FROM items"))
+        connection.execute(text("DELETE FROM users"))
+        connection.execute(
+            text(
+                "INSERT INTO users (id, email, hashed_password, is_active, is_superuser, "
+                "created_at, updated_at, version) VALUES (:id, 'idle@example.com', 'x', "
+                ":yes, :no, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1)"
+            ),
+            {"id": "0" * 32 if is_mariadb(backend) else "00000000-0000-0000-0000-000000000000",
+             "yes": True, "no": False},
+        )  # fmt: skip
+    holder = idle.connect()
+    holder.begin()
+    holder.execute(text("UPDATE users SET full_name = 'held' WHERE email = 'idle@example.com'"))
+    # The holder's client goes quiet; another unit wants the same row.
+    started = time.monotonic()
+    done = threading.Event()
+
+    def update() -> None:
+        with other.begin() as connection:
+            connection.execute(
+                text("UPDATE users SET full_name = 'other' WHERE email = 'idle@example.com'")
+            )
+        done.set()
+
+    worker = threading.Thread(target=update)
+    worker.start()
+    worker.join(timeout=15)
+    assert done.is_set(), "the idle transaction still held its row lock"
+    assert time.monotonic() - started < 10
+    with pytest.raises(DataLayerError):
+        holder.execute(text("SELECT 1"))
+    holder.close()
+    with committed_engine.connect() as connection:
+        stored = connection.execute(
+            text("SELECT full_name FROM users WHERE email = 'idle@example.com'")
+        ).scalar()
+    assert stored == "other"  # the idle transaction's update went with it
+    idle.dispose()
+    other.dispose()
