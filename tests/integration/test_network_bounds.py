@@ -30,19 +30,23 @@ def silent_server() -> Iterator[int]:
     listener.close()
 
 
-@pytest.mark.backends("postgresql")
+@pytest.mark.backends("postgresql", "mariadb")
 def test_a_server_that_never_answers_is_unavailable_after_the_connect_timeout(
-    silent_server: int,
+    backend: str, silent_server: int
 ) -> None:
-    url = f"postgresql+psycopg://root@127.0.0.1:{silent_server}/test"
-    engine = make_engine(url, poolclass=NullPool, connect_timeout=1)
+    scheme = "mysql+pymysql" if is_mariadb(backend) else "postgresql+psycopg"
+    url = f"{scheme}://root@127.0.0.1:{silent_server}/test"
+    # A statement timeout of 5 s: MariaDB's drivers used to wait out the read timeout derived
+    # from it (35 s) for the server's greeting.
+    options = {"poolclass": NullPool, "connect_timeout": 1, "statement_timeout": 5}
+    engine = make_engine(url, **options)
     started = time.monotonic()
-    with pytest.raises(DatabaseUnavailableError, match="cannot connect"), engine.connect():
+    with pytest.raises(DatabaseUnavailableError), engine.connect():
         pass
     assert time.monotonic() - started < 4
 
     async def asyncio_face() -> None:
-        async_engine = make_async_engine(url, poolclass=NullPool, connect_timeout=1)
+        async_engine = make_async_engine(url, **options)
         try:
             async with async_engine.connect():
                 pass
@@ -50,7 +54,7 @@ def test_a_server_that_never_answers_is_unavailable_after_the_connect_timeout(
             await async_engine.dispose()
 
     started = time.monotonic()
-    with pytest.raises(DatabaseUnavailableError, match="cannot connect"):
+    with pytest.raises(DatabaseUnavailableError):
         asyncio.run(asyncio_face())
     assert time.monotonic() - started < 4
 

@@ -100,7 +100,7 @@ class MariaDB(Backend):
             failure: BaseException | None = None
             for host, port in servers:
                 try:
-                    connection = dialect.connect(*cargs, **{**cparams, "host": host, "port": port})
+                    connection = _logged_in(dialect, cargs, {**cparams, "host": host, "port": port})
                 except dbapi.Error as exc:
                     failure = exc
                     continue
@@ -406,6 +406,19 @@ def _escaped(text: str) -> str:
 
 def _driver_connection(connection: Connection) -> Any:
     return connection.connection.driver_connection
+
+
+def _logged_in(dialect: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+    """A new connection whose login (the server's greeting, authentication, init_command) waits
+    for the server at most `connect_timeout`: both drivers bound only the TCP connect by it and
+    the rest by the read timeout, which is longer, or none at all. Once logged in, reads wait as
+    long as `read_timeout` says again."""
+    login = cparams.get("connect_timeout")
+    connection = dialect.connect(*cargs, **{**cparams, "read_timeout": login})
+    driver = getattr(connection, "driver_connection", connection)
+    # Both drivers read this attribute before every wait for the server.
+    driver._read_timeout = cparams.get("read_timeout")
+    return connection
 
 
 def _refuse_file_requests(dbapi_connection: Any) -> None:
