@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.db.errors import (
+    CommitOutcomeUnknownError,
     ConflictError,
     DatabaseUnavailableError,
     DataLayerError,
@@ -15,7 +16,7 @@ from app.db.errors import (
     StaleObjectError,
     StatementTimeoutError,
 )
-from app.integrations.fastapi import etag, expected_version, problem_for
+from app.integrations.fastapi import add_error_handlers, etag, expected_version, problem_for
 
 
 @pytest.mark.parametrize(
@@ -77,3 +78,28 @@ def test_a_malformed_or_huge_if_match_is_a_400_not_a_500(header: str) -> None:
     with pytest.raises(InvalidQueryError) as caught:
         expected_version(header)
     assert problem_for(caught.value)[0] == 400
+
+
+def test_an_unknown_commit_outcome_is_a_503_that_does_not_say_try_again() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    service = FastAPI()
+    add_error_handlers(service)
+
+    @service.post("/lost")
+    def lost() -> None:
+        raise CommitOutcomeUnknownError("lost while committing")
+
+    @service.post("/down")
+    def down() -> None:
+        raise DatabaseUnavailableError("down")
+
+    client = TestClient(service)
+    unknown, unavailable = client.post("/lost"), client.post("/down")
+    assert unknown.status_code == unavailable.status_code == 503
+    assert "retry-after" not in unknown.headers
+    assert unknown.json()["type"] == "urn:app:problem:commit-outcome-unknown"
+    assert unknown.json()["title"] == "Outcome unknown"
+    assert "retry-after" in unavailable.headers
+    assert unavailable.json()["type"] == "about:blank"

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
-from sqlalchemy import Engine, Table, event
+from sqlalchemy import Connection, Engine, Table, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm.exc import StaleDataError
@@ -87,6 +87,17 @@ class RetryableError(DataLayerError):
 
 class DatabaseUnavailableError(DataLayerError):
     """The database cannot serve: unreachable, connection lost, out of connections or storage."""
+
+
+class CommitOutcomeUnknownError(DatabaseUnavailableError):
+    """The connection was lost after COMMIT was sent and before the database answered: the
+    transaction may have been applied or not. Repeating it blindly may apply it twice."""
+
+
+COMMIT_OUTCOME_UNKNOWN = (
+    "the database connection was lost while the transaction was committing: it may or may not "
+    "have been applied; check whether it was before doing it again"
+)
 
 
 class ReadOnlyError(DataLayerError):
@@ -335,6 +346,18 @@ def install_translation(engine: Engine) -> None:
     """Make every statement `engine` runs (and every connection it opens) fail with the
     data-layer error for the database's refusal, chained to the driver's exception."""
     event.listen(engine, "handle_error", _on_error)
+    # Whether a connection's failure came while a COMMIT was on its way (see `_on_error`).
+    event.listen(engine, "commit", partial(_mark_committing, committing=True))
+    event.listen(engine, "begin", partial(_mark_committing, committing=False))
+    event.listen(engine, "rollback", partial(_mark_committing, committing=False))
+
+
+_COMMITTING = "app_committing"
+
+
+def _mark_committing(connection: Connection, *, committing: bool) -> None:
+    if not connection.invalidated:  # a lost connection's rollback has nothing to mark
+        connection.info[_COMMITTING] = committing
 
 
 def _on_error(context: ExceptionContext) -> BaseException | None:
@@ -348,11 +371,26 @@ def _on_error(context: ExceptionContext) -> BaseException | None:
     translated = translate(wrapped, table=_written_table(context), connected=connected)
     if translated is wrapped:
         return None
+    if isinstance(translated, DatabaseUnavailableError) and _lost_committing(context):
+        unknown = CommitOutcomeUnknownError(COMMIT_OUTCOME_UNKNOWN)
+        unknown.code = translated.code
+        translated = unknown
     # A statement's error may quote stored values; a failed connection's does not.
     statement = context.connection is not None
     if statement and (context.engine is None or context.engine.hide_parameters):
         scrub(context.original_exception)
     return translated
+
+
+def _lost_committing(context: ExceptionContext) -> bool:
+    """Whether the connection failed during a COMMIT (which has no statement of its own)."""
+    connection = context.connection
+    return (
+        context.statement is None
+        and connection is not None
+        and not connection.invalidated
+        and bool(connection.info.get(_COMMITTING))
+    )
 
 
 def scrub(orig: BaseException) -> None:
@@ -392,6 +430,7 @@ def translating_errors(*, model: type[Any] | None = None) -> Iterator[None]:
 
 
 __all__ = [
+    "CommitOutcomeUnknownError",
     "ConflictError",
     "DataLayerError",
     "DatabaseUnavailableError",

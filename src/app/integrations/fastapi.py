@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from app.db.errors import (
+    CommitOutcomeUnknownError,
     ConflictError,
     DatabaseUnavailableError,
     DataLayerError,
@@ -43,6 +44,8 @@ from app.repositories import (
 
 ItemT = TypeVar("ItemT")
 PROBLEM_JSON = "application/problem+json"
+# The problem type of a request whose COMMIT was sent and never answered.
+COMMIT_OUTCOME_UNKNOWN_TYPE = "urn:app:problem:commit-outcome-unknown"
 RETRY_AFTER_SECONDS = 1
 
 
@@ -98,7 +101,11 @@ def problem_for(exc: DataLayerError) -> tuple[int, dict[str, Any]]:
             if isinstance(exc, kind):
                 status, title = kind_status, kind_title
                 break
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    problem_type = "about:blank"
+    if isinstance(exc, CommitOutcomeUnknownError):
+        # Not "try again": the request may have taken effect; the client must find out first.
+        problem_type, title = COMMIT_OUTCOME_UNKNOWN_TYPE, "Outcome unknown"
+    body: dict[str, Any] = {"type": problem_type, "title": title, "status": status}
     if status != 500:
         body["detail"] = str(exc)
     if isinstance(exc, ConflictError) and exc.fields:
@@ -109,7 +116,8 @@ def problem_for(exc: DataLayerError) -> tuple[int, dict[str, Any]]:
 async def _data_layer_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DataLayerError)
     status, body = problem_for(exc)
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    retry = status == 503 and not isinstance(exc, CommitOutcomeUnknownError)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if retry else None
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
