@@ -1,4 +1,4 @@
-"""A fault-injecting TCP proxy on 127.0.0.1, in front of a database server: it passes bytes both
+"""A fault-injecting TCP proxy, in front of a database server: it passes bytes both
 ways until the client sends a given marker (a COMMIT), then cuts the connection, either before
 that message reaches the server or right after, so that the server's answer is lost."""
 
@@ -12,19 +12,24 @@ from dataclasses import dataclass, field
 
 @dataclass
 class CuttingProxy:
-    """Listens on a free port of 127.0.0.1 and forwards to `server` (host, port). While `cut_on`
+    """Listens on a free port of `listen` (127.0.0.1, or an address of a network namespace's
+    link the test made) and forwards to `server` (host, port). While `cut_on`
     is set, the first client message holding it closes both sides: with `deliver`, after
-    forwarding it (the server acts on it, its answer is lost), else instead of forwarding it."""
+    forwarding it (the server acts on it, its answer is lost), else instead of forwarding it.
+    With `refuse_after_cut`, every connection made after a cut is reset at once (the server
+    stays out of reach)."""
 
     server: tuple[str, int]
     cut_on: bytes | None = None
     deliver: bool = True
+    refuse_after_cut: bool = False
+    listen: str = "127.0.0.1"
     cuts: int = 0
     _listener: socket.socket = field(init=False)
 
     def __post_init__(self) -> None:
         self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
+        self._listener.bind((self.listen, 0))
         self._listener.listen(16)
         self.port: int = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -38,6 +43,9 @@ class CuttingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self.refuse_after_cut and self.cuts:
+                _reset(client)
+                continue
             upstream = socket.create_connection(self.server)
             cut, ends = threading.Event(), (client, upstream)
             for source, sink in (ends, ends[::-1]):

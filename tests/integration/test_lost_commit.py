@@ -1,11 +1,15 @@
 """A COMMIT whose answer never comes is told as such: `CommitOutcomeUnknownError`, whether the
 server applied the transaction (the answer was lost) or never received the COMMIT, and told
-apart from a connection lost before COMMIT, which provably rolled the transaction back. Through
-a proxy (tests.faults) that cuts the connection at the COMMIT, on both faces."""
+apart from a connection lost before COMMIT (`ConnectionLostError`), which provably rolled the
+transaction back. `run_in_transaction` resolves the first (asking the server about the
+transaction, or by its marker row) and runs the second again: the function's effect is applied
+exactly once. Through a proxy (tests.faults) that cuts the connection at the COMMIT, on both
+faces."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -14,14 +18,24 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from app.db.errors import CommitOutcomeUnknownError, DatabaseUnavailableError
+from app.db.errors import (
+    CommitOutcomeUnknownError,
+    ConnectionLostError,
+    DatabaseUnavailableError,
+)
 from app.db.session import (
     make_async_engine,
     make_async_session_factory,
     make_engine,
     make_session_factory,
 )
-from app.repositories import AsyncUnitOfWork, UnitOfWork
+from app.repositories import (
+    AsyncUnitOfWork,
+    UnitOfWork,
+    commit_outcome,
+    run_in_transaction,
+    run_in_transaction_async,
+)
 from tests.backends import is_mariadb
 from tests.faults import CuttingProxy
 
@@ -107,14 +121,137 @@ def test_a_commit_that_gets_no_answer_is_told_its_outcome_is_unknown(
 
 
 @pytest.mark.parametrize("face", ["sync", "async"])
-def test_a_connection_lost_before_commit_is_plainly_unavailable_and_stores_nothing(
+def test_a_connection_lost_before_commit_is_told_lost_and_stores_nothing(
     proxy: CuttingProxy, committed_engine: Engine, face: str
 ) -> None:
     url = _through(proxy, committed_engine.url)
     email = f"{uuid.uuid4().hex}@example.com"
     proxy.cut_on, proxy.deliver = b"INSERT INTO users", False
-    with pytest.raises(DatabaseUnavailableError) as caught:
+    with pytest.raises(ConnectionLostError):
         _write(url, face, email, lambda: None)
-    assert not isinstance(caught.value, CommitOutcomeUnknownError)
     assert proxy.cuts == 1
+    assert _stored(committed_engine, email) == 0
+
+
+def _in_transaction(url: URL, face: str, email: str, before_commit: Callable[[], None]) -> int:
+    """`run_in_transaction` (or its asyncio twin) of a function that creates a user; how many
+    times the function ran."""
+    runs = []
+    row = {"email": email, "hashed_password": "x"}
+    if face == "sync":
+        engine = make_engine(url, poolclass=NullPool)
+
+        def create(uow: UnitOfWork) -> None:
+            runs.append(1)
+            uow.users.create(row)
+            before_commit()
+
+        try:
+            run_in_transaction(create, session_factory=make_session_factory(engine), backoff=0)
+        finally:
+            engine.dispose()
+        return len(runs)
+
+    async def write() -> None:
+        engine = make_async_engine(url, poolclass=NullPool)
+
+        async def create(uow: AsyncUnitOfWork) -> None:
+            runs.append(1)
+            await uow.users.create(row)
+            before_commit()
+
+        try:
+            factory = make_async_session_factory(engine)
+            await run_in_transaction_async(create, session_factory=factory, backoff=0)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(write())
+    return len(runs)
+
+
+def _cut_once(proxy: CuttingProxy, backend: str) -> Callable[[], None]:
+    """Cut at the COMMIT of the first attempt only."""
+    armed = []
+
+    def cut_at_first_commit() -> None:
+        if not armed:
+            armed.append(1)
+            proxy.cut_on = _commit_message(backend)
+
+    return cut_at_first_commit
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+@pytest.mark.parametrize("applied", [True, False], ids=["answer-lost", "never-arrived"])
+def test_run_in_transaction_applies_a_unit_whose_commit_got_no_answer_exactly_once(
+    backend: str, proxy: CuttingProxy, committed_engine: Engine, face: str, applied: bool
+) -> None:
+    url = _through(proxy, committed_engine.url)
+    runs, stored = [], []
+    for _ in range(TRIALS):
+        email = f"{uuid.uuid4().hex}@example.com"
+        proxy.deliver = applied
+        runs.append(_in_transaction(url, face, email, _cut_once(proxy, backend)))
+        stored.append(_stored(committed_engine, email))
+    assert proxy.cuts == TRIALS
+    # Applied: told committed without running again; not applied: run once more.
+    assert runs == [1 if applied else 2] * TRIALS
+    assert stored == [1] * TRIALS
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_run_in_transaction_runs_a_unit_that_lost_its_connection_before_commit_again(
+    proxy: CuttingProxy, committed_engine: Engine, face: str
+) -> None:
+    url = _through(proxy, committed_engine.url)
+    email = f"{uuid.uuid4().hex}@example.com"
+    proxy.cut_on, proxy.deliver = b"INSERT INTO users", False
+    assert _in_transaction(url, face, email, lambda: None) == 2
+    assert proxy.cuts == 1
+    assert _stored(committed_engine, email) == 1
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_without_a_way_to_tell_run_in_transaction_says_the_outcome_is_unknown(
+    backend: str, proxy: CuttingProxy, committed_engine: Engine, face: str
+) -> None:
+    """The server stays out of reach after the lost COMMIT: nothing is guessed."""
+    url = _through(proxy, committed_engine.url)
+    email = f"{uuid.uuid4().hex}@example.com"
+
+    def cut_at_commit_then_refuse() -> None:
+        proxy.cut_on, proxy.deliver = _commit_message(backend), True
+        proxy.refuse_after_cut = True
+
+    with pytest.raises(CommitOutcomeUnknownError):
+        _in_transaction(url, face, email, cut_at_commit_then_refuse)
+    assert proxy.cuts == 1
+    assert _stored(committed_engine, email) == 1
+
+
+def test_telling_the_outcome_ends_a_transaction_the_server_still_holds_open(
+    committed_engine: Engine,
+) -> None:
+    """The COMMIT never reached the server, which does not know the client is gone (a silent
+    network): its session is still in the transaction. The check ends that session at once
+    (PostgreSQL: by its process and transaction id; MariaDB: by its thread id and client
+    address) instead of waiting for the server to notice, then says it was not applied."""
+    engine = make_engine(committed_engine.url, poolclass=NullPool)
+    email = f"{uuid.uuid4().hex}@example.com"
+    try:
+        with UnitOfWork(make_session_factory(engine)) as uow:
+            uow.users.create({"email": email, "hashed_password": "x"})
+            receipt = commit_outcome.sign(uow.session)
+            assert receipt is not None
+            started = time.monotonic()
+            with pytest.raises(ConnectionLostError):
+                commit_outcome.resolve(receipt, CommitOutcomeUnknownError("lost"))
+            # (A lock wait for the open transaction would take 50 s on MariaDB; PostgreSQL
+            # would say "in progress", which tells nothing.)
+            assert time.monotonic() - started < 5
+            with pytest.raises(DatabaseUnavailableError):
+                uow.commit()  # its session is gone: nothing can commit it any more
+    finally:
+        engine.dispose()
     assert _stored(committed_engine, email) == 0

@@ -20,6 +20,7 @@ from app.db.errors import DatabaseUnavailableError
 from app.db.runtime import get_engine, get_replicas, get_settings
 from app.db.session import migration_engine
 from app.dialects import backend_for, backend_of
+from app.dialects.commit_markers import MARKER_TABLE
 from app.dialects.galera import LOCK_TABLE, cluster_state
 from app.migrations.diagram import schema_markdown
 from app.migrations.lint import lint as lint_migrations
@@ -103,7 +104,7 @@ def info() -> None:
             )
         _print_replicas()
         for name in sorted(inspect(connection).get_table_names()):
-            if name not in ("alembic_version", LOCK_TABLE):
+            if name not in ("alembic_version", LOCK_TABLE, MARKER_TABLE):
                 count = connection.scalar(select(func.count()).select_from(table(name)))
                 listing.add_row(name, f"{count:,}")
     stdout.print(listing)

@@ -89,6 +89,16 @@ class DatabaseUnavailableError(DataLayerError):
     """The database cannot serve: unreachable, connection lost, out of connections or storage."""
 
 
+class ConnectionLostError(DatabaseUnavailableError):
+    """The connection was lost while it was in use, before any COMMIT was sent: the
+    transaction it was in was not applied, and running it again on a new connection is safe
+    (`run_in_transaction` does). (A statement run outside a transaction, in autocommit mode,
+    may have been applied.)"""
+
+
+CONNECTION_LOST = "the database connection was lost; try again"
+
+
 class CommitOutcomeUnknownError(DatabaseUnavailableError):
     """The connection was lost after COMMIT was sent and before the database answered: the
     transaction may have been applied or not. Repeating it blindly may apply it twice."""
@@ -162,7 +172,7 @@ def translate(
     if not isinstance(exc, sa_exc.DBAPIError):
         return exc
     if exc.connection_invalidated:
-        return DatabaseUnavailableError("the database connection was lost; try again")
+        return ConnectionLostError(CONNECTION_LOST)
     meaning = classify(exc.orig)
     if meaning is None:
         return exc
@@ -432,6 +442,7 @@ def translating_errors(*, model: type[Any] | None = None) -> Iterator[None]:
 __all__ = [
     "CommitOutcomeUnknownError",
     "ConflictError",
+    "ConnectionLostError",
     "DataLayerError",
     "DatabaseUnavailableError",
     "ForeignKeyError",

@@ -19,7 +19,7 @@ import math
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from decimal import Decimal
 from typing import Any
 
@@ -180,6 +180,28 @@ class MariaDB(Backend):
         # also swallow data errors, turning them into silent truncations.)
         key = next(iter(table.primary_key.columns))
         return mysql.insert(table).on_duplicate_key_update({key.key: key})
+
+    def server_session(self, connection: Connection) -> tuple[Any, ...]:
+        """The connection's thread id and the address the server sees it from: thread ids
+        start again at 1 when a server restarts, and each node of a cluster has its own."""
+        driver = _driver_connection(connection)
+        address = _client_address(driver)
+        return (int(driver.thread_id()), address) if address is not None else ()
+
+    def end_session(self, connection: Connection, session: tuple[Any, ...]) -> None:
+        if not session:
+            return  # (behind a proxy the server sees the proxy's address: left to end itself)
+        thread, address = session
+        still_there = connection.scalar(
+            text(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = :thread AND HOST = :host"
+            ),
+            {"thread": thread, "host": address},
+        )
+        if still_there is not None:
+            with suppress(DataLayerError):  # it ended meanwhile
+                connection.execute(text("KILL CONNECTION :thread"), {"thread": thread})
+        connection.rollback()
 
     def migration_lock(
         self, connection: Connection, *, wait_seconds: float
@@ -406,6 +428,20 @@ def _escaped(text: str) -> str:
 
 def _driver_connection(connection: Connection) -> Any:
     return connection.connection.driver_connection
+
+
+def _client_address(driver: Any) -> str | None:
+    """`host:port` of the connection's own end, as the server's process list shows it (None
+    for a socket file)."""
+    if hasattr(driver, "_sock"):  # PyMySQL
+        sock = driver._sock
+        name = sock.getsockname() if sock is not None else None
+    else:  # asyncmy
+        transport = getattr(driver, "_transport", None)
+        name = transport.get_extra_info("sockname") if transport is not None else None
+    if isinstance(name, tuple) and len(name) >= 2:
+        return f"{name[0]}:{name[1]}"
+    return None
 
 
 def _logged_in(dialect: Any, cargs: Any, cparams: dict[str, Any]) -> Any:

@@ -70,9 +70,16 @@ from app.dialects.base import (
     session_lock,
     storage_columns,
 )
+from app.dialects.commit_markers import CommitReceipt
 
 # The migration lock: pg_advisory_lock takes a bigint, a stable number derived from a name.
 MIGRATION_LOCK_KEY = zlib.crc32(b"app:migrations")
+# A server process still in a given transaction, ended (PostgreSQL 14 on: and waited for).
+_STILL_IN = (
+    "FROM pg_stat_activity WHERE pid = :pid AND backend_xid::text::bigint = :xid % 4294967296"
+)
+_END_TRANSACTION = text("SELECT pg_terminate_backend(pid) " + _STILL_IN)
+_END_TRANSACTION_WAITING = text("SELECT pg_terminate_backend(pid, 5000) " + _STILL_IN)
 # From how many values an IN list goes as one array parameter.
 MANY_VALUES = 1000
 # Rows an upsert round holds: enough that the per-round costs vanish, few enough that the COPY
@@ -207,6 +214,32 @@ class PostgreSQL(Backend):
                 cursor.close()
         finally:
             dbapi_connection.autocommit = autocommit
+
+    def sign_commit(self, connection: Connection) -> CommitReceipt | None:
+        """The transaction's id (none if it wrote nothing) and its server process: the server
+        keeps the outcome of every recent transaction."""
+        xid = connection.scalar(text("SELECT txid_current_if_assigned()"))
+        driver: Any = connection.connection.driver_connection
+        pid = driver.info.backend_pid
+        return CommitReceipt(connection.engine, xid, (int(pid),))
+
+    def was_committed(self, connection: Connection, receipt: CommitReceipt) -> bool | None:
+        if receipt.mark is None:
+            return True
+        xid = int(receipt.mark)
+        # A process still in that transaction (behind a pooler too: it holds its server
+        # connection until the transaction ends) is ended, and waited for up to 5 s.
+        (pid,) = receipt.session
+        waits = (connection.dialect.server_version_info or (0,)) >= (14,)
+        connection.execute(
+            _END_TRANSACTION_WAITING if waits else _END_TRANSACTION, {"pid": pid, "xid": xid}
+        )
+        status = connection.scalar(text("SELECT txid_status(:xid)"), {"xid": xid})
+        connection.rollback()
+        return {"committed": True, "aborted": False}.get(status)
+
+    def after_commit(self, receipt: CommitReceipt) -> None:
+        pass  # nothing to clean up
 
     def migration_lock(
         self, connection: Connection, *, wait_seconds: float

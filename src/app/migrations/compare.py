@@ -15,14 +15,21 @@ from sqlalchemy import Column, String
 from sqlalchemy.types import TypeEngine
 
 from app.dialects import backend_of
+from app.dialects.commit_markers import MARKER_TABLE
 from app.dialects.galera import LOCK_TABLE
 
 _COLLATIONS = "app_column_collations"  # a comparison run's cache, in the context's options
 
 
-def compared_with_models(name: str | None, type_: str, _parent_names: object) -> bool:
-    """Autogenerate's `include_name`: the Galera lease table is the lock's, not the models'."""
-    return not (type_ == "table" and name == LOCK_TABLE)
+_NOT_THE_MODELS = (LOCK_TABLE, MARKER_TABLE)
+
+
+def compared_with_models(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
+    """Autogenerate's `include_name`: the Galera lease table is the lock's and the commit
+    markers' table `run_in_transaction`'s, not the models' (nor what is on them)."""
+    if type_ == "table":
+        return name not in _NOT_THE_MODELS
+    return parent_names.get("table_name") not in _NOT_THE_MODELS
 
 
 def declared_collation(column_type: TypeEngine[Any], dialect: Any) -> str | None:

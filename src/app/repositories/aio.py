@@ -325,6 +325,10 @@ class AsyncUnitOfWork:
         returns the commit's token, as `UnitOfWork.commit` does."""
         return await run_blocking(self.async_session, self.sync.commit)
 
+    async def commit_exactly_once(self) -> None:
+        """`UnitOfWork.commit_exactly_once`, awaited."""
+        await run_blocking(self.async_session, self.sync.commit_exactly_once)
+
     async def rollback(self) -> None:
         """Discard the work since the last commit (inside a joined block: since it began)."""
         await run_blocking(self.async_session, self.sync.rollback)
@@ -378,10 +382,12 @@ async def run_in_transaction_async(
     max_backoff: float | None = None,
     unit: type[AsyncUnitOfWork] | None = None,
     name: str | None = None,
+    exactly_once: bool = True,
 ) -> T:
     """Await `fn(uow)` in a fresh unit of work and commit; run it again on the failures
-    `run_in_transaction` retries, with the same backoff. The unit is a `unit` (default:
-    `async_unit_of_work_class()`) named `name` (default: `fn`'s module and name)."""
+    `run_in_transaction` retries, with the same backoff, and resolve a lost COMMIT answer the
+    same way (`exactly_once`). The unit is a `unit` (default: `async_unit_of_work_class()`)
+    named `name` (default: `fn`'s module and name)."""
     name = name or telemetry.function_name(fn)
     retrying = AsyncRetrying(**retry_policy(retries, backoff, max_backoff, name))
     unit_class = unit or async_unit_of_work_class()
@@ -391,7 +397,7 @@ async def run_in_transaction_async(
             uow.sync.attempt = attempt.retry_state.attempt_number
             async with uow:
                 result = await fn(typing.cast(AsyncUnitT, uow))
-                await uow.commit()
+                await (uow.commit_exactly_once() if exactly_once else uow.commit())
     return result
 
 

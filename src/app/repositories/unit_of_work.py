@@ -9,9 +9,12 @@ or with an exception, rolls back to the savepoint. A service written as
 `run_in_transaction` alike.
 
 `run_in_transaction` retries the whole function on serialization failures, deadlocks, lock
-timeouts, SQLite's busy errors (`RetryableError`) and optimistic locks lost to a concurrent
-transaction (`StaleObjectError` with `lost_race`), with exponential backoff and jitter; nothing
-else. A stale `expected_version` from the caller is not retried: running again cannot succeed.
+timeouts, SQLite's busy errors (`RetryableError`), optimistic locks lost to a concurrent
+transaction (`StaleObjectError` with `lost_race`) and connections lost before COMMIT
+(`ConnectionLostError`), with exponential backoff and jitter; nothing else. A COMMIT whose
+answer was lost is resolved, not guessed (`commit_outcome`): the function's effect is applied
+once, or the caller gets `CommitOutcomeUnknownError` when the database cannot say. A stale
+`expected_version` from the caller is not retried: running again cannot succeed.
 This is the retry protocol distributed SQL engines require as well: the function must be safe
 to run again, so it should only touch the database through the unit of work it is given.
 """
@@ -37,8 +40,14 @@ from tenacity import (
 
 from app.config import SettingsError
 from app.db import telemetry
-from app.db.errors import RetryableError, StaleObjectError
+from app.db.errors import (
+    CommitOutcomeUnknownError,
+    ConnectionLostError,
+    RetryableError,
+    StaleObjectError,
+)
 from app.db.runtime import get_replicas, get_runtime, get_session_factory, get_settings
+from app.repositories import commit_outcome
 from app.repositories.items import ItemRepository
 from app.repositories.repository import ModelT, Repository
 from app.repositories.users import UserRepository
@@ -213,6 +222,27 @@ class UnitOfWork:
             self._scope.committed = True
         return token
 
+    def commit_exactly_once(self) -> None:
+        """`commit()`, and if its answer is lost, find out whether it was applied: return if
+        it was, `ConnectionLostError` if it was not (nothing applied: run the unit again),
+        `CommitOutcomeUnknownError` if the database cannot say. Costs one statement more than
+        `commit()` (`run_in_transaction` commits this way)."""
+        if self._joined or self.read_only:
+            self.commit()
+            return
+        receipt = commit_outcome.sign(self.session)
+        try:
+            self.commit()
+        except CommitOutcomeUnknownError as lost:
+            if receipt is None:
+                raise
+            commit_outcome.resolve(receipt, lost)
+            if self._scope is not None:
+                self._scope.committed = True
+            return
+        if receipt is not None:
+            commit_outcome.settled(receipt)
+
     def rollback(self) -> None:
         """Discard the work since the last commit (inside a joined block: since it began)."""
         session = self.session
@@ -301,11 +331,15 @@ def run_in_transaction(
     max_backoff: float | None = None,
     unit: type[UnitOfWork] | None = None,
     name: str | None = None,
+    exactly_once: bool = True,
 ) -> T:
     """Run `fn(uow)` in a fresh unit of work and commit; run it again (up to `retries` more
-    times) when it fails with `RetryableError` or loses an optimistic lock to a concurrent
-    transaction. The unit is a `unit` (default: `unit_of_work_class()`) named `name` (default:
-    `fn`'s module and name).
+    times) when it fails with `RetryableError`, loses an optimistic lock to a concurrent
+    transaction or loses its connection before COMMIT. A COMMIT whose answer is lost is
+    resolved (`UnitOfWork.commit_exactly_once`): `fn`'s effect is applied once. The unit is a
+    `unit` (default: `unit_of_work_class()`) named `name` (default: `fn`'s module and name).
+    `exactly_once=False` commits with a plain `commit()` (one statement fewer; a lost answer
+    is then `CommitOutcomeUnknownError`).
 
     The first retry waits `backoff` seconds, each next one twice as long up to `max_backoff`,
     plus up to `backoff` of random jitter (defaults: DB_RETRY_BACKOFF, DB_RETRY_MAX_BACKOFF).
@@ -319,7 +353,7 @@ def run_in_transaction(
             uow.attempt = attempt.retry_state.attempt_number
             with uow:
                 result = fn(typing.cast(UnitT, uow))
-                uow.commit()
+                uow.commit_exactly_once() if exactly_once else uow.commit()
     return result
 
 
@@ -350,7 +384,9 @@ def _retrying(name: str, state: RetryCallState) -> None:
 
 def is_retryable(exc: BaseException) -> bool:
     """Whether running the whole unit of work again may succeed."""
-    return isinstance(exc, RetryableError) or (isinstance(exc, StaleObjectError) and exc.lost_race)
+    return isinstance(exc, RetryableError | ConnectionLostError) or (
+        isinstance(exc, StaleObjectError) and exc.lost_race
+    )
 
 
 def transactional(

@@ -1,0 +1,118 @@
+"""Telling whether a transaction whose COMMIT got no answer was applied, where the server
+cannot be asked about a transaction by its id (MariaDB, Galera, SQLite): a marker row.
+
+Just before COMMIT the transaction inserts a row keyed by a random id into
+`app_commit_markers`; the row exists once the transaction is committed and never otherwise.
+After the connection was lost, a fresh connection inserts the same key and commits it (the
+fence). If that is refused as a duplicate, the transaction was applied. If it succeeds, the
+transaction was not applied and can no longer be: its own insert of the key would now be a
+duplicate, and while it still held the key the fence waited for it to end (Galera certifies the
+two writes of one key against each other the same way).
+
+Markers older than an hour are removed now and then, after a commit that wrote one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Column, Connection, Engine, Index, MetaData, String, Table
+from sqlalchemy import exc as sa_exc
+
+from app.db.errors import ConflictError, DataLayerError
+from app.db.types import UTCDateTime, utcnow
+
+MARKERS = Table(
+    "app_commit_markers",
+    MetaData(),
+    Column("id", String(32), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_app_commit_markers_created_at", "created_at"),
+)
+MARKER_TABLE = str(MARKERS.name)
+KEPT_FOR = dt.timedelta(hours=1)
+PRUNE_ONE_IN = 1_000  # commits; at any rate about as many markers go as come
+_RECHECK_MISSING_AFTER = 60.0  # seconds: a database migrated after the engine was made
+
+
+@dataclass(frozen=True)
+class CommitReceipt:
+    """What a transaction left, before its COMMIT, to tell later whether it was applied:
+    `mark` (the backend's: a marker id, a transaction id; None when the transaction wrote
+    nothing, so that applying it or not is the same) and `session`, what identifies the
+    server's session that ran it, to end it if it is still open."""
+
+    engine: Engine
+    mark: Any
+    session: tuple[Any, ...] = field(default=())
+
+
+_present: weakref.WeakSet[Engine] = weakref.WeakSet()
+_missing_since: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
+
+
+def has_markers(connection: Connection) -> bool:
+    """Whether the database has the markers' table (its migration has run), asked once per
+    engine, or once a minute while it is missing. Asked through the driver, inside the unit's
+    transaction: a failed SELECT leaves a MariaDB or SQLite transaction as it was, and the
+    question is not one of the unit's statements."""
+    engine = connection.engine
+    if engine in _present:
+        return True
+    since = _missing_since.get(engine)
+    if since is not None and time.monotonic() - since < _RECHECK_MISSING_AFTER:
+        return False
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"SELECT 1 FROM {MARKER_TABLE} WHERE 1 = 0")  # noqa: S608 (a constant)
+        cursor.fetchall()
+    except connection.dialect.loaded_dbapi.Error:
+        _missing_since[engine] = time.monotonic()
+        return False
+    finally:
+        cursor.close()
+    _present.add(engine)
+    _missing_since.pop(engine, None)
+    return True
+
+
+def write_marker(connection: Connection) -> str | None:
+    """Insert a fresh marker into the transaction on `connection`; its id, or None when the
+    database has no markers' table."""
+    if not has_markers(connection):
+        return None
+    mark = uuid.uuid4().hex
+    connection.execute(MARKERS.insert(), {"id": mark, "created_at": utcnow()})
+    return mark
+
+
+def fence(connection: Connection, mark: str) -> bool:
+    """Whether the transaction that wrote `mark` was committed, told by inserting the same
+    marker and committing it (see the module's docstring)."""
+    try:
+        connection.execute(MARKERS.insert(), {"id": mark, "created_at": utcnow()})
+        connection.commit()
+    except ConflictError:
+        connection.rollback()
+        return True
+    return False
+
+
+def prune(engine: Engine) -> None:
+    """Now and then, remove markers no lost COMMIT can still ask about (a failure is left for
+    the next time: the markers only take room)."""
+    if secrets.randbelow(PRUNE_ONE_IN):
+        return
+    try:
+        with engine.connect() as connection:
+            cutoff = utcnow() - KEPT_FOR
+            connection.execute(MARKERS.delete().where(MARKERS.c.created_at < cutoff))
+            connection.commit()
+    except (DataLayerError, sa_exc.SQLAlchemyError):
+        pass
