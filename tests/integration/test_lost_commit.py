@@ -44,7 +44,8 @@ TRIALS = 10  # per face and kind of loss: 20 lost COMMITs a backend and face
 
 
 @pytest.fixture
-def proxy(committed_engine: Engine) -> Iterator[CuttingProxy]:
+def proxy(committed_engine: Engine, committing_factory: object) -> Iterator[CuttingProxy]:
+    """The proxy in front of the committed database (whose tables are emptied afterwards)."""
     url = committed_engine.url
     made = CuttingProxy((str(url.host), int(url.port or 0)))
     yield made
@@ -231,7 +232,7 @@ def test_without_a_way_to_tell_run_in_transaction_says_the_outcome_is_unknown(
 
 
 def test_telling_the_outcome_ends_a_transaction_the_server_still_holds_open(
-    committed_engine: Engine,
+    committed_engine: Engine, committing_factory: object
 ) -> None:
     """The COMMIT never reached the server, which does not know the client is gone (a silent
     network): its session is still in the transaction. The check ends that session at once

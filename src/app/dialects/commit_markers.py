@@ -1,7 +1,7 @@
 """Telling whether a transaction whose COMMIT got no answer was applied, where the server
 cannot be asked about a transaction by its id (MariaDB, Galera, SQLite): a marker row.
 
-Just before COMMIT the transaction inserts a row keyed by a random id into
+Just before COMMIT the transaction inserts a row keyed by a fresh UUIDv7 into
 `app_commit_markers`; the row exists once the transaction is committed and never otherwise.
 After the connection was lost, a fresh connection inserts the same key and commits it (the
 fence). If that is refused as a duplicate, the transaction was applied. If it succeeds, the
@@ -9,34 +9,28 @@ transaction was not applied and can no longer be: its own insert of the key woul
 duplicate, and while it still held the key the fence waited for it to end (Galera certifies the
 two writes of one key against each other the same way).
 
-Markers older than an hour are removed now and then, after a commit that wrote one.
+Markers older than an hour are removed now and then, after a commit that wrote one: the key
+starts with its time (UUIDv7), so that is a range of the primary key, and the table needs no
+other column or index.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
 import time
-import uuid
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, Index, MetaData, String, Table
+from sqlalchemy import Column, Connection, Engine, MetaData, String, Table
 from sqlalchemy import exc as sa_exc
 
 from app.db.errors import ConflictError, DataLayerError
-from app.db.types import UTCDateTime, utcnow
+from app.db.types import new_id
 
-MARKERS = Table(
-    "app_commit_markers",
-    MetaData(),
-    Column("id", String(32), primary_key=True),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Index("ix_app_commit_markers_created_at", "created_at"),
-)
+MARKERS = Table("app_commit_markers", MetaData(), Column("id", String(32), primary_key=True))
 MARKER_TABLE = str(MARKERS.name)
-KEPT_FOR = dt.timedelta(hours=1)
+KEPT_FOR_SECONDS = 3600
 PRUNE_ONE_IN = 1_000  # commits; at any rate about as many markers go as come
 _RECHECK_MISSING_AFTER = 60.0  # seconds: a database migrated after the engine was made
 
@@ -87,8 +81,8 @@ def write_marker(connection: Connection) -> str | None:
     database has no markers' table."""
     if not has_markers(connection):
         return None
-    mark = uuid.uuid4().hex
-    connection.execute(MARKERS.insert(), {"id": mark, "created_at": utcnow()})
+    mark = new_id().hex
+    connection.execute(MARKERS.insert(), {"id": mark})
     return mark
 
 
@@ -96,7 +90,7 @@ def fence(connection: Connection, mark: str) -> bool:
     """Whether the transaction that wrote `mark` was committed, told by inserting the same
     marker and committing it (see the module's docstring)."""
     try:
-        connection.execute(MARKERS.insert(), {"id": mark, "created_at": utcnow()})
+        connection.execute(MARKERS.insert(), {"id": mark})
         connection.commit()
     except ConflictError:
         connection.rollback()
@@ -111,8 +105,10 @@ def prune(engine: Engine) -> None:
         return
     try:
         with engine.connect() as connection:
-            cutoff = utcnow() - KEPT_FOR
-            connection.execute(MARKERS.delete().where(MARKERS.c.created_at < cutoff))
+            # The smallest key of the cutoff's millisecond: UUIDv7 starts with 48 bits of them.
+            millis = (time.time_ns() // 1_000_000 - KEPT_FOR_SECONDS * 1000) << 80
+            cutoff = f"{millis:032x}"
+            connection.execute(MARKERS.delete().where(MARKERS.c.id < cutoff))
             connection.commit()
     except (DataLayerError, sa_exc.SQLAlchemyError):
         pass

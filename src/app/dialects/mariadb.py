@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -430,15 +431,20 @@ def _driver_connection(connection: Connection) -> Any:
     return connection.connection.driver_connection
 
 
+def _socket_of(driver: Any) -> Any:
+    """The connection's socket: PyMySQL's own, or the one under asyncmy's transport."""
+    sock = getattr(driver, "_sock", None)
+    if sock is None:
+        transport = getattr(driver, "_transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+    return sock
+
+
 def _client_address(driver: Any) -> str | None:
     """`host:port` of the connection's own end, as the server's process list shows it (None
     for a socket file)."""
-    if hasattr(driver, "_sock"):  # PyMySQL
-        sock = driver._sock
-        name = sock.getsockname() if sock is not None else None
-    else:  # asyncmy
-        transport = getattr(driver, "_transport", None)
-        name = transport.get_extra_info("sockname") if transport is not None else None
+    sock = _socket_of(driver)
+    name = sock.getsockname() if sock is not None else None
     if isinstance(name, tuple) and len(name) >= 2:
         return f"{name[0]}:{name[1]}"
     return None
@@ -454,7 +460,23 @@ def _logged_in(dialect: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
     driver = getattr(connection, "driver_connection", connection)
     # Both drivers read this attribute before every wait for the server.
     driver._read_timeout = cparams.get("read_timeout")
+    if login:
+        _notice_a_vanished_server(driver, int(login))
     return connection
+
+
+def _notice_a_vanished_server(driver: Any, seconds: int) -> None:
+    """Data the server has not acknowledged for `seconds` means it is gone (a host that
+    vanished: the kernel would retransmit for about 15 minutes), and keepalives notice it
+    while we wait for an answer, DB_STATEMENT_TIMEOUT=0 included; as libpq's
+    `tcp_user_timeout` and `keepalives` do for PostgreSQL."""
+    sock = _socket_of(driver)
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, seconds * 1000)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 def _refuse_file_requests(dbapi_connection: Any) -> None:

@@ -10,17 +10,20 @@ for.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from itertools import repeat
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
+from psycopg import pq, waiting
+from psycopg.abc import PQGen
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -98,7 +101,10 @@ class PostgreSQL(Backend):
     def connect_args(self, url: URL, options: ConnectOptions) -> dict[str, Any]:
         args: dict[str, Any] = {
             "connect_timeout": options.connect_timeout,
-            # TCP keepalives notice a server that vanished without closing the connection.
+            # Data the server has not acknowledged for this long means it is gone (a host that
+            # vanished: the kernel would retransmit for about 15 minutes); keepalives notice it
+            # while we wait for an answer.
+            "tcp_user_timeout": options.connect_timeout * 1000,
             "keepalives": 1,
             "keepalives_idle": 10,
             "keepalives_interval": 5,
@@ -119,6 +125,14 @@ class PostgreSQL(Backend):
     def configure(
         self, engine: Engine, url: URL, *, causal_reads: bool, connect: ConnectOptions
     ) -> None:
+        if engine.dialect.is_async:
+
+            @event.listens_for(engine, "do_connect")
+            def _promptly_cancelled(
+                _dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]
+            ) -> None:
+                cparams["async_creator_fn"] = PromptlyCancelled.connect
+
         if connect.pooler is None:
             return
         assignments = session_settings(connect).items()
@@ -357,6 +371,31 @@ class PostgreSQL(Backend):
 
 
 POSTGRESQL = PostgreSQL()
+
+
+RV = TypeVar("RV")
+# How long a cancelled asyncio call waits for the server to take its cancel request.
+CANCEL_REQUEST_SECONDS = 0.5
+
+
+class PromptlyCancelled(psycopg.AsyncConnection[Any]):
+    """The asyncio face's connection: a wait whose task is cancelled (`asyncio.timeout`) asks
+    the server to stop the statement for at most CANCEL_REQUEST_SECONDS, then closes the
+    connection (the pool replaces it) and lets the cancellation go on. psycopg's own waits up
+    to 10 s more: 5 to send the cancel request, 5 for the statement to end, through a network
+    that may be gone."""
+
+    async def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
+        try:
+            return await waiting.wait_async(gen, self.pgconn.socket, interval, timeout)
+        except asyncio.CancelledError:
+            if self.pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
+                try:
+                    with suppress(Exception):  # unreachable or slow: closed all the same
+                        await self.cancel_safe(timeout=CANCEL_REQUEST_SECONDS)
+                finally:
+                    self.pgconn.finish()
+            raise
 
 
 def session_settings(options: ConnectOptions) -> dict[str, str]:
