@@ -4,7 +4,7 @@ Revision ID: c41d7e9a2b65
 Revises: 8f2b6c1d0e57
 Create Date: 2026-12-05 21:30:00.000000+00:00
 
-The table of marker rows by which `run_in_transaction` tells, on MariaDB, Galera and SQLite,
+The table of marker rows by which `run_in_transaction` tells, on MariaDB and Galera,
 whether a transaction whose COMMIT got no answer was applied (`app.dialects.commit_markers`).
 Made on every backend, so that the schema is the same everywhere; a new, empty table.
 """
@@ -13,10 +13,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import mysql
-
-# Aware UTC timestamps, as the models' (20261126_1512_create_initial_tables).
-UTC_DATETIME = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 revision: str = "c41d7e9a2b65"
 down_revision: str | Sequence[str] | None = "8f2b6c1d0e57"
@@ -27,13 +23,11 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "app_commit_markers",
+        # A UUIDv7 in hex: time-ordered, so old markers are a range of the key.
         sa.Column("id", sa.String(32), nullable=False),
-        sa.Column("created_at", UTC_DATETIME, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_app_commit_markers"),
     )
-    op.create_index("ix_app_commit_markers_created_at", "app_commit_markers", ["created_at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_app_commit_markers_created_at", table_name="app_commit_markers")
     op.drop_table("app_commit_markers")

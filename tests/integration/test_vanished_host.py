@@ -177,4 +177,5 @@ def test_every_call_to_a_vanished_host_returns_within_its_bounds(
             bounded = result["error"] in unavailable and result["seconds"] < BOUND
         if not bounded:
             out_of_bounds.append(result)
+    print(json.dumps(results))  # (the figures, with -s)
     assert not out_of_bounds, f"{out_of_bounds} of {results}"

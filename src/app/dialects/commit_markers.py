@@ -1,5 +1,6 @@
 """Telling whether a transaction whose COMMIT got no answer was applied, where the server
-cannot be asked about a transaction by its id (MariaDB, Galera, SQLite): a marker row.
+cannot be asked about a transaction by its id (MariaDB, Galera): a marker row. (SQLite needs
+none: a COMMIT in this process cannot lose its answer.)
 
 Just before COMMIT the transaction inserts a row keyed by a fresh UUIDv7 into
 `app_commit_markers`; the row exists once the transaction is committed and never otherwise.

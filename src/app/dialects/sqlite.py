@@ -37,6 +37,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_r
 from app.db.errors import ForeignKeyError, MigrationLockedError, RetryableError
 from app.db.models import Base
 from app.dialects.base import Backend, ConnectOptions, UpsertPlan, on_conflict_do_update
+from app.dialects.commit_markers import CommitReceipt
 
 BUSY_TIMEOUT_MS = 5_000
 # An execution option naming the statement that opens a transaction, for callers that need the
@@ -61,6 +62,11 @@ class SQLite(Backend):
 
     def connect_args(self, url: URL, options: ConnectOptions) -> dict[str, Any]:
         return {"check_same_thread": False}
+
+    def sign_commit(self, connection: Connection) -> CommitReceipt | None:
+        """None: the database is a file in this process, so a COMMIT's answer cannot be lost
+        on the way (the process that would wait for it is the one that stopped)."""
+        return None
 
     def pool_options(self, url: URL) -> dict[str, Any]:
         # One shared connection in memory, or every checkout would see another empty database.
