@@ -83,6 +83,37 @@ def test_causal_reads_can_be_turned_off(galera_cluster: GaleraCluster) -> None:
         engine.dispose()
 
 
+def test_a_unit_the_cluster_aborted_before_its_commit_is_run_again_not_reported_done(
+    node_engines: dict[int, Engine],
+) -> None:
+    """A unit on node 1 is brute-force aborted by a conflicting commit from node 2 while it is
+    still open: the abort reaches it at its next statement (the commit's receipt), and it runs
+    again; it is never reported committed with nothing applied."""
+    factories = {node: make_session_factory(engine) for node, engine in node_engines.items()}
+    with UnitOfWork(factories[1]) as uow:
+        user_id = uow.users.create(
+            {"email": "aborted@example.com", "hashed_password": "h", "full_name": "0"}
+        ).id
+        uow.commit()
+    attempts = []
+
+    def increment(uow: UnitOfWork) -> None:
+        attempts.append(1)
+        user = uow.users.get_one(user_id)
+        uow.users.update(user_id, {"full_name": str(int(user.full_name or "0") + 1)})
+        if len(attempts) == 1:
+            with UnitOfWork(factories[2]) as other:
+                other.users.update(user_id, {"full_name": "100"})
+                other.commit()
+            time.sleep(0.5)  # node 1 applies node 2's commit, aborting this unit
+
+    run_in_transaction(increment, session_factory=factories[1], backoff=0.01)
+    assert len(attempts) == 2
+    with node_engines[3].connect() as connection:
+        stored = connection.execute(text("SELECT full_name FROM users")).scalar_one()
+    assert stored == "101"
+
+
 def test_conflicting_commits_on_three_nodes_are_retried_and_lose_no_increment(
     node_engines: dict[int, Engine],
 ) -> None:

@@ -23,6 +23,7 @@ from app.db.errors import (
     ConnectionLostError,
     DatabaseUnavailableError,
 )
+from app.db.models import Base
 from app.db.session import (
     make_async_engine,
     make_async_session_factory,
@@ -36,7 +37,7 @@ from app.repositories import (
     run_in_transaction,
     run_in_transaction_async,
 )
-from tests.backends import is_mariadb
+from tests.backends import ThrowawayDatabases, is_mariadb
 from tests.faults import CuttingProxy
 
 pytestmark = pytest.mark.backends("postgresql", "mariadb")
@@ -256,3 +257,35 @@ def test_telling_the_outcome_ends_a_transaction_the_server_still_holds_open(
     finally:
         engine.dispose()
     assert _stored(committed_engine, email) == 0
+
+
+@pytest.mark.backends("mariadb")
+def test_a_database_without_the_markers_table_still_commits_and_only_cannot_tell(
+    proxy: CuttingProxy, backend: str, databases: ThrowawayDatabases
+) -> None:
+    """Tables made by `create_all` rather than the migrations: `run_in_transaction` commits as
+    ever, and a COMMIT whose answer is lost is told unknown, as without a receipt."""
+    url = databases.new_url(backend, "nomarkers")
+    engine = make_engine(url, poolclass=NullPool)
+    try:
+        Base.metadata.create_all(engine)
+        factory = make_session_factory(engine)
+        row = {"email": "plain@example.com", "hashed_password": "x"}
+        run_in_transaction(lambda uow: uow.users.create(row), session_factory=factory)
+        assert _stored(engine, "plain@example.com") == 1
+        proxy.server = (str(url.host), int(url.port or 0))
+        cut = _cut_once(proxy, backend)
+        through = make_engine(_through(proxy, url), poolclass=NullPool)
+
+        def create(uow: UnitOfWork) -> None:
+            uow.users.create({"email": "lost@example.com", "hashed_password": "x"})
+            cut()
+
+        try:
+            with pytest.raises(CommitOutcomeUnknownError):
+                run_in_transaction(create, session_factory=make_session_factory(through))
+        finally:
+            through.dispose()
+        assert _stored(engine, "lost@example.com") == 1
+    finally:
+        engine.dispose()

@@ -20,7 +20,6 @@ from sqlalchemy.exc import ResourceClosedError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.db.errors import DataLayerError, InvalidQueryError, StatisticsUnavailableError
-from app.dialects import commit_markers
 from app.dialects.commit_markers import CommitReceipt
 
 Processor = Callable[[Any], Any]
@@ -190,34 +189,19 @@ class Backend:
 
     def sign_commit(self, connection: Connection) -> CommitReceipt | None:
         """Leave in the transaction on `connection`, just before its COMMIT, what tells later
-        whether it was applied (here a marker row, `commit_markers`); None when this
-        database cannot tell."""
-        mark = commit_markers.write_marker(connection)
-        if mark is None:
-            return None
-        return CommitReceipt(connection.engine, mark, self.server_session(connection))
+        whether it was applied (PostgreSQL: its transaction id; MariaDB: a marker row,
+        `commit_markers`); None when this database cannot tell (here)."""
+        return None
 
     def was_committed(self, connection: Connection, receipt: CommitReceipt) -> bool | None:
         """Asked on a fresh `connection` after a COMMIT got no answer: whether the transaction
-        of `receipt` was committed, told once it no longer can be; None when the database
-        cannot tell (yet)."""
-        if receipt.mark is None:
-            return True  # it wrote nothing: applied or not is the same
-        self.end_session(connection, receipt.session)
-        return commit_markers.fence(connection, receipt.mark)
+        of `receipt` was committed, told once it no longer can be (its server session ended
+        if it was still open); None when the database cannot tell (yet)."""
+        return None
 
     def after_commit(self, receipt: CommitReceipt) -> None:
-        """What a commit that left `receipt` is followed by (markers pruned now and then)."""
-        commit_markers.prune(receipt.engine)
-
-    def server_session(self, connection: Connection) -> tuple[Any, ...]:
-        """What identifies the server's session behind `connection`, for `end_session` (none
-        here)."""
-        return ()
-
-    def end_session(self, connection: Connection, session: tuple[Any, ...]) -> None:
-        """End the server's session `session` (from `server_session`) if it still runs, so
-        that its open transaction rolls back now instead of when the server notices."""
+        """What a commit that left `receipt` is followed by (MariaDB: markers pruned now and
+        then)."""
 
     # -- migrations ----------------------------------------------------------------------------
 

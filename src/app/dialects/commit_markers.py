@@ -1,6 +1,5 @@
 """Telling whether a transaction whose COMMIT got no answer was applied, where the server
-cannot be asked about a transaction by its id (MariaDB, Galera): a marker row. (SQLite needs
-none: a COMMIT in this process cannot lose its answer.)
+cannot be asked about a transaction by its id (MariaDB and Galera): a marker row.
 
 Just before COMMIT the transaction inserts a row keyed by a fresh UUIDv7 into
 `app_commit_markers`; the row exists once the transaction is committed and never otherwise.
@@ -20,6 +19,7 @@ from __future__ import annotations
 import secrets
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,42 +48,29 @@ class CommitReceipt:
     session: tuple[Any, ...] = field(default=())
 
 
-_present: weakref.WeakSet[Engine] = weakref.WeakSet()
 _missing_since: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
 
 
-def has_markers(connection: Connection) -> bool:
-    """Whether the database has the markers' table (its migration has run), asked once per
-    engine, or once a minute while it is missing. Asked through the driver, inside the unit's
-    transaction: a failed SELECT leaves a MariaDB or SQLite transaction as it was, and the
-    question is not one of the unit's statements."""
+def write_marker(
+    connection: Connection, *, table_missing: Callable[[BaseException], bool]
+) -> str | None:
+    """Insert a fresh marker into the transaction on `connection`; its id, or None when the
+    database has no markers' table (its migration has not run: `table_missing` tells the
+    failed insert, which leaves the transaction as it was; the table is tried again a minute
+    later)."""
     engine = connection.engine
-    if engine in _present:
-        return True
     since = _missing_since.get(engine)
     if since is not None and time.monotonic() - since < _RECHECK_MISSING_AFTER:
-        return False
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(f"SELECT 1 FROM {MARKER_TABLE} WHERE 1 = 0")  # noqa: S608 (a constant)
-        cursor.fetchall()
-    except connection.dialect.loaded_dbapi.Error:
-        _missing_since[engine] = time.monotonic()
-        return False
-    finally:
-        cursor.close()
-    _present.add(engine)
-    _missing_since.pop(engine, None)
-    return True
-
-
-def write_marker(connection: Connection) -> str | None:
-    """Insert a fresh marker into the transaction on `connection`; its id, or None when the
-    database has no markers' table."""
-    if not has_markers(connection):
         return None
     mark = new_id().hex
-    connection.execute(MARKERS.insert(), {"id": mark})
+    try:
+        connection.execute(MARKERS.insert(), {"id": mark})
+    except (DataLayerError, sa_exc.DBAPIError) as exc:
+        if not table_missing(exc):
+            raise
+        _missing_since[engine] = time.monotonic()
+        return None
+    _missing_since.pop(engine, None)
     return mark
 
 

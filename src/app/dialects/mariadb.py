@@ -39,6 +39,7 @@ from app.db.errors import (
     StatisticsUnavailableError,
 )
 from app.db.telemetry import split_tags
+from app.dialects import commit_markers
 from app.dialects.base import (
     STREAM_CUT_SHORT,
     Backend,
@@ -53,6 +54,7 @@ from app.dialects.base import (
     session_lock,
     storage_columns,
 )
+from app.dialects.commit_markers import CommitReceipt
 
 SQL_MODE = "TRADITIONAL,NO_ENGINE_SUBSTITUTION"
 # ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON): the ALTER algorithm asked for is not possible.
@@ -182,27 +184,24 @@ class MariaDB(Backend):
         key = next(iter(table.primary_key.columns))
         return mysql.insert(table).on_duplicate_key_update({key.key: key})
 
-    def server_session(self, connection: Connection) -> tuple[Any, ...]:
-        """The connection's thread id and the address the server sees it from: thread ids
-        start again at 1 when a server restarts, and each node of a cluster has its own."""
+    def sign_commit(self, connection: Connection) -> CommitReceipt | None:
+        """A marker row (`commit_markers`), and the server's session: the connection's thread
+        id and the address the server sees it from (thread ids start again at 1 when a server
+        restarts, and each node of a cluster has its own)."""
+        mark = commit_markers.write_marker(connection, table_missing=_no_such_table)
+        if mark is None:
+            return None
         driver = _driver_connection(connection)
         address = _client_address(driver)
-        return (int(driver.thread_id()), address) if address is not None else ()
+        session = (int(driver.thread_id()), address) if address is not None else ()
+        return CommitReceipt(connection.engine, mark, session)
 
-    def end_session(self, connection: Connection, session: tuple[Any, ...]) -> None:
-        if not session:
-            return  # (behind a proxy the server sees the proxy's address: left to end itself)
-        thread, address = session
-        still_there = connection.scalar(
-            text(
-                "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = :thread AND HOST = :host"
-            ),
-            {"thread": thread, "host": address},
-        )
-        if still_there is not None:
-            with suppress(DataLayerError):  # it ended meanwhile
-                connection.execute(text("KILL CONNECTION :thread"), {"thread": thread})
-        connection.rollback()
+    def was_committed(self, connection: Connection, receipt: CommitReceipt) -> bool | None:
+        _end_session(connection, receipt.session)
+        return commit_markers.fence(connection, receipt.mark)
+
+    def after_commit(self, receipt: CommitReceipt) -> None:
+        commit_markers.prune(receipt.engine)
 
     def migration_lock(
         self, connection: Connection, *, wait_seconds: float
@@ -429,6 +428,31 @@ def _escaped(text: str) -> str:
 
 def _driver_connection(connection: Connection) -> Any:
     return connection.connection.driver_connection
+
+
+# ER_NO_SUCH_TABLE: the markers' migration has not run.
+_NO_SUCH_TABLE = 1146
+
+
+def _no_such_table(error: BaseException) -> bool:
+    orig = error.orig if isinstance(error, sa_exc.DBAPIError) else error.__cause__
+    return orig is not None and code_of(orig) == _NO_SUCH_TABLE
+
+
+def _end_session(connection: Connection, session: tuple[Any, ...]) -> None:
+    """End the server's session that ran a transaction whose COMMIT got no answer, if it still
+    runs, so that the transaction rolls back now rather than when the server notices."""
+    if not session:
+        return  # (behind a proxy the server sees the proxy's address: left to end itself)
+    thread, address = session
+    still_there = connection.scalar(
+        text("SELECT ID FROM information_schema.PROCESSLIST WHERE ID = :thread AND HOST = :host"),
+        {"thread": thread, "host": address},
+    )
+    if still_there is not None:
+        with suppress(DataLayerError):  # it ended meanwhile
+            connection.execute(text("KILL CONNECTION :thread"), {"thread": thread})
+    connection.rollback()
 
 
 def _socket_of(driver: Any) -> Any:
