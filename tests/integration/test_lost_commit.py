@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -289,3 +290,22 @@ def test_a_database_without_the_markers_table_still_commits_and_only_cannot_tell
         assert _stored(engine, "lost@example.com") == 1
     finally:
         engine.dispose()
+
+
+@pytest.mark.backends("mariadb")
+def test_only_a_unit_that_wrote_leaves_a_marker(
+    committed_engine: Engine, committing_factory: Any
+) -> None:
+    """A marker is a write (on Galera, a write set every node certifies): a unit that only
+    read needs none, since applying it twice or not at all is the same."""
+
+    def markers() -> int:
+        with committed_engine.connect() as connection:
+            return int(connection.scalar(text("SELECT count(*) FROM app_commit_markers")))
+
+    before = markers()
+    run_in_transaction(lambda uow: uow.users.count(), session_factory=committing_factory)
+    assert markers() == before
+    row = {"email": "marked@example.com", "hashed_password": "x"}
+    run_in_transaction(lambda uow: uow.users.create(row), session_factory=committing_factory)
+    assert markers() == before + 1
