@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
@@ -292,20 +292,29 @@ def test_a_database_without_the_markers_table_still_commits_and_only_cannot_tell
         engine.dispose()
 
 
-@pytest.mark.backends("mariadb")
-def test_only_a_unit_that_wrote_leaves_a_marker(
+def test_only_a_unit_that_wrote_leaves_a_receipt(
     committed_engine: Engine, committing_factory: Any
 ) -> None:
-    """A marker is a write (on Galera, a write set every node certifies): a unit that only
-    read needs none, since applying it twice or not at all is the same."""
+    """The receipt is a statement (on MariaDB a marker row, on Galera a write set every node
+    certifies): a unit that ran only SELECTs leaves none."""
+    sent: list[str] = []
 
-    def markers() -> int:
-        with committed_engine.connect() as connection:
-            return int(connection.scalar(text("SELECT count(*) FROM app_commit_markers")))
+    def record(*args: Any) -> None:
+        sent.append(args[2])
 
-    before = markers()
-    run_in_transaction(lambda uow: uow.users.count(), session_factory=committing_factory)
-    assert markers() == before
-    row = {"email": "marked@example.com", "hashed_password": "x"}
-    run_in_transaction(lambda uow: uow.users.create(row), session_factory=committing_factory)
-    assert markers() == before + 1
+    event.listen(committed_engine, "before_cursor_execute", record)
+    try:
+        run_in_transaction(lambda uow: uow.users.count(), session_factory=committing_factory)
+        read_only = list(sent)
+        row = {"email": "marked@example.com", "hashed_password": "x"}
+        run_in_transaction(lambda uow: uow.users.create(row), session_factory=committing_factory)
+    finally:
+        event.remove(committed_engine, "before_cursor_execute", record)
+
+    def receipts(statements: list[str]) -> list[str]:
+        return [
+            s for s in statements if "txid_current_if_assigned" in s or "app_commit_markers" in s
+        ]
+
+    assert receipts(read_only) == []
+    assert len(receipts(sent)) == 1  # the writing unit's

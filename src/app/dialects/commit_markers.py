@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, MetaData, String, Table
+from sqlalchemy import Column, Connection, Engine, MetaData, String, Table, event
 from sqlalchemy import exc as sa_exc
 
 from app.db.errors import ConflictError, DataLayerError
@@ -46,6 +46,31 @@ class CommitReceipt:
     engine: Engine
     mark: Any
     session: tuple[Any, ...] = field(default=())
+
+
+# In a connection's info: its transaction ran a statement other than a SELECT.
+_WROTE = "app_wrote"
+
+
+def note_writes(engine: Engine) -> None:
+    """Keep count, per transaction of `engine`'s connections, of whether it ran anything but a
+    SELECT (`wrote`). A transaction that did not leaves no commit receipt: it saves a statement
+    (on Galera, a write set every node certifies), and a read's lost COMMIT answer is told
+    unknown rather than guessed applied (a SELECT may call a function that writes)."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _note_writes(connection: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        if not connection.info.get(_WROTE) and statement.lstrip()[:6].upper() != "SELECT":
+            connection.info[_WROTE] = True
+
+    @event.listens_for(engine, "begin")
+    def _nothing_written_yet(connection: Connection) -> None:
+        connection.info.pop(_WROTE, None)
+
+
+def wrote(connection: Connection) -> bool:
+    """Whether the transaction on `connection` ran anything but a SELECT (`note_writes`)."""
+    return bool(connection.info.get(_WROTE))
 
 
 _missing_since: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()

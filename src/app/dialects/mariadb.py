@@ -54,7 +54,7 @@ from app.dialects.base import (
     session_lock,
     storage_columns,
 )
-from app.dialects.commit_markers import CommitReceipt
+from app.dialects.commit_markers import CommitReceipt, note_writes, wrote
 
 SQL_MODE = "TRADITIONAL,NO_ENGINE_SUBSTITUTION"
 # ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON): the ALTER algorithm asked for is not possible.
@@ -126,16 +126,8 @@ class MariaDB(Backend):
             if close_streams(connection):
                 raise InvalidQueryError(STREAM_CUT_SHORT)
 
-        # Whether the transaction ran anything but a SELECT: one that did not needs no commit
-        # receipt (on Galera a marker would be a write set for every node to certify).
-        @event.listens_for(engine, "before_cursor_execute")
-        def _note_writes(connection: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-            if not connection.info.get(_WROTE) and statement.lstrip()[:6].upper() != "SELECT":
-                connection.info[_WROTE] = True
-
-        @event.listens_for(engine, "begin")
-        def _nothing_written_yet(connection: Connection) -> None:
-            connection.info.pop(_WROTE, None)
+        # (On Galera a marker would be a write set for every node to certify.)
+        note_writes(engine)
 
     def accept_server(
         self, dbapi: Any, dbapi_connection: Any, info: dict[str, Any], server: str, causal: bool
@@ -199,8 +191,8 @@ class MariaDB(Backend):
         """A marker row (`commit_markers`), and the server's session: the connection's thread
         id and the address the server sees it from (thread ids start again at 1 when a server
         restarts, and each node of a cluster has its own)."""
-        if not connection.info.get(_WROTE):
-            return CommitReceipt(connection.engine, None)  # nothing to apply twice
+        if not wrote(connection):
+            return None  # only SELECTs (see `note_writes`)
         mark = commit_markers.write_marker(connection, table_missing=_no_such_table)
         if mark is None:
             return None
@@ -210,14 +202,11 @@ class MariaDB(Backend):
         return CommitReceipt(connection.engine, mark, session)
 
     def was_committed(self, connection: Connection, receipt: CommitReceipt) -> bool | None:
-        if receipt.mark is None:
-            return True  # it wrote nothing: applied or not is the same
         _end_session(connection, receipt.session)
         return commit_markers.fence(connection, receipt.mark)
 
     def after_commit(self, receipt: CommitReceipt) -> None:
-        if receipt.mark is not None:
-            commit_markers.prune(receipt.engine)
+        commit_markers.prune(receipt.engine)
 
     def migration_lock(
         self, connection: Connection, *, wait_seconds: float
@@ -446,8 +435,6 @@ def _driver_connection(connection: Connection) -> Any:
     return connection.connection.driver_connection
 
 
-# In a connection's info: its transaction ran a statement other than a SELECT.
-_WROTE = "app_wrote"
 # ER_NO_SUCH_TABLE: the markers' migration has not run.
 _NO_SUCH_TABLE = 1146
 

@@ -73,7 +73,7 @@ from app.dialects.base import (
     session_lock,
     storage_columns,
 )
-from app.dialects.commit_markers import CommitReceipt
+from app.dialects.commit_markers import CommitReceipt, note_writes, wrote
 
 # The migration lock: pg_advisory_lock takes a bigint, a stable number derived from a name.
 MIGRATION_LOCK_KEY = zlib.crc32(b"app:migrations")
@@ -125,6 +125,7 @@ class PostgreSQL(Backend):
     def configure(
         self, engine: Engine, url: URL, *, causal_reads: bool, connect: ConnectOptions
     ) -> None:
+        note_writes(engine)
         if engine.dialect.is_async:
 
             @event.listens_for(engine, "do_connect")
@@ -232,6 +233,8 @@ class PostgreSQL(Backend):
     def sign_commit(self, connection: Connection) -> CommitReceipt | None:
         """The transaction's id (none if it wrote nothing) and its server process: the server
         keeps the outcome of every recent transaction."""
+        if not wrote(connection):
+            return None  # only SELECTs (see `note_writes`)
         xid = connection.scalar(text("SELECT txid_current_if_assigned()"))
         driver: Any = connection.connection.driver_connection
         pid = driver.info.backend_pid
