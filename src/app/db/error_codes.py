@@ -206,6 +206,13 @@ def first_line(orig: BaseException) -> str:
     return said.splitlines()[0] if said else ""
 
 
+def _stale_plan(orig: BaseException) -> bool:
+    """A prepared statement refused because a column it returns changed type since (a
+    migration): the transaction is aborted, and run again it is planned anew."""
+    diag = getattr(orig, "diag", None)
+    return getattr(diag, "source_function", None) == "RevalidateCachedQuery"
+
+
 def classify(orig: BaseException | None) -> Meaning | None:
     """The meaning of a DBAPI exception, from the code the driver exposes; None if unknown."""
     if orig is None:
@@ -220,6 +227,8 @@ def classify(orig: BaseException | None) -> Meaning | None:
             if not any(kind.__name__ == "OperationalError" for kind in type(orig).__mro__):
                 return None
             return POOLER if _POOLER_REFUSAL in str(orig) else CANNOT_CONNECT
+        if code == "0A000" and _stale_plan(orig):
+            return RETRYABLE
         return POSTGRESQL_CODES.get(code) or POSTGRESQL_CLASSES.get(code[:2])
     if driver == "sqlite" and isinstance(code, int):
         return SQLITE_CODES.get(code) or SQLITE_CODES.get(code & 0xFF)

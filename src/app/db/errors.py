@@ -206,7 +206,8 @@ def _error_for(meaning: Meaning, named: Named, table: Table | None) -> Exception
     if kind is Kind.RETRYABLE:
         return RetryableError(
             "the database aborted the transaction because of a concurrent one "
-            "(serialization failure, deadlock, lock timeout or busy); run it again"
+            "(serialization failure, deadlock, lock timeout, busy, or a statement planned before a "
+            "schema change); run it again"
         )
     if kind is Kind.READ_ONLY:
         return ReadOnlyError(READ_ONLY_MESSAGE)

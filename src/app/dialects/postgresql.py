@@ -19,11 +19,11 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from itertools import repeat
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg import pq, waiting
-from psycopg.abc import PQGen
+from psycopg.abc import Params, PQGen, QueryNoTemplate
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -126,13 +126,17 @@ class PostgreSQL(Backend):
         self, engine: Engine, url: URL, *, causal_reads: bool, connect: ConnectOptions
     ) -> None:
         note_writes(engine)
-        if engine.dialect.is_async:
+        is_async = engine.dialect.is_async
+        prepares = connect.pooler != "transaction"
 
-            @event.listens_for(engine, "do_connect")
-            def _promptly_cancelled(
-                _dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]
-            ) -> None:
+        @event.listens_for(engine, "do_connect")
+        def _our_connection(
+            _dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]
+        ) -> None:
+            if is_async:
                 cparams["async_creator_fn"] = PromptlyCancelled.connect
+            if prepares:
+                cparams["cursor_factory"] = AsyncReplanning if is_async else Replanning
 
         if connect.pooler is None:
             return
@@ -399,6 +403,67 @@ class PromptlyCancelled(psycopg.AsyncConnection[Any]):
                 finally:
                     self.pgconn.finish()
             raise
+
+
+def stale_plan(exc: BaseException) -> bool:
+    """Whether the server refused a prepared statement because a column it returns changed type
+    since it was prepared (a migration): psycopg prepares what it has run five times on a
+    connection. Told by the server function that says so, whatever the server's language."""
+    return (
+        isinstance(exc, psycopg.errors.FeatureNotSupported)
+        and exc.diag.source_function == "RevalidateCachedQuery"
+    )
+
+
+class Replanning(psycopg.Cursor[Any]):
+    """The blocking face's cursor: a statement refused for a stale plan (`stale_plan`) as the
+    first of its transaction is run again, planned anew, as if nothing happened. Later in a
+    transaction the refusal has aborted work already done: it is a `RetryableError`, which
+    `run_in_transaction` absorbs. (Only psycopg's query forms SQLAlchemy sends: no templates.)"""
+
+    def execute(  # type: ignore[override]
+        self,
+        query: QueryNoTemplate,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
+        first = self.connection.info.transaction_status == pq.TransactionStatus.IDLE
+        try:
+            return super().execute(query, params, prepare=prepare, binary=binary)
+        except psycopg.errors.FeatureNotSupported as exc:
+            if not (first and stale_plan(exc)):
+                raise
+        if self.connection.info.transaction_status == pq.TransactionStatus.INERROR:
+            self.connection.rollback()  # forgets every prepared statement, here and there
+        else:  # autocommit: psycopg forgets its prepared statements when it sees this one
+            super().execute("DEALLOCATE ALL")
+        return super().execute(query, params, prepare=prepare, binary=binary)
+
+
+class AsyncReplanning(psycopg.AsyncCursor[Any]):
+    """`Replanning` for the asyncio face."""
+
+    async def execute(  # type: ignore[override]
+        self,
+        query: QueryNoTemplate,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
+        first = self.connection.info.transaction_status == pq.TransactionStatus.IDLE
+        try:
+            return await super().execute(query, params, prepare=prepare, binary=binary)
+        except psycopg.errors.FeatureNotSupported as exc:
+            if not (first and stale_plan(exc)):
+                raise
+        if self.connection.info.transaction_status == pq.TransactionStatus.INERROR:
+            await self.connection.rollback()
+        else:
+            await super().execute("DEALLOCATE ALL")
+        return await super().execute(query, params, prepare=prepare, binary=binary)
 
 
 def session_settings(options: ConnectOptions) -> dict[str, str]:
