@@ -45,6 +45,53 @@ def upgrade() -> None:
     )
 """
 
+# Constraints through the helpers: a foreign key on a column filled from another, a unique
+# constraint on a column filled with unique values, and a check. Every call a second time is a
+# no-op (what a migration run again after it was killed does).
+CONSTRAINTS_MIGRATION = """
+import sqlalchemy as sa
+from alembic import op
+
+from app import migration_ops
+from app.db.types import UUIDColumn
+
+
+def upgrade() -> None:
+    op.add_column("items", sa.Column("reviewer_id", UUIDColumn(), nullable=True))
+    op.add_column("items", sa.Column("code", sa.String(40), nullable=True))
+    migration_ops.backfill("items", {"reviewer_id": sa.column("owner_id")})
+    code = sa.func.lower(sa.cast(sa.column("id"), sa.String(40)))
+    migration_ops.backfill("items", {"code": code})
+    for _ in range(2):
+        migration_ops.create_foreign_key(
+            "fk_items_reviewer_id_users", "items", "users", ["reviewer_id"], ["id"],
+            ondelete="SET NULL",
+        )
+        migration_ops.create_unique_constraint("uq_items_code", "items", ["code"])
+        migration_ops.create_check_constraint("version_positive", "items", "version > 0")
+"""
+
+# The same constraints as `op` writes them: each a statement that checks every row while it
+# holds a lock that stops the table's writers (PostgreSQL, and MariaDB's COPY for the check).
+NAIVE_CONSTRAINTS_MIGRATION = """
+import sqlalchemy as sa
+from alembic import op
+
+from app.db.types import UUIDColumn
+
+
+def upgrade() -> None:
+    op.add_column("items", sa.Column("reviewer_id", UUIDColumn(), nullable=True))
+    op.add_column("items", sa.Column("code", sa.String(40), nullable=True))
+    op.execute("UPDATE items SET reviewer_id = owner_id, code = lower(CAST(id AS CHAR(40)))")
+    op.create_foreign_key(
+        "fk_items_reviewer_id_users", "items", "users", ["reviewer_id"], ["id"],
+        ondelete="SET NULL",
+    )
+    op.create_unique_constraint("uq_items_code", "items", ["code"])
+    op.create_check_constraint("version_positive", "items", "version > 0")
+"""
+
 # The same change as autogenerate and habit write it: a NOT NULL column with a per-row default
 # (the table is rewritten under an exclusive lock), one UPDATE, a plain CREATE INDEX.
 NAIVE_MIGRATION = """

@@ -1,8 +1,10 @@
 """A migration under live traffic: the `app.migration_ops` helpers against the naive migration.
 
 Four threads run units of work (reads by key, updates, inserts) against a table of `rows` items
-while each migration adds a NOT NULL column filled from every row and a two-column index. Printed:
-how long the migration took, the longest request while it ran, and the requests that failed.
+while each migration runs: a NOT NULL column filled from every row and a two-column index, then
+(on a fresh table again) two filled columns with a foreign key, a unique and a check constraint.
+Printed: how long the migration took, the longest request while it ran, and the requests that
+failed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from app.seed import SeedOptions, seed_database
 from bench.harness import console
 from bench.ingest import reset
 from bench.live_traffic import (
+    CONSTRAINTS_MIGRATION,
+    NAIVE_CONSTRAINTS_MIGRATION,
     NAIVE_MIGRATION,
     ONLINE_MIGRATION,
     Traffic,
@@ -29,12 +33,18 @@ from bench.live_traffic import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "online_migration.json"
+MIGRATIONS = (
+    ("naive", NAIVE_MIGRATION),
+    ("migration_ops", ONLINE_MIGRATION),
+    ("naive constraints", NAIVE_CONSTRAINTS_MIGRATION),
+    ("migration_ops constraints", CONSTRAINTS_MIGRATION),
+)
 
 
 def run_online_migration(backend: str, engine: Engine, *, rows: int) -> list[dict[str, object]]:
     """Both migrations, each on a freshly seeded table of `rows` items."""
     figures = []
-    for name, body in (("naive", NAIVE_MIGRATION), ("migration_ops", ONLINE_MIGRATION)):
+    for name, body in MIGRATIONS:
         _fresh_table(engine, rows)
         item_ids, owner_ids = sample_ids(engine)
         factory = sessionmaker(bind=engine, expire_on_commit=False)
@@ -60,7 +70,7 @@ def run_online_migration(backend: str, engine: Engine, *, rows: int) -> list[dic
             "failed_requests": len([r for r in during if r.error is not None]),
         }
         console.print(
-            f"  {backend:<10} online   {name:<14} {rows:,} rows: migration "
+            f"  {backend:<10} online   {name:<26} {rows:,} rows: migration "
             f"{figure['migration_seconds']} s{' (' + error + ')' if error else ''}, "
             f"{len(during)} requests meanwhile, longest {figure['longest_request_seconds']} s, "
             f"{figure['failed_requests']} failed"
@@ -71,13 +81,26 @@ def run_online_migration(backend: str, engine: Engine, *, rows: int) -> list[dic
 
 def _fresh_table(engine: Engine, rows: int) -> None:
     """Back at the project's head (no column, no index of an earlier round), `rows` items."""
+    mysql = engine.dialect.name == "mysql"
     with engine.begin() as connection:
-        if "title_length" in {c["name"] for c in inspect(connection).get_columns("items")}:
-            on_table = " ON items" if engine.dialect.name == "mysql" else ""
+        inspector = inspect(connection)
+        columns = {c["name"] for c in inspector.get_columns("items")}
+        if "title_length" in columns:
+            on_table = " ON items" if mysql else ""
             connection.exec_driver_sql(
                 f"DROP INDEX IF EXISTS ix_items_owner_id_title_length{on_table}"
             )
             connection.exec_driver_sql("ALTER TABLE items DROP COLUMN title_length")
+        if mysql and "reviewer_id" in columns:
+            connection.exec_driver_sql(
+                "ALTER TABLE items DROP FOREIGN KEY IF EXISTS fk_items_reviewer_id_users"
+            )
+        connection.exec_driver_sql(
+            "ALTER TABLE items DROP CONSTRAINT IF EXISTS ck_items_version_positive"
+        )
+        for column in ("reviewer_id", "code"):
+            if column in columns:
+                connection.exec_driver_sql(f"ALTER TABLE items DROP COLUMN {column}")
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
         connection.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
     reset(engine)

@@ -163,6 +163,14 @@ def test_lint_names_the_helpers_as_the_safe_alternative(unsafe_alembic_ini: Path
     (index,) = [line for line in lines if ": index-not-concurrent:" in line]
     assert "migration_ops.add_not_null_column" in required
     assert "migration_ops.create_index" in index
+    for rule, helper in (
+        ("add-foreign-key", "create_foreign_key"),
+        ("add-unique-constraint", "create_unique_constraint"),
+        ("add-check-constraint", "create_check_constraint"),
+        ("squawk/adding-foreign-key-constraint", "create_foreign_key"),
+    ):
+        (line,) = [line for line in lines if f": {rule}:" in line]
+        assert f"migration_ops.{helper}" in line, line
 
 
 def test_lint_passes_our_migrations() -> None:

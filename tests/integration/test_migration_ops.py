@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from bench.live_traffic import (
+    CONSTRAINTS_MIGRATION,
     ONLINE_MIGRATION,
     Traffic,
     run_extra_migration,
@@ -29,9 +30,10 @@ from bench.live_traffic import (
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import sessionmaker
 
-from app.db.errors import RetryableError
+from app.db.errors import ConflictError, ForeignKeyError, InvalidQueryError, RetryableError
 from app.db.models import Base
 from app.db.session import make_engine
+from app.migration_ops import ConstraintRefusedError
 from app.migrations import compare, drift, upgrade
 from tests.integration.helpers import load_items
 
@@ -239,3 +241,137 @@ def row_versions(engine: Engine) -> dict[str, str]:
             text("SELECT id::text, xmin::text FROM items WHERE title_length IS NOT NULL")
         ).all()
     return {row[0]: row[1] for row in rows}
+
+
+CONSTRAINTS = ("fk_items_reviewer_id_users", "uq_items_code", "ck_items_version_positive")
+
+
+def constraints_in_force(engine: Engine) -> dict[str, bool]:
+    """Each of CONSTRAINTS: whether the table has it (on PostgreSQL: validated)."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            rows = connection.execute(
+                text(
+                    "SELECT conname, convalidated FROM pg_constraint "
+                    "WHERE conrelid = 'items'::regclass"
+                )
+            ).all()
+            found = {str(name): bool(valid) for name, valid in rows}
+        else:
+            found = dict.fromkeys(constraint_names(engine), True)
+    return {name: found.get(name, False) for name in CONSTRAINTS}
+
+
+def constraint_names(engine: Engine) -> set[str]:
+    """The names of the constraints and indexes `items` has, valid or not."""
+    with engine.connect() as connection:
+        inspector = inspect(connection)
+        names = (
+            [key["name"] for key in inspector.get_foreign_keys("items")]
+            + [key["name"] for key in inspector.get_unique_constraints("items")]
+            + [check["name"] for check in inspector.get_check_constraints("items")]
+            + [index["name"] for index in inspector.get_indexes("items")]
+        )
+    return {str(name) for name in names}
+
+
+def constraints_metadata() -> sa.MetaData:
+    """The models' schema plus the columns and constraints CONSTRAINTS_MIGRATION adds."""
+    metadata = sa.MetaData(naming_convention=Base.metadata.naming_convention)
+    for table in Base.metadata.tables.values():
+        table.to_metadata(metadata)
+    items = metadata.tables["items"]
+    users = metadata.tables["users"]
+    reviewer = sa.Column("reviewer_id", users.c.id.type, nullable=True)
+    items.append_column(reviewer)
+    items.append_column(sa.Column("code", sa.String(40), nullable=True))
+    items.append_constraint(
+        sa.ForeignKeyConstraint(
+            [reviewer], [users.c.id], name="fk_items_reviewer_id_users", ondelete="SET NULL"
+        )
+    )
+    items.append_constraint(sa.UniqueConstraint(items.c.code, name="uq_items_code"))
+    return metadata
+
+
+def test_constraint_helpers_add_keys_and_checks_that_hold(loaded: Engine) -> None:
+    load_items(loaded, 3_000)
+
+    run_extra_migration(loaded, CONSTRAINTS_MIGRATION)
+
+    assert constraints_in_force(loaded) == dict.fromkeys(CONSTRAINTS, True)
+    assert schema_differences(loaded, constraints_metadata()) == []
+    items = constraints_metadata().tables["items"]
+    with loaded.connect() as connection:
+        (item_id, _), (_, taken) = connection.execute(sa.select(items.c.id, items.c.code)).all()[:2]
+    refusals = {
+        ForeignKeyError: {"reviewer_id": uuid.uuid4()},
+        ConflictError: {"code": taken},
+        InvalidQueryError: {"version": 0},
+    }
+    for error, values in refusals.items():
+        with pytest.raises(error), loaded.begin() as connection:
+            connection.execute(sa.update(items).where(items.c.id == item_id).values(values))
+
+
+@pytest.mark.parametrize("broken", CONSTRAINTS)
+def test_a_constraint_rows_break_is_refused_in_one_line_and_left_out(
+    loaded: Engine, broken: str
+) -> None:
+    load_items(loaded, 500)
+    secret = uuid.uuid4()
+    body = CONSTRAINTS_MIGRATION.replace(
+        "    for _ in range(2):\n", "    spoil()\n    for _ in range(1):\n"
+    )
+    spoilers = {
+        "fk_items_reviewer_id_users": f"UPDATE items SET reviewer_id = '{secret.hex}' "
+        "WHERE id IN (SELECT id FROM (SELECT id FROM items ORDER BY id LIMIT 3) a)",
+        "uq_items_code": "UPDATE items SET code = 'same' "
+        "WHERE id IN (SELECT id FROM (SELECT id FROM items ORDER BY id LIMIT 3) a)",
+        "ck_items_version_positive": "UPDATE items SET version = 0 "
+        "WHERE id IN (SELECT id FROM (SELECT id FROM items ORDER BY id LIMIT 3) a)",
+    }
+    body += f"""
+
+def spoil() -> None:
+    op.execute({spoilers[broken]!r})
+"""
+    if loaded.dialect.name == "postgresql":
+        body = body.replace(f"'{secret.hex}'", f"'{secret}'")
+
+    with pytest.raises(ConstraintRefusedError) as refused:
+        run_extra_migration(loaded, body)
+
+    said = str(refused.value)
+    assert "\n" not in said
+    expected = {
+        "fk_items_reviewer_id_users": "items: 3 rows refer to no users row",
+        "uq_items_code": "items: 1 values of (code) are held by more than one row",
+        "ck_items_version_positive": "items: 3 rows break the check ck_items_version_positive",
+    }[broken]
+    assert said.startswith(expected), said
+    chain = [refused.value.__cause__, refused.value.__context__]
+    assert all(secret.hex not in str(link) and str(secret) not in str(link) for link in chain)
+    assert broken not in constraint_names(loaded), f"{broken} was left behind"
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_constraints_added_under_live_traffic(loaded: Engine) -> None:
+    load_items(loaded, LIVE_ROWS)
+    item_ids, owner_ids = sample_ids(loaded)
+    factory = sessionmaker(bind=loaded, expire_on_commit=False)
+
+    with Traffic(factory, item_ids, owner_ids) as traffic:
+        time.sleep(1.0)
+        started = time.perf_counter()
+        run_extra_migration(loaded, CONSTRAINTS_MIGRATION)
+        ended = time.perf_counter()
+        time.sleep(0.5)
+
+    during = traffic.during(started, ended)
+    longest = max(request.seconds for request in during)
+    assert traffic.errors == []
+    assert len(during) > 50, "the traffic ran while the migration did"
+    assert longest < 1.0, f"a request waited {longest:.2f} s during the migration"
+    assert constraints_in_force(loaded) == dict.fromkeys(CONSTRAINTS, True)
+    assert schema_differences(loaded, constraints_metadata()) == []

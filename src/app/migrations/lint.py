@@ -41,8 +41,23 @@ SAFE_ALTERNATIVES = {
     "readers, then drop the old",
     "index-not-concurrent": "migration_ops.create_index(name, table, columns) builds it without "
     "blocking writes on every backend",
+    "add-foreign-key": "migration_ops.create_foreign_key(...) (op's arguments) adds it without "
+    "checking every row under a lock that stops writes",
+    "add-unique-constraint": "migration_ops.create_unique_constraint(...) (op's arguments) builds "
+    "its index without blocking writes, then adds it",
+    "add-check-constraint": "migration_ops.create_check_constraint(...) (op's arguments) checks "
+    "the rows without blocking writes (PostgreSQL), or before the table copy (MariaDB)",
     "compile": "give each column a type every backend can create (a length for a VARCHAR: "
     "sa.String(255)), or a variant per backend (.with_variant(...))",
+}
+
+# squawk's rules that one of the helpers answers: the helper is the alternative offered.
+SQUAWK_ALTERNATIVES = {
+    "adding-foreign-key-constraint": SAFE_ALTERNATIVES["add-foreign-key"],
+    "disallowed-unique-constraint": SAFE_ALTERNATIVES["add-unique-constraint"],
+    "constraint-missing-not-valid": SAFE_ALTERNATIVES["add-check-constraint"],
+    "require-concurrent-index-creation": SAFE_ALTERNATIVES["index-not-concurrent"],
+    "adding-required-field": SAFE_ALTERNATIVES["not-null-without-default"],
 }
 
 # The dialects every migration must be writable for: the three backends the project runs on.
@@ -195,6 +210,32 @@ def _judge(call: ast.Call, created: set[str | None]) -> Iterator[tuple[str, str]
         on_new_table = table_name in created
         if not on_new_table and not (isinstance(concurrently, ast.Constant) and concurrently.value):
             yield "index-not-concurrent", "CREATE INDEX without CONCURRENTLY blocks writes"
+    elif (
+        name in _CONSTRAINTS
+        and _receiver(call) == "op"  # not a batch operation's (SQLite's table copy)
+        and _table_argument(call, _CONSTRAINTS[name]) not in created
+    ):
+        rule, what = _CONSTRAINT_RULES[name]
+        yield rule, f"adding {what} checks every row while the table's writes wait"
+
+
+# Alembic's constraint operations: the position of their table argument, and its keyword.
+_CONSTRAINTS = {
+    "create_foreign_key": (1, "source_table"),
+    "create_unique_constraint": (1, "table_name"),
+    "create_check_constraint": (1, "table_name"),
+}
+_CONSTRAINT_RULES = {
+    "create_foreign_key": ("add-foreign-key", "a foreign key"),
+    "create_unique_constraint": ("add-unique-constraint", "a unique constraint"),
+    "create_check_constraint": ("add-check-constraint", "a check constraint"),
+}
+
+
+def _table_argument(call: ast.Call, where: tuple[int, str]) -> str | None:
+    position, keyword = where
+    node = call.args[position] if len(call.args) > position else _keyword(call, keyword)
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
 def _allowed(lines: list[str], line: int | None) -> set[str]:
@@ -256,7 +297,7 @@ def _squawk(revision: str, down: str | None, path: str) -> list[Finding]:
                     path,
                     0,
                     f"{message} (SQL line {match.group(1)})",
-                    f"see https://squawkhq.com/docs/{rule}",
+                    SQUAWK_ALTERNATIVES.get(rule, f"see https://squawkhq.com/docs/{rule}"),
                 )
             )
     return findings

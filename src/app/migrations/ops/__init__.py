@@ -15,14 +15,24 @@ Each helper works on PostgreSQL, MariaDB and SQLite, takes table locks only for 
 
 from app.migrations.ops.backfill import backfill
 from app.migrations.ops.columns import NotNullRefusedError, add_not_null_column, drop_column
+from app.migrations.ops.constraints import (
+    ConstraintRefusedError,
+    create_check_constraint,
+    create_foreign_key,
+    create_unique_constraint,
+)
 from app.migrations.ops.enums import drop_enum_type
 from app.migrations.ops.indexes import create_index, drop_index
 
 __all__ = [
+    "ConstraintRefusedError",
     "NotNullRefusedError",
     "add_not_null_column",
     "backfill",
+    "create_check_constraint",
+    "create_foreign_key",
     "create_index",
+    "create_unique_constraint",
     "drop_column",
     "drop_enum_type",
     "drop_index",
