@@ -43,6 +43,11 @@ def main() -> None:
         "cluster it starts, against the MariaDB server), replicas (a PostgreSQL primary and "
         "replica it starts)",
     )
+    parser.add_argument(
+        "--migrations",
+        help="comma-separated online-migration runs (default: all), e.g. "
+        "'naive retype,migration_ops retype'",
+    )
     parser.add_argument("--quick", action="store_true", help="10k rows, 3 runs: a smoke run")
     parser.add_argument(
         "--paths", help="comma-separated paths to run (default: all), e.g. 'raw bulk load,seed'"
@@ -93,7 +98,10 @@ def main() -> None:
             if "pages" in workloads:
                 results += pagination.run_pagination(backend, engine, items=items, repeat=repeat)
             if "online-migration" in workloads and backend != "sqlite":
-                online += online_migration.run_online_migration(backend, engine, rows=live_rows)
+                only = set(args.migrations.split(",")) if args.migrations else None
+                online += online_migration.run_online_migration(
+                    backend, engine, rows=live_rows, only=only
+                )
     if "galera" in workloads and "mariadb" in args.backend.split(",") and reachable("mariadb"):
         results += galera.run_galera(
             count=max(min(rows // 20, 2_000), 10), reads=max(min(rows // 20, 2_000), 10),

@@ -92,6 +92,35 @@ def upgrade() -> None:
     op.create_check_constraint("version_positive", "items", "version > 0")
 """
 
+# `items.version` from Integer to BigInteger through the helper, and back.
+RETYPE_MIGRATION = """
+import sqlalchemy as sa
+
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.alter_column(
+        "items", "version", type_=sa.BigInteger(), existing_type=sa.Integer()
+    )
+
+
+def downgrade() -> None:
+    migration_ops.alter_column(
+        "items", "version", type_=sa.Integer(), existing_type=sa.BigInteger()
+    )
+"""
+
+# The same as autogenerate writes it: the table rewritten (copied, on MariaDB) under a lock.
+NAIVE_RETYPE_MIGRATION = """
+import sqlalchemy as sa
+from alembic import op
+
+
+def upgrade() -> None:
+    op.alter_column("items", "version", type_=sa.BigInteger(), existing_type=sa.Integer())
+"""
+
 # The same change as autogenerate and habit write it: a NOT NULL column with a per-row default
 # (the table is rewritten under an exclusive lock), one UPDATE, a plain CREATE INDEX.
 NAIVE_MIGRATION = """

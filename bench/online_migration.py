@@ -26,25 +26,34 @@ from bench.live_traffic import (
     CONSTRAINTS_MIGRATION,
     NAIVE_CONSTRAINTS_MIGRATION,
     NAIVE_MIGRATION,
+    NAIVE_RETYPE_MIGRATION,
     ONLINE_MIGRATION,
+    RETYPE_MIGRATION,
     Traffic,
     run_extra_migration,
     sample_ids,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "online_migration.json"
-MIGRATIONS = (
-    ("naive", NAIVE_MIGRATION),
-    ("migration_ops", ONLINE_MIGRATION),
-    ("naive constraints", NAIVE_CONSTRAINTS_MIGRATION),
-    ("migration_ops constraints", CONSTRAINTS_MIGRATION),
-)
+MIGRATIONS = {
+    "naive": NAIVE_MIGRATION,
+    "migration_ops": ONLINE_MIGRATION,
+    "naive constraints": NAIVE_CONSTRAINTS_MIGRATION,
+    "migration_ops constraints": CONSTRAINTS_MIGRATION,
+    "naive retype": NAIVE_RETYPE_MIGRATION,
+    "migration_ops retype": RETYPE_MIGRATION,
+}
 
 
-def run_online_migration(backend: str, engine: Engine, *, rows: int) -> list[dict[str, object]]:
-    """Both migrations, each on a freshly seeded table of `rows` items."""
+def run_online_migration(
+    backend: str, engine: Engine, *, rows: int, only: set[str] | None = None
+) -> list[dict[str, object]]:
+    """Each migration of MIGRATIONS (or of `only`, by name), on a freshly seeded table of
+    `rows` items."""
     figures = []
-    for name, body in MIGRATIONS:
+    for name, body in MIGRATIONS.items():
+        if only is not None and name not in only:
+            continue
         _fresh_table(engine, rows)
         item_ids, owner_ids = sample_ids(engine)
         factory = sessionmaker(bind=engine, expire_on_commit=False)
@@ -104,10 +113,24 @@ def _fresh_table(engine: Engine, rows: int) -> None:
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
         connection.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
     reset(engine)
+    with engine.begin() as connection:  # `items.version` back to its type, on an empty table
+        connection.exec_driver_sql(
+            "ALTER TABLE items MODIFY version INTEGER NOT NULL DEFAULT 1"
+            if mysql
+            else "ALTER TABLE items ALTER COLUMN version TYPE integer"
+        )
     settings = Settings(database_url=engine.url.render_as_string(hide_password=False))
     users = max(rows // 100, 1)
     seed_database(engine, settings, SeedOptions(users=users, items_per_user=rows // users))
 
 
 def save(figures: list[dict[str, object]], path: Path = RESULTS) -> None:
-    path.write_text(json.dumps(figures, indent=2) + "\n")
+    """Write `figures` over the earlier ones of the same backend, migration and rows."""
+
+    def key(figure: dict[str, object]) -> tuple[object, ...]:
+        return figure["backend"], figure["migration"], figure["rows"]
+
+    earlier = json.loads(path.read_text()) if path.exists() else []
+    fresh = {key(figure) for figure in figures}
+    kept = [figure for figure in earlier if key(figure) not in fresh]
+    path.write_text(json.dumps(kept + figures, indent=2) + "\n")

@@ -7,10 +7,12 @@ adds a NOT NULL column with a backfill and a two-column index through `app.migra
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from alembic.runtime.migration import MigrationContext
 from bench.live_traffic import (
     CONSTRAINTS_MIGRATION,
     ONLINE_MIGRATION,
+    RETYPE_MIGRATION,
     Traffic,
     run_extra_migration,
     sample_ids,
@@ -375,3 +378,150 @@ def test_constraints_added_under_live_traffic(loaded: Engine) -> None:
     assert longest < 1.0, f"a request waited {longest:.2f} s during the migration"
     assert constraints_in_force(loaded) == dict.fromkeys(CONSTRAINTS, True)
     assert schema_differences(loaded, constraints_metadata()) == []
+
+
+def version_column(engine: Engine) -> tuple[str, bool, list[str]]:
+    """`items.version`'s type (as SQL), whether it is nullable, and the columns `items` has."""
+    with engine.connect() as connection:
+        columns = inspect(connection).get_columns("items")
+    (version,) = [c for c in columns if c["name"] == "version"]
+    spelled = version["type"].compile(engine.dialect).upper()
+    return spelled, bool(version["nullable"]), [str(c["name"]) for c in columns]
+
+
+def retyped_metadata() -> sa.MetaData:
+    """The models' schema with `items.version` a BigInteger."""
+    metadata = sa.MetaData(naming_convention=Base.metadata.naming_convention)
+    for table in Base.metadata.tables.values():
+        table.to_metadata(metadata)
+    metadata.tables["items"].c.version.type = sa.BigInteger()
+    return metadata
+
+
+def test_alter_column_changes_a_type_and_back(loaded: Engine) -> None:
+    load_items(loaded, 3_000)
+
+    run_extra_migration(loaded, RETYPE_MIGRATION)
+
+    spelled, nullable, columns = version_column(loaded)
+    assert spelled.startswith("BIGINT"), spelled
+    assert nullable is False
+    assert "_version_retyped" not in columns
+    assert schema_differences(loaded, retyped_metadata()) == []
+    items = Base.metadata.tables["items"]
+    with loaded.begin() as connection:  # the default came along
+        owner = connection.scalar(sa.select(items.c.owner_id).limit(1))
+        now = dt.datetime.now(dt.UTC)
+        row = {"id": uuid.uuid4(), "title": "x", "owner_id": owner, "created_at": now}
+        connection.execute(sa.insert(items.c.id.table).values({**row, "updated_at": now}))
+        assert connection.scalar(text("SELECT count(*) FROM items WHERE version = 1")) == 3_001
+    if loaded.dialect.name != "sqlite":
+        with loaded.connect() as connection:
+            assert not _triggers(connection)
+
+    run_extra_migration(loaded, RETYPE_MIGRATION, downgrade_to="-1")
+
+    spelled, nullable, _ = version_column(loaded)
+    assert spelled.startswith("INT"), spelled
+    assert drift(loaded) == []
+
+
+def _triggers(connection: sa.Connection) -> list[str]:
+    if connection.dialect.name == "postgresql":
+        query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+    else:
+        query = (
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"
+        )
+    return [str(name) for name in connection.scalars(text(query))]
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_alter_column_refuses_a_column_an_index_uses(loaded: Engine) -> None:
+    body = """
+import sqlalchemy as sa
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.alter_column("items", "owner_id", type_=sa.String(64))
+"""
+    with pytest.raises(ValueError, match=r"alter_column items.owner_id: \S+ uses the column"):
+        run_extra_migration(loaded, body)
+    with loaded.connect() as connection:
+        assert "_owner_id_retyped" not in {
+            c["name"] for c in inspect(connection).get_columns("items")
+        }
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_alter_column_loses_no_write_made_while_it_runs(loaded: Engine) -> None:
+    load_items(loaded, 20_000)
+    with loaded.connect() as connection:
+        watched = list(connection.scalars(text("SELECT id FROM items LIMIT 20")))
+    increments = dict.fromkeys(watched, 0)
+    stop = threading.Event()
+
+    def writer() -> None:
+        # One writer, one increment per statement, counted only once it committed.
+        autocommit = loaded.execution_options(isolation_level="AUTOCOMMIT")
+        with autocommit.connect() as connection:
+            while not stop.is_set():
+                for item_id in watched:
+                    try:
+                        result = connection.execute(
+                            text("UPDATE items SET version = version + 1 WHERE id = :id"),
+                            {"id": item_id},
+                        )
+                    except RetryableError:
+                        continue
+                    increments[item_id] += result.rowcount
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        run_extra_migration(loaded, RETYPE_MIGRATION.replace(
+            "existing_type=sa.Integer()", "existing_type=sa.Integer(), batch_size=500"
+        ))  # fmt: skip
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+    with loaded.connect() as connection:
+        stored = dict(
+            connection.execute(
+                text("SELECT id, version FROM items WHERE id IN :ids").bindparams(
+                    sa.bindparam("ids", expanding=True)
+                ),
+                {"ids": watched},
+            ).all()
+        )
+    assert sum(increments.values()) > 100, "the writer ran while the column changed"
+    assert {key: stored[key] - 1 for key in watched} == increments
+    assert version_column(loaded)[0].startswith("BIGINT")
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_type_change_under_live_traffic(loaded: Engine) -> None:
+    load_items(loaded, LIVE_ROWS)
+    item_ids, owner_ids = sample_ids(loaded)
+    factory = sessionmaker(bind=loaded, expire_on_commit=False)
+
+    with Traffic(factory, item_ids, owner_ids) as traffic:
+        time.sleep(1.0)
+        started = time.perf_counter()
+        run_extra_migration(loaded, RETYPE_MIGRATION)
+        ended = time.perf_counter()
+        time.sleep(0.5)  # the requests after the swap: the old statements, planned anew
+
+    during = traffic.during(started, ended)
+    longest = max(request.seconds for request in during)
+    assert traffic.errors == []
+    assert len(during) > 50, "the traffic ran while the migration did"
+    assert longest < 1.0, f"a request waited {longest:.2f} s during the migration"
+    assert version_column(loaded)[0].startswith("BIGINT")
+    assert schema_differences(loaded, retyped_metadata()) == []
+    with loaded.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM items WHERE version < 1")) == 0

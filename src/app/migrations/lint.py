@@ -37,8 +37,8 @@ SAFE_ALTERNATIVES = {
     "(expand/contract)",
     "drop-table": "stop using the table in one release and drop it in a later one",
     "rename": "add the new name, copy the data, move readers and writers, then drop the old one",
-    "type-change": "add a column of the new type, fill it with migration_ops.backfill, switch "
-    "readers, then drop the old",
+    "type-change": "migration_ops.alter_column(table, column, type_=..., existing_type=...) "
+    "fills a column of the new type kept in step by triggers and swaps it in under a short lock",
     "index-not-concurrent": "migration_ops.create_index(name, table, columns) builds it without "
     "blocking writes on every backend",
     "add-foreign-key": "migration_ops.create_foreign_key(...) (op's arguments) adds it without "
@@ -58,6 +58,7 @@ SQUAWK_ALTERNATIVES = {
     "constraint-missing-not-valid": SAFE_ALTERNATIVES["add-check-constraint"],
     "require-concurrent-index-creation": SAFE_ALTERNATIVES["index-not-concurrent"],
     "adding-required-field": SAFE_ALTERNATIVES["not-null-without-default"],
+    "changing-column-type": SAFE_ALTERNATIVES["type-change"],
 }
 
 # The dialects every migration must be writable for: the three backends the project runs on.
@@ -289,7 +290,7 @@ def _squawk(revision: str, down: str | None, path: str) -> list[Finding]:
         match = re.match(r"^.*?:(\d+):\d+: \w+: ([\w-]+) (.*)$", line)
         if match:
             rule, message = match.group(2), match.group(3)
-            if rule == "ban-drop-constraint" and _drops_a_replaced_check(sql, sql_lines, match):
+            if _a_helpers_own_step(rule, sql, sql_lines, int(match.group(1))):
                 continue
             findings.append(
                 Finding(
@@ -304,16 +305,32 @@ def _squawk(revision: str, down: str | None, path: str) -> list[Finding]:
 
 
 _NOT_NULL_CHECK_DROP = re.compile(r"DROP CONSTRAINT IF EXISTS (ck_\w+_not_null)")
+_RETYPED_SWAP = re.compile(r"RENAME COLUMN _(\w+)_retyped TO (\w+)")
+_DROPPED_COLUMN = re.compile(r"DROP COLUMN (\w+)")
+_RETYPE_FUNCTION_DROP = re.compile(r"DROP FUNCTION IF EXISTS app_retype_\w+_fn\(\)")
 
 
-def _drops_a_replaced_check(sql: str, lines: list[str], match: re.Match[str]) -> bool:
-    """Whether the flagged line drops the `CHECK (col IS NOT NULL)` that
-    `migration_ops.add_not_null_column` added earlier in the same SQL and replaced by the
-    column's own NOT NULL: no guarantee is lost."""
-    number = int(match.group(1))
+def _a_helpers_own_step(rule: str, sql: str, lines: list[str], number: int) -> bool:
+    """Whether the statement squawk flags at SQL line `number` is a step of a helper that
+    loses nothing: the `CHECK (col IS NOT NULL)` that `add_not_null_column` replaced by the
+    column's own NOT NULL, or `alter_column`'s swap (the old column dropped and the retyped
+    copy renamed to its name, in one transaction; the function that kept them in step)."""
     # squawk counts a statement from the blank line before it: look at the next few lines.
-    dropped = _NOT_NULL_CHECK_DROP.search("\n".join(lines[number - 1 : number + 2]))
-    return dropped is not None and f"ADD CONSTRAINT {dropped.group(1)} CHECK" in sql
+    nearby = "\n".join(lines[number - 1 : number + 2])
+    if rule == "ban-drop-constraint":
+        dropped = _NOT_NULL_CHECK_DROP.search(nearby)
+        return dropped is not None and f"ADD CONSTRAINT {dropped.group(1)} CHECK" in sql
+    if rule == "renaming-column":
+        swap = _RETYPED_SWAP.search(nearby)
+        return swap is not None and swap.group(1) == swap.group(2)
+    if rule == "ban-drop-column":
+        column = _DROPPED_COLUMN.search(nearby)
+        return column is not None and bool(
+            re.search(rf"RENAME COLUMN _{column.group(1)}_retyped TO {column.group(1)}\b", sql)
+        )
+    if rule == "ban-drop-function":
+        return _RETYPE_FUNCTION_DROP.search(nearby) is not None
+    return False
 
 
 def render_sql(revision_range: str, *, url: str = "postgresql+psycopg://") -> str:

@@ -23,11 +23,13 @@ from app.migrations.ops.constraints import (
 )
 from app.migrations.ops.enums import drop_enum_type
 from app.migrations.ops.indexes import create_index, drop_index
+from app.migrations.ops.retype import alter_column
 
 __all__ = [
     "ConstraintRefusedError",
     "NotNullRefusedError",
     "add_not_null_column",
+    "alter_column",
     "backfill",
     "create_check_constraint",
     "create_foreign_key",

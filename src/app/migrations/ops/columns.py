@@ -53,7 +53,7 @@ def add_not_null_column(
     default = getattr(column.server_default, "arg", None)
     dialect = dialect_name()
     with outside_transaction():
-        if offline() or not _has_column(op.get_bind(), table, column.name):
+        if offline() or not has_column(op.get_bind(), table, column.name):
             _add_nullable(table, nullable, dialect)
         if default is not None and dialect != "sqlite":
             locked_briefly(
@@ -64,12 +64,12 @@ def add_not_null_column(
     needs_value = lightweight_column(column.name).is_(None)
     backfill_rows(table, {column.name: backfill}, where=needs_value, batch_size=batch_size)
     if dialect == "postgresql":
-        _not_null_postgresql(table, column.name, needs_value, backfill, batch_size)
+        not_null_postgresql(table, column.name, needs_value, backfill, batch_size)
     elif dialect in ("mysql", "mariadb"):
         required = Column(
             column.name, column.type, nullable=False, server_default=column.server_default
         )
-        _alter_mariadb(table, f"MODIFY COLUMN {_column_sql(required)}", instant=False)
+        alter_mariadb(table, f"MODIFY COLUMN {column_sql(required)}", instant=False)
     else:
         with op.batch_alter_table(table) as batch:
             batch.alter_column(
@@ -81,7 +81,7 @@ def drop_column(table: str, name: str) -> None:
     """Drop column `name` of `table` (what `add_not_null_column` added) without a long lock."""
     dialect = dialect_name()
     if dialect == "sqlite":
-        if offline() or _has_column(op.get_bind(), table, name):
+        if offline() or has_column(op.get_bind(), table, name):
             with op.batch_alter_table(table) as batch:
                 batch.drop_column(name)
         return
@@ -90,25 +90,25 @@ def drop_column(table: str, name: str) -> None:
             statement = f"ALTER TABLE {quote(table)} DROP COLUMN IF EXISTS {quote(name)}"
             locked_briefly(lambda: op.execute(statement))
         else:
-            _alter_mariadb(table, f"DROP COLUMN IF EXISTS {quote(name)}", instant=True)
+            alter_mariadb(table, f"DROP COLUMN IF EXISTS {quote(name)}", instant=True)
 
 
-def _has_column(connection: Connection, table: str, name: str) -> bool:
+def has_column(connection: Connection, table: str, name: str) -> bool:
     return any(column["name"] == name for column in inspect(connection).get_columns(table))
 
 
-def _column_sql(column: Column[Any]) -> str:
+def column_sql(column: Column[Any]) -> str:
     return str(CreateColumn(column).compile(dialect=op.get_context().dialect))
 
 
 def _add_nullable(table: str, column: Column[Any], dialect: str) -> None:
     if dialect in ("mysql", "mariadb"):
-        _alter_mariadb(table, f"ADD COLUMN IF NOT EXISTS {_column_sql(column)}", instant=True)
+        alter_mariadb(table, f"ADD COLUMN IF NOT EXISTS {column_sql(column)}", instant=True)
     else:
         locked_briefly(lambda: op.add_column(table, column))
 
 
-def _alter_mariadb(table: str, change: str, *, instant: bool) -> None:
+def alter_mariadb(table: str, change: str, *, instant: bool) -> None:
     """ALTER TABLE with the least locking the server can do: INSTANT, else INPLACE, LOCK=NONE."""
     alter = f"ALTER TABLE {quote(table)} {mariadb_wait()} {change}"
     online = f"{alter}, ALGORITHM=INPLACE, LOCK=NONE"
@@ -123,7 +123,7 @@ def _alter_mariadb(table: str, change: str, *, instant: bool) -> None:
         locked_briefly(lambda: op.execute(online))
 
 
-def _not_null_postgresql(
+def not_null_postgresql(
     table: str, name: str, needs_value: Any, backfill: Any, batch_size: int
 ) -> None:
     check = f"ck_{table}_{name}_not_null"[:63]

@@ -1,0 +1,265 @@
+"""A column's type changed on a large, busy table without rewriting it under a lock.
+
+`ALTER COLUMN ... TYPE` rewrites the table while it holds an exclusive lock (PostgreSQL), or
+copies it while writes wait (MariaDB). The online way: a new column of the new type beside the
+old one (`_<name>_retyped`), kept in step with it by triggers as rows are written, filled for the
+rows already there in batches, made NOT NULL and given the old column's default the way
+`add_not_null_column` does it; then, under one short lock, the triggers and the old column go
+and the new one takes its name. Code running meanwhile reads and writes the old column as
+before; the statements psycopg prepared against the old type are planned anew (see
+`app.dialects.postgresql.Replanning`). SQLite: batch mode's table copy.
+
+Each step is skipped when an earlier run made it, so a migration killed half-way continues
+when run again; one killed during the swap on MariaDB finds the triggers gone and the new
+column still there, puts the triggers back and fills what it missed.
+
+A column that is part of an index, a key or a constraint is refused: dropping the old column
+would take those with it.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+from typing import Any
+
+from alembic import op
+from sqlalchemy import Column, Connection, cast, inspect, text
+from sqlalchemy import column as lightweight_column
+from sqlalchemy.types import TypeEngine
+
+from app.migrations.ops.backfill import BATCH_SIZE
+from app.migrations.ops.backfill import backfill as backfill_rows
+from app.migrations.ops.columns import (
+    alter_mariadb,
+    column_sql,
+    has_column,
+    not_null_postgresql,
+)
+from app.migrations.ops.online import (
+    dialect_name,
+    locked_briefly,
+    mariadb_wait,
+    offline,
+    outside_transaction,
+    quote,
+)
+
+# How long the swap may wait for the table on MariaDB (whole seconds).
+_SWAP_WAIT = 1
+
+
+def alter_column(
+    table_name: str,
+    column_name: str,
+    *,
+    type_: TypeEngine[Any],
+    existing_type: TypeEngine[Any] | None = None,
+    batch_size: int = BATCH_SIZE,
+    **unsupported: Any,
+) -> None:
+    """`op.alter_column(table_name, column_name, type_=..., existing_type=...)` while the table
+    stays readable and writable; only a type change (the other changes `op.alter_column` makes
+    have helpers of their own, or hold no long lock)."""
+    if unsupported:
+        raise ValueError(
+            f"alter_column {table_name}.{column_name}: changes only the type here; "
+            f"{', '.join(sorted(unsupported))} goes through op.alter_column"
+        )
+    dialect = dialect_name()
+    if dialect == "sqlite":
+        if offline() or not _has_type(op.get_bind(), table_name, column_name, type_):
+            with op.batch_alter_table(table_name) as batch:
+                batch.alter_column(column_name, type_=type_, existing_type=existing_type)
+        return
+    retyped = f"_{column_name}_retyped"[:63]
+    connection = None if offline() else op.get_bind()
+    if connection is not None:
+        if not has_column(connection, table_name, retyped) and _has_type(
+            connection, table_name, column_name, type_
+        ):
+            return  # an earlier run finished
+        _refuse_if_bound(connection, table_name, column_name)
+    old = _described(connection, table_name, column_name)
+    new_column = Column(retyped, type_, nullable=True)
+    if dialect == "postgresql":
+        _retype_postgresql(table_name, column_name, new_column, old, batch_size)
+    else:
+        _retype_mariadb(table_name, column_name, new_column, old, batch_size)
+
+
+def _has_type(connection: Connection, table: str, name: str, type_: TypeEngine[Any]) -> bool:
+    dialect = connection.dialect
+    for found in inspect(connection).get_columns(table):
+        if found["name"] == name:
+            return _spelled(found["type"].compile(dialect)) == _spelled(type_.compile(dialect))
+    raise ValueError(f"alter_column: {table} has no column {name}")
+
+
+def _spelled(type_sql: str) -> str:
+    """A type's SQL without what the server adds on its own (MariaDB's display width)."""
+    return re.sub(r"^(\w*INT\w*)\(\d+\)", r"\1", type_sql.upper()).replace("INTEGER", "INT")
+
+
+def _refuse_if_bound(connection: Connection, table: str, name: str) -> None:
+    """Refuse a column that an index, a key or a constraint uses (dropping it drops them)."""
+    inspector = inspect(connection)
+    uses: list[tuple[str | None, list[str]]] = [
+        (inspector.get_pk_constraint(table).get("name") or "the primary key",
+         inspector.get_pk_constraint(table)["constrained_columns"]),
+    ]  # fmt: skip
+    uses += [(i["name"], [str(c) for c in i["column_names"]]) for i in inspector.get_indexes(table)]
+    uses += [(u["name"], u["column_names"]) for u in inspector.get_unique_constraints(table)]
+    uses += [(k["name"], k["constrained_columns"]) for k in inspector.get_foreign_keys(table)]
+    word = re.compile(rf"\b{re.escape(name)}\b")
+    uses += [
+        (c["name"], [name] if word.search(c["sqltext"]) else [])
+        for c in inspector.get_check_constraints(table)
+    ]
+    for user, columns in uses:
+        if name in columns:
+            raise ValueError(
+                f"alter_column {table}.{name}: {user} uses the column; drop it first and add "
+                "it back after the change (migration_ops.create_index, create_*_constraint)"
+            )
+
+
+class _Old:
+    """What the new column takes over from the old one: NOT NULL, and its default (SQL)."""
+
+    def __init__(self, nullable: bool, default: str | None) -> None:
+        self.nullable = nullable
+        self.default = default
+
+
+def _described(connection: Connection | None, table: str, name: str) -> _Old:
+    if connection is None:  # writing SQL: what the models' usual column is
+        return _Old(nullable=False, default=None)
+    found = next(c for c in inspect(connection).get_columns(table) if c["name"] == name)
+    return _Old(nullable=bool(found["nullable"]), default=found.get("default"))
+
+
+def _names(table: str, column: str) -> tuple[str, str]:
+    """The trigger's name and its function's (PostgreSQL) or its prefix (MariaDB)."""
+    base = f"app_retype_{table}_{column}"[:55]
+    return base, f"{base}_fn"
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------
+
+
+def _retype_postgresql(
+    table: str, name: str, new_column: Column[Any], old: _Old, batch_size: int
+) -> None:
+    retyped = new_column.name
+    trigger, function = _names(table, name)
+    type_sql = new_column.type.compile(op.get_context().dialect)
+    with outside_transaction():
+        locked_briefly(
+            lambda: op.execute(
+                f"ALTER TABLE {quote(table)} ADD COLUMN IF NOT EXISTS {column_sql(new_column)}"
+            )
+        )
+        op.execute(
+            f"CREATE OR REPLACE FUNCTION {quote(function)}() RETURNS trigger LANGUAGE plpgsql "
+            f"AS $$ BEGIN NEW.{quote(retyped)} := CAST(NEW.{quote(name)} AS {type_sql}); "
+            "RETURN NEW; END $$"
+        )
+        locked_briefly(
+            lambda: op.execute(
+                f"CREATE OR REPLACE TRIGGER {quote(trigger)} BEFORE INSERT OR UPDATE ON "
+                f"{quote(table)} FOR EACH ROW EXECUTE FUNCTION {quote(function)}()"
+            )
+        )
+    copied = cast(lightweight_column(name), new_column.type)
+    backfill_rows(table, {retyped: copied}, batch_size=batch_size)
+    if old.default is not None:
+        with outside_transaction():
+            locked_briefly(
+                lambda: op.execute(
+                    f"ALTER TABLE {quote(table)} ALTER COLUMN {quote(retyped)} "
+                    f"SET DEFAULT {old.default}"
+                )
+            )
+    if not old.nullable:
+        needs_value = lightweight_column(retyped).is_(None)
+        not_null_postgresql(table, retyped, needs_value, copied, batch_size)
+    swap = [
+        f"DROP TRIGGER IF EXISTS {quote(trigger)} ON {quote(table)}",
+        f"ALTER TABLE {quote(table)} DROP COLUMN {quote(name)}",
+        f"ALTER TABLE {quote(table)} RENAME COLUMN {quote(retyped)} TO {quote(name)}",
+        f"DROP FUNCTION IF EXISTS {quote(function)}()",
+    ]
+    with outside_transaction():
+        if offline():
+            for statement in swap:
+                op.execute(statement)
+            return
+        locked_briefly(lambda: _in_one_transaction(op.get_bind(), swap))
+
+
+def _in_one_transaction(connection: Connection, statements: list[str]) -> None:
+    """Run `statements` as one transaction on an autocommit connection: all or none."""
+    connection.exec_driver_sql("BEGIN")
+    try:
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+    except BaseException:
+        connection.exec_driver_sql("ROLLBACK")
+        raise
+    connection.exec_driver_sql("COMMIT")
+
+
+# -- MariaDB --------------------------------------------------------------------------------------
+
+
+def _retype_mariadb(
+    table: str, name: str, new_column: Column[Any], old: _Old, batch_size: int
+) -> None:
+    retyped = new_column.name
+    prefix, _ = _names(table, name)
+    triggers = {f"{prefix}_ins": "INSERT", f"{prefix}_upd": "UPDATE"}
+    alter_mariadb(table, f"ADD COLUMN IF NOT EXISTS {column_sql(new_column)}", instant=True)
+    with outside_transaction():
+        for trigger, event in triggers.items():
+            statement = (
+                f"CREATE TRIGGER IF NOT EXISTS {quote(trigger)} BEFORE {event} ON "
+                f"{quote(table)} FOR EACH ROW SET NEW.{quote(retyped)} = NEW.{quote(name)}"
+            )
+            locked_briefly(partial(op.execute, statement))
+    backfill_rows(table, {retyped: lightweight_column(name)}, batch_size=batch_size)
+    if not old.nullable or old.default is not None:
+        default = f" DEFAULT {old.default}" if old.default is not None else ""
+        null = "NULL" if old.nullable else "NOT NULL"
+        type_sql = new_column.type.compile(op.get_context().dialect)
+        alter_mariadb(
+            table, f"MODIFY COLUMN {quote(retyped)} {type_sql} {null}{default}", instant=False
+        )
+    swap = [
+        *(f"DROP TRIGGER IF EXISTS {quote(trigger)}" for trigger in triggers),
+        f"ALTER TABLE {quote(table)} {mariadb_wait()} DROP COLUMN {quote(name)}, "
+        f"RENAME COLUMN {quote(retyped)} TO {quote(name)}, ALGORITHM=INSTANT",
+    ]
+    with outside_transaction():
+        if offline():
+            for statement in swap:
+                op.execute(statement)
+            return
+        locked_briefly(lambda: _with_table_locked(op.get_bind(), table, swap))
+
+
+def _with_table_locked(connection: Connection, table: str, statements: list[str]) -> None:
+    """Run `statements` while this session alone may use `table` (MariaDB's DDL is not
+    transactional: without the lock a write between dropping the triggers and dropping the
+    old column would be lost). The wait for the lock is short; the lock lasts milliseconds."""
+    saved = connection.scalar(text("SELECT @@SESSION.lock_wait_timeout"))
+    connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {_SWAP_WAIT}")
+    try:
+        connection.exec_driver_sql(f"LOCK TABLES {quote(table)} WRITE")
+        try:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+        finally:
+            connection.exec_driver_sql("UNLOCK TABLES")
+    finally:
+        connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {int(saved)}")
