@@ -525,3 +525,89 @@ def test_a_type_change_under_live_traffic(loaded: Engine) -> None:
     assert schema_differences(loaded, retyped_metadata()) == []
     with loaded.connect() as connection:
         assert connection.scalar(text("SELECT count(*) FROM items WHERE version < 1")) == 0
+
+
+@pytest.mark.backends("postgresql")
+def test_constraints_an_interrupted_run_left_unvalidated_are_finished(loaded: Engine) -> None:
+    load_items(loaded, 2_000)
+    with loaded.begin() as connection:  # where a run killed during VALIDATE stopped
+        connection.execute(text("ALTER TABLE items ADD COLUMN reviewer_id uuid"))
+        connection.execute(text("UPDATE items SET reviewer_id = owner_id"))
+        connection.execute(
+            text(
+                "ALTER TABLE items ADD CONSTRAINT fk_items_reviewer_id_users FOREIGN KEY "
+                "(reviewer_id) REFERENCES users (id) NOT VALID"
+            )
+        )
+        connection.execute(
+            text(
+                "ALTER TABLE items ADD CONSTRAINT ck_items_version_positive "
+                "CHECK (version > 0) NOT VALID"
+            )
+        )
+    body = """
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.create_foreign_key(
+        "fk_items_reviewer_id_users", "items", "users", ["reviewer_id"], ["id"]
+    )
+    migration_ops.create_check_constraint("version_positive", "items", "version > 0")
+"""
+    run_extra_migration(loaded, body)
+
+    in_force = constraints_in_force(loaded)
+    assert in_force["fk_items_reviewer_id_users"] is True
+    assert in_force["ck_items_version_positive"] is True
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_type_change_killed_half_way_continues_when_run_again(
+    loaded: Engine, fresh_url: str
+) -> None:
+    load_items(loaded, 40_000)
+    with loaded.begin() as connection:
+        connection.execute(text("UPDATE items SET version = 2 WHERE title = 'tt'"))
+        before = dict(connection.execute(text("SELECT id, version FROM items")).all())
+    body = RETYPE_MIGRATION.replace(
+        "existing_type=sa.Integer()", "existing_type=sa.Integer(), batch_size=200", 1
+    )
+    script = (
+        "import sys\n"
+        "from app.db.session import make_engine\n"
+        "from bench.live_traffic import run_extra_migration\n"
+        "run_extra_migration(make_engine(sys.argv[1]), sys.stdin.read())\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, fresh_url], cwd=ROOT, stdin=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None
+    child.stdin.write(body)
+    child.stdin.close()
+    deadline = time.monotonic() + 60
+    while retyped_rows(loaded) < 2_000 and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert 0 < retyped_rows(loaded) < 40_000, "killed half-way through the fill"
+
+    run_extra_migration(loaded, body)
+
+    spelled, nullable, columns = version_column(loaded)
+    assert spelled.startswith("BIGINT")
+    assert nullable is False
+    assert "_version_retyped" not in columns
+    with loaded.connect() as connection:
+        assert not _triggers(connection)
+        after = dict(connection.execute(text("SELECT id, version FROM items")).all())
+    assert after == before
+
+
+def retyped_rows(engine: Engine) -> int:
+    with engine.connect() as connection:
+        columns = {c["name"] for c in inspect(connection).get_columns("items")}
+        if "_version_retyped" not in columns:
+            return 0
+        query = "SELECT count(*) FROM items WHERE _version_retyped IS NOT NULL"
+        return int(connection.scalar(text(query)) or 0)

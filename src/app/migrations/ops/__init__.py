@@ -8,6 +8,8 @@
             backfill=sa.func.lower(sa.column("title")),
         )
         migration_ops.create_index("ix_items_slug", "items", ["slug"])
+        migration_ops.create_unique_constraint("uq_items_slug", "items", ["slug"])
+        migration_ops.alter_column("items", "version", type_=sa.BigInteger())
 
 Each helper works on PostgreSQL, MariaDB and SQLite, takes table locks only for an instant
 (waiting for them briefly and trying again), and can be run again after it was interrupted.
