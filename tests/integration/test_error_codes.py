@@ -28,6 +28,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    inspect,
     select,
     text,
 )
@@ -114,6 +115,22 @@ def test_the_conflict_names_field_and_constraint_but_not_the_value(engine_url: U
             _insert_user(conn, "taken@example.com")
     assert (caught.value.fields, caught.value.constraint) == (("email",), "uq_users_email")
     assert str(caught.value) == "a user with this email already exists"
+
+
+def test_a_connection_that_reflected_a_table_still_translates_and_hides_values(
+    engine_url: URL,
+) -> None:
+    # Reflection (the migration helpers, `app db check`) runs on the connection in use; on
+    # MariaDB SQLAlchemy's turns the connection's error events off and leaves them off.
+    email = f"{SECRET_VALUE}@example.com"
+    with _engine(engine_url).connect() as conn:
+        inspector = inspect(conn)
+        inspector.get_columns("users")
+        inspector.get_pk_constraint("users")
+        _insert_user(conn, email)
+        with _refused(ConflictError) as caught:
+            _insert_user(conn, email)
+    assert SECRET_VALUE not in str(caught.value.__cause__)
 
 
 def test_a_duplicate_primary_key_is_a_conflict(engine_url: URL) -> None:

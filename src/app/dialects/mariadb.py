@@ -61,6 +61,10 @@ SQL_MODE = "TRADITIONAL,NO_ENGINE_SUBSTITUTION"
 _ALGORITHM_REFUSED = {1845, 1846}
 
 
+# The statements SQLAlchemy's MySQL reflection runs with the connection's error events off.
+_REFLECTION_STATEMENTS = ("SHOW CREATE TABLE ", "DESCRIBE ")
+
+
 class MariaDB(Backend):
     """MariaDB; see the module's docstring."""
 
@@ -125,6 +129,18 @@ class MariaDB(Backend):
             # The rest of the stream would be thrown away: end it, and refuse the statement.
             if close_streams(connection):
                 raise InvalidQueryError(STREAM_CUT_SHORT)
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _errors_translated_after_reflection(
+            connection: Connection, _cursor: Any, statement: str, *_args: Any
+        ) -> None:
+            # SQLAlchemy reflects a table through the connection in use (migrations, `app db
+            # check`) with the connection's error events turned off, and leaves them off: a
+            # later failure on it would skip our translation, and its text would keep the
+            # values the server quotes. They go back on for every statement but reflection's.
+            skipped = connection.get_execution_options().get("skip_user_error_events")
+            if skipped and not statement.startswith(_REFLECTION_STATEMENTS):
+                connection.execution_options(skip_user_error_events=False)
 
         # (On Galera a marker would be a write set for every node to certify.)
         note_writes(engine)

@@ -260,7 +260,7 @@ def _refusing_on(
     try:
         action()
         return
-    except sa_exc.DBAPIError as exc:  # a statement run past the engine's translation
+    except sa_exc.DBAPIError as exc:  # on a connection the data layer did not build
         if not isinstance(translate(exc, connected=True), refusals):
             raise
     except refusals:
