@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -157,24 +157,53 @@ def upgrade() -> None:
     assert wrong == 0
 
 
-@pytest.mark.backends("postgresql", "mariadb")
-def test_online_migration_under_live_traffic(loaded: Engine) -> None:
-    load_items(loaded, LIVE_ROWS)
-    item_ids, owner_ids = sample_ids(loaded)
-    factory = sessionmaker(bind=loaded, expire_on_commit=False)
-
+def migrate_under_traffic(engine: Engine, body: str) -> Traffic:
+    """LIVE_ROWS items, four threads of units of work on them, and the migration `body` run in
+    the middle of that traffic; asserts what every such test asserts: no request failed (a
+    retry absorbed by `run_in_transaction` is fine) and none waited a second."""
+    load_items(engine, LIVE_ROWS)
+    item_ids, owner_ids = sample_ids(engine)
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
     with Traffic(factory, item_ids, owner_ids) as traffic:
         time.sleep(1.0)  # traffic first, then the migration in the middle of it
         started = time.perf_counter()
-        run_extra_migration(loaded, ONLINE_MIGRATION)
+        run_extra_migration(engine, body)
         ended = time.perf_counter()
-        time.sleep(0.5)
-
+        time.sleep(0.5)  # and the requests after it (on PostgreSQL: old plans made anew)
     during = traffic.during(started, ended)
     longest = max(request.seconds for request in during)
     assert traffic.errors == []
     assert len(during) > 50, "the traffic ran while the migration did"
     assert longest < 1.0, f"a request waited {longest:.2f} s during the migration"
+    return traffic
+
+
+def kill_half_way(url: str, body: str, progress: Callable[[], int], enough: int) -> None:
+    """Run the migration `body` in a child process and SIGKILL it once `progress()` reached
+    `enough` (or after a minute)."""
+    script = (
+        "import sys\n"
+        "from app.db.session import make_engine\n"
+        "from bench.live_traffic import run_extra_migration\n"
+        "run_extra_migration(make_engine(sys.argv[1]), sys.stdin.read())\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, url], cwd=ROOT, stdin=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None
+    child.stdin.write(body)
+    child.stdin.close()
+    deadline = time.monotonic() + 60
+    while progress() < enough and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_online_migration_under_live_traffic(loaded: Engine) -> None:
+    traffic = migrate_under_traffic(loaded, ONLINE_MIGRATION)
+
     assert traffic.attempts >= len(traffic.requests)  # retries, if any, were absorbed
     assert not any(isinstance(e, RetryableError) for e in traffic.errors)
     assert index_is_valid(loaded)
@@ -192,25 +221,7 @@ def test_a_killed_migration_continues_where_it_stopped(loaded: Engine, fresh_url
         'backfill=sa.func.length(sa.column("title")),',
         'backfill=sa.func.length(sa.column("title")), batch_size=200,',
     )
-    script = (
-        "import sys\n"
-        "from app.db.session import make_engine\n"
-        "from bench.live_traffic import run_extra_migration\n"
-        "run_extra_migration(make_engine(sys.argv[1]), sys.stdin.read())\n"
-    )
-    child = subprocess.Popen(
-        [sys.executable, "-c", script, fresh_url], cwd=ROOT, stdin=subprocess.PIPE, text=True
-    )
-    assert child.stdin is not None
-    child.stdin.write(body)
-    child.stdin.close()
-    filled = filled_rows(loaded)
-    deadline = time.monotonic() + 60
-    while filled < 2_000 and time.monotonic() < deadline and child.poll() is None:
-        time.sleep(0.02)
-        filled = filled_rows(loaded)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    kill_half_way(fresh_url, body, lambda: filled_rows(loaded), 2_000)
     assert 0 < filled_rows(loaded) < 40_000, "killed half-way through the backfill"
     kept = row_versions(loaded)
 
@@ -360,22 +371,8 @@ def spoil() -> None:
 
 @pytest.mark.backends("postgresql", "mariadb")
 def test_constraints_added_under_live_traffic(loaded: Engine) -> None:
-    load_items(loaded, LIVE_ROWS)
-    item_ids, owner_ids = sample_ids(loaded)
-    factory = sessionmaker(bind=loaded, expire_on_commit=False)
+    migrate_under_traffic(loaded, CONSTRAINTS_MIGRATION)
 
-    with Traffic(factory, item_ids, owner_ids) as traffic:
-        time.sleep(1.0)
-        started = time.perf_counter()
-        run_extra_migration(loaded, CONSTRAINTS_MIGRATION)
-        ended = time.perf_counter()
-        time.sleep(0.5)
-
-    during = traffic.during(started, ended)
-    longest = max(request.seconds for request in during)
-    assert traffic.errors == []
-    assert len(during) > 50, "the traffic ran while the migration did"
-    assert longest < 1.0, f"a request waited {longest:.2f} s during the migration"
     assert constraints_in_force(loaded) == dict.fromkeys(CONSTRAINTS, True)
     assert schema_differences(loaded, constraints_metadata()) == []
 
@@ -505,22 +502,8 @@ def test_alter_column_loses_no_write_made_while_it_runs(loaded: Engine) -> None:
 
 @pytest.mark.backends("postgresql", "mariadb")
 def test_a_type_change_under_live_traffic(loaded: Engine) -> None:
-    load_items(loaded, LIVE_ROWS)
-    item_ids, owner_ids = sample_ids(loaded)
-    factory = sessionmaker(bind=loaded, expire_on_commit=False)
+    migrate_under_traffic(loaded, RETYPE_MIGRATION)
 
-    with Traffic(factory, item_ids, owner_ids) as traffic:
-        time.sleep(1.0)
-        started = time.perf_counter()
-        run_extra_migration(loaded, RETYPE_MIGRATION)
-        ended = time.perf_counter()
-        time.sleep(0.5)  # the requests after the swap: the old statements, planned anew
-
-    during = traffic.during(started, ended)
-    longest = max(request.seconds for request in during)
-    assert traffic.errors == []
-    assert len(during) > 50, "the traffic ran while the migration did"
-    assert longest < 1.0, f"a request waited {longest:.2f} s during the migration"
     assert version_column(loaded)[0].startswith("BIGINT")
     assert schema_differences(loaded, retyped_metadata()) == []
     with loaded.connect() as connection:
@@ -573,23 +556,7 @@ def test_a_type_change_killed_half_way_continues_when_run_again(
     body = RETYPE_MIGRATION.replace(
         "existing_type=sa.Integer()", "existing_type=sa.Integer(), batch_size=200", 1
     )
-    script = (
-        "import sys\n"
-        "from app.db.session import make_engine\n"
-        "from bench.live_traffic import run_extra_migration\n"
-        "run_extra_migration(make_engine(sys.argv[1]), sys.stdin.read())\n"
-    )
-    child = subprocess.Popen(
-        [sys.executable, "-c", script, fresh_url], cwd=ROOT, stdin=subprocess.PIPE, text=True
-    )
-    assert child.stdin is not None
-    child.stdin.write(body)
-    child.stdin.close()
-    deadline = time.monotonic() + 60
-    while retyped_rows(loaded) < 2_000 and time.monotonic() < deadline and child.poll() is None:
-        time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    kill_half_way(fresh_url, body, lambda: retyped_rows(loaded), 2_000)
     assert 0 < retyped_rows(loaded) < 40_000, "killed half-way through the fill"
 
     run_extra_migration(loaded, body)
