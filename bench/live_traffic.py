@@ -12,10 +12,11 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -160,6 +161,10 @@ class Traffic:
     item_ids: list[uuid.UUID]
     owner_ids: list[uuid.UUID]
     threads: int = 4
+    # The model the units work through and its title attribute: a later release's model can
+    # name the column otherwise (a rename in progress).
+    model: type[Any] = Item
+    title: str = "title"
     requests: list[Request] = field(default_factory=list)
     attempts: int = 0
     inserted: list[uuid.UUID] = field(default_factory=list)
@@ -190,8 +195,8 @@ class Traffic:
     def _run(self, number: int) -> None:
         chooser = random.Random(number)
         kinds: dict[str, Callable[[UnitOfWork], object]] = {
-            "read": lambda uow: uow.items.get(chooser.choice(self.item_ids)),
-            "update": lambda uow: uow.items.update(
+            "read": lambda uow: uow.repository(self.model).get(chooser.choice(self.item_ids)),
+            "update": lambda uow: uow.repository(self.model).update(
                 chooser.choice(self.item_ids), {"description": f"changed {chooser.random():.6f}"}
             ),
             "insert": self._insert(chooser),
@@ -217,8 +222,11 @@ class Traffic:
 
     def _insert(self, chooser: random.Random) -> Callable[[UnitOfWork], object]:
         def insert(uow: UnitOfWork) -> object:
-            item = uow.items.create(
-                {"title": f"new {chooser.random():.6f}", "owner_id": chooser.choice(self.owner_ids)}
+            item = uow.repository(self.model).create(
+                {
+                    self.title: f"new {chooser.random():.6f}",
+                    "owner_id": chooser.choice(self.owner_ids),
+                }
             )
             with self._lock:
                 self.inserted.append(item.id)
@@ -236,24 +244,34 @@ def sample_ids(engine: Engine, count: int = 5_000) -> tuple[list[uuid.UUID], lis
 
 
 def run_extra_migration(
-    engine: Engine, body: str, *, revision: str = "f00dfeed0001", downgrade_to: str | None = None
+    engine: Engine,
+    body: str,
+    *,
+    revision: str = "f00dfeed0001",
+    downgrade_to: str | None = None,
+    after: Sequence[str] = (),
 ) -> float:
     """Apply one more migration (`body` is its code) on top of the project's, or with
-    `downgrade_to` go down from it to there; the seconds it took."""
+    `downgrade_to` go down from it to there; the seconds it took. `after`: the code of extra
+    migrations that come before this one (applied by an earlier call, or now)."""
     project = find_alembic_ini().parent / "migrations"
     with TemporaryDirectory() as scratch:
         scripts = Path(scratch) / "migrations"
         shutil.copytree(project, scripts, ignore=shutil.ignore_patterns("__pycache__"))
         config = alembic_config()
         config.set_main_option("script_location", str(scripts))
-        head = _head(config)
-        header = f'"""extra"""\nrevision = "{revision}"\ndown_revision = "{head}"\n'
-        (scripts / "versions" / f"29991231_2359_{revision}.py").write_text(header + body)
+        down = _head(config)
+        chain = [(f"{revision[:-4]}{number:04d}", code) for number, code in enumerate(after, 1)]
+        chain.append((f"{revision[:-4]}{len(after) + 1:04d}" if after else revision, body))
+        for name, code in chain:
+            header = f'"""extra"""\nrevision = "{name}"\ndown_revision = "{down}"\n'
+            (scripts / "versions" / f"29991231_2359_{name}.py").write_text(header + code)
+            down = name
         started = time.perf_counter()
         with engine.connect() as connection:
             config.attributes["connection"] = connection
             if downgrade_to is None:
-                command.upgrade(config, revision)
+                command.upgrade(config, chain[-1][0])
             else:
                 command.downgrade(config, downgrade_to)
             if connection.in_transaction():

@@ -16,15 +16,21 @@ Each helper works on PostgreSQL, MariaDB and SQLite, takes table locks only for 
 """
 
 from app.migrations.ops.backfill import backfill
-from app.migrations.ops.columns import NotNullRefusedError, add_not_null_column, drop_column
+from app.migrations.ops.columns import add_not_null_column, drop_column
 from app.migrations.ops.constraints import (
     ConstraintRefusedError,
     create_check_constraint,
     create_foreign_key,
     create_unique_constraint,
 )
+from app.migrations.ops.ddl import NotNullRefusedError
 from app.migrations.ops.enums import drop_enum_type
 from app.migrations.ops.indexes import create_index, drop_index
+from app.migrations.ops.rename_column import (
+    finish_rename_column,
+    rename_column,
+    undo_rename_column,
+)
 from app.migrations.ops.retype import alter_column
 
 __all__ = [
@@ -40,4 +46,7 @@ __all__ = [
     "drop_column",
     "drop_enum_type",
     "drop_index",
+    "finish_rename_column",
+    "rename_column",
+    "undo_rename_column",
 ]

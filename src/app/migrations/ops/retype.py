@@ -24,13 +24,13 @@ from functools import partial
 from typing import Any
 
 from alembic import op
-from sqlalchemy import Column, Connection, cast, inspect, text
+from sqlalchemy import Column, Connection, cast, inspect
 from sqlalchemy import column as lightweight_column
 from sqlalchemy.types import TypeEngine
 
 from app.migrations.ops.backfill import BATCH_SIZE
 from app.migrations.ops.backfill import backfill as backfill_rows
-from app.migrations.ops.columns import (
+from app.migrations.ops.ddl import (
     alter_mariadb,
     column_sql,
     has_column,
@@ -44,9 +44,7 @@ from app.migrations.ops.online import (
     outside_transaction,
     quote,
 )
-
-# How long the swap may wait for the table on MariaDB (whole seconds).
-_SWAP_WAIT = 1
+from app.migrations.ops.swap import in_one_transaction, with_table_locked
 
 
 def alter_column(
@@ -195,19 +193,7 @@ def _retype_postgresql(
             for statement in swap:
                 op.execute(statement)
             return
-        locked_briefly(lambda: _in_one_transaction(op.get_bind(), swap))
-
-
-def _in_one_transaction(connection: Connection, statements: list[str]) -> None:
-    """Run `statements` as one transaction on an autocommit connection: all or none."""
-    connection.exec_driver_sql("BEGIN")
-    try:
-        for statement in statements:
-            connection.exec_driver_sql(statement)
-    except BaseException:
-        connection.exec_driver_sql("ROLLBACK")
-        raise
-    connection.exec_driver_sql("COMMIT")
+        locked_briefly(lambda: in_one_transaction(op.get_bind(), swap))
 
 
 # -- MariaDB --------------------------------------------------------------------------------------
@@ -245,21 +231,4 @@ def _retype_mariadb(
             for statement in swap:
                 op.execute(statement)
             return
-        locked_briefly(lambda: _with_table_locked(op.get_bind(), table, swap))
-
-
-def _with_table_locked(connection: Connection, table: str, statements: list[str]) -> None:
-    """Run `statements` while this session alone may use `table` (MariaDB's DDL is not
-    transactional: without the lock a write between dropping the triggers and dropping the
-    old column would be lost). The wait for the lock is short; the lock lasts milliseconds."""
-    saved = connection.scalar(text("SELECT @@SESSION.lock_wait_timeout"))
-    connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {_SWAP_WAIT}")
-    try:
-        connection.exec_driver_sql(f"LOCK TABLES {quote(table)} WRITE")
-        try:
-            for statement in statements:
-                connection.exec_driver_sql(statement)
-        finally:
-            connection.exec_driver_sql("UNLOCK TABLES")
-    finally:
-        connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {int(saved)}")
+        locked_briefly(lambda: with_table_locked(op.get_bind(), table, swap))

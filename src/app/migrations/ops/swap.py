@@ -1,0 +1,44 @@
+"""The instant at the end of an expand/contract change: DDL statements that land together.
+
+Dropping the triggers that keep two columns in step and dropping one of the columns must happen
+as one: a write in between would be lost, or refused. PostgreSQL's DDL is transactional, so the
+statements run as one transaction. MariaDB's is not; the statements run while this session holds
+the table's write lock, so no other session writes between them. Either way the wait for the
+table is short and the caller retries it (`locked_briefly`); the lock lasts milliseconds.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, text
+
+from app.migrations.ops.online import quote
+
+# How long the swap may wait for the table on MariaDB (whole seconds).
+_SWAP_WAIT = 1
+
+
+def in_one_transaction(connection: Connection, statements: list[str]) -> None:
+    """Run `statements` as one transaction on an autocommit connection: all or none."""
+    connection.exec_driver_sql("BEGIN")
+    try:
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+    except BaseException:
+        connection.exec_driver_sql("ROLLBACK")
+        raise
+    connection.exec_driver_sql("COMMIT")
+
+
+def with_table_locked(connection: Connection, table: str, statements: list[str]) -> None:
+    """Run `statements` while this session alone may use `table` (MariaDB)."""
+    saved = connection.scalar(text("SELECT @@SESSION.lock_wait_timeout"))
+    connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {_SWAP_WAIT}")
+    try:
+        connection.exec_driver_sql(f"LOCK TABLES {quote(table)} WRITE")
+        try:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+        finally:
+            connection.exec_driver_sql("UNLOCK TABLES")
+    finally:
+        connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {int(saved)}")

@@ -1,0 +1,264 @@
+"""Renames in two steps: the expand step serves the old name and the new one at once, the
+contract step removes the old one; each undone by its downgrade. Under live traffic on the
+servers, two releases of the application (the models before and after) run side by side."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from bench.live_traffic import Traffic, run_extra_migration, sample_ids
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from app.db.models import Base, IdMixin, TimestampMixin, VersionMixin, exact_text
+from app.db.session import make_engine
+from app.migrations import drift, upgrade
+from app.migrations.ops.rename_column import column_renames
+from app.repositories import run_in_transaction
+from tests.integration.helpers import load_items
+from tests.integration.test_migration_ops import (
+    kill_half_way,
+    migrate_under_traffic,
+    schema_differences,
+)
+
+EXPAND = """
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.rename_column("items", "title", "name")
+
+
+def downgrade() -> None:
+    migration_ops.undo_rename_column("items", "title", "name")
+"""
+CONTRACT = """
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.finish_rename_column("items", "title", "name")
+
+
+def downgrade() -> None:
+    migration_ops.rename_column("items", "title", "name")
+"""
+
+
+class NextRelease(DeclarativeBase):
+    """The models of the release that calls the column `name`."""
+
+    metadata = sa.MetaData(naming_convention=Base.metadata.naming_convention)
+
+
+class RenamedItem(IdMixin, TimestampMixin, VersionMixin, NextRelease):
+    __tablename__ = "items"
+
+    name: Mapped[str] = mapped_column(exact_text(255))
+    description: Mapped[str | None] = mapped_column(exact_text())
+    owner_id: Mapped[uuid.UUID]
+
+
+@pytest.fixture
+def loaded(fresh_url: str) -> Iterator[Engine]:
+    engine = make_engine(fresh_url, pool_size=8)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def renamed_metadata() -> sa.MetaData:
+    """The models' schema after the rename: what `app db check` compares against."""
+    metadata = sa.MetaData(naming_convention=Base.metadata.naming_convention)
+    for table in Base.metadata.tables.values():
+        if table.name != "items":
+            table.to_metadata(metadata)
+    items = Base.metadata.tables["items"]
+    columns = [
+        sa.Column("name" if c.name == "title" else c.name, c.type, nullable=c.nullable,
+                  server_default=c.server_default, primary_key=c.primary_key)
+        for c in items.columns
+    ]  # fmt: skip
+    renamed = sa.Table("items", metadata, *columns)
+    renamed.append_constraint(
+        sa.ForeignKeyConstraint(["owner_id"], ["users.id"], ondelete="CASCADE")
+    )
+    sa.Index("ix_items_created_at", renamed.c.created_at, renamed.c.id)
+    sa.Index("ix_items_name", renamed.c.name, renamed.c.id)
+    sa.Index("ix_items_owner_id_created_at", renamed.c.owner_id, renamed.c.created_at, renamed.c.id)
+    return metadata
+
+
+def columns_of(engine: Engine) -> dict[str, bool]:
+    with engine.connect() as connection:
+        return {c["name"]: c["nullable"] for c in inspect(connection).get_columns("items")}
+
+
+def out_of_step(engine: Engine) -> int:
+    """Rows whose two names hold different values."""
+    with engine.connect() as connection:
+        return int(
+            connection.scalar(
+                text("SELECT count(*) FROM items WHERE name <> title OR name IS NULL")
+            )
+            or 0
+        )
+
+
+def owner(engine: Engine) -> uuid.UUID:
+    with engine.connect() as connection:
+        found = connection.scalar(text("SELECT owner_id FROM items LIMIT 1"))
+    return found if isinstance(found, uuid.UUID) else uuid.UUID(str(found))
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_during_a_column_rename_each_name_sees_the_others_writes(loaded: Engine) -> None:
+    load_items(loaded, 2_000)
+    run_extra_migration(loaded, EXPAND)
+
+    assert columns_of(loaded)["name"] is False, "NOT NULL like the old column"
+    assert out_of_step(loaded) == 0
+    owner_id = owner(loaded)
+    old = sessionmaker(bind=loaded, expire_on_commit=False)
+    # The release before writes the old name; the one after, the new name.
+    before = run_in_transaction(
+        lambda uow: uow.items.create({"title": "written as title", "owner_id": owner_id}),
+        session_factory=old,
+    )
+    after = run_in_transaction(
+        lambda uow: uow.repository(RenamedItem).create(
+            {"name": "written as name", "owner_id": owner_id}
+        ),
+        session_factory=old,
+    )
+    seen_after = run_in_transaction(
+        lambda uow: uow.repository(RenamedItem).get(before.id), session_factory=old
+    )
+    seen_before = run_in_transaction(lambda uow: uow.items.get(after.id), session_factory=old)
+    assert seen_after.name == "written as title"
+    assert seen_before.title == "written as name"
+    run_in_transaction(
+        lambda uow: uow.items.update(after.id, {"title": "changed as title"}), session_factory=old
+    )
+    run_in_transaction(
+        lambda uow: uow.repository(RenamedItem).update(before.id, {"name": "changed as name"}),
+        session_factory=old,
+    )
+    assert (
+        run_in_transaction(
+            lambda uow: uow.repository(RenamedItem).get(after.id), session_factory=old
+        ).name
+        == "changed as title"
+    )
+    assert (
+        run_in_transaction(lambda uow: uow.items.get(before.id), session_factory=old).title
+        == "changed as name"
+    )
+    assert out_of_step(loaded) == 0
+    with loaded.connect() as connection:
+        assert [str(r) for r in column_renames(connection)] == [
+            "items.title and items.name are kept in step (a column rename in progress: "
+            "finish_rename_column or undo_rename_column ends it)"
+        ]
+
+
+def test_a_column_rename_finishes_and_every_step_is_undone(loaded: Engine) -> None:
+    load_items(loaded, 1_000)
+    with loaded.connect() as connection:
+        titles = dict(connection.execute(text("SELECT id, title FROM items")).all())
+
+    run_extra_migration(loaded, EXPAND)
+    run_extra_migration(loaded, CONTRACT, after=[EXPAND])
+
+    assert "title" not in columns_of(loaded)
+    assert schema_differences(loaded, renamed_metadata()) == []
+    with loaded.connect() as connection:
+        assert dict(connection.execute(text("SELECT id, name FROM items")).all()) == titles
+        assert column_renames(connection) == []
+
+    run_extra_migration(loaded, CONTRACT, after=[EXPAND], downgrade_to="f00dfeed0001")
+    if loaded.dialect.name != "sqlite":
+        assert set(columns_of(loaded)) >= {"title", "name"}
+        assert out_of_step(loaded) == 0
+    run_extra_migration(loaded, CONTRACT, after=[EXPAND], downgrade_to="-1")
+
+    assert drift(loaded) == []
+    with loaded.connect() as connection:
+        assert dict(connection.execute(text("SELECT id, title FROM items")).all()) == titles
+        assert column_renames(connection) == []
+        assert "name" not in columns_of(loaded)
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_column_rename_under_live_traffic_of_two_releases(loaded: Engine) -> None:
+    migrate_under_traffic(loaded, EXPAND)  # the release before, while the expand step runs
+    assert out_of_step(loaded) == 0
+
+    item_ids, owner_ids = sample_ids(loaded)
+    factory = sessionmaker(bind=loaded, expire_on_commit=False)
+    old = Traffic(factory, item_ids, owner_ids, threads=2)
+    new = Traffic(factory, item_ids, owner_ids, threads=2, model=RenamedItem, title="name")
+    with old, new:  # both releases at once
+        time.sleep(1.5)
+    assert old.errors == []
+    assert new.errors == []
+    assert len(old.requests) > 20
+    assert len(new.requests) > 20
+    assert out_of_step(loaded) == 0
+
+    # The contract step, while only the release after runs.
+    new = Traffic(factory, item_ids, owner_ids, threads=4, model=RenamedItem, title="name")
+    with new:
+        time.sleep(0.5)
+        started = time.perf_counter()
+        run_extra_migration(loaded, CONTRACT, after=[EXPAND])
+        ended = time.perf_counter()
+        time.sleep(0.3)
+    during = new.during(started, ended)
+    assert new.errors == []
+    assert during
+    assert max(r.seconds for r in during) < 1.0
+    assert schema_differences(loaded, renamed_metadata()) == []
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_column_rename_killed_half_way_continues_when_run_again(
+    loaded: Engine, fresh_url: str
+) -> None:
+    load_items(loaded, 40_000)
+    body = EXPAND.replace(
+        '"name")\n\n\ndef downgrade', '"name", batch_size=200)\n\n\ndef downgrade'
+    )
+
+    def copied() -> int:
+        with loaded.connect() as connection:
+            if "name" not in {c["name"] for c in inspect(connection).get_columns("items")}:
+                return 0
+            return int(connection.scalar(text("SELECT count(name) FROM items")) or 0)
+
+    kill_half_way(fresh_url, body, copied, 2_000)
+    assert 0 < copied() < 40_000, "killed half-way through the copy"
+
+    run_extra_migration(loaded, body)
+
+    assert out_of_step(loaded) == 0
+    assert columns_of(loaded)["name"] is False
+    with loaded.connect() as connection:
+        assert len(column_renames(connection)) == 1
+    run_extra_migration(loaded, CONTRACT, after=[body])
+    assert schema_differences(loaded, renamed_metadata()) == []
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_column_the_primary_key_uses_is_refused(loaded: Engine) -> None:
+    body = EXPAND.replace('"title", "name"', '"id", "key"')
+    with pytest.raises(
+        ValueError, match=r"^rename_column items\.id: it is part of the primary key"
+    ):
+        run_extra_migration(loaded, body)
+    assert "key" not in columns_of(loaded)
