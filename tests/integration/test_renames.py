@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ from app.db.models import Base, IdMixin, TimestampMixin, VersionMixin, exact_tex
 from app.db.session import make_engine
 from app.migrations import drift, upgrade
 from app.migrations.ops.rename_column import column_renames
+from app.migrations.ops.rename_table import table_renames
 from app.repositories import run_in_transaction
 from tests.integration.helpers import load_items
 from tests.integration.test_migration_ops import (
@@ -262,3 +264,161 @@ def test_a_column_the_primary_key_uses_is_refused(loaded: Engine) -> None:
     ):
         run_extra_migration(loaded, body)
     assert "key" not in columns_of(loaded)
+
+
+EXPAND_TABLE = """
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.rename_table("items", "things")
+
+
+def downgrade() -> None:
+    migration_ops.undo_rename_table("items", "things")
+"""
+CONTRACT_TABLE = """
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.finish_rename_table("items", "things")
+
+
+def downgrade() -> None:
+    migration_ops.rename_table("items", "things")
+"""
+
+
+class Thing(IdMixin, TimestampMixin, VersionMixin, NextRelease):
+    __tablename__ = "things"
+
+    title: Mapped[str] = mapped_column(exact_text(255))
+    description: Mapped[str | None] = mapped_column(exact_text())
+    owner_id: Mapped[uuid.UUID]
+
+
+def things_metadata() -> sa.MetaData:
+    """The models' schema with `items` called `things`, its indexes named after it."""
+    metadata = sa.MetaData(naming_convention=Base.metadata.naming_convention)
+    for table in Base.metadata.tables.values():
+        if table.name != "items":
+            table.to_metadata(metadata)
+    items = Base.metadata.tables["items"]
+    columns = [
+        sa.Column(c.name, c.type, nullable=c.nullable, server_default=c.server_default,
+                  primary_key=c.primary_key)
+        for c in items.columns
+    ]  # fmt: skip
+    things = sa.Table("things", metadata, *columns)
+    things.append_constraint(
+        sa.ForeignKeyConstraint(["owner_id"], ["users.id"], ondelete="CASCADE")
+    )
+    for index in items.indexes:
+        name = str(index.name).replace("_items_", "_things_")
+        sa.Index(name, *(things.c[c.name] for c in index.columns))
+    return metadata
+
+
+def rows_of(engine: Engine, table: str) -> dict[object, object]:
+    with engine.connect() as connection:
+        return dict(connection.execute(text(f"SELECT id, title FROM {table}")).all())
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_during_a_table_rename_both_names_read_and_write(loaded: Engine) -> None:
+    load_items(loaded, 1_000)
+    run_extra_migration(loaded, EXPAND_TABLE)
+    owner_id = owner(loaded)
+    factory = sessionmaker(bind=loaded, expire_on_commit=False)
+
+    def both(fn: Any) -> Any:
+        return run_in_transaction(fn, session_factory=factory)
+
+    # The release before uses `items` (the view), the one after `things` (the table).
+    before = both(lambda uow: uow.items.create({"title": "as items", "owner_id": owner_id}))
+    after = both(
+        lambda uow: uow.repository(Thing).create({"title": "as things", "owner_id": owner_id})
+    )
+    assert both(lambda uow: uow.repository(Thing).get(before.id)).title == "as items"
+    assert both(lambda uow: uow.items.get(after.id)).title == "as things"
+    both(lambda uow: uow.items.update(after.id, {"title": "changed as items"}))
+    assert both(lambda uow: uow.repository(Thing).get(after.id)).title == "changed as items"
+    bulk = both(
+        lambda uow: uow.items.create_many(
+            [{"title": f"bulk {n}", "owner_id": owner_id} for n in range(50)]
+        )
+    )
+    assert bulk == 50
+    upserted = both(
+        lambda uow: uow.items.upsert_many(
+            [{"id": after.id, "title": "upserted as items", "owner_id": owner_id}]
+        )
+    )
+    assert upserted == 1
+    assert both(lambda uow: uow.repository(Thing).get(after.id)).title == "upserted as items"
+    page = both(lambda uow: uow.items.paginate(limit=10))
+    assert len(page.items) == 10
+    both(lambda uow: uow.items.delete(before.id))
+    assert both(lambda uow: uow.repository(Thing).get(before.id)) is None
+    assert len(rows_of(loaded, "things")) == 1_000 + 1 + 50
+    with loaded.connect() as connection:
+        assert [str(r) for r in table_renames(connection)] == [
+            "items is a view of table things (a table rename in progress: "
+            "finish_rename_table or undo_rename_table ends it)"
+        ]
+
+
+def test_a_table_rename_finishes_and_every_step_is_undone(loaded: Engine) -> None:
+    load_items(loaded, 500)
+    titles = rows_of(loaded, "items")
+
+    run_extra_migration(loaded, EXPAND_TABLE)
+    run_extra_migration(loaded, CONTRACT_TABLE, after=[EXPAND_TABLE])
+
+    assert rows_of(loaded, "things") == titles
+    assert schema_differences(loaded, things_metadata()) == []
+    with loaded.connect() as connection:
+        assert table_renames(connection) == []
+        assert not inspect(connection).has_table("items")
+
+    run_extra_migration(loaded, CONTRACT_TABLE, after=[EXPAND_TABLE], downgrade_to="f00dfeed0001")
+    if loaded.dialect.name != "sqlite":
+        assert rows_of(loaded, "items") == titles
+    run_extra_migration(loaded, CONTRACT_TABLE, after=[EXPAND_TABLE], downgrade_to="-1")
+
+    assert drift(loaded) == []
+    assert rows_of(loaded, "items") == titles
+    with loaded.connect() as connection:
+        assert table_renames(connection) == []
+        assert not inspect(connection).has_table("things")
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_table_rename_under_live_traffic_of_two_releases(loaded: Engine) -> None:
+    migrate_under_traffic(loaded, EXPAND_TABLE)  # the release before, while the expand step runs
+
+    item_ids, owner_ids = sample_ids(loaded)
+    factory = sessionmaker(bind=loaded, expire_on_commit=False)
+    old = Traffic(factory, item_ids, owner_ids, threads=2)
+    new = Traffic(factory, item_ids, owner_ids, threads=2, model=Thing)
+    with old, new:  # both releases at once
+        time.sleep(1.5)
+    assert old.errors == []
+    assert new.errors == []
+    assert len(old.requests) > 20
+    assert len(new.requests) > 20
+
+    # The contract step, while only the release after runs.
+    new = Traffic(factory, item_ids, owner_ids, threads=4, model=Thing)
+    with new:
+        time.sleep(0.5)
+        started = time.perf_counter()
+        run_extra_migration(loaded, CONTRACT_TABLE, after=[EXPAND_TABLE])
+        ended = time.perf_counter()
+        time.sleep(0.3)
+    during = new.during(started, ended)
+    assert new.errors == []
+    assert during
+    assert max(r.seconds for r in during) < 1.0
+    assert schema_differences(loaded, things_metadata()) == []

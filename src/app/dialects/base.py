@@ -95,6 +95,15 @@ class HeavyStatement:
     rows: int
 
 
+class BulkLoadRefused(Exception):  # noqa: N818 - a signal between backend and repository
+    """The backend's bulk load cannot take this target (PostgreSQL's COPY into a view: the old
+    name of a table being renamed); `batches` are the rows not stored, every one of them."""
+
+    def __init__(self, batches: Iterator[Batch]) -> None:
+        super().__init__("the bulk load refused its target")
+        self.batches = batches
+
+
 class Backend:
     """One database's behaviour; the defaults are SQL that every backend here understands."""
 
@@ -157,7 +166,15 @@ class Backend:
     # -- bulk writes ---------------------------------------------------------------------------
 
     def insert_batches(self, connection: Connection, table: Table, batches: Iterable[Batch]) -> int:
-        """Insert every batch at the speed of the backend's bulk load; how many rows."""
+        """Insert every batch at the speed of the backend's bulk load; how many rows. May raise
+        `BulkLoadRefused` before it stored anything: the caller undoes what the refusal did to
+        the transaction and hands the batches to `insert_by_statements`."""
+        return self.insert_by_statements(connection, table, batches)
+
+    def insert_by_statements(
+        self, connection: Connection, table: Table, batches: Iterable[Batch]
+    ) -> int:
+        """Insert every batch by INSERT statements (one executemany a batch); how many rows."""
         inserted = 0
         for batch in batches:
             execute_columns(connection, table, plain_insert(connection, table, batch), batch)

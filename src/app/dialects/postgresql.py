@@ -18,7 +18,7 @@ import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any, Self, TypeVar
 
 import psycopg
@@ -60,6 +60,7 @@ from app.db.telemetry import observation_of, split_tags
 from app.dialects.base import (
     Backend,
     Batch,
+    BulkLoadRefused,
     ConnectOptions,
     HeavyStatement,
     PreparedUpsert,
@@ -187,7 +188,15 @@ class PostgreSQL(Backend):
         first = next(pending, None)
         inserted = 0
         while first is not None:
-            first, count = _copy_run(connection, table, first, pending)
+            batch = first
+            try:
+                first, count = _copy_run(connection, table, batch, pending)
+            except sa_exc.DBAPIError as exc:
+                # The server refuses a COPY into anything but a table before it reads a row
+                # (only `first` was taken from the batches).
+                if inserted == 0 and isinstance(exc.orig, psycopg.errors.WrongObjectType):
+                    raise BulkLoadRefused(chain([batch], pending)) from None
+                raise
             inserted += count
         return inserted
 

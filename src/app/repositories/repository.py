@@ -34,7 +34,7 @@ from app.db.runtime import get_runtime
 from app.db.session import DataSession
 from app.db.types import utcnow
 from app.dialects import Backend, UniformUpsert, backend_of, streaming
-from app.dialects.base import execute_compiled
+from app.dialects.base import BulkLoadRefused, execute_compiled
 from app.repositories import _bulk, _statements
 from app.repositories._bulk import complete_rows
 from app.repositories._cursors import decode_cursor, encode_cursor, query_fingerprint
@@ -401,9 +401,15 @@ class Repository(Generic[ModelT]):
         # A savepoint: one call that fails stores none of its rows on every backend (SQLite's
         # executemany and MariaDB's statements of a megabyte store as they go), and the
         # caller's transaction goes on.
-        with self.session.begin_nested():
-            connection = self.session.connection()
-            return self._backend.insert_batches(connection, self._rules.table, batches)
+        try:
+            with self.session.begin_nested():
+                connection = self.session.connection()
+                return self._backend.insert_batches(connection, self._rules.table, batches)
+        except BulkLoadRefused as refused:  # the savepoint undid the refused bulk load
+            with self.session.begin_nested():
+                connection = self.session.connection()
+                table = self._rules.table
+                return self._backend.insert_by_statements(connection, table, refused.batches)
 
     def upsert(self, data: Data, *, conflict: Conflict = None) -> ModelT:
         """Insert the row, or update the one that has the same `conflict` values (a unique key;

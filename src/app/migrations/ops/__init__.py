@@ -31,6 +31,11 @@ from app.migrations.ops.rename_column import (
     rename_column,
     undo_rename_column,
 )
+from app.migrations.ops.rename_table import (
+    finish_rename_table,
+    rename_table,
+    undo_rename_table,
+)
 from app.migrations.ops.retype import alter_column
 
 __all__ = [
@@ -47,6 +52,9 @@ __all__ = [
     "drop_enum_type",
     "drop_index",
     "finish_rename_column",
+    "finish_rename_table",
     "rename_column",
+    "rename_table",
     "undo_rename_column",
+    "undo_rename_table",
 ]

@@ -52,6 +52,7 @@ from app.migrations.ops.backfill import backfill as backfill_rows
 from app.migrations.ops.constraints import create_foreign_key, create_unique_constraint
 from app.migrations.ops.ddl import alter_mariadb, has_column, not_null_postgresql
 from app.migrations.ops.indexes import create_index, drop_index
+from app.migrations.ops.names import MAX_NAME, name_with
 from app.migrations.ops.online import (
     dialect_name,
     locked_briefly,
@@ -192,7 +193,7 @@ def _rename_sqlite(
             return
         # Its indexes are named as the servers' copies are (the naming convention's names).
         for index in inspect(op.get_bind()).get_indexes(table):
-            renamed = _name_with(str(index["name"]), column, new_name)
+            renamed = name_with(str(index["name"]), column, new_name)
             if renamed is not None and new_name in index["column_names"]:
                 op.drop_index(str(index["name"]), table_name=table)
                 columns = [str(c) for c in index["column_names"]]
@@ -311,13 +312,7 @@ def _refuse(table: str, column: str, why: str) -> None:
 def _renamed(name: str, old: str, new: str) -> str:
     """An index's or constraint's name for the new column: the old column's name in it
     replaced by the new one (as a naming convention names it), else the new name appended."""
-    return _name_with(name, old, new) or f"{name}_{new}"[:63]
-
-
-def _name_with(name: str, old: str, new: str) -> str | None:
-    """`name` with the segment `old` (between underscores or at an end) replaced by `new`."""
-    replaced = re.sub(rf"(?<=_){re.escape(old)}(?=_|$)", new, name)
-    return replaced[:63] if replaced != name else None
+    return name_with(name, old, new) or f"{name}_{new}"[:MAX_NAME]
 
 
 def _copies(connection: Connection, table: str, old: str, new: str) -> list[Callable[[], None]]:
