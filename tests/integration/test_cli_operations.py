@@ -168,6 +168,8 @@ def test_lint_names_the_helpers_as_the_safe_alternative(unsafe_alembic_ini: Path
         ("add-unique-constraint", "create_unique_constraint"),
         ("add-check-constraint", "create_check_constraint"),
         ("squawk/adding-foreign-key-constraint", "create_foreign_key"),
+        ("rename", "rename_column"),
+        ("squawk/renaming-column", "rename_column"),
     ):
         (line,) = [line for line in lines if f": {rule}:" in line]
         assert f"migration_ops.{helper}" in line, line

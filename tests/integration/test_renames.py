@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +20,14 @@ from app.db.models import Base, IdMixin, TimestampMixin, VersionMixin, exact_tex
 from app.db.session import make_engine
 from app.migrations import drift, upgrade
 from app.migrations.ops.rename_column import column_renames
-from app.migrations.ops.rename_table import table_renames
+from app.migrations.ops.rename_table import (
+    PLACEHOLDER_COMMENT,
+    TableRename,
+    scratch_name,
+    table_renames,
+)
 from app.repositories import run_in_transaction
-from tests.integration.helpers import load_items
+from tests.integration.helpers import alembic_ini_with, load_items, run_app
 from tests.integration.test_migration_ops import (
     kill_half_way,
     migrate_under_traffic,
@@ -422,3 +428,53 @@ def test_a_table_rename_under_live_traffic_of_two_releases(loaded: Engine) -> No
     assert during
     assert max(r.seconds for r in during) < 1.0
     assert schema_differences(loaded, things_metadata()) == []
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_status_shows_each_rename_in_progress(tmp_path: Path, fresh_url: str) -> None:
+    ini = alembic_ini_with(tmp_path, "rename_expand_migration.py", "20261206_1200_renames.py")
+    env = {"ALEMBIC_CONFIG": str(ini)}
+    assert run_app("db", "upgrade", database_url=fresh_url, env=env).returncode == 0
+
+    result = run_app("db", "status", database_url=fresh_url, env=env)
+
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    assert "in progress: users is a view of table people (a table rename in progress" in said
+    assert "in progress: items.title and items.name are kept in step" in said
+    assert run_app("db", "downgrade", "-1", database_url=fresh_url, env=env).returncode == 0
+    after = run_app("db", "status", database_url=fresh_url, env=env)
+    assert "in progress" not in after.stdout
+
+
+@pytest.mark.backends("mariadb")
+def test_a_table_rename_killed_before_its_atomic_step_starts_again(loaded: Engine) -> None:
+    load_items(loaded, 300)
+    titles = rows_of(loaded, "items")
+    scratch = scratch_name(TableRename("items", "things"))
+    with loaded.begin() as connection:  # what a run killed after its first two statements left
+        connection.exec_driver_sql(
+            f"CREATE TABLE things COMMENT = '{PLACEHOLDER_COMMENT}' AS SELECT * FROM items LIMIT 0"
+        )
+        connection.exec_driver_sql(f"CREATE VIEW {scratch} AS SELECT * FROM things")
+
+    run_extra_migration(loaded, EXPAND_TABLE)
+
+    assert rows_of(loaded, "things") == titles
+    assert rows_of(loaded, "items") == titles
+    with loaded.connect() as connection:
+        assert table_renames(connection) == [TableRename("items", "things")]
+        assert scratch not in inspect(connection).get_view_names()
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_table_rename_onto_a_table_of_the_new_name_is_refused(loaded: Engine) -> None:
+    with loaded.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE things (id INT PRIMARY KEY)")
+        connection.exec_driver_sql("INSERT INTO things VALUES (1)")
+
+    with pytest.raises(ValueError, match=r"^rename_table: items and things are both tables$"):
+        run_extra_migration(loaded, EXPAND_TABLE)
+    with loaded.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM things")) == 1
+        assert inspect(connection).has_table("items")

@@ -116,7 +116,8 @@ def status(
         bool, typer.Option("--check", help="Exit 1 when any migration is pending.")
     ] = False,
 ) -> None:
-    """Every revision, applied or pending, with its date and message."""
+    """Every revision, applied or pending, with its date and message; and the renames whose
+    old name still works (expand step run, contract step not yet)."""
     revisions = migrations.revisions(get_engine())
     table = Table("revision", "created (UTC)", "message", "state")
     for rev in revisions:
@@ -125,6 +126,8 @@ def status(
     stdout.print(table)
     pending = [rev for rev in revisions if not rev.applied]
     stdout.print(f"{len(pending)} pending" if pending else "up to date")
+    for rename in migrations.renames_in_progress(get_engine()):
+        stdout.print(f"in progress: {rename}", highlight=False)
     if check and pending:
         raise typer.Exit(EXIT_CHECK_FAILED)
 

@@ -13,6 +13,7 @@ from app.migrations.state import (
     find_alembic_ini,
     migration_state,
     new_revision,
+    renames_in_progress,
     revisions,
     upgrade,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "find_alembic_ini",
     "migration_state",
     "new_revision",
+    "renames_in_progress",
     "revisions",
     "upgrade",
 ]

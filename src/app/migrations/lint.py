@@ -36,7 +36,9 @@ SAFE_ALTERNATIVES = {
     "drop-column": "stop using the column in one release and drop it in a later one "
     "(expand/contract)",
     "drop-table": "stop using the table in one release and drop it in a later one",
-    "rename": "add the new name, copy the data, move readers and writers, then drop the old one",
+    "rename": "migration_ops.rename_column(table, column, new_name) or rename_table(name, "
+    "new_name) serves both names while old and new code run; finish_rename_column or "
+    "finish_rename_table in a later release drops the old one",
     "type-change": "migration_ops.alter_column(table, column, type_=..., existing_type=...) "
     "fills a column of the new type kept in step by triggers and swaps it in under a short lock",
     "index-not-concurrent": "migration_ops.create_index(name, table, columns) builds it without "
@@ -59,6 +61,8 @@ SQUAWK_ALTERNATIVES = {
     "require-concurrent-index-creation": SAFE_ALTERNATIVES["index-not-concurrent"],
     "adding-required-field": SAFE_ALTERNATIVES["not-null-without-default"],
     "changing-column-type": SAFE_ALTERNATIVES["type-change"],
+    "renaming-column": SAFE_ALTERNATIVES["rename"],
+    "renaming-table": SAFE_ALTERNATIVES["rename"],
 }
 
 # The dialects every migration must be writable for: the three backends the project runs on.
@@ -275,6 +279,7 @@ def _squawk(revision: str, down: str | None, path: str) -> list[Finding]:
     """squawk over the PostgreSQL SQL of one revision."""
     binary = squawk_binary()
     sql = render_sql(f"{down or 'base'}:{revision}")
+    source = Path(path).read_text()
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
         handle.write(sql)
     try:
@@ -290,7 +295,7 @@ def _squawk(revision: str, down: str | None, path: str) -> list[Finding]:
         match = re.match(r"^.*?:(\d+):\d+: \w+: ([\w-]+) (.*)$", line)
         if match:
             rule, message = match.group(2), match.group(3)
-            if _a_helpers_own_step(rule, sql, sql_lines, int(match.group(1))):
+            if _a_helpers_own_step(rule, sql, sql_lines, int(match.group(1)), source):
                 continue
             findings.append(
                 Finding(
@@ -306,15 +311,20 @@ def _squawk(revision: str, down: str | None, path: str) -> list[Finding]:
 
 _NOT_NULL_CHECK_DROP = re.compile(r"DROP CONSTRAINT IF EXISTS (ck_\w+_not_null)")
 _RETYPED_SWAP = re.compile(r"RENAME COLUMN _(\w+)_retyped TO (\w+)")
-_DROPPED_COLUMN = re.compile(r"DROP COLUMN (\w+)")
-_RETYPE_FUNCTION_DROP = re.compile(r"DROP FUNCTION IF EXISTS app_retype_\w+_fn\(\)")
+_DROPPED_COLUMN = re.compile(r"ALTER TABLE (\w+) DROP COLUMN (\w+)")
+_HELPER_FUNCTION_DROP = re.compile(r"DROP FUNCTION IF EXISTS app_re(type|name)_\w+_fn\(\)")
+_TABLE_RENAME = re.compile(r"ALTER TABLE (\w+) RENAME TO (\w+)")
+_VIEW_DROP = re.compile(r"DROP VIEW IF EXISTS (\w+)")
 
 
-def _a_helpers_own_step(rule: str, sql: str, lines: list[str], number: int) -> bool:
+def _a_helpers_own_step(rule: str, sql: str, lines: list[str], number: int, source: str) -> bool:
     """Whether the statement squawk flags at SQL line `number` is a step of a helper that
     loses nothing: the `CHECK (col IS NOT NULL)` that `add_not_null_column` replaced by the
-    column's own NOT NULL, or `alter_column`'s swap (the old column dropped and the retyped
-    copy renamed to its name, in one transaction; the function that kept them in step)."""
+    column's own NOT NULL; `alter_column`'s swap (the old column dropped and the retyped copy
+    renamed to its name, in one transaction; the function that kept them in step); the end of
+    a column rename (the triggers that kept both names in step dropped with the old column);
+    `rename_table`'s rename, which leaves a view under the old name; `finish_rename_table`'s
+    drop of that view (`source`: the migration file's text)."""
     # squawk counts a statement from the blank line before it: look at the next few lines.
     nearby = "\n".join(lines[number - 1 : number + 2])
     if rule == "ban-drop-constraint":
@@ -324,12 +334,27 @@ def _a_helpers_own_step(rule: str, sql: str, lines: list[str], number: int) -> b
         swap = _RETYPED_SWAP.search(nearby)
         return swap is not None and swap.group(1) == swap.group(2)
     if rule == "ban-drop-column":
-        column = _DROPPED_COLUMN.search(nearby)
-        return column is not None and bool(
-            re.search(rf"RENAME COLUMN _{column.group(1)}_retyped TO {column.group(1)}\b", sql)
-        )
+        found = _DROPPED_COLUMN.search(nearby)
+        if found is None:
+            return False
+        table, column = found.groups()
+        retyped = re.search(rf"RENAME COLUMN _{column}_retyped TO {column}\b", sql)
+        renamed = re.search(rf"DROP TRIGGER IF EXISTS app_rename_[0-9a-f]+ ON {table}\b", sql)
+        return bool(retyped or renamed)
     if rule == "ban-drop-function":
-        return _RETYPE_FUNCTION_DROP.search(nearby) is not None
+        return _HELPER_FUNCTION_DROP.search(nearby) is not None
+    if rule == "renaming-table":
+        renamed_table = _TABLE_RENAME.search(nearby)
+        if renamed_table is None:
+            return False
+        old, new = renamed_table.groups()
+        expected = rf"CREATE VIEW {old} AS SELECT \* FROM {new}\b"  # noqa: S608 - a pattern
+        return re.search(expected, sql) is not None
+    if rule == "ban-drop-view":
+        view = _VIEW_DROP.search(nearby)
+        return view is not None and bool(
+            re.search(rf"finish_rename_table\(\s*[\"']{view.group(1)}[\"']", source)
+        )
     return False
 
 

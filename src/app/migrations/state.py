@@ -20,6 +20,8 @@ from sqlalchemy import Engine
 from app.db.models import Base
 from app.db.runtime import get_extensions, get_settings
 from app.migrations import compare
+from app.migrations.ops.rename_column import column_renames
+from app.migrations.ops.rename_table import table_renames
 from app.migrations.progress import Progress, check_compiles, failure, pending_oldest_first
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[3]
@@ -175,6 +177,14 @@ def drift(engine: Engine) -> list[str]:
             opts={"target_metadata": Base.metadata, **compare.OPTIONS},
         )
         return [_describe(diff) for diff in compare_metadata(context, Base.metadata)]
+
+
+def renames_in_progress(engine: Engine) -> list[str]:
+    """The renames whose expand step ran and whose contract step did not (both names work),
+    in words (`app.migration_ops.rename_column`, `rename_table`)."""
+    with engine.connect() as connection:
+        found = [*table_renames(connection), *column_renames(connection)]
+    return [str(rename) for rename in found]
 
 
 def _describe(diff: Any) -> str:

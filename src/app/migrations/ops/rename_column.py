@@ -126,7 +126,7 @@ def rename_column(
 def finish_rename_column(table_name: str, column_name: str, new_column_name: str) -> None:
     """The contract step: `column_name` dropped, `new_column_name` (which takes its default)
     left; nothing when that is done already. SQLite: nothing (the rename happened already)."""
-    _end(table_name, dropped=column_name, kept=new_column_name)
+    _end(table_name, column_name, new_column_name, dropped=column_name)
 
 
 def undo_rename_column(table_name: str, column_name: str, new_column_name: str) -> None:
@@ -135,7 +135,7 @@ def undo_rename_column(table_name: str, column_name: str, new_column_name: str) 
     if dialect_name() == "sqlite":
         _rename_sqlite(table_name, new_column_name, column_name, None)
         return
-    _end(table_name, dropped=new_column_name, kept=column_name)
+    _end(table_name, column_name, new_column_name, dropped=new_column_name)
 
 
 def finish_if_renamed(table: str, column: str) -> bool:
@@ -225,8 +225,12 @@ def _empty(connection: Connection, table: str, column: str) -> bool:
     return connection.scalar(holds.where(lightweight_column(column).is_not(None)).limit(1)) is None
 
 
-def _end(table: str, *, dropped: str, kept: str) -> None:
-    if dialect_name() == "sqlite" or offline():
+def _end(table: str, column: str, new_name: str, *, dropped: str) -> None:
+    kept = new_name if dropped == column else column
+    if dialect_name() == "sqlite":
+        return
+    if offline():  # the rename as `rename_column` makes it, from `column` to `new_name`
+        _drop_half(None, ColumnRename(table, column, new_name), dropped, kept)
         return
     connection = op.get_bind()
     for rename in column_renames(connection):
@@ -239,14 +243,15 @@ def _end(table: str, *, dropped: str, kept: str) -> None:
         )
 
 
-def _drop_half(connection: Connection, rename: ColumnRename, dropped: str, kept: str) -> None:
+def _drop_half(
+    connection: Connection | None, rename: ColumnRename, dropped: str, kept: str
+) -> None:
     """End a rename: the triggers and `dropped` go under one short lock; `kept` takes the
-    default of `dropped` if it has none (the column copied to had none while both existed)."""
-    default = (
-        None
-        if _default(connection, rename.table, kept) is not None
-        else (_default(connection, rename.table, dropped))
-    )
+    default of `dropped` if it has none (the column copied to had none while both existed).
+    Writing SQL (`connection` None), the defaults are not known and stay as they are."""
+    default = None
+    if connection is not None and _default(connection, rename.table, kept) is None:
+        default = _default(connection, rename.table, dropped)
     if dialect_name() == "postgresql":
         _contract_postgresql(rename, dropped, kept, default)
     else:
@@ -433,8 +438,17 @@ def _contract_postgresql(
         f"ALTER TABLE {table} DROP COLUMN {quote(dropped)}",
         f"DROP FUNCTION IF EXISTS {quote(rename.trigger + '_fn')}()",
     ]
+    _swap(swap, lambda: in_one_transaction(op.get_bind(), swap))
+
+
+def _swap(statements: list[str], together: Callable[[], None]) -> None:
+    """Run the statements that end a rename `together`; writing SQL, one after another."""
     with outside_transaction():
-        locked_briefly(lambda: in_one_transaction(op.get_bind(), swap))
+        if offline():
+            for statement in statements:
+                op.execute(statement)
+            return
+        locked_briefly(together)
 
 
 # -- MariaDB --------------------------------------------------------------------------------------
@@ -465,17 +479,22 @@ def _keep_in_step_mariadb(rename: ColumnRename, target_sql: str) -> None:
 
 
 def _contract_mariadb(
-    connection: Connection, rename: ColumnRename, dropped: str, kept: str, default: str | None
+    connection: Connection | None,
+    rename: ColumnRename,
+    dropped: str,
+    kept: str,
+    default: str | None,
 ) -> None:
     # Dropping a column only shrinks the indexes it is part of, and a foreign key on it stops
     # the drop: both go first (the kept column has its copies).
-    for key in inspect(connection).get_foreign_keys(rename.table):
-        if dropped in key["constrained_columns"]:
-            name = quote(str(key["name"]))
-            alter_mariadb(rename.table, f"DROP FOREIGN KEY IF EXISTS {name}", instant=True)
-    for index in inspect(connection).get_indexes(rename.table):
-        if dropped in index["column_names"]:
-            drop_index(str(index["name"]), rename.table)
+    if connection is not None:
+        for key in inspect(connection).get_foreign_keys(rename.table):
+            if dropped in key["constrained_columns"]:
+                name = quote(str(key["name"]))
+                alter_mariadb(rename.table, f"DROP FOREIGN KEY IF EXISTS {name}", instant=True)
+        for index in inspect(connection).get_indexes(rename.table):
+            if dropped in index["column_names"]:
+                drop_index(str(index["name"]), rename.table)
     change = f"ALTER COLUMN {quote(kept)} SET DEFAULT {default}, " if default is not None else ""
     swap = [
         f"DROP TRIGGER IF EXISTS {quote(rename.trigger + '_ins')}",
@@ -483,5 +502,4 @@ def _contract_mariadb(
         f"ALTER TABLE {quote(rename.table)} {mariadb_wait()} {change}"
         f"DROP COLUMN {quote(dropped)}, ALGORITHM=INSTANT",
     ]
-    with outside_transaction():
-        locked_briefly(lambda: with_table_locked(op.get_bind(), rename.table, swap))
+    _swap(swap, lambda: with_table_locked(op.get_bind(), rename.table, swap))

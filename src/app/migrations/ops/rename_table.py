@@ -84,10 +84,15 @@ def rename_table(old_table_name: str, new_table_name: str) -> None:
             _expand_postgresql(rename) if dialect == "postgresql" else _expand_mariadb(rename)
             return
         state = _state(op.get_bind(), rename)
+        if state == "both" and dialect != "postgresql":  # maybe a killed run's placeholder
+            _clear_scratch(op.get_bind(), rename)
+            state = _state(op.get_bind(), rename)
         if state == "expanded":
             return
         if state == "missing":
             raise ValueError(f"rename_table: there is no table {old_table_name}")
+        if state == "both":
+            raise ValueError(f"rename_table: {old_table_name} and {new_table_name} are both tables")
         if state == "finished":
             locked_briefly(lambda: _create_view(op.get_bind(), rename))
         elif dialect == "postgresql":
@@ -130,7 +135,7 @@ def undo_rename_table(old_table_name: str, new_table_name: str) -> None:
             steps.append(f"ALTER TABLE {quote(new_table_name)} RENAME TO {quote(old_table_name)}")
             _run(steps)
         else:
-            scratch = _scratch(rename)
+            scratch = scratch_name(rename)
             _run(
                 [
                     f"RENAME TABLE {quote(old_table_name)} TO {quote(scratch)}, "
@@ -175,10 +180,12 @@ def _rename_sqlite(old: str, new: str) -> None:
 
 def _state(connection: Connection, rename: TableRename) -> str:
     """ "before" (the old table only), "expanded" (the new table, the old name its view),
-    "finished" (the new table only), or "missing"."""
+    "finished" (the new table only), "both" (two tables), or "missing"."""
     inspector = inspect(connection)
     tables = set(inspector.get_table_names())
     views = set(inspector.get_view_names())
+    if rename.new_name in tables and rename.old_name in tables:
+        return "both"
     if rename.new_name in tables:
         return "expanded" if rename.old_name in views else "finished"
     return "before" if rename.old_name in tables else "missing"
@@ -196,7 +203,7 @@ def _run(steps: list[str]) -> None:
             locked_briefly(partial(op.execute, statement))
 
 
-def _scratch(rename: TableRename) -> str:
+def scratch_name(rename: TableRename) -> str:
     """The name the view is made under, and the placeholder moved to (MariaDB)."""
     digest = hashlib.sha1(f"{rename.old_name}\0{rename.new_name}".encode(), usedforsecurity=False)
     return f"app_rename_{digest.hexdigest()[:16]}"
@@ -267,7 +274,7 @@ def _renamed_postgresql(table: str, later: str, before: str, after: str) -> list
 
 def _expand_mariadb(rename: TableRename) -> None:
     old, new = quote(rename.old_name), quote(rename.new_name)
-    scratch = _scratch(rename)
+    scratch = scratch_name(rename)
     placeholder = f"{scratch}_placeholder"
     if not offline():
         _clear_scratch(op.get_bind(), rename)
@@ -288,7 +295,7 @@ def _expand_mariadb(rename: TableRename) -> None:
 def _clear_scratch(connection: Connection, rename: TableRename) -> None:
     """What a run killed half-way left: the view under its scratch name, the placeholder
     (empty: no code writes the new name before the expand step ends)."""
-    scratch = _scratch(rename)
+    scratch = scratch_name(rename)
     inspector = inspect(connection)
     if scratch in inspector.get_view_names():
         connection.exec_driver_sql(f"DROP VIEW {quote(scratch)}")
