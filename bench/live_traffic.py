@@ -122,6 +122,45 @@ def upgrade() -> None:
     op.alter_column("items", "version", type_=sa.BigInteger(), existing_type=sa.Integer())
 """
 
+# `items.title` renamed `name` through the helper: the expand step, both names working.
+RENAME_MIGRATION = """
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.rename_column("items", "title", "name")
+"""
+
+# The same as autogenerate writes it: instant, and every statement of the running code that
+# names `title` fails from then on.
+NAIVE_RENAME_MIGRATION = """
+import sqlalchemy as sa
+from alembic import op
+
+
+def upgrade() -> None:
+    op.alter_column(
+        "items", "title", new_column_name="name", existing_type=sa.String(255),
+        existing_nullable=False,
+    )
+"""
+
+# `items` renamed `things` through the helper (the old name a view of it), and naively.
+RENAME_TABLE_MIGRATION = """
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.rename_table("items", "things")
+"""
+NAIVE_RENAME_TABLE_MIGRATION = """
+from alembic import op
+
+
+def upgrade() -> None:
+    op.rename_table("items", "things")
+"""
+
 # The same change as autogenerate and habit write it: a NOT NULL column with a per-row default
 # (the table is rewritten under an exclusive lock), one UPDATE, a plain CREATE INDEX.
 NAIVE_MIGRATION = """

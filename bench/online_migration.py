@@ -1,10 +1,11 @@
 """A migration under live traffic: the `app.migration_ops` helpers against the naive migration.
 
 Four threads run units of work (reads by key, updates, inserts) against a table of `rows` items
-while each migration runs: a NOT NULL column filled from every row and a two-column index, then
-(on a fresh table again) two filled columns with a foreign key, a unique and a check constraint.
-Printed: how long the migration took, the longest request while it ran, and the requests that
-failed.
+while each migration runs, each on a fresh table: a NOT NULL column filled from every row and a
+two-column index; two filled columns with a foreign key, a unique and a check constraint; a type
+change; a column renamed; the table renamed. Printed: how long the migration took, the longest
+request while it ran, the requests that failed, and those that failed in the half second after
+(where a naive rename breaks the code that still uses the old name).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.orm import sessionmaker
 
 from app.config import Settings
 from app.migrations import alembic_config
+from app.migrations.ops.rename_column import column_renames
 from app.seed import SeedOptions, seed_database
 from bench.harness import console
 from bench.ingest import reset
@@ -26,8 +28,12 @@ from bench.live_traffic import (
     CONSTRAINTS_MIGRATION,
     NAIVE_CONSTRAINTS_MIGRATION,
     NAIVE_MIGRATION,
+    NAIVE_RENAME_MIGRATION,
+    NAIVE_RENAME_TABLE_MIGRATION,
     NAIVE_RETYPE_MIGRATION,
     ONLINE_MIGRATION,
+    RENAME_MIGRATION,
+    RENAME_TABLE_MIGRATION,
     RETYPE_MIGRATION,
     Traffic,
     run_extra_migration,
@@ -42,7 +48,13 @@ MIGRATIONS = {
     "migration_ops constraints": CONSTRAINTS_MIGRATION,
     "naive retype": NAIVE_RETYPE_MIGRATION,
     "migration_ops retype": RETYPE_MIGRATION,
+    "naive rename": NAIVE_RENAME_MIGRATION,
+    "migration_ops rename": RENAME_MIGRATION,
+    "naive rename table": NAIVE_RENAME_TABLE_MIGRATION,
+    "migration_ops rename table": RENAME_TABLE_MIGRATION,
 }
+# How long the traffic goes on after a migration: a rename breaks the running code only then.
+_AFTER = 0.5
 
 
 def run_online_migration(
@@ -66,8 +78,9 @@ def run_online_migration(
             except Exception as exc:  # the naive one may be refused (a statement timeout)
                 error = type(exc).__name__
             ended = time.perf_counter()
-            time.sleep(0.5)
+            time.sleep(_AFTER)
         during = traffic.during(started, ended)
+        after = [r for r in traffic.requests if r.started > ended]
         figure = {
             "backend": backend,
             "migration": name,
@@ -77,12 +90,14 @@ def run_online_migration(
             "requests_during": len(during),
             "longest_request_seconds": round(max(r.seconds for r in during), 3) if during else None,
             "failed_requests": len([r for r in during if r.error is not None]),
+            "failed_after": len([r for r in after if r.error is not None]),
         }
         console.print(
             f"  {backend:<10} online   {name:<26} {rows:,} rows: migration "
             f"{figure['migration_seconds']} s{' (' + error + ')' if error else ''}, "
             f"{len(during)} requests meanwhile, longest {figure['longest_request_seconds']} s, "
-            f"{figure['failed_requests']} failed"
+            f"{figure['failed_requests']} failed, {figure['failed_after']} of {len(after)} "
+            f"failed in the {_AFTER} s after"
         )
         figures.append(figure)
     return figures
@@ -91,6 +106,7 @@ def run_online_migration(
 def _fresh_table(engine: Engine, rows: int) -> None:
     """Back at the project's head (no column, no index of an earlier round), `rows` items."""
     mysql = engine.dialect.name == "mysql"
+    _renamed_back(engine)
     with engine.begin() as connection:
         inspector = inspect(connection)
         columns = {c["name"] for c in inspector.get_columns("items")}
@@ -122,6 +138,32 @@ def _fresh_table(engine: Engine, rows: int) -> None:
     settings = Settings(database_url=engine.url.render_as_string(hide_password=False))
     users = max(rows // 100, 1)
     seed_database(engine, settings, SeedOptions(users=users, items_per_user=rows // users))
+
+
+def _renamed_back(engine: Engine) -> None:
+    """`items` and its `title` as before an earlier round's renames (naive or helper)."""
+    mysql = engine.dialect.name == "mysql"
+    with engine.begin() as connection:
+        if inspect(connection).has_table("things"):
+            connection.exec_driver_sql("DROP VIEW IF EXISTS items")
+            connection.exec_driver_sql(
+                "RENAME TABLE things TO items" if mysql else "ALTER TABLE things RENAME TO items"
+            )
+        for rename in column_renames(connection):
+            for trigger in (f"{rename.trigger}_ins", f"{rename.trigger}_upd") if mysql else ():
+                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}")
+            if not mysql:
+                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {rename.trigger} ON items")
+                connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {rename.trigger}_fn()")
+        columns = {c["name"] for c in inspect(connection).get_columns("items")}
+        if "name" not in columns:
+            return
+        on_table = " ON items" if mysql else ""
+        connection.exec_driver_sql(f"DROP INDEX IF EXISTS ix_items_name{on_table}")
+        if "title" in columns:
+            connection.exec_driver_sql("ALTER TABLE items DROP COLUMN name")
+        else:
+            connection.exec_driver_sql("ALTER TABLE items RENAME COLUMN name TO title")
 
 
 def save(figures: list[dict[str, object]], path: Path = RESULTS) -> None:
