@@ -4,6 +4,7 @@ servers, two releases of the application (the models before and after) run side 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from app.db.models import Base, IdMixin, TimestampMixin, VersionMixin, exact_text
-from app.db.session import make_engine
+from app.db.session import make_async_engine, make_async_session_factory, make_engine
 from app.migrations import drift, upgrade
 from app.migrations.ops.rename_column import column_renames
 from app.migrations.ops.rename_table import (
@@ -26,7 +27,7 @@ from app.migrations.ops.rename_table import (
     scratch_name,
     table_renames,
 )
-from app.repositories import run_in_transaction
+from app.repositories import AsyncUnitOfWork, run_in_transaction
 from tests.integration.helpers import alembic_ini_with, load_items, run_app
 from tests.integration.test_migration_ops import (
     kill_half_way,
@@ -478,3 +479,26 @@ def test_a_table_rename_onto_a_table_of_the_new_name_is_refused(loaded: Engine) 
     with loaded.connect() as connection:
         assert connection.scalar(text("SELECT count(*) FROM things")) == 1
         assert inspect(connection).has_table("items")
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_the_asyncio_face_writes_in_bulk_through_the_old_name_of_a_renamed_table(
+    loaded: Engine, fresh_url: str
+) -> None:
+    load_items(loaded, 10)
+    run_extra_migration(loaded, EXPAND_TABLE)
+    owner_id = owner(loaded)
+
+    async def scenario() -> int:
+        engine = make_async_engine(fresh_url)
+        try:
+            async with AsyncUnitOfWork(make_async_session_factory(engine)) as uow:
+                rows = [{"title": f"async bulk {n}", "owner_id": owner_id} for n in range(30)]
+                count = await uow.items.create_many(rows)
+                await uow.commit()
+            return count
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(scenario()) == 30
+    assert len(rows_of(loaded, "things")) == 40
