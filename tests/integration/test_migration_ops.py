@@ -36,6 +36,7 @@ from sqlalchemy.orm import sessionmaker
 from app.db.errors import ConflictError, ForeignKeyError, InvalidQueryError, RetryableError
 from app.db.models import Base
 from app.db.session import make_engine
+from app.db.types import exact_text
 from app.migration_ops import ConstraintRefusedError
 from app.migrations import compare, drift, upgrade
 from tests.integration.helpers import load_items
@@ -84,7 +85,7 @@ def schema_differences(engine: Engine, metadata: sa.MetaData) -> list[object]:
         return list(compare_metadata(context, metadata))
 
 
-def index_is_valid(engine: Engine) -> bool:
+def index_is_valid(engine: Engine, name: str = INDEX) -> bool:
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
             return bool(
@@ -93,10 +94,10 @@ def index_is_valid(engine: Engine) -> bool:
                         "SELECT i.indisvalid FROM pg_index i JOIN pg_class c "
                         "ON c.oid = i.indexrelid WHERE c.relname = :name"
                     ),
-                    {"name": INDEX},
+                    {"name": name},
                 )
             )
-        return any(index["name"] == INDEX for index in inspect(connection).get_indexes("items"))
+        return any(index["name"] == name for index in inspect(connection).get_indexes("items"))
 
 
 def wrong_lengths(engine: Engine, skip: set[uuid.UUID]) -> int:
@@ -434,7 +435,7 @@ def _triggers(connection: sa.Connection) -> list[str]:
 
 
 @pytest.mark.backends("postgresql", "mariadb")
-def test_alter_column_refuses_a_column_an_index_uses(loaded: Engine) -> None:
+def test_alter_column_refuses_a_column_a_foreign_key_uses(loaded: Engine) -> None:
     body = """
 import sqlalchemy as sa
 from app import migration_ops
@@ -449,6 +450,57 @@ def upgrade() -> None:
         assert "_owner_id_retyped" not in {
             c["name"] for c in inspect(connection).get_columns("items")
         }
+
+
+LONGER_TEXT = """
+from app import migration_ops
+from app.db.types import exact_text as text
+
+
+def upgrade() -> None:
+    migration_ops.alter_column("items", "title", type_=text(500), existing_type=text(255))
+    migration_ops.alter_column("users", "email", type_=text(400), existing_type=text(320))
+
+
+def downgrade() -> None:
+    migration_ops.alter_column("users", "email", type_=text(320), existing_type=text(400))
+    migration_ops.alter_column("items", "title", type_=text(255), existing_type=text(500))
+"""
+
+
+def test_alter_column_builds_again_the_indexes_and_unique_keys_the_column_is_in(
+    loaded: Engine,
+) -> None:
+    load_items(loaded, 2_000)
+    with loaded.connect() as connection:
+        before = {t: _index_names(connection, t) for t in ("items", "users")}
+
+    run_extra_migration(loaded, LONGER_TEXT)
+
+    metadata = sa.MetaData(naming_convention=Base.metadata.naming_convention)
+    for table in Base.metadata.tables.values():
+        table.to_metadata(metadata)
+    metadata.tables["items"].c.title.type = exact_text(500)
+    metadata.tables["users"].c.email.type = exact_text(400)
+    assert schema_differences(loaded, metadata) == []
+    with loaded.connect() as connection:
+        assert {t: _index_names(connection, t) for t in ("items", "users")} == before
+    assert index_is_valid(loaded, "ix_items_title")
+    with loaded.begin() as connection, pytest.raises(ConflictError):
+        email = connection.scalar(text("SELECT email FROM users LIMIT 1"))
+        connection.execute(
+            text("UPDATE users SET email = :email WHERE email <> :email"), {"email": email}
+        )
+
+    run_extra_migration(loaded, LONGER_TEXT, downgrade_to="-1")
+
+    assert drift(loaded) == []
+
+
+def _index_names(connection: sa.Connection, table: str) -> set[str]:
+    inspector = inspect(connection)
+    names = {str(index["name"]) for index in inspector.get_indexes(table)}
+    return names | {str(unique["name"]) for unique in inspector.get_unique_constraints(table)}
 
 
 @pytest.mark.backends("postgresql", "mariadb")

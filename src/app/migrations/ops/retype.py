@@ -13,13 +13,17 @@ Each step is skipped when an earlier run made it, so a migration killed half-way
 when run again; one killed during the swap on MariaDB finds the triggers gone and the new
 column still there, puts the triggers back and fills what it missed.
 
-A column that is part of an index, a key or a constraint is refused: dropping the old column
-would take those with it.
+The indexes and unique constraints the column is part of are built again on the new column
+(without blocking writes, under a scratch name) before the swap, and take their names in it. A
+column of the primary key, of a foreign key (either end) or of a check is refused: dropping the
+old column would take those with it.
 """
 
 from __future__ import annotations
 
+import copy
 import re
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -30,12 +34,15 @@ from sqlalchemy.types import TypeEngine
 
 from app.migrations.ops.backfill import BATCH_SIZE
 from app.migrations.ops.backfill import backfill as backfill_rows
+from app.migrations.ops.constraints import create_unique_constraint
 from app.migrations.ops.ddl import (
     alter_mariadb,
     column_sql,
     has_column,
     not_null_postgresql,
 )
+from app.migrations.ops.indexes import create_index
+from app.migrations.ops.names import MAX_NAME
 from app.migrations.ops.online import (
     dialect_name,
     locked_briefly,
@@ -77,13 +84,15 @@ def alter_column(
             connection, table_name, column_name, type_
         ):
             return  # an earlier run finished
-        _refuse_if_bound(connection, table_name, column_name)
+        bound = _bound(connection, table_name, column_name)
+    else:
+        bound = []
     old = _described(connection, table_name, column_name)
     new_column = Column(retyped, type_, nullable=True)
     if dialect == "postgresql":
-        _retype_postgresql(table_name, column_name, new_column, old, batch_size)
+        _retype_postgresql(table_name, column_name, new_column, old, batch_size, bound)
     else:
-        _retype_mariadb(table_name, column_name, new_column, old, batch_size)
+        _retype_mariadb(table_name, column_name, new_column, old, batch_size, bound)
 
 
 def _has_type(connection: Connection, table: str, name: str, type_: TypeEngine[Any]) -> bool:
@@ -94,32 +103,88 @@ def _has_type(connection: Connection, table: str, name: str, type_: TypeEngine[A
     raise ValueError(f"alter_column: {table} has no column {name}")
 
 
+def _without_collation(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    """The type as a CAST names it: PostgreSQL takes no COLLATE inside one (the column the
+    value lands in has the collation)."""
+    found = type_.dialect_impl(op.get_context().dialect)
+    if getattr(found, "collation", None) is None:
+        return found
+    plain = copy.copy(found)
+    plain.collation = None  # type: ignore[attr-defined]
+    return plain
+
+
 def _spelled(type_sql: str) -> str:
     """A type's SQL without what the server adds on its own (MariaDB's display width)."""
     return re.sub(r"^(\w*INT\w*)\(\d+\)", r"\1", type_sql.upper()).replace("INTEGER", "INT")
 
 
-def _refuse_if_bound(connection: Connection, table: str, name: str) -> None:
-    """Refuse a column that an index, a key or a constraint uses (dropping it drops them)."""
+@dataclass(frozen=True)
+class _Bound:
+    """An index or unique constraint the column is part of, built again on the new column
+    under `scratch` and given back its `name` in the swap."""
+
+    name: str
+    columns: list[str]
+    unique: bool
+    constraint: bool
+
+    @property
+    def scratch(self) -> str:
+        return f"{self.name[: MAX_NAME - 8]}_retyped"
+
+    def build(self, table: str, column: str, retyped: str) -> None:
+        columns = [retyped if c == column else c for c in self.columns]
+        if self.constraint:
+            create_unique_constraint(op.f(self.scratch), table, columns)
+        else:
+            create_index(self.scratch, table, columns, unique=self.unique)
+
+
+def _bound(connection: Connection, table: str, name: str) -> list[_Bound]:
+    """The indexes and unique constraints that use the column; refuses a column that a key or a
+    check uses (dropping it drops them) or that an index uses other than as a plain column."""
     inspector = inspect(connection)
-    uses: list[tuple[str | None, list[str]]] = [
-        (inspector.get_pk_constraint(table).get("name") or "the primary key",
-         inspector.get_pk_constraint(table)["constrained_columns"]),
-    ]  # fmt: skip
-    uses += [(i["name"], [str(c) for c in i["column_names"]]) for i in inspector.get_indexes(table)]
-    uses += [(u["name"], u["column_names"]) for u in inspector.get_unique_constraints(table)]
-    uses += [(k["name"], k["constrained_columns"]) for k in inspector.get_foreign_keys(table)]
+
+    def refuse(user: str | None) -> None:
+        raise ValueError(
+            f"alter_column {table}.{name}: {user} uses the column; drop it first and add "
+            "it back after the change (migration_ops.create_*_constraint)"
+        )
+
+    if name in inspector.get_pk_constraint(table)["constrained_columns"]:
+        refuse(inspector.get_pk_constraint(table).get("name") or "the primary key")
+    for key in inspector.get_foreign_keys(table):
+        if name in key["constrained_columns"]:
+            refuse(key["name"])
+    for other in inspector.get_table_names():
+        for key in inspector.get_foreign_keys(other):
+            if key["referred_table"] == table and name in key["referred_columns"]:
+                refuse(f"{other}.{key['name']}")
     word = re.compile(rf"\b{re.escape(name)}\b")
-    uses += [
-        (c["name"], [name] if word.search(c["sqltext"]) else [])
-        for c in inspector.get_check_constraints(table)
-    ]
-    for user, columns in uses:
-        if name in columns:
-            raise ValueError(
-                f"alter_column {table}.{name}: {user} uses the column; drop it first and add "
-                "it back after the change (migration_ops.create_index, create_*_constraint)"
-            )
+    for check in inspector.get_check_constraints(table):
+        if word.search(check["sqltext"]):
+            refuse(check["name"])
+    bound = []
+    constraints = set()
+    for unique in inspector.get_unique_constraints(table):
+        constraints.add(unique["name"])
+        if name in unique["column_names"]:
+            columns = list(unique["column_names"])
+            bound.append(_Bound(str(unique["name"]), columns, unique=True, constraint=True))
+    for index in inspector.get_indexes(table):
+        if index["name"] in constraints or name not in index["column_names"]:
+            continue
+        options = index.get("dialect_options", {})
+        if (
+            index.get("expressions")
+            or index.get("column_sorting")
+            or options.get("postgresql_where")
+        ):
+            refuse(index["name"])
+        columns = [str(c) for c in index["column_names"]]
+        bound.append(_Bound(str(index["name"]), columns, unique=index["unique"], constraint=False))
+    return bound
 
 
 class _Old:
@@ -147,11 +212,12 @@ def _names(table: str, column: str) -> tuple[str, str]:
 
 
 def _retype_postgresql(
-    table: str, name: str, new_column: Column[Any], old: _Old, batch_size: int
+    table: str, name: str, new_column: Column[Any], old: _Old, batch_size: int, bound: list[_Bound]
 ) -> None:
     retyped = new_column.name
     trigger, function = _names(table, name)
-    type_sql = new_column.type.compile(op.get_context().dialect)
+    cast_type = _without_collation(new_column.type)
+    type_sql = cast_type.compile(op.get_context().dialect)
     with outside_transaction():
         locked_briefly(
             lambda: op.execute(
@@ -169,7 +235,7 @@ def _retype_postgresql(
                 f"{quote(table)} FOR EACH ROW EXECUTE FUNCTION {quote(function)}()"
             )
         )
-    copied = cast(lightweight_column(name), new_column.type)
+    copied = cast(lightweight_column(name), cast_type)
     backfill_rows(table, {retyped: copied}, batch_size=batch_size)
     if old.default is not None:
         with outside_transaction():
@@ -182,10 +248,18 @@ def _retype_postgresql(
     if not old.nullable:
         needs_value = lightweight_column(retyped).is_(None)
         not_null_postgresql(table, retyped, needs_value, copied, batch_size)
+    for index in bound:
+        index.build(table, name, retyped)
     swap = [
         f"DROP TRIGGER IF EXISTS {quote(trigger)} ON {quote(table)}",
         f"ALTER TABLE {quote(table)} DROP COLUMN {quote(name)}",
         f"ALTER TABLE {quote(table)} RENAME COLUMN {quote(retyped)} TO {quote(name)}",
+        *(
+            f"ALTER TABLE {quote(table)} RENAME CONSTRAINT {quote(b.scratch)} TO {quote(b.name)}"
+            if b.constraint
+            else f"ALTER INDEX {quote(b.scratch)} RENAME TO {quote(b.name)}"
+            for b in bound
+        ),
         f"DROP FUNCTION IF EXISTS {quote(function)}()",
     ]
     with outside_transaction():
@@ -200,7 +274,7 @@ def _retype_postgresql(
 
 
 def _retype_mariadb(
-    table: str, name: str, new_column: Column[Any], old: _Old, batch_size: int
+    table: str, name: str, new_column: Column[Any], old: _Old, batch_size: int, bound: list[_Bound]
 ) -> None:
     retyped = new_column.name
     prefix, _ = _names(table, name)
@@ -221,10 +295,20 @@ def _retype_mariadb(
         alter_mariadb(
             table, f"MODIFY COLUMN {quote(retyped)} {type_sql} {null}{default}", instant=False
         )
+    for index in bound:
+        index.build(table, name, retyped)
+    # The old indexes go in the same statement, so that the column drop rebuilds nothing
+    # (NOCOPY: no table copy; INSTANT when there are none).
+    changes = [f"DROP INDEX {quote(b.name)}" for b in bound]
+    changes += [
+        f"DROP COLUMN {quote(name)}",
+        f"RENAME COLUMN {quote(retyped)} TO {quote(name)}",
+        *(f"RENAME INDEX {quote(b.scratch)} TO {quote(b.name)}" for b in bound),
+    ]
+    algorithm = "NOCOPY" if bound else "INSTANT"
     swap = [
         *(f"DROP TRIGGER IF EXISTS {quote(trigger)}" for trigger in triggers),
-        f"ALTER TABLE {quote(table)} {mariadb_wait()} DROP COLUMN {quote(name)}, "
-        f"RENAME COLUMN {quote(retyped)} TO {quote(name)}, ALGORITHM=INSTANT",
+        f"ALTER TABLE {quote(table)} {mariadb_wait()} {', '.join(changes)}, ALGORITHM={algorithm}",
     ]
     with outside_transaction():
         if offline():
