@@ -108,7 +108,7 @@ def _in_batches(
     condition = _needs_update(target, values, where)
     total = connection.scalar(select(func.count()).select_from(target)) or 0
     changed = 0
-    with _progress(f"backfill {target.name}", total) as advance:
+    with progress_bar(f"backfill {target.name}", total) as advance:
         last: Any = None
         while True:
             start = key > last if last is not None else true()
@@ -131,7 +131,7 @@ def _commit(connection: Connection, statement: ClauseElement) -> int:
 
 
 @contextmanager
-def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """A progress bar on a terminal's stderr, nothing elsewhere."""
     console = Console(file=sys.stderr)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:

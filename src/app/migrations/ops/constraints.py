@@ -50,6 +50,7 @@ from app.migrations.ops.online import (
     outside_transaction,
     quote,
 )
+from app.migrations.ops.shadow import rebuild_with
 
 
 class ConstraintRefusedError(RuntimeError):
@@ -195,15 +196,7 @@ def create_check_constraint(
             ),
         )
     elif dialect in ("mysql", "mariadb"):
-        with outside_transaction():
-            if offline() or not _named(op.get_bind(), table_name, name, "check"):
-                refused.unless_clean()
-                locked_briefly(
-                    lambda: op.execute(
-                        f"ALTER TABLE {quote(table_name)} {mariadb_wait()} ADD "
-                        f"{_constraint_sql(check)}, ALGORITHM=COPY, LOCK=SHARED"
-                    )
-                )
+        _check_mariadb(table_name, check, refused)
     else:
         _batch_sqlite(
             table_name,
@@ -212,6 +205,27 @@ def create_check_constraint(
             refused,
             lambda batch: batch.create_check_constraint(op.f(name), condition, **options),
         )
+
+
+def _check_mariadb(table: str, check: Constraint, refused: Refusal) -> None:
+    """The rows counted first; then the table rebuilt with the check beside itself (`shadow`),
+    as MariaDB 10.11 adds a CHECK only by copying the table while its writes wait."""
+    if offline():
+        with outside_transaction():
+            op.execute(
+                f"ALTER TABLE {quote(table)} {mariadb_wait()} ADD "
+                f"{_constraint_sql(check)}, ALGORITHM=COPY, LOCK=SHARED"
+            )
+        return
+    with outside_transaction():
+        if _named(op.get_bind(), table, str(check.name), "check"):
+            return
+        refused.unless_clean()
+
+    def refusal(exc: BaseException) -> BaseException | None:
+        return refused.error() if isinstance(exc, InvalidQueryError) else None
+
+    rebuild_with(table, f"ADD {_constraint_sql(check)}", refused=refusal)
 
 
 class Refusal:

@@ -9,6 +9,9 @@ table is short and the caller retries it (`locked_briefly`); the lock lasts mill
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy import Connection, text
 
 from app.migrations.ops.online import quote
@@ -31,14 +34,22 @@ def in_one_transaction(connection: Connection, statements: list[str]) -> None:
 
 def with_table_locked(connection: Connection, table: str, statements: list[str]) -> None:
     """Run `statements` while this session alone may use `table` (MariaDB)."""
-    saved = connection.scalar(text("SELECT @@SESSION.lock_wait_timeout"))
-    connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {_SWAP_WAIT}")
-    try:
+    with short_metadata_waits(connection):
         connection.exec_driver_sql(f"LOCK TABLES {quote(table)} WRITE")
         try:
             for statement in statements:
                 connection.exec_driver_sql(statement)
         finally:
             connection.exec_driver_sql("UNLOCK TABLES")
+
+
+@contextmanager
+def short_metadata_waits(connection: Connection) -> Iterator[None]:
+    """MariaDB statements that take no `WAIT n` clause (LOCK TABLES, CREATE TRIGGER) wait for a
+    table's metadata lock at most a second in the block, as the swap does."""
+    saved = connection.scalar(text("SELECT @@SESSION.lock_wait_timeout"))
+    connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {_SWAP_WAIT}")
+    try:
+        yield
     finally:
         connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {int(saved)}")
