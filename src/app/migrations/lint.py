@@ -48,7 +48,7 @@ SAFE_ALTERNATIVES = {
     "add-unique-constraint": "migration_ops.create_unique_constraint(...) (op's arguments) builds "
     "its index without blocking writes, then adds it",
     "add-check-constraint": "migration_ops.create_check_constraint(...) (op's arguments) checks "
-    "the rows without blocking writes (PostgreSQL), or before the table copy (MariaDB)",
+    "the rows without blocking writes (PostgreSQL; MariaDB on a shadow copy of the table)",
     "compile": "give each column a type every backend can create (a length for a VARCHAR: "
     "sa.String(255)), or a variant per backend (.with_variant(...))",
 }

@@ -5,9 +5,9 @@ checked from then on), then `VALIDATE CONSTRAINT` scans the rows while reads and
 A unique constraint is first a unique index built `CONCURRENTLY` (`create_index`), then made
 the constraint `USING INDEX` (a brief lock). MariaDB: a foreign key is added in place with the
 session's foreign_key_checks off (no table copy; writes go on), then the rows are checked by a
-query; a unique constraint is a unique index built in place (`LOCK=NONE`). MariaDB 10.11 cannot
-add a CHECK without copying the table (`ALGORITHM=COPY`, `LOCK=SHARED`: reads go on, writes
-wait for the copy); the rows are checked first, so a copy is never started only to fail.
+query; a unique constraint is a unique index built in place (`LOCK=NONE`). MariaDB 10.11 adds
+a CHECK only by copying the table while its writes wait; the helper rebuilds the table on a
+shadow copy of its own instead (`shadow`), after counting the rows that break the check.
 SQLite: batch mode's table copy, the rows checked first.
 
 Rows that break the constraint are counted and told in one line (`ConstraintRefusedError`,
