@@ -28,9 +28,11 @@ from sqlalchemy import exc as sa_exc
 
 from app.db.errors import ConflictError, DataLayerError
 from app.db.types import new_id
+from app.dialects.driver import driver_value
 
 MARKERS = Table("app_commit_markers", MetaData(), Column("id", String(32), primary_key=True))
 MARKER_TABLE = str(MARKERS.name)
+_INSERT = "INSERT INTO app_commit_markers (id) VALUES (%s)"  # the marker goes as a parameter
 KEPT_FOR_SECONDS = 3600
 PRUNE_ONE_IN = 1_000  # commits; at any rate about as many markers go as come
 _RECHECK_MISSING_AFTER = 60.0  # seconds: a database migrated after the engine was made
@@ -89,7 +91,7 @@ def write_marker(
         return None
     mark = new_id().hex
     try:
-        connection.execute(MARKERS.insert(), {"id": mark})
+        driver_value(connection, _INSERT, (mark,))
     except (DataLayerError, sa_exc.DBAPIError) as exc:
         if not table_missing(exc):
             raise

@@ -75,6 +75,7 @@ from app.dialects.base import (
     storage_columns,
 )
 from app.dialects.commit_markers import CommitReceipt, note_writes, wrote
+from app.dialects.driver import driver_value
 
 # The migration lock: pg_advisory_lock takes a bigint, a stable number derived from a name.
 MIGRATION_LOCK_KEY = zlib.crc32(b"app:migrations")
@@ -248,7 +249,7 @@ class PostgreSQL(Backend):
         keeps the outcome of every recent transaction."""
         if not wrote(connection):
             return None  # only SELECTs (see `note_writes`)
-        xid = connection.scalar(text("SELECT txid_current_if_assigned()"))
+        xid = driver_value(connection, "SELECT txid_current_if_assigned()")
         driver: Any = connection.connection.driver_connection
         pid = driver.info.backend_pid
         return CommitReceipt(connection.engine, xid, (int(pid),))
