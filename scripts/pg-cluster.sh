@@ -6,6 +6,7 @@
 #   scripts/pg-cluster.sh up   DIR   # start (or find running) the primary and its replica
 #   scripts/pg-cluster.sh down DIR   # stop both
 #   scripts/pg-cluster.sh stop-replica DIR | start-replica DIR
+#   scripts/pg-cluster.sh restart-primary DIR   # a fast shutdown and a start, as a restart does
 #   scripts/pg-cluster.sh status DIR
 #
 # Ports (environment): PG_PRIMARY_PORT (default 5441) and PG_REPLICA_PORT (default 5442). Both
@@ -17,7 +18,7 @@ set -euo pipefail
 command=${1:-}
 dir=${2:-}
 if [[ -z "$command" || -z "$dir" ]]; then
-  echo "usage: $0 up|down|status|stop-replica|start-replica DIR" >&2
+  echo "usage: $0 up|down|status|stop-replica|start-replica|restart-primary DIR" >&2
   exit 2
 fi
 primary_port=${PG_PRIMARY_PORT:-5441}
@@ -103,8 +104,10 @@ case "$command" in
   status) status ;;
   stop-replica) if running replica; then pg replica stop -m fast >/dev/null; fi ;;
   start-replica) running replica || pg replica start >/dev/null ;;
+  restart-primary) pg primary restart -m fast >/dev/null ;;
   *)
-    echo "unknown command $command: up, down, status, stop-replica or start-replica" >&2
+    echo "unknown command $command: up, down, status, stop-replica, start-replica or" \
+      "restart-primary" >&2
     exit 2
     ;;
 esac

@@ -157,6 +157,10 @@ class PostgresPair(ScriptedTopology):
     def start_replica(self) -> None:
         self.script("start-replica")
 
+    def restart_primary(self) -> None:
+        """A fast shutdown of the primary and a start, as a service restart does."""
+        self.script("restart-primary")
+
     def url(self, server: str, database: str = "test") -> URL:
         port = self.ports[0 if server == "primary" else 1]
         return make_url(f"postgresql+psycopg://root@127.0.0.1:{port}/{database}")

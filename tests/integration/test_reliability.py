@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import random
-import shutil
-import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -26,11 +24,13 @@ from app.db.errors import (
     RetryableError,
     StaleObjectError,
 )
+from app.db.session import make_engine, make_session_factory
+from app.migrations import upgrade
 from app.repositories import UnitOfWork, UserRepository, run_in_transaction, transactional
 from app.schemas import UserCreate
 from app.services import register_user
-from tests.backends import required_backends
 from tests.integration.helpers import count_rows
+from tests.topologies import PostgresPair
 
 
 def _scalar(engine: Engine, sql: str, **params: Any) -> Any:
@@ -250,27 +250,31 @@ def test_a_failing_unit_of_work_leaves_nothing_behind(
 # -- a database restart -------------------------------------------------------------------------
 
 
-def _restart_postgresql() -> str | None:
-    """Restart the local PostgreSQL service; the reason it cannot be done, if it cannot."""
-    if shutil.which("pg_ctlcluster") is None or shutil.which("pg_lsclusters") is None:
-        return "pg_ctlcluster is not installed: the test cannot control the PostgreSQL service"
-    clusters = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False)
-    fields = clusters.stdout.split()
-    if clusters.returncode != 0 or len(fields) < 2:
-        return "no local PostgreSQL cluster to restart"
-    restart = subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", fields[0], fields[1], "restart"],
-        capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
-    if restart.returncode != 0:
-        return f"could not restart PostgreSQL: {restart.stderr.strip()}"
-    return None
+@pytest.fixture
+def restartable(postgres_pair: PostgresPair) -> Iterator[Engine]:
+    """A migrated database on the project's own PostgreSQL primary (scripts/pg-cluster.sh),
+    which the test may restart: never the PostgreSQL the system runs."""
+    admin = make_engine(postgres_pair.url("primary", "postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {RESTARTED} WITH (FORCE)")
+        connection.exec_driver_sql(f"CREATE DATABASE {RESTARTED}")
+    engine = make_engine(postgres_pair.url("primary", RESTARTED))
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {RESTARTED} WITH (FORCE)")
+    admin.dispose()
+
+
+RESTARTED = "app_restarted"
 
 
 @pytest.mark.backends("postgresql")
 def test_a_restart_loses_no_committed_transaction_and_the_stream_resumes(
-    committing_factory: sessionmaker[Session], committed_engine: Engine
+    restartable: Engine, postgres_pair: PostgresPair
 ) -> None:
+    factory = make_session_factory(restartable)
     total = 150
     reported: list[int] = []
     failures: list[str] = []
@@ -285,7 +289,7 @@ def test_a_restart_loses_no_committed_transaction_and_the_stream_resumes(
                     lambda uow, n=n: uow.users.create(
                         {"email": f"stream{n}@example.com", "hashed_password": "h"}
                     ),
-                    session_factory=committing_factory,
+                    session_factory=factory,
                 )
                 reported.append(n)
                 n += 1
@@ -302,15 +306,12 @@ def test_a_restart_loses_no_committed_transaction_and_the_stream_resumes(
     worker.start()
     while len(reported) < total // 3 and worker.is_alive():
         time.sleep(0.01)
-    reason = _restart_postgresql()
+    postgres_pair.restart_primary()
     worker.join(timeout=180)
-    if reason is not None:
-        # Where PostgreSQL is required (CI), a restart test that cannot restart has failed.
-        (pytest.fail if "postgresql" in required_backends() else pytest.skip)(reason)
     assert done.is_set(), "the stream did not finish"
     assert reported == list(range(total))
-    emails = _scalar(committed_engine, "SELECT count(DISTINCT email) FROM users")
-    assert emails == total == _scalar(committed_engine, "SELECT count(*) FROM users")
+    emails = _scalar(restartable, "SELECT count(DISTINCT email) FROM users")
+    assert emails == total == _scalar(restartable, "SELECT count(*) FROM users")
     print(f"errors seen during the restart: {failures}")
 
 
