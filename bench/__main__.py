@@ -15,6 +15,7 @@ from bench import (
     replicas,
     team,
     transactions,
+    updates,
     web,
 )  # fmt: skip
 from bench.chart import chart
@@ -35,9 +36,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--workloads",
-        default="ingest,reads,tags,team,uow,pages,async,web,online-migration,galera,replicas",
+        default="ingest,reads,tags,team,uow,updates,pages,async,web,online-migration,galera,replicas",
         help="comma-separated workloads: ingest, reads, tags (query tags on and off), team (a "
-        "model of examples/todo), uow, "
+        "model of examples/todo), uow, updates (at a known version), "
         "pages (with the streaming read), "
         "async, web (PostgreSQL), online-migration (PostgreSQL, MariaDB), galera (a three-node "
         "cluster it starts, against the MariaDB server), replicas (a PostgreSQL primary and "
@@ -82,6 +83,9 @@ def main() -> None:
                 results += transactions.run_transactions(
                     backend, engine, count=count, repeat=repeat
                 )
+            if "updates" in workloads:
+                count = max(min(rows // 20, 2_000), 10)
+                results += updates.run_updates(backend, engine, count=count, repeat=repeat)
             if "async" in workloads:
                 results += concurrency.run_concurrency(
                     backend,
@@ -112,8 +116,8 @@ def main() -> None:
     if online:
         online_migration.save(online, args.out.with_name("online_migration.json"))
     ratios = (
-        ingest.RATIOS + reads.RATIOS + team.RATIOS + transactions.RATIOS + pagination.RATIOS
-        + concurrency.RATIOS + web.RATIOS + galera.RATIOS + replicas.RATIOS
+        ingest.RATIOS + reads.RATIOS + team.RATIOS + transactions.RATIOS + updates.RATIOS
+        + pagination.RATIOS + concurrency.RATIOS + web.RATIOS + galera.RATIOS + replicas.RATIOS
     )  # fmt: skip
     if results:
         report(results, ratios, args.out)

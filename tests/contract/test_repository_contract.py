@@ -5,9 +5,12 @@ database as it was."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import InvalidRequestError
 
 from app.db.errors import (
@@ -105,6 +108,69 @@ def test_update_changes_only_the_given_fields_and_refuses_an_old_version(
         assert str(null.value) == "User.email cannot be null"
         uow.commit()
     assert _user_row(db, "lovelace@example.com")[1:] == ("Ada L.", "h", True, False, 3)
+
+
+@contextmanager
+def statements_sent() -> Iterator[list[str]]:
+    """The statements every engine sends in the block (either face: the asyncio one runs on
+    a synchronous engine inside)."""
+    sent: list[str] = []
+
+    def record(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+def test_an_update_at_a_known_version_is_one_statement(
+    faces: Faces, db: Database, backend: str
+) -> None:
+    # MariaDB has no UPDATE ... RETURNING: there the row is read first, as for any update.
+    expected = ["UPDATE"] if backend not in ("mariadb", "galera") else ["SELECT", "UPDATE"]
+    with faces.uow() as uow:
+        user = _user(uow)
+        item = uow.items.create({"title": "draft", "owner_id": user.id})
+        created = item.updated_at
+        uow.commit()
+    with faces.uow() as uow:
+        with statements_sent() as sent:
+            updated = uow.items.update(item.id, {"title": "final"}, expected_version=1)
+        assert _work(sent) == expected, sent
+        assert (updated.title, updated.version) == ("final", 2)
+        assert updated.updated_at > created
+        assert uow.items.get(item.id) is updated
+        with pytest.raises(StaleObjectError) as stale:
+            uow.items.update(item.id, {"title": "old form"}, expected_version=1)
+        assert stale.value.lost_race is False
+        assert "at version 2, not version 1" in str(stale.value)
+        with pytest.raises(NotFoundError):
+            uow.items.update(uuid.uuid4(), {"title": "nowhere"}, expected_version=1)
+        uow.commit()
+    assert db.scalar("SELECT title FROM items") == "final"
+    assert db.scalar("SELECT version FROM items") == 2
+
+
+def _work(sent: list[str]) -> list[str]:
+    """The kind of each statement that reads or writes rows (not the savepoints around)."""
+    kinds = [statement.split()[0].upper() for statement in sent]
+    return [kind for kind in kinds if kind in ("SELECT", "INSERT", "UPDATE", "DELETE")]
+
+
+def test_an_update_at_a_known_version_of_a_model_with_validators_reads_the_row_first(
+    faces: Faces,
+) -> None:
+    with faces.uow() as uow:
+        user = _user(uow)
+        uow.commit()
+    with faces.uow() as uow, statements_sent() as sent:
+        updated = uow.users.update(user.id, {"email": "Mixed@Example.COM"}, expected_version=1)
+        assert (updated.email, updated.version) == ("mixed@example.com", 2)
+        uow.rollback()
+    assert _work(sent) == ["SELECT", "UPDATE"], sent
 
 
 def test_delete_removes_the_row_and_what_it_owns(faces: Faces, db: Database) -> None:

@@ -6,7 +6,18 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, Select, func, literal_column, over, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    Update,
+    func,
+    literal_column,
+    over,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
 
@@ -68,6 +79,20 @@ def select_by_key(
     """SELECT of the `model` row with primary key `key`, loading the named relationships."""
     column = rules.table.c[rules.primary_key[0]]
     return select(model).options(*loader_options(model, load)).where(column == key)
+
+
+def update_at_version(
+    model: type[Any], rules: Rules, key: Any, version: int, values: Mapping[str, Any]
+) -> Update:
+    """UPDATE of the `model` row with primary key `key`, only while it is at `version`: the
+    given values, and the version advanced (the timestamps marked `onupdate` move with it)."""
+    table = rules.table
+    counter = table.c[str(rules.version)]
+    return (
+        update(model)
+        .where(table.c[rules.primary_key[0]] == key, counter == version)
+        .values({**values, str(rules.version): counter + 1})
+    )
 
 
 def with_total(statement: Select[Any]) -> Select[Any]:
