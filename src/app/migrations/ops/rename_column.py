@@ -38,7 +38,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 from alembic import op
 from sqlalchemy import Connection, inspect, literal, select, text
@@ -62,6 +62,7 @@ from app.migrations.ops.online import (
     quote,
 )
 from app.migrations.ops.swap import in_one_transaction, with_table_locked
+from app.migrations.ops.uses import uses_of
 
 TRIGGER_PREFIX = "app_rename_"
 
@@ -310,7 +311,7 @@ def _default(connection: Connection, table: str, column: str) -> str | None:
     return found.get("default")
 
 
-def _refuse(table: str, column: str, why: str) -> None:
+def _refuse(table: str, column: str, why: str) -> NoReturn:
     raise ValueError(f"rename_column {table}.{column}: {why}; rename it with op.alter_column")
 
 
@@ -323,58 +324,24 @@ def _renamed(name: str, old: str, new: str) -> str:
 def _copies(connection: Connection, table: str, old: str, new: str) -> list[Callable[[], None]]:
     """What the new column needs of what uses the old one, as steps to run after the copy;
     refuses what cannot be copied."""
-    inspector = inspect(connection)
-    if old in inspector.get_pk_constraint(table)["constrained_columns"]:
-        _refuse(table, old, "it is part of the primary key")
-    word = re.compile(rf"\b{re.escape(old)}\b")
-    for check in inspector.get_check_constraints(table):
-        if word.search(check["sqltext"]):
-            _refuse(table, old, f"check constraint {check['name']} uses it")
-    for other in inspector.get_table_names():
-        for key in inspector.get_foreign_keys(other):
-            if key["referred_table"] == table and old in key["referred_columns"]:
-                _refuse(table, old, f"{other}.{key['name']} refers to it")
 
-    def swapped(columns: list[Any]) -> list[str]:
-        return [new if column == old else str(column) for column in columns]
+    def refuse(why: str) -> NoReturn:
+        _refuse(table, old, why)
 
     steps: list[Callable[[], None]] = []
-    constraints: set[str | None] = set()
-    for key in inspector.get_foreign_keys(table):
-        constraints.add(key["name"])
-        if old in key["constrained_columns"]:
-            options = {k: v for k, v in key["options"].items() if k in ("ondelete", "onupdate")}
+    for use in uses_of(connection, table, old, refuse):
+        name = _renamed(use.name, old, new)
+        columns = use.columns_with(old, new)
+        if use.kind == "foreign key":
             steps.append(
-                partial(
-                    create_foreign_key,
-                    op.f(_renamed(str(key["name"]), old, new)),
-                    table,
-                    key["referred_table"],
-                    swapped(key["constrained_columns"]),
-                    key["referred_columns"],
-                    **options,
-                )
-            )
-    for unique in inspector.get_unique_constraints(table):
-        constraints.add(unique["name"])
-        if old in unique["column_names"]:
-            unique_name = op.f(_renamed(str(unique["name"]), old, new))
-            columns = swapped(unique["column_names"])
-            steps.append(partial(create_unique_constraint, unique_name, table, columns))
-    for index in inspector.get_indexes(table):
-        if index["name"] in constraints or old not in index["column_names"]:
-            continue
-        if index.get("expressions") or index.get("column_sorting") or _partial(index):
-            _refuse(table, old, f"index {index['name']} is not a plain list of columns")
-        name = _renamed(str(index["name"]), old, new)
-        columns = swapped(index["column_names"])
-        steps.append(partial(create_index, name, table, columns, unique=index["unique"]))
+                partial(create_foreign_key, op.f(name), table, use.referred_table, columns,
+                        use.referred_columns, **use.options)
+            )  # fmt: skip
+        elif use.kind == "unique":
+            steps.append(partial(create_unique_constraint, op.f(name), table, columns))
+        else:
+            steps.append(partial(create_index, name, table, columns, unique=use.unique))
     return steps
-
-
-def _partial(index: Any) -> bool:
-    options = index.get("dialect_options", {})
-    return bool(options.get("postgresql_where") or options.get("postgresql_include"))
 
 
 def _expand(rename: ColumnRename, source: _Source, batch_size: int) -> None:

@@ -25,7 +25,7 @@ import copy
 import re
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 from alembic import op
 from sqlalchemy import Column, Connection, cast, inspect
@@ -52,6 +52,7 @@ from app.migrations.ops.online import (
     quote,
 )
 from app.migrations.ops.swap import in_one_transaction, with_table_locked
+from app.migrations.ops.uses import uses_of
 
 
 def alter_column(
@@ -144,47 +145,17 @@ class _Bound:
 def _bound(connection: Connection, table: str, name: str) -> list[_Bound]:
     """The indexes and unique constraints that use the column; refuses a column that a key or a
     check uses (dropping it drops them) or that an index uses other than as a plain column."""
-    inspector = inspect(connection)
 
-    def refuse(user: str | None) -> None:
+    def refuse(why: str) -> NoReturn:
         raise ValueError(
-            f"alter_column {table}.{name}: {user} uses the column; drop it first and add "
-            "it back after the change (migration_ops.create_*_constraint)"
+            f"alter_column {table}.{name}: {why}; drop it first and add it back after the "
+            "change (migration_ops.create_*_constraint)"
         )
 
-    if name in inspector.get_pk_constraint(table)["constrained_columns"]:
-        refuse(inspector.get_pk_constraint(table).get("name") or "the primary key")
-    for key in inspector.get_foreign_keys(table):
-        if name in key["constrained_columns"]:
-            refuse(key["name"])
-    for other in inspector.get_table_names():
-        for key in inspector.get_foreign_keys(other):
-            if key["referred_table"] == table and name in key["referred_columns"]:
-                refuse(f"{other}.{key['name']}")
-    word = re.compile(rf"\b{re.escape(name)}\b")
-    for check in inspector.get_check_constraints(table):
-        if word.search(check["sqltext"]):
-            refuse(check["name"])
-    bound = []
-    constraints = set()
-    for unique in inspector.get_unique_constraints(table):
-        constraints.add(unique["name"])
-        if name in unique["column_names"]:
-            columns = list(unique["column_names"])
-            bound.append(_Bound(str(unique["name"]), columns, unique=True, constraint=True))
-    for index in inspector.get_indexes(table):
-        if index["name"] in constraints or name not in index["column_names"]:
-            continue
-        options = index.get("dialect_options", {})
-        if (
-            index.get("expressions")
-            or index.get("column_sorting")
-            or options.get("postgresql_where")
-        ):
-            refuse(index["name"])
-        columns = [str(c) for c in index["column_names"]]
-        bound.append(_Bound(str(index["name"]), columns, unique=index["unique"], constraint=False))
-    return bound
+    return [
+        _Bound(use.name, use.columns, unique=use.unique, constraint=use.kind == "unique")
+        for use in uses_of(connection, table, name, refuse, foreign_keys=False)
+    ]
 
 
 class _Old:
