@@ -299,17 +299,20 @@ class AsyncUnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        closed = False
         try:
             await run_blocking(self.async_session, self.sync.__exit__, exc_type, exc, traceback)
+            closed = not self.sync.is_open  # the blocking exit closed the session itself
         finally:
             if not self.sync.is_open:
-                await self._close()
+                await self._close(closed=closed)
 
-    async def _close(self) -> None:
+    async def _close(self, *, closed: bool = False) -> None:
         session, self._async_session = self._async_session, None
-        if session is not None:
-            # Also after a failed or cancelled exit: closing gives the connection back to the
-            # pool, which throws it away if it cannot be reset.
+        if session is not None and not closed:
+            # After a failed or cancelled exit: closing gives the connection back to the pool,
+            # which throws it away if it cannot be reset. (After a clean exit the session is
+            # closed already: a second close would be one more trip into the greenlet.)
             await session.close()
 
     def repository(self, model: type[Any]) -> AsyncRepository[Any]:
