@@ -39,6 +39,7 @@ from app.db.session import make_engine
 from app.db.types import exact_text
 from app.migration_ops import ConstraintRefusedError
 from app.migrations import compare, drift, upgrade
+from app.migrations.ops.ddl import column_collation
 from tests.integration.helpers import load_items
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -631,3 +632,25 @@ def retyped_rows(engine: Engine) -> int:
             return 0
         query = "SELECT count(*) FROM items WHERE _version_retyped IS NOT NULL"
         return int(connection.scalar(text(query)) or 0)
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_type_that_names_no_collation_keeps_the_columns(loaded: Engine) -> None:
+    body = """
+import sqlalchemy as sa
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.alter_column("items", "title", type_=sa.String(500))
+"""
+    with loaded.connect() as connection:
+        before = column_collation(connection, "items", "title")
+    assert before is not None, "the models' text compares exactly: a collation of its own"
+
+    run_extra_migration(loaded, body)
+
+    with loaded.connect() as connection:
+        assert column_collation(connection, "items", "title") == before
+        (title,) = [c for c in inspect(connection).get_columns("items") if c["name"] == "title"]
+    assert getattr(title["type"], "length", None) == 500

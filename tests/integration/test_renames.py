@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from app.db.models import Base, IdMixin, TimestampMixin, VersionMixin, exact_text
 from app.db.session import make_async_engine, make_async_session_factory, make_engine
 from app.migrations import drift, upgrade
-from app.migrations.ops.rename_column import column_renames
+from app.migrations.ops.rename_column import ADDED_MARK, column_renames
 from app.migrations.ops.rename_table import (
     PLACEHOLDER_COMMENT,
     TableRename,
@@ -502,3 +502,71 @@ def test_the_asyncio_face_writes_in_bulk_through_the_old_name_of_a_renamed_table
 
     assert asyncio.run(scenario()) == 30
     assert len(rows_of(loaded, "things")) == 40
+
+
+def migration(body: str) -> str:
+    """A migration whose upgrade is `body` (statements through migration_ops)."""
+    return f"\nfrom app import migration_ops\n\n\ndef upgrade() -> None:\n    {body}\n"
+
+
+REFUSED = {
+    'migration_ops.rename_column("items", "nope", "name")': r"^rename_column: items has no "
+    r"column nope$",
+    'migration_ops.rename_column("items", "title", "description")': r"^rename_column: items has a "
+    r"column description already; rename onto a new name$",
+    'migration_ops.rename_column("items", "id", "key")': r"^rename_column items\.id: it is part "
+    r"of the primary key",
+    'migration_ops.finish_rename_column("items", "title", "name")': r"^items\.title: no rename to "
+    r"name in progress",
+    'migration_ops.rename_table("nope", "things")': r"^rename_table: there is no table nope$",
+    'migration_ops.rename_table("items", "users")': r"^rename_table: items and users are both "
+    r"tables$",
+}
+
+
+@pytest.mark.parametrize("call", REFUSED)
+def test_a_rename_of_what_is_missing_or_onto_what_is_taken_is_refused_and_changes_nothing(
+    loaded: Engine, call: str
+) -> None:
+    load_items(loaded, 20)
+    with loaded.connect() as connection:
+        before = dict(connection.execute(text("SELECT id, description FROM items")).all())
+
+    with pytest.raises(ValueError, match=REFUSED[call]):
+        run_extra_migration(loaded, migration(call))
+
+    assert drift(loaded) == []
+    with loaded.connect() as connection:
+        assert dict(connection.execute(text("SELECT id, description FROM items")).all()) == before
+        assert column_renames(connection) == []
+        assert table_renames(connection) == []
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_table_with_a_column_rename_in_progress_is_not_renamed(loaded: Engine) -> None:
+    run_extra_migration(loaded, EXPAND)
+
+    refused = r"^rename_table items: a rename of its column title is in progress; finish"
+    with pytest.raises(ValueError, match=refused):
+        run_extra_migration(loaded, EXPAND_TABLE, after=[EXPAND])
+    with loaded.connect() as connection:
+        assert inspect(connection).has_table("items")
+        assert len(column_renames(connection)) == 1
+
+
+@pytest.mark.backends("mariadb")
+def test_a_column_rename_killed_before_its_triggers_starts_again(loaded: Engine) -> None:
+    load_items(loaded, 200)
+    with loaded.begin() as connection:  # what a run killed after adding the column left
+        connection.exec_driver_sql(
+            "ALTER TABLE items ADD COLUMN name VARCHAR(255) COLLATE utf8mb4_nopad_bin NULL "
+            f"COMMENT '{ADDED_MARK}'"
+        )
+
+    run_extra_migration(loaded, EXPAND)
+
+    assert out_of_step(loaded) == 0
+    with loaded.connect() as connection:
+        assert len(column_renames(connection)) == 1
+        (name,) = [c for c in inspect(connection).get_columns("items") if c["name"] == "name"]
+    assert not name.get("comment")

@@ -309,53 +309,112 @@ def _squawk(revision: str, down: str | None, path: str) -> list[Finding]:
     return findings
 
 
-_NOT_NULL_CHECK_DROP = re.compile(r"DROP CONSTRAINT IF EXISTS (ck_\w+_not_null)")
-_RETYPED_SWAP = re.compile(r"RENAME COLUMN _(\w+)_retyped TO (\w+)")
-_DROPPED_COLUMN = re.compile(r"ALTER TABLE (\w+) DROP COLUMN (\w+)")
+# An identifier as PostgreSQL's SQL writes it: plain, or in double quotes ("" for a quote).
+_NAME = r'(?:"(?:[^"]|"")+"|\w+)'
+_END = r"(?=\s|;|$)"
+_NOT_NULL_CHECK_DROP = re.compile(rf"DROP CONSTRAINT IF EXISTS ({_NAME})")
+_RENAMED_COLUMN = re.compile(rf"RENAME COLUMN ({_NAME}) TO ({_NAME})")
+_DROPPED_COLUMN = re.compile(rf"ALTER TABLE ({_NAME}) DROP COLUMN ({_NAME})")
 _HELPER_FUNCTION_DROP = re.compile(r"DROP FUNCTION IF EXISTS app_re(type|name)_\w+_fn\(\)")
-_TABLE_RENAME = re.compile(r"ALTER TABLE (\w+) RENAME TO (\w+)")
-_VIEW_DROP = re.compile(r"DROP VIEW IF EXISTS (\w+)")
+_TABLE_RENAME = re.compile(rf"ALTER TABLE ({_NAME}) RENAME TO ({_NAME})")
+_VIEW_DROP = re.compile(rf"DROP VIEW IF EXISTS ({_NAME})")
+
+
+def _unquoted(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
 def _a_helpers_own_step(rule: str, sql: str, lines: list[str], number: int, source: str) -> bool:
     """Whether the statement squawk flags at SQL line `number` is a step of a helper that
-    loses nothing: the `CHECK (col IS NOT NULL)` that `add_not_null_column` replaced by the
-    column's own NOT NULL; `alter_column`'s swap (the old column dropped and the retyped copy
-    renamed to its name, in one transaction; the function that kept them in step); the end of
-    a column rename (the triggers that kept both names in step dropped with the old column);
-    `rename_table`'s rename, which leaves a view under the old name; `finish_rename_table`'s
-    drop of that view (`source`: the migration file's text)."""
+    loses nothing (`source`: the migration file's text)."""
     # squawk counts a statement from the blank line before it: look at the next few lines.
     nearby = "\n".join(lines[number - 1 : number + 2])
-    if rule == "ban-drop-constraint":
-        dropped = _NOT_NULL_CHECK_DROP.search(nearby)
-        return dropped is not None and f"ADD CONSTRAINT {dropped.group(1)} CHECK" in sql
-    if rule == "renaming-column":
-        swap = _RETYPED_SWAP.search(nearby)
-        return swap is not None and swap.group(1) == swap.group(2)
-    if rule == "ban-drop-column":
-        found = _DROPPED_COLUMN.search(nearby)
-        if found is None:
-            return False
-        table, column = found.groups()
-        retyped = re.search(rf"RENAME COLUMN _{column}_retyped TO {column}\b", sql)
-        renamed = re.search(rf"DROP TRIGGER IF EXISTS app_rename_[0-9a-f]+ ON {table}\b", sql)
-        return bool(retyped or renamed)
-    if rule == "ban-drop-function":
-        return _HELPER_FUNCTION_DROP.search(nearby) is not None
-    if rule == "renaming-table":
-        renamed_table = _TABLE_RENAME.search(nearby)
-        if renamed_table is None:
-            return False
-        old, new = renamed_table.groups()
-        expected = rf"CREATE VIEW {old} AS SELECT \* FROM {new}\b"  # noqa: S608 - a pattern
-        return re.search(expected, sql) is not None
-    if rule == "ban-drop-view":
-        view = _VIEW_DROP.search(nearby)
-        return view is not None and bool(
-            re.search(rf"finish_rename_table\(\s*[\"']{view.group(1)}[\"']", source)
-        )
-    return False
+    check = _OWN_STEPS.get(rule)
+    return check is not None and check(nearby, sql, source)
+
+
+def _not_null_check_dropped(nearby: str, sql: str, _source: str) -> bool:
+    """The `CHECK (col IS NOT NULL)` that `add_not_null_column` replaced by the column's own
+    NOT NULL."""
+    dropped = _NOT_NULL_CHECK_DROP.search(nearby)
+    return (
+        dropped is not None
+        and _unquoted(dropped.group(1)).endswith("_not_null")
+        and f"ADD CONSTRAINT {dropped.group(1)} CHECK" in sql
+    )
+
+
+def _retyped_copy_renamed(nearby: str, _sql: str, _source: str) -> bool:
+    """`alter_column`'s swap: the retyped copy takes the old column's name."""
+    swap = _RENAMED_COLUMN.search(nearby)
+    if swap is None:
+        return False
+    copy, name = map(_unquoted, swap.groups())
+    return copy == f"_{name}_retyped"[:63]
+
+
+def _old_column_dropped(nearby: str, sql: str, _source: str) -> bool:
+    """The old column dropped in `alter_column`'s swap (its copy renamed to its name in the
+    same transaction), or at the end of a column rename (the triggers that kept both names in
+    step dropped with it)."""
+    found = _DROPPED_COLUMN.search(nearby)
+    if found is None:
+        return False
+    table, column = found.groups()
+    retyped = any(
+        _unquoted(copy) == f"_{_unquoted(column)}_retyped"[:63] and name == column
+        for copy, name in _RENAMED_COLUMN.findall(sql)
+    )
+    renamed = re.search(
+        rf"DROP TRIGGER IF EXISTS app_rename_[0-9a-f]+ ON {re.escape(table)}{_END}", sql
+    )
+    return retyped or renamed is not None
+
+
+def _helper_function_dropped(nearby: str, _sql: str, _source: str) -> bool:
+    """The function that kept two columns in step (`alter_column`, a column rename)."""
+    return _HELPER_FUNCTION_DROP.search(nearby) is not None
+
+
+def _table_renamed_with_a_view(nearby: str, sql: str, _source: str) -> bool:
+    """`rename_table`'s rename, which leaves a view under the old name."""
+    renamed = _TABLE_RENAME.search(nearby)
+    if renamed is None:
+        return False
+    old, new = map(re.escape, renamed.groups())
+    view = rf"CREATE VIEW {old} AS SELECT \* FROM {new}{_END}"  # noqa: S608 - a pattern
+    return re.search(view, sql) is not None
+
+
+def _old_name_view_dropped(nearby: str, _sql: str, source: str) -> bool:
+    """`finish_rename_table`'s drop of the view under the old name."""
+    view = _VIEW_DROP.search(nearby)
+    return view is not None and _unquoted(view.group(1)) in _finished_renames(source)
+
+
+def _finished_renames(source: str) -> set[str]:
+    """The old names the migration's `finish_rename_table` calls end."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute | ast.Name)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "finish_rename_table"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            names.add(str(node.args[0].value))
+    return names
+
+
+_OWN_STEPS = {
+    "ban-drop-constraint": _not_null_check_dropped,
+    "renaming-column": _retyped_copy_renamed,
+    "ban-drop-column": _old_column_dropped,
+    "ban-drop-function": _helper_function_dropped,
+    "renaming-table": _table_renamed_with_a_view,
+    "ban-drop-view": _old_name_view_dropped,
+}
 
 
 def render_sql(revision_range: str, *, url: str = "postgresql+psycopg://") -> str:

@@ -98,3 +98,22 @@ def _constraint_exists(connection: Connection, table: str, name: str) -> bool:
         {"name": name, "table": table},
     )
     return found is not None
+
+
+def column_collation(connection: Connection, table: str, column: str) -> str | None:
+    """The collation `table.column` has other than its type's default (PostgreSQL), or its
+    collation (MariaDB); None for a column without one."""
+    if connection.dialect.name == "postgresql":
+        query = (
+            "SELECT co.collname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+            "JOIN pg_collation co ON co.oid = a.attcollation "
+            "WHERE a.attrelid = to_regclass(quote_ident(current_schema()) || '.' || "
+            "quote_ident(:table)) AND a.attname = :column AND a.attcollation <> t.typcollation"
+        )
+    else:
+        query = (
+            "SELECT COLLATION_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+            "DATABASE() AND TABLE_NAME = :table AND COLUMN_NAME = :column"
+        )
+    found = connection.scalar(text(query), {"table": table, "column": column})
+    return None if found is None else str(found)

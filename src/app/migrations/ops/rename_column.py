@@ -41,9 +41,8 @@ from functools import partial
 from typing import Any, NoReturn
 
 from alembic import op
-from sqlalchemy import Connection, inspect, literal, select, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy import column as lightweight_column
-from sqlalchemy import table as lightweight_table
 from sqlalchemy.sql.expression import ColumnClause
 from sqlalchemy.types import TypeEngine
 
@@ -65,6 +64,9 @@ from app.migrations.ops.swap import in_one_transaction, with_table_locked
 from app.migrations.ops.uses import uses_of
 
 TRIGGER_PREFIX = "app_rename_"
+# The comment of a column a rename added on MariaDB, until its triggers exist: a run killed in
+# between is told from a column the table had of its own (PostgreSQL adds both at once).
+ADDED_MARK = "app: added by a rename in progress"
 
 
 @dataclass(frozen=True)
@@ -106,10 +108,11 @@ def rename_column(
         _rename_sqlite(table_name, column_name, new_column_name, existing_type)
         return
     if offline():
+        existing_type = existing_type or _modelled_type(table_name, new_column_name, column_name)
         if existing_type is None:
             raise ValueError(
                 f"rename_column {table_name}.{column_name}: writing SQL (--sql) needs "
-                "existing_type=, as op.alter_column's rename does"
+                "existing_type= where the models have neither name"
             )
         type_sql = existing_type.compile(op.get_context().dialect)
         source = _Source(type_sql=type_sql, nullable=existing_nullable is not False)
@@ -122,6 +125,18 @@ def rename_column(
     _expand(rename, source, batch_size)
     for copy in copies:
         copy()
+
+
+def _modelled_type(table: str, *names: str) -> TypeEngine[Any] | None:
+    """The type the models give the first of `names` in `table` (the migration's target
+    metadata), for writing SQL without the table to ask."""
+    found = op.get_context().opts.get("target_metadata")
+    for metadata in found if isinstance(found, list | tuple) else [found]:
+        modelled = getattr(metadata, "tables", {}).get(table)
+        for name in names:
+            if modelled is not None and name in modelled.c:
+                return modelled.c[name].type  # type: ignore[no-any-return]
+    return None
 
 
 def finish_rename_column(table_name: str, column_name: str, new_column_name: str) -> None:
@@ -185,25 +200,52 @@ def column_renames(connection: Connection) -> list[ColumnRename]:
 def _rename_sqlite(
     table: str, column: str, new_name: str, existing_type: TypeEngine[Any] | None
 ) -> None:
-    if offline() or (
-        has_column(op.get_bind(), table, column) and not has_column(op.get_bind(), table, new_name)
-    ):
-        with op.batch_alter_table(table) as batch:
-            batch.alter_column(column, new_column_name=new_name, existing_type=existing_type)
-        if offline():
-            return
-        # Its indexes are named as the servers' copies are (the naming convention's names).
-        for index in inspect(op.get_bind()).get_indexes(table):
-            renamed = name_with(str(index["name"]), column, new_name)
-            if renamed is not None and new_name in index["column_names"]:
-                op.drop_index(str(index["name"]), table_name=table)
-                columns = [str(c) for c in index["column_names"]]
-                op.create_index(renamed, table, columns, unique=bool(index["unique"]))
+    """`column` renamed `new_name` in place; nothing when that is done already. Refused as on
+    the servers: a name that is missing or taken, a column they would refuse."""
+    if not offline():
+        connection = op.get_bind()
+        has_old, has_new = (
+            has_column(connection, table, column),
+            has_column(connection, table, new_name),
+        )
+        if has_new and not has_old:
+            return  # done already
+        _refuse_unless_renameable(connection, table, column, new_name, has_old, has_new)
+    with op.batch_alter_table(table) as batch:
+        batch.alter_column(column, new_column_name=new_name, existing_type=existing_type)
+    if offline():
+        return
+    # Its indexes are named as the servers' copies are (the naming convention's names).
+    for index in inspect(op.get_bind()).get_indexes(table):
+        renamed = name_with(str(index["name"]), column, new_name)
+        if renamed is not None and new_name in index["column_names"]:
+            op.drop_index(str(index["name"]), table_name=table)
+            columns = [str(c) for c in index["column_names"]]
+            op.create_index(renamed, table, columns, unique=bool(index["unique"]))
+
+
+def _refuse_unless_renameable(
+    connection: Connection, table: str, column: str, new_name: str, has_old: bool, has_new: bool
+) -> None:
+    """Refuse a rename of a missing column, onto a name the table has, or of a column the
+    servers cannot serve under two names (`uses_of`)."""
+    if not has_old:
+        raise ValueError(f"rename_column: {table} has no column {column}")
+    if has_new:
+        raise ValueError(
+            f"rename_column: {table} has a column {new_name} already; rename onto a new name"
+        )
+
+    def refuse(why: str) -> NoReturn:
+        _refuse(table, column, why)
+
+    uses_of(connection, table, column, refuse)
 
 
 def _direction(connection: Connection, table: str, column: str, new_name: str) -> ColumnRename:
-    """Which column is copied to which: the one there to the one missing, or, for a run that
-    was interrupted, what its triggers (or, killed before them, the column still empty) say."""
+    """Which column is copied to which: the one there to the one missing; for a run that was
+    interrupted, what its triggers say, or (MariaDB, killed before them) the mark on the column
+    it added. Both names taken otherwise: refused, nothing changed."""
     for rename in column_renames(connection):
         if rename.table == table and {rename.source, rename.target} == {column, new_name}:
             return rename
@@ -211,24 +253,32 @@ def _direction(connection: Connection, table: str, column: str, new_name: str) -
         has_column(connection, table, column),
         has_column(connection, table, new_name),
     )
-    if not has_old and not has_new:
-        raise ValueError(f"rename_column: {table} has no column {column}")
     if has_old and has_new:
-        target = column if _empty(connection, table, column) else new_name
-        return ColumnRename(table, new_name if target == column else column, target)
-    return (
-        ColumnRename(table, column, new_name) if has_old else ColumnRename(table, new_name, column)
-    )
+        for source, target in ((column, new_name), (new_name, column)):
+            if _marked(connection, table, target):
+                return ColumnRename(table, source, target)
+        _refuse_unless_renameable(connection, table, column, new_name, has_old, has_new)
+    if has_new:
+        return ColumnRename(table, new_name, column)  # a contract step undone: back again
+    _refuse_unless_renameable(connection, table, column, new_name, has_old, has_new)
+    return ColumnRename(table, column, new_name)
 
 
-def _empty(connection: Connection, table: str, column: str) -> bool:
-    holds = select(literal(1)).select_from(lightweight_table(table, lightweight_column(column)))
-    return connection.scalar(holds.where(lightweight_column(column).is_not(None)).limit(1)) is None
+def _marked(connection: Connection, table: str, column: str) -> bool:
+    """Whether `column` is one a rename added and has not yet kept in step (MariaDB)."""
+    found = next(c for c in inspect(connection).get_columns(table) if c["name"] == column)
+    return found.get("comment") == ADDED_MARK
 
 
 def _end(table: str, column: str, new_name: str, *, dropped: str) -> None:
     kept = new_name if dropped == column else column
     if dialect_name() == "sqlite":
+        # No rename is ever in progress there: the column was renamed in place.
+        connection = None if offline() else op.get_bind()
+        if connection is not None and not has_column(connection, table, new_name):
+            raise ValueError(
+                f"{table}.{column}: no rename to {new_name} in progress (rename_column starts one)"
+            )
         return
     if offline():  # the rename as `rename_column` makes it, from `column` to `new_name`
         _drop_half(None, ColumnRename(table, column, new_name), dropped, kept)
@@ -423,7 +473,8 @@ def _swap(statements: list[str], together: Callable[[], None]) -> None:
 
 def _keep_in_step_mariadb(rename: ColumnRename, target_sql: str) -> None:
     table, source, target = quote(rename.table), quote(rename.source), quote(rename.target)
-    alter_mariadb(rename.table, f"ADD COLUMN IF NOT EXISTS {target_sql}", instant=True)
+    mark = f"COMMENT '{ADDED_MARK}'"
+    alter_mariadb(rename.table, f"ADD COLUMN IF NOT EXISTS {target_sql} {mark}", instant=True)
     bodies = {
         f"{rename.trigger}_ins": (
             "INSERT",
@@ -443,6 +494,11 @@ def _keep_in_step_mariadb(rename: ColumnRename, target_sql: str) -> None:
                 f"FOR EACH ROW BEGIN {body} END"
             )
             locked_briefly(partial(op.execute, statement))
+    if offline() or _marked(op.get_bind(), rename.table, rename.target):
+        nullable = offline() or _described(op.get_bind(), rename.table, rename.target).nullable
+        null = "NULL" if nullable else "NOT NULL"
+        change = f"MODIFY COLUMN {target_sql} {null} COMMENT ''"
+        alter_mariadb(rename.table, change, instant=True)
 
 
 def _contract_mariadb(

@@ -48,6 +48,7 @@ from app.migrations.ops.online import (
     outside_transaction,
     quote,
 )
+from app.migrations.ops.rename_column import column_renames
 from app.migrations.ops.swap import in_one_transaction
 
 # The comment PostgreSQL keeps on the view: how `app db status` knows it for a rename's.
@@ -93,6 +94,8 @@ def rename_table(old_table_name: str, new_table_name: str) -> None:
             raise ValueError(f"rename_table: there is no table {old_table_name}")
         if state == "both":
             raise ValueError(f"rename_table: {old_table_name} and {new_table_name} are both tables")
+        if state == "before":
+            _refuse_while_columns_renamed(op.get_bind(), old_table_name)
         if state == "finished":
             locked_briefly(lambda: _create_view(op.get_bind(), rename))
         elif dialect == "postgresql":
@@ -102,8 +105,14 @@ def rename_table(old_table_name: str, new_table_name: str) -> None:
 
 
 def finish_rename_table(old_table_name: str, new_table_name: str) -> None:
-    """The contract step: the view under the old name dropped. SQLite: nothing."""
+    """The contract step: the view under the old name dropped. SQLite: nothing (the table was
+    renamed in place), unless the rename never ran."""
     if dialect_name() == "sqlite":
+        if not offline() and not inspect(op.get_bind()).has_table(new_table_name):
+            raise ValueError(
+                f"finish_rename_table: there is no table {new_table_name} "
+                "(rename_table starts the rename)"
+            )
         return
     rename = TableRename(old_table_name, new_table_name)
     with outside_transaction():
@@ -163,10 +172,28 @@ def table_renames(connection: Connection) -> list[TableRename]:
     return []
 
 
+def _refuse_while_columns_renamed(connection: Connection, table: str) -> None:
+    """A column rename in progress is known by its table's name: it is finished first."""
+    for rename in column_renames(connection):
+        if rename.table == table:
+            raise ValueError(
+                f"rename_table {table}: a rename of its column {rename.source} is in progress; "
+                "finish (or undo) it first"
+            )
+
+
 def _rename_sqlite(old: str, new: str) -> None:
+    """`old` renamed `new` in place; nothing when that is done already. A missing table or a
+    taken name is refused as on the servers."""
     inspector = None if offline() else inspect(op.get_bind())
-    if inspector is not None and (not inspector.has_table(old) or inspector.has_table(new)):
-        return
+    if inspector is not None:
+        has_old, has_new = inspector.has_table(old), inspector.has_table(new)
+        if has_new and not has_old:
+            return  # done already
+        if not has_old:
+            raise ValueError(f"rename_table: there is no table {old}")
+        if has_new:
+            raise ValueError(f"rename_table: {old} and {new} are both tables")
     op.rename_table(old, new)
     if inspector is None:
         return

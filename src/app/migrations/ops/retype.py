@@ -37,6 +37,7 @@ from app.migrations.ops.backfill import backfill as backfill_rows
 from app.migrations.ops.constraints import create_unique_constraint
 from app.migrations.ops.ddl import (
     alter_mariadb,
+    column_collation,
     column_sql,
     has_column,
     not_null_postgresql,
@@ -51,6 +52,7 @@ from app.migrations.ops.online import (
     outside_transaction,
     quote,
 )
+from app.migrations.ops.rename_column import column_renames
 from app.migrations.ops.swap import in_one_transaction, with_table_locked
 from app.migrations.ops.uses import uses_of
 
@@ -85,11 +87,18 @@ def alter_column(
             connection, table_name, column_name, type_
         ):
             return  # an earlier run finished
+        for rename in column_renames(connection):
+            if rename.table == table_name and column_name in (rename.source, rename.target):
+                raise ValueError(
+                    f"alter_column {table_name}.{column_name}: a rename of the column is in "
+                    "progress; finish (or undo) it first"
+                )
         bound = _bound(connection, table_name, column_name)
     else:
         bound = []
     old = _described(connection, table_name, column_name)
-    new_column = Column(retyped, type_, nullable=True)
+    kept = None if connection is None else column_collation(connection, table_name, column_name)
+    new_column = Column(retyped, _collated(type_, kept), nullable=True)
     if dialect == "postgresql":
         _retype_postgresql(table_name, column_name, new_column, old, batch_size, bound)
     else:
@@ -104,6 +113,17 @@ def _has_type(connection: Connection, table: str, name: str, type_: TypeEngine[A
     raise ValueError(f"alter_column: {table} has no column {name}")
 
 
+def _collated(type_: TypeEngine[Any], collation: str | None) -> TypeEngine[Any]:
+    """`type_` as the migration's dialect writes it, with the column's `collation` when it is
+    a text type that names none: a change of length keeps how the column compares."""
+    found = type_.dialect_impl(op.get_context().dialect)
+    if collation is None or not hasattr(found, "collation") or found.collation is not None:
+        return type_
+    collated = copy.copy(found)
+    collated.collation = collation
+    return collated
+
+
 def _without_collation(type_: TypeEngine[Any]) -> TypeEngine[Any]:
     """The type as a CAST names it: PostgreSQL takes no COLLATE inside one (the column the
     value lands in has the collation)."""
@@ -116,8 +136,10 @@ def _without_collation(type_: TypeEngine[Any]) -> TypeEngine[Any]:
 
 
 def _spelled(type_sql: str) -> str:
-    """A type's SQL without what the server adds on its own (MariaDB's display width)."""
-    return re.sub(r"^(\w*INT\w*)\(\d+\)", r"\1", type_sql.upper()).replace("INTEGER", "INT")
+    """A type's SQL without what the server adds on its own (MariaDB's display width) and
+    without its collation (kept from the column when the new type names none)."""
+    plain = re.sub(r"\s+COLLATE\s+\S+$", "", type_sql.upper())
+    return re.sub(r"^(\w*INT\w*)\(\d+\)", r"\1", plain).replace("INTEGER", "INT")
 
 
 @dataclass(frozen=True)
