@@ -304,3 +304,21 @@ def test_lint_without_squawk_fails_with_one_clear_line(
         "error: app db lint needs squawk, which is not installed: `pip install squawk-cli` "
         "(it comes with this package's dependencies)"
     ]
+
+
+def test_a_database_at_a_revision_no_file_defines_is_told_in_one_line(
+    fresh_url: str, fresh_engine: Engine
+) -> None:
+    assert run_app("db", "upgrade", database_url=fresh_url).returncode == 0
+    with fresh_engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'deadbeef0000'"))
+
+    for command in (("db", "current"), ("db", "status"), ("db", "upgrade")):
+        result = run_app(*command, database_url=fresh_url)
+        assert result.returncode == 1, command
+        assert result.stderr.startswith(
+            "error: the database is at a revision no migration file defines"
+        ), result.stderr
+        assert "deadbeef0000" in result.stderr
+        assert "unexpected" not in result.stderr
+        assert "Traceback" not in result.stderr

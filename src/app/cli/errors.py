@@ -11,6 +11,7 @@ from typing import ParamSpec, TypeVar
 
 import click
 import typer
+from alembic.script.revision import ResolutionError
 from alembic.util.exc import CommandError
 from pydantic import ValidationError
 from rich.markup import escape
@@ -64,6 +65,13 @@ def expected_failures() -> Iterator[None]:
         raise fail(f"invalid configuration: {_settings_message(exc)}") from None
     except CommandError as exc:
         raise fail(str(exc)) from None
+    except ResolutionError as exc:
+        raise fail(
+            f"the database is at a revision no migration file defines ({exc}): a file was "
+            "removed, or another version of the code migrated it; `app db history` lists the "
+            "files",
+            EXIT_CHECK_FAILED,
+        ) from None
     except sa_exc.DBAPIError as exc:
         # Errors a caller can act on arrive translated; this one has no meaning of ours: its
         # code and the database's own words (about the schema, from DDL and the like).
