@@ -5,12 +5,9 @@ database as it was."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
 from sqlalchemy.exc import InvalidRequestError
 
 from app.db.errors import (
@@ -22,6 +19,7 @@ from app.db.errors import (
 )
 from app.schemas import ItemCreate
 from tests.contract.conftest import Database, Faces
+from tests.integration.query_counting import statements_sent
 
 
 def _user(uow: Any, email: str = "ada@example.com", **values: Any) -> Any:
@@ -108,22 +106,6 @@ def test_update_changes_only_the_given_fields_and_refuses_an_old_version(
         assert str(null.value) == "User.email cannot be null"
         uow.commit()
     assert _user_row(db, "lovelace@example.com")[1:] == ("Ada L.", "h", True, False, 3)
-
-
-@contextmanager
-def statements_sent() -> Iterator[list[str]]:
-    """The statements every engine sends in the block (either face: the asyncio one runs on
-    a synchronous engine inside)."""
-    sent: list[str] = []
-
-    def record(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 def test_an_update_at_a_known_version_is_one_statement(
