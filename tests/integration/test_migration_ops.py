@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,10 +35,9 @@ from sqlalchemy.orm import sessionmaker
 
 from app.db.errors import ConflictError, ForeignKeyError, InvalidQueryError, RetryableError
 from app.db.models import Base
-from app.db.session import make_engine
 from app.db.types import exact_text
 from app.migration_ops import ConstraintRefusedError
-from app.migrations import compare, drift, upgrade
+from app.migrations import compare, drift
 from app.migrations.ops.ddl import column_collation
 from tests.integration.helpers import load_items
 
@@ -54,14 +53,6 @@ def downgrade() -> None:
     migration_ops.drop_column("items", "title_length")
 """
 )
-
-
-@pytest.fixture
-def loaded(fresh_url: str) -> Iterator[Engine]:
-    engine = make_engine(fresh_url, pool_size=8)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def extended_metadata() -> sa.MetaData:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,8 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from app.db.models import Base, IdMixin, TimestampMixin, VersionMixin, exact_text
-from app.db.session import make_async_engine, make_async_session_factory, make_engine
-from app.migrations import drift, upgrade
+from app.db.session import make_async_engine, make_async_session_factory
+from app.migrations import drift
 from app.migrations.ops.rename_column import ADDED_MARK, column_renames
 from app.migrations.ops.rename_table import (
     PLACEHOLDER_COMMENT,
@@ -71,14 +71,6 @@ class RenamedItem(IdMixin, TimestampMixin, VersionMixin, NextRelease):
     name: Mapped[str] = mapped_column(exact_text(255))
     description: Mapped[str | None] = mapped_column(exact_text())
     owner_id: Mapped[uuid.UUID]
-
-
-@pytest.fixture
-def loaded(fresh_url: str) -> Iterator[Engine]:
-    engine = make_engine(fresh_url, pool_size=8)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def renamed_metadata() -> sa.MetaData:

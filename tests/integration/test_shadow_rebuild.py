@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -14,8 +13,6 @@ from bench.live_traffic import run_extra_migration
 from sqlalchemy import Engine, inspect, text
 
 from app.db.errors import RetryableError
-from app.db.session import make_engine
-from app.migrations import upgrade
 from tests.integration.helpers import load_items
 from tests.integration.test_migration_ops import kill_half_way
 
@@ -28,14 +25,6 @@ from app import migration_ops
 def upgrade() -> None:
     migration_ops.create_check_constraint("version_positive", "items", "version > 0")
 """
-
-
-@pytest.fixture
-def loaded(fresh_url: str) -> Iterator[Engine]:
-    engine = make_engine(fresh_url, pool_size=4)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def leftovers(engine: Engine) -> list[str]:

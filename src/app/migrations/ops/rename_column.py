@@ -60,7 +60,7 @@ from app.migrations.ops.online import (
     outside_transaction,
     quote,
 )
-from app.migrations.ops.swap import in_one_transaction, with_table_locked
+from app.migrations.ops.swap import in_one_transaction, swapped, with_table_locked
 from app.migrations.ops.uses import uses_of
 
 TRIGGER_PREFIX = "app_rename_"
@@ -437,11 +437,7 @@ def _keep_in_step_postgresql(rename: ColumnRename, target_sql: str) -> None:
             f"CREATE OR REPLACE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {table} "
             f"FOR EACH ROW EXECUTE FUNCTION {function}()",
         ]
-        if offline():
-            for statement in steps:
-                op.execute(statement)
-            return
-        locked_briefly(lambda: in_one_transaction(op.get_bind(), steps))
+    swapped(steps, lambda: in_one_transaction(op.get_bind(), steps))
 
 
 def _contract_postgresql(
@@ -455,17 +451,7 @@ def _contract_postgresql(
         f"ALTER TABLE {table} DROP COLUMN {quote(dropped)}",
         f"DROP FUNCTION IF EXISTS {quote(rename.trigger + '_fn')}()",
     ]
-    _swap(swap, lambda: in_one_transaction(op.get_bind(), swap))
-
-
-def _swap(statements: list[str], together: Callable[[], None]) -> None:
-    """Run the statements that end a rename `together`; writing SQL, one after another."""
-    with outside_transaction():
-        if offline():
-            for statement in statements:
-                op.execute(statement)
-            return
-        locked_briefly(together)
+    swapped(swap, lambda: in_one_transaction(op.get_bind(), swap))
 
 
 # -- MariaDB --------------------------------------------------------------------------------------
@@ -525,4 +511,4 @@ def _contract_mariadb(
         f"ALTER TABLE {quote(rename.table)} {mariadb_wait()} {change}"
         f"DROP COLUMN {quote(dropped)}, ALGORITHM=INSTANT",
     ]
-    _swap(swap, lambda: with_table_locked(op.get_bind(), rename.table, swap))
+    swapped(swap, lambda: with_table_locked(op.get_bind(), rename.table, swap))

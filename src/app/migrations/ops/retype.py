@@ -53,7 +53,7 @@ from app.migrations.ops.online import (
     quote,
 )
 from app.migrations.ops.rename_column import column_renames
-from app.migrations.ops.swap import in_one_transaction, with_table_locked
+from app.migrations.ops.swap import in_one_transaction, swapped, with_table_locked
 from app.migrations.ops.uses import uses_of
 
 
@@ -255,12 +255,7 @@ def _retype_postgresql(
         ),
         f"DROP FUNCTION IF EXISTS {quote(function)}()",
     ]
-    with outside_transaction():
-        if offline():
-            for statement in swap:
-                op.execute(statement)
-            return
-        locked_briefly(lambda: in_one_transaction(op.get_bind(), swap))
+    swapped(swap, lambda: in_one_transaction(op.get_bind(), swap))
 
 
 # -- MariaDB --------------------------------------------------------------------------------------
@@ -303,9 +298,4 @@ def _retype_mariadb(
         *(f"DROP TRIGGER IF EXISTS {quote(trigger)}" for trigger in triggers),
         f"ALTER TABLE {quote(table)} {mariadb_wait()} {', '.join(changes)}, ALGORITHM={algorithm}",
     ]
-    with outside_transaction():
-        if offline():
-            for statement in swap:
-                op.execute(statement)
-            return
-        locked_briefly(lambda: with_table_locked(op.get_bind(), table, swap))
+    swapped(swap, lambda: with_table_locked(op.get_bind(), table, swap))

@@ -9,12 +9,13 @@ table is short and the caller retries it (`locked_briefly`); the lock lasts mill
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from alembic import op
 from sqlalchemy import Connection, text
 
-from app.migrations.ops.online import quote
+from app.migrations.ops.online import locked_briefly, offline, outside_transaction, quote
 
 # How long the swap may wait for the table on MariaDB (whole seconds).
 _SWAP_WAIT = 1
@@ -53,3 +54,15 @@ def short_metadata_waits(connection: Connection) -> Iterator[None]:
         yield
     finally:
         connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {int(saved)}")
+
+
+def swapped(statements: list[str], together: Callable[[], None]) -> None:
+    """Run `statements` by `together` (`in_one_transaction` or `with_table_locked`), outside
+    the migration's transaction and retried after a short lock wait; writing SQL, one after
+    another."""
+    with outside_transaction():
+        if offline():
+            for statement in statements:
+                op.execute(statement)
+            return
+        locked_briefly(together)
