@@ -4,6 +4,7 @@ paused, lag and a stopped replica passed over and taken back, writes refused."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -343,4 +344,34 @@ def test_wal_written_without_commits_does_not_make_a_caught_up_replica_lag(
         assert not replica.healthy
         assert "lags" in replica.problem
     finally:
+        admin.dispose()
+
+
+def test_a_first_check_waits_a_moment_for_wal_written_just_before_it(
+    postgres_pair: PostgresPair,
+    pair_database: str,
+    primary: Engine,
+    replay: Callable[[bool], None],
+) -> None:
+    """A single check (as `app db info` makes) has no earlier one to judge by: WAL the primary
+    wrote a moment before, replayed a moment after, is a replica caught up, not one as far behind
+    as its last replayed commit is old."""
+    admin = make_engine(postgres_pair.url("primary", pair_database), isolation_level="AUTOCOMMIT")
+    fresh = ReplicaSet.build(primary, [postgres_pair.url("replica", pair_database)], max_lag=1.0)
+    try:
+        time.sleep(1.2)  # the last replayed commit is older than the largest lag allowed
+        replay(False)
+        with admin.connect() as connection:
+            connection.exec_driver_sql("SELECT pg_logical_emit_message(false, 'app', 'tick')")
+            connection.exec_driver_sql("SELECT pg_switch_wal()")
+        resume = threading.Timer(0.05, replay, args=(True,))
+        resume.start()
+        fresh.check()
+        resume.join()
+        replica = fresh.replicas[0]
+        assert replica.healthy, replica.problem
+        assert replica.lag is not None
+        assert 0.05 <= replica.lag < 0.25
+    finally:
+        fresh.close()
         admin.dispose()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,11 +39,16 @@ from app.db.session import (
 # The token of a commit that no replica needs to wait for: no replicas, or not PostgreSQL.
 ANY_POSITION = "0/0"
 CHECK_EVERY_SECONDS = 1.0
+# How long a check waits for a replica to replay what the primary had written when the check
+# began, before it judges the lag by older evidence (the last check, the last replayed commit).
+CATCH_UP_WAIT_SECONDS = 0.25
 
 _REPLICA_STATE = text(
     "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
     "EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())"
 )
+
+_REPLAYED = text("SELECT pg_last_wal_replay_lsn()::text")
 
 
 def position(token: str) -> int:
@@ -57,6 +63,25 @@ def position(token: str) -> int:
         raise InvalidQueryError(
             "after= is not a commit token: pass what UnitOfWork.commit() returned"
         ) from None
+
+
+def _replayed_within(
+    connection: Connection, replayed: str | None, wanted: int, read_at: float
+) -> tuple[str | None, float]:
+    """The replica's replay position once it reaches `wanted`, or as it stands when
+    CATCH_UP_WAIT_SECONDS have passed since `read_at`; and the seconds it took to get there (0.0
+    if it had already). WAL the primary wrote just before the check (a commit, a checkpoint) is
+    usually replayed within milliseconds, and a single check (`app db info`) has no earlier one
+    to judge the lag by."""
+    waited = 0.0
+    while position(replayed or ANY_POSITION) < wanted:
+        waited = time.monotonic() - read_at
+        if waited >= CATCH_UP_WAIT_SECONDS:
+            break
+        time.sleep(0.01)
+        replayed = connection.scalar(_REPLAYED)
+        waited = time.monotonic() - read_at
+    return replayed, waited
 
 
 @dataclass
@@ -128,6 +153,7 @@ class ReplicaSet:
 
     def check(self) -> None:
         """Check every replica now: up, in recovery, how far replayed and how far behind."""
+        read_at = time.monotonic()
         try:
             with self.primary.connect() as connection:
                 primary_position = position(
@@ -136,13 +162,18 @@ class ReplicaSet:
         except (SQLAlchemyError, DataLayerError):  # its failures show in the units of work
             primary_position = None
         for replica in self.replicas:
-            self._check_one(replica, primary_position)
+            self._check_one(replica, primary_position, read_at)
         self._previous_position = primary_position
 
-    def _check_one(self, replica: Replica, primary_position: int | None) -> None:
+    def _check_one(self, replica: Replica, primary_position: int | None, read_at: float) -> None:
         try:
             with replica.engine.connect() as connection:
                 in_recovery, replayed, behind = connection.execute(_REPLICA_STATE).one()
+                caught_up_in = 0.0
+                if in_recovery and primary_position is not None:
+                    replayed, caught_up_in = _replayed_within(
+                        connection, replayed, primary_position, read_at
+                    )
         except (SQLAlchemyError, DataLayerError) as exc:
             replica.healthy, replica.lag, replica.problem = False, None, type(exc).__name__
             return
@@ -151,7 +182,9 @@ class ReplicaSet:
             return
         replica.replayed = position(replayed or ANY_POSITION)
         if primary_position is not None and replica.replayed >= primary_position:
-            replica.lag = 0.0
+            # It replayed what the primary had written when the check began (at once, or within
+            # what this check waited for it).
+            replica.lag = round(caught_up_in, 3)
         elif self._previous_position is not None and replica.replayed >= self._previous_position:
             # Everything the primary had written a check ago is replayed: at most that behind
             # (the primary writes WAL without commits too, checkpoints for one).
