@@ -11,6 +11,7 @@ from bench import (
     ingest,
     online_migration,
     pagination,
+    peers,
     reads,
     replicas,
     team,
@@ -36,11 +37,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--workloads",
-        default="ingest,reads,tags,team,uow,updates,pages,async,web,online-migration,galera,replicas",
+        default="ingest,reads,tags,team,uow,updates,peers,pages,async,web,online-migration,galera,replicas",
         help="comma-separated workloads: ingest, reads, tags (query tags on and off), team (a "
         "model of examples/todo), uow, updates (at a known version), "
         "pages (with the streaming read), "
-        "async, web (PostgreSQL), online-migration (PostgreSQL, MariaDB), galera (a three-node "
+        "async, web (PostgreSQL), peers (Django's ORM, SQLModel and Tortoise ORM on the "
+        "paths of a web request), online-migration (PostgreSQL, MariaDB), galera (a three-node "
         "cluster it starts, against the MariaDB server), replicas (a PostgreSQL primary and "
         "replica it starts)",
     )
@@ -99,6 +101,10 @@ def main() -> None:
                 results += web.run_web(
                     backend, engine, requests=200 if args.quick else 2_000, repeat=repeat
                 )
+            if "peers" in workloads:
+                results += peers.run_peers(
+                    backend, engine, reads=min(rows // 10, 2_000), items=items, repeat=repeat
+                )
             if "pages" in workloads:
                 results += pagination.run_pagination(backend, engine, items=items, repeat=repeat)
             if "online-migration" in workloads and backend != "sqlite":
@@ -117,7 +123,8 @@ def main() -> None:
         online_migration.save(online, args.out.with_name("online_migration.json"))
     ratios = (
         ingest.RATIOS + reads.RATIOS + team.RATIOS + transactions.RATIOS + updates.RATIOS
-        + pagination.RATIOS + concurrency.RATIOS + web.RATIOS + galera.RATIOS + replicas.RATIOS
+        + pagination.RATIOS + concurrency.RATIOS + peers.RATIOS + web.RATIOS + galera.RATIOS
+        + replicas.RATIOS
     )  # fmt: skip
     if results:
         report(results, ratios, args.out)

@@ -26,7 +26,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, QueuePool
 
 from app.config import Settings, SettingsError, parse_database_url
-from app.db import telemetry
+from app.db import liveness, telemetry
 from app.db.errors import install_translation, translate
 from app.dialects import backend_for
 from app.dialects.base import ConnectOptions
@@ -151,7 +151,8 @@ def engine_options(
     backend = backend_for(url.get_backend_name())
     kwargs: dict[str, Any] = {
         "echo": echo,
-        "pool_pre_ping": True,
+        # Pinged only when there is a reason to doubt it (app.db.liveness).
+        "pool_pre_ping": False,
         "hide_parameters": not echo_parameters,
         "connect_args": backend.connect_args(url, connect or ConnectOptions()),
     }
@@ -179,6 +180,7 @@ def _configure(
 ) -> None:
     backend = backend_for(url.get_backend_name())
     install_translation(engine)
+    liveness.install(engine, None if backend.file_database else backend.socket_of)
     observation.install(engine, with_comment=backend.with_comment)
     backend.configure(engine, url, causal_reads=causal_reads, connect=connect)
     _POOLERS[engine] = connect.pooler

@@ -138,6 +138,12 @@ class Backend:
     ) -> None:
         """Install what this backend's connections need on `engine` (event listeners)."""
 
+    def socket_of(self, driver_connection: Any) -> int | None:
+        """The socket of a driver connection (blocking or asyncio), for `app.db.liveness` to see
+        whether the server spoke to it while it sat in the pool; None where the driver hides it
+        (then it is pinged at every checkout)."""
+        return None
+
     def with_comment(self, statement: str, comment: str, *, executemany: bool) -> str:
         """`statement` carrying `comment` (the query tags): at its end, where sqlcommenter puts
         it."""

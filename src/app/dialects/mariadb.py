@@ -74,6 +74,11 @@ class MariaDB(Backend):
     maintenance_database = "information_schema"
     ddl_commits_as_it_goes = True
 
+    def socket_of(self, driver_connection: Any) -> int | None:
+        # PyMySQL keeps its socket in `_sock` (None once closed); asyncmy's is out of reach.
+        sock = getattr(driver_connection, "_sock", None)
+        return sock.fileno() if isinstance(sock, socket.socket) else None
+
     def connect_args(self, url: URL, options: ConnectOptions) -> dict[str, Any]:
         # One SET for the session settings: both drivers run init_command, and asyncmy mangles
         # its own sql_mode argument.

@@ -100,6 +100,12 @@ class PostgreSQL(Backend):
     nulls_sort_largest = True
     maintenance_database = "postgres"
 
+    def socket_of(self, driver_connection: Any) -> int | None:
+        try:
+            return int(driver_connection.pgconn.socket)
+        except (AttributeError, psycopg.OperationalError):  # closed, or not psycopg's
+            return None
+
     def connect_args(self, url: URL, options: ConnectOptions) -> dict[str, Any]:
         args: dict[str, Any] = {
             "connect_timeout": options.connect_timeout,

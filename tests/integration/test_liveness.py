@@ -1,0 +1,105 @@
+"""Pooled connections are asked whether they are alive only when there is a reason to doubt it
+(`app.db.liveness`): one the server ended while it sat in the pool is replaced at checkout
+without an error, on both faces; one used again at once costs no round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+
+from app.db import liveness
+from app.db.session import make_async_engine, make_engine
+
+pytestmark = pytest.mark.backends("postgresql", "mariadb")
+WHO_AM_I = {"postgresql": "SELECT pg_backend_pid()", "mariadb": "SELECT CONNECTION_ID()"}
+
+
+def _end(admin: Engine, backend: str, session_id: int) -> None:
+    """End session `session_id` from the server's side, and wait until it is gone."""
+    with admin.connect() as connection:
+        if backend == "postgresql":
+            connection.execute(text("SELECT pg_terminate_backend(:id)"), {"id": session_id})
+            alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = :id"
+        else:
+            connection.exec_driver_sql(f"KILL CONNECTION {int(session_id)}")
+            alive = "SELECT count(*) FROM information_schema.processlist WHERE id = :id"
+        deadline = time.monotonic() + 10
+        while connection.execute(text(alive), {"id": session_id}).scalar():
+            assert time.monotonic() < deadline, "the server did not end the session"
+            time.sleep(0.02)
+            connection.rollback()
+
+
+@pytest.fixture
+def url(engine: Engine) -> URL:
+    return engine.url
+
+
+@pytest.fixture
+def admin(url: URL) -> Iterator[Engine]:
+    built = make_engine(url, pool_size=1)
+    yield built
+    built.dispose()
+
+
+def test_a_connection_the_server_ended_in_the_pool_is_replaced_without_an_error(
+    backend: str, url: URL, admin: Engine
+) -> None:
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as connection:
+            first = connection.exec_driver_sql(WHO_AM_I[backend]).scalar()
+        _end(admin, backend, int(first or 0))
+        with engine.connect() as connection:  # well within PING_AFTER_IDLE_SECONDS
+            second = connection.exec_driver_sql(WHO_AM_I[backend]).scalar()
+        assert second != first
+    finally:
+        engine.dispose()
+
+
+def test_the_asyncio_face_replaces_it_the_same_way(backend: str, url: URL, admin: Engine) -> None:
+    async def scenario() -> tuple[object, object]:
+        engine = make_async_engine(url, pool_size=1, max_overflow=0)
+        try:
+            async with engine.connect() as connection:
+                first = (await connection.exec_driver_sql(WHO_AM_I[backend])).scalar()
+            await asyncio.to_thread(_end, admin, backend, int(first or 0))
+            async with engine.connect() as connection:
+                second = (await connection.exec_driver_sql(WHO_AM_I[backend])).scalar()
+            return first, second
+        finally:
+            await engine.dispose()
+
+    first, second = asyncio.run(scenario())
+    assert second != first
+
+
+def test_a_connection_used_again_at_once_is_not_pinged_and_one_left_idle_is(
+    url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    pings: list[object] = []
+    ping = engine.dialect.do_ping
+
+    def counted(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted)
+    try:
+        for _ in range(3):
+            with engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        assert pings == []
+        monkeypatch.setattr(liveness, "PING_AFTER_IDLE_SECONDS", 0.05)
+        time.sleep(0.1)
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        assert len(pings) == 1
+    finally:
+        engine.dispose()
