@@ -103,7 +103,11 @@ def main() -> None:
                 )
             if "peers" in workloads:
                 results += peers.run_peers(
-                    backend, engine, reads=min(rows // 10, 2_000), items=items, repeat=repeat
+                    backend,
+                    engine,
+                    reads=min(rows // 10, 2_000),
+                    items=min(items, 20_000),
+                    repeat=repeat,
                 )
             if "pages" in workloads:
                 results += pagination.run_pagination(backend, engine, items=items, repeat=repeat)

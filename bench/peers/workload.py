@@ -128,9 +128,7 @@ def run_peers(
     return results
 
 
-def _reads(
-    factory: Any, alias: str, theirs: Engine, user_row: Any, ids: list[Any]
-) -> list[Path]:
+def _reads(factory: Any, alias: str, theirs: Engine, user_row: Any, ids: list[Any]) -> list[Path]:
     django_users = django_side.model("User").objects.using(alias)
 
     def ours() -> int:
