@@ -26,6 +26,7 @@ class CuttingProxy:
     listen: str = "127.0.0.1"
     cuts: int = 0
     _listener: socket.socket = field(init=False)
+    _open: list[socket.socket] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self._listener = socket.socket()
@@ -35,7 +36,12 @@ class CuttingProxy:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self) -> None:
+        """Stop listening and reset every connection still open, so that the server ends the
+        sessions of clients that went dark (and their transactions' locks) now, not at its
+        idle timeout."""
         self._listener.close()
+        for end in self._open:
+            _reset(end)
 
     def _accept(self) -> None:
         while True:
@@ -47,6 +53,7 @@ class CuttingProxy:
                 _reset(client)
                 continue
             upstream = socket.create_connection(self.server)
+            self._open.extend((client, upstream))
             cut, ends = threading.Event(), (client, upstream)
             for source, sink in (ends, ends[::-1]):
                 arguments = (source, sink, source is client, cut, ends)
