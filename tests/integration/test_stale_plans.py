@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import URL, Engine, create_engine, literal, select, text
+from sqlalchemy import URL, Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from app.db.errors import RetryableError
@@ -32,6 +32,9 @@ pytestmark = pytest.mark.backends("postgresql")
 
 # Runs that make psycopg prepare a statement (it prepares from the sixth on).
 PREPARING_RUNS = 8
+# A statement that begins the unit's transaction (text SQL does; a plain SELECT of ours would
+# run before the BEGIN, `app.dialects.deferred_begin`), so that the next one is later in it.
+OPENS_THE_TRANSACTION = text("SELECT 1")
 
 
 @pytest.fixture
@@ -72,7 +75,7 @@ def read_version(engine: Engine, item_id: uuid.UUID, *, after_another: bool = Fa
     names the unit)."""
     with UnitOfWork(make_session_factory(engine), name="stale_plans.read") as uow:
         if after_another:
-            uow.session.execute(select(literal(1)))
+            uow.session.execute(OPENS_THE_TRANSACTION)
         item = uow.items.get(item_id)
         assert item is not None
         uow.commit()  # a rollback would make psycopg forget what it prepared
@@ -110,7 +113,7 @@ def test_a_later_statement_aborts_the_unit_retryably_and_run_in_transaction_abso
 
     def unit(uow: UnitOfWork) -> int:
         attempts.append(uow.attempt)
-        uow.session.execute(select(literal(1)))
+        uow.session.execute(OPENS_THE_TRANSACTION)
         item = uow.items.get(item_id)
         assert item is not None
         return item.version
@@ -146,7 +149,7 @@ def test_the_asyncio_face_plans_anew_the_same_way(fresh_url: str, item_id: uuid.
         async def read(*, after_another: bool = False) -> int:
             async with AsyncUnitOfWork(factory, name="stale_plans.read") as uow:
                 if after_another:
-                    await uow.async_session.execute(select(literal(1)))
+                    await uow.async_session.execute(OPENS_THE_TRANSACTION)
                 item = await uow.items.get(item_id)
                 assert item is not None
                 await uow.commit()
@@ -171,7 +174,7 @@ def test_the_asyncio_face_plans_anew_the_same_way(fresh_url: str, item_id: uuid.
 
             async def unit(uow: AsyncUnitOfWork) -> int:
                 attempts.append(uow.sync.attempt)
-                await uow.async_session.execute(select(literal(1)))
+                await uow.async_session.execute(OPENS_THE_TRANSACTION)
                 item = await uow.items.get(item_id)
                 assert item is not None
                 return item.version

@@ -11,6 +11,7 @@ from sqlalchemy import exc as sa_exc
 
 from app.db.errors import scrub, translate
 from app.db.telemetry import observation_of
+from app.dialects import deferred_begin
 
 
 def driver_value(connection: Connection, statement: str, parameters: tuple[Any, ...] = ()) -> Any:
@@ -20,6 +21,7 @@ def driver_value(connection: Connection, statement: str, parameters: tuple[Any, 
     statement; the driver's error raised as the engine would translate it. `parameters` go
     by the driver's `%s` placeholders."""
     dbapi = connection.dialect.loaded_dbapi
+    deferred_begin.begin_now(connection)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     observed = observation_of(connection).driver_statement(connection, statement)
     try:

@@ -57,6 +57,7 @@ from app.db.errors import (
     translate,
 )
 from app.db.telemetry import observation_of, split_tags
+from app.dialects import deferred_begin
 from app.dialects.base import (
     Backend,
     Batch,
@@ -122,7 +123,7 @@ class PostgreSQL(Backend):
             # The session settings ride on the startup packet: no round trip of their own. A
             # pooler refuses that parameter; `configure` sends them another way there.
             args["options"] = " ".join(
-                f"-c {name}={value}" for name, value in session_settings(options).items()
+                f"-c {name}={_escaped(value)}" for name, value in session_settings(options).items()
             )
         if options.pooler == "transaction":
             # A statement prepared on one server connection is unknown (or another's) on the
@@ -136,6 +137,8 @@ class PostgreSQL(Backend):
         note_writes(engine)
         is_async = engine.dialect.is_async
         prepares = connect.pooler != "transaction"
+        if connect.pooler != "transaction":
+            deferred_begin.install(engine)
 
         @event.listens_for(engine, "do_connect")
         def _our_connection(
@@ -486,7 +489,9 @@ def session_settings(options: ConnectOptions) -> dict[str, str]:
     """The server settings every transaction of ours runs under: UTC, like everything stored
     (timestamps come back in UTC, psycopg's own timezone.utc, with no conversion per value),
     and the timeouts (milliseconds) that bound a statement and an idle transaction."""
-    settings = {"TimeZone": "UTC"}
+    # READ COMMITTED whatever the database's default: a unit asks for more (isolation_level=),
+    # and a unit's reads may run before its BEGIN (`deferred_begin`).
+    settings = {"TimeZone": "UTC", "default_transaction_isolation": "read committed"}
     if options.statement_timeout:
         settings["statement_timeout"] = str(int(options.statement_timeout * 1000))
     if options.idle_transaction_timeout:
@@ -494,6 +499,11 @@ def session_settings(options: ConnectOptions) -> dict[str, str]:
             int(options.idle_transaction_timeout * 1000)
         )
     return settings
+
+
+def _escaped(value: str) -> str:
+    """A setting's value as libpq's `options` takes it: spaces and backslashes escaped."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
 def _run_on(dbapi_connection: Any, statement: str, *, commit: bool) -> None:
@@ -672,6 +682,7 @@ def copy_from(
     lists of rows for psycopg to adapt. Chunks are sent as they come, so the server stores one
     while the caller makes the next; one COPY for all of them, so a failure anywhere stores
     none."""
+    deferred_begin.begin_now(connection)
     driver_connection: Any = connection.connection.driver_connection
     observed = observation_of(connection).driver_statement(
         connection, _copy_statement(connection, table, names)

@@ -1,0 +1,124 @@
+"""PostgreSQL: a unit's transaction begins with its first statement that needs one.
+
+Every transaction of ours runs at READ COMMITTED unless its unit asks for another level, and at
+READ COMMITTED each statement reads a snapshot of its own whether or not a transaction encloses
+it: a SELECT run before a unit's first write sees what it would have seen inside the
+transaction. So while a unit only reads, its driver connection stays in autocommit, and psycopg
+sends BEGIN (with the unit's isolation level and access mode) right before the first statement
+that writes, locks rows, streams from a server-side cursor, or might do any of these (text,
+functions not known to be pure). A unit that only reads sends its SELECTs and nothing else: no
+BEGIN and no ROLLBACK, two round trips fewer. Its rows are still read under the session's
+statement timeout and time zone, which are set per connection.
+
+Left as it was: a unit at REPEATABLE READ or SERIALIZABLE (its snapshot spans its statements),
+a connection the caller put in autocommit itself, and a transaction pooler's connections (the
+settings ride on each transaction there).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, Engine, Select, event
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.functions import FunctionElement
+
+_DEFERRED = "app_begin_deferred"
+
+# Functions a plain read may call: none of them writes, locks or depends on being in a
+# transaction. Anything else (nextval, an advisory lock, a function of the team's) begins one.
+_PURE_FUNCTIONS = frozenset(
+    {
+        "abs", "avg", "bool_and", "bool_or", "ceil", "char_length", "coalesce", "concat",
+        "count", "current_date", "current_timestamp", "floor", "greatest", "least", "length",
+        "localtimestamp", "lower", "max", "min", "now", "nullif", "round", "sum", "trim",
+        "upper",
+    }
+)  # fmt: skip
+
+_plain: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def install(engine: Engine) -> None:
+    """Defer the BEGIN of `engine`'s transactions as the module describes."""
+
+    @event.listens_for(engine, "begin")
+    def _defer(connection: Connection) -> None:
+        fairy = connection.connection
+        if fairy.info.get(_DEFERRED):
+            return
+        driver: Any = fairy.driver_connection
+        if driver.autocommit or driver.isolation_level not in _READ_COMMITTED:
+            return
+        fairy.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+        fairy.info[_DEFERRED] = True
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _begin_if_needed(
+        connection: Connection, _cursor: Any, _statement: str, _p: Any, context: Any, _m: bool
+    ) -> None:
+        fairy = connection.connection
+        if not fairy.info.get(_DEFERRED) or _is_plain_read(context):
+            return
+        fairy.info[_DEFERRED] = False
+        # psycopg sends BEGIN before this statement, as it does outside autocommit.
+        fairy.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+
+    def _end(connection: Connection) -> None:
+        if connection.invalidated:
+            return  # its driver connection is gone, and the pool's record with it
+        fairy = connection.connection
+        if not fairy.info.pop(_DEFERRED, False):
+            return
+        driver: Any = fairy.driver_connection
+        # Nothing began: back out of autocommit, which the commit or rollback that follows
+        # then finds with nothing to end. A broken connection is left to its own error.
+        if not driver.closed and driver.info.transaction_status == _IDLE:
+            fairy.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+
+    event.listen(engine, "commit", _end)
+    event.listen(engine, "rollback", _end)
+
+
+_READ_COMMITTED = (None, psycopg.IsolationLevel.READ_COMMITTED)
+_IDLE = psycopg.pq.TransactionStatus.IDLE
+
+
+def begin_now(connection: Connection) -> None:
+    """Make the next statement on `connection` begin its transaction, if it has not: for
+    statements sent through the driver below SQLAlchemy's events (COPY, commit receipts),
+    which would otherwise run, and commit, on their own. No effect on other connections."""
+    fairy = connection.connection
+    if fairy.info.get(_DEFERRED):
+        fairy.info[_DEFERRED] = False
+        fairy.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+
+
+def _is_plain_read(context: Any) -> bool:
+    """Whether the statement is a SELECT that needs no transaction: no rows locked, no
+    server-side cursor, nothing written (a data-modifying CTE), no function that might."""
+    compiled = getattr(context, "compiled", None)
+    if compiled is None or context.isinsert or context.isupdate or context.isdelete:
+        return False
+    if getattr(context, "_is_server_side", False):
+        return False
+    known = _plain.get(compiled)
+    if known is None:
+        known = _plain[compiled] = _plain_select(compiled.statement)
+    return known
+
+
+def _plain_select(statement: Any) -> bool:
+    if not isinstance(statement, Select) or statement._for_update_arg is not None:
+        return False
+    for element in visitors.iterate(statement):
+        if isinstance(element, UpdateBase):
+            return False
+        if isinstance(element, FunctionElement) and (
+            getattr(element, "name", "").lower() not in _PURE_FUNCTIONS
+        ):
+            return False
+    return True

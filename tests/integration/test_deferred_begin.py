@@ -1,0 +1,169 @@
+"""PostgreSQL: a unit's transaction begins with its first statement that needs one
+(`app.dialects.deferred_begin`). A unit that only reads holds no transaction on the server;
+writes, row locks, functions that may write and stronger isolation levels still get one, from
+the start of what needs it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.errors import RetryableError
+from app.db.models import User
+from app.db.session import make_async_engine, make_async_session_factory, make_engine
+from app.repositories import AsyncUnitOfWork, UnitOfWork
+
+pytestmark = pytest.mark.backends("postgresql")
+_STATE = "SELECT state FROM pg_stat_activity WHERE pid = :pid"
+
+
+@pytest.fixture
+def admin(committed_engine: Engine) -> Iterator[Engine]:
+    built = make_engine(committed_engine.url, pool_size=1)
+    yield built
+    built.dispose()
+
+
+def _state_of(admin: Engine, session: Session) -> str:
+    pid = session.connection().connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+    with admin.connect() as connection:
+        return str(connection.execute(text(_STATE), {"pid": pid}).scalar())
+
+
+def _user(factory: sessionmaker[Session], email: str) -> object:
+    with UnitOfWork(factory) as uow:
+        made = uow.users.create({"email": email, "hashed_password": "x"})
+        uow.commit()
+        return made.id
+
+
+def test_a_unit_that_only_reads_holds_no_transaction(
+    committing_factory: sessionmaker[Session], admin: Engine
+) -> None:
+    user_id = _user(committing_factory, "reader@example.com")
+    with UnitOfWork(committing_factory) as uow:
+        assert uow.users.get(user_id) is not None
+        assert uow.users.paginate(limit=5).items
+        assert _state_of(admin, uow.session) == "idle"
+        uow.users.update(user_id, {"full_name": "Written"})
+        assert _state_of(admin, uow.session) == "idle in transaction"
+    with UnitOfWork(committing_factory) as uow:  # left without commit: nothing written
+        assert uow.users.get_one(user_id).full_name is None
+
+
+def test_a_write_after_reads_commits_and_a_failed_one_leaves_nothing(
+    committing_factory: sessionmaker[Session],
+) -> None:
+    user_id = _user(committing_factory, "writer@example.com")
+    with UnitOfWork(committing_factory) as uow:
+        uow.users.get_one(user_id)
+        uow.users.update(user_id, {"full_name": "Kept"})
+        uow.commit()
+    with UnitOfWork(committing_factory) as uow:
+        uow.users.get_one(user_id)
+        uow.users.update(user_id, {"full_name": "Undone"})
+        uow.rollback()
+        assert uow.users.get_one(user_id).full_name == "Kept"
+
+
+def test_rows_read_for_update_stay_locked_until_the_unit_ends(
+    committing_factory: sessionmaker[Session], admin: Engine
+) -> None:
+    user_id = _user(committing_factory, "locked@example.com")
+    with UnitOfWork(committing_factory) as uow:
+        uow.session.execute(select(User).where(User.id == user_id).with_for_update()).one()
+        with admin.connect() as other, pytest.raises(RetryableError):  # lock_not_available
+            other.execute(
+                select(User.id).where(User.id == user_id).with_for_update(nowait=True)
+            ).all()
+
+
+def test_a_function_that_may_write_or_lock_runs_inside_the_transaction(
+    committing_factory: sessionmaker[Session], admin: Engine
+) -> None:
+    with UnitOfWork(committing_factory) as uow:
+        uow.session.execute(select(func.pg_advisory_xact_lock(424242)))
+        with admin.connect() as other:
+            taken = other.execute(select(func.pg_try_advisory_lock(424242))).scalar()
+        assert taken is False  # held by the unit's transaction, not released at once
+        assert _state_of(admin, uow.session) == "idle in transaction"
+
+
+def test_repeatable_read_sees_one_snapshot_across_its_reads(
+    committing_factory: sessionmaker[Session],
+) -> None:
+    user_id = _user(committing_factory, "snapshot@example.com")
+    with UnitOfWork(committing_factory, isolation_level="REPEATABLE READ") as uow:
+        before = uow.session.execute(select(User.full_name).where(User.id == user_id)).scalar()
+        # Another transaction commits between the unit's two reads.
+        done = threading.Thread(target=_rename, args=(committing_factory, user_id))
+        done.start()
+        done.join()
+        after = uow.session.execute(select(User.full_name).where(User.id == user_id)).scalar()
+        assert before == after is None
+
+
+def _rename(factory: sessionmaker[Session], user_id: object) -> None:
+    with UnitOfWork(factory) as uow:
+        uow.users.update(user_id, {"full_name": "Renamed"})
+        uow.commit()
+
+
+def test_units_run_at_read_committed_whatever_the_database_default(
+    committed_engine: Engine, admin: Engine
+) -> None:
+    database = committed_engine.url.database
+    with admin.connect() as connection:
+        connection.exec_driver_sql(
+            f"ALTER DATABASE \"{database}\" SET default_transaction_isolation = 'serializable'"
+        )
+        connection.commit()
+    engine = make_engine(committed_engine.url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            level = connection.exec_driver_sql("SHOW transaction_isolation").scalar()
+        assert level == "read committed"
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(
+                f'ALTER DATABASE "{database}" RESET default_transaction_isolation'
+            )
+            connection.commit()
+
+
+def test_the_asyncio_face_reads_without_a_transaction_too(
+    committed_engine: Engine, committing_factory: sessionmaker[Session], admin: Engine
+) -> None:
+    user_id = _user(committing_factory, "async-reader@example.com")
+
+    async def read() -> tuple[str, str]:
+        engine = make_async_engine(committed_engine.url, pool_size=1)
+        try:
+            factory = make_async_session_factory(engine)
+            async with AsyncUnitOfWork(factory) as uow:
+                assert await uow.users.get(user_id) is not None
+                connection = await uow.async_session.connection()
+                raw = await connection.get_raw_connection()
+                pid = raw.driver_connection.info.backend_pid  # type: ignore[union-attr]
+                reading = await asyncio.to_thread(_state_by_pid, admin, pid)
+                await uow.users.update(user_id, {"full_name": "Async"})
+                writing = await asyncio.to_thread(_state_by_pid, admin, pid)
+                await uow.commit()
+            return reading, writing
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(read()) == ("idle", "idle in transaction")
+    with UnitOfWork(committing_factory) as uow:
+        assert uow.users.get_one(user_id).full_name == "Async"
+
+
+def _state_by_pid(admin: Engine, pid: int) -> str:
+    with admin.connect() as connection:
+        return str(connection.execute(text(_STATE), {"pid": pid}).scalar())
