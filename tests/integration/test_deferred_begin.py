@@ -94,6 +94,15 @@ def test_a_function_that_may_write_or_lock_runs_inside_the_transaction(
         assert _state_of(admin, uow.session) == "idle in transaction"
 
 
+def test_now_in_a_unit_is_the_time_its_transaction_began(
+    committing_factory: sessionmaker[Session],
+) -> None:
+    with UnitOfWork(committing_factory) as uow:
+        first = uow.session.execute(select(func.now())).scalar()
+        uow.session.execute(select(func.pg_sleep(0.01)))
+        assert uow.session.execute(select(func.now())).scalar() == first
+
+
 def test_repeatable_read_sees_one_snapshot_across_its_reads(
     committing_factory: sessionmaker[Session],
 ) -> None:

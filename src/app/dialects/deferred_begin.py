@@ -29,13 +29,13 @@ from sqlalchemy.sql.functions import FunctionElement
 _DEFERRED = "app_begin_deferred"
 
 # Functions a plain read may call: none of them writes, locks or depends on being in a
-# transaction. Anything else (nextval, an advisory lock, a function of the team's) begins one.
+# transaction. Anything else begins one: nextval, an advisory lock, a function of the team's,
+# and now() and its kin, which give the transaction's start inside one.
 _PURE_FUNCTIONS = frozenset(
     {
         "abs", "avg", "bool_and", "bool_or", "ceil", "char_length", "coalesce", "concat",
-        "count", "current_date", "current_timestamp", "floor", "greatest", "least", "length",
-        "localtimestamp", "lower", "max", "min", "now", "nullif", "round", "sum", "trim",
-        "upper",
+        "count", "floor", "greatest", "least", "length", "lower", "max", "min", "nullif",
+        "round", "sum", "trim", "upper",
     }
 )  # fmt: skip
 
