@@ -3,13 +3,17 @@ writers, where its session comes from, commit tokens and read-only units."""
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import pytest
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.errors import ReadOnlyError, RetryableError, StaleObjectError
+from app.db.models import Item, User
 from app.db.runtime import Runtime, use_runtime
-from app.repositories import UnitOfWork
+from app.repositories import ItemRepository, Repository, UnitOfWork, UserRepository
 from tests.integration.helpers import emails
 
 
@@ -124,3 +128,38 @@ def test_a_read_only_unit_refuses_every_write_and_leaves_nothing(
         assert uow.users.count() == 1
         assert isinstance(uow.commit(), str)  # a unit that only read commits as any other
     assert connection.exec_driver_sql("SELECT full_name FROM users").scalar() is None
+
+
+def test_a_unit_makes_only_the_repositories_it_uses(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """A unit class may declare many repositories: each is made at its first use in an open
+    unit (once, and again in each later opening), so a unit pays for the ones it touches."""
+    made: list[str] = []
+
+    class CountedUsers(UserRepository):
+        def __init__(self, session: Session, **options: Any) -> None:
+            made.append("users")
+            super().__init__(session, **options)
+
+    class CountedItems(ItemRepository):
+        def __init__(self, session: Session, **options: Any) -> None:
+            made.append("items")
+            super().__init__(session, **options)
+
+    hints = {"users": CountedUsers, "items": CountedItems, "more_items": Repository[Item]}
+    unit_class = type("CountedUnit", (UnitOfWork,), {"__annotations__": hints})
+    uow = unit_class(session_factory)
+    with uow:
+        assert made == []
+        assert uow.users.get(uuid.uuid4()) is None
+        assert uow.users.count() == 0
+        assert made == ["users"]
+        assert uow.repository(User) is uow.users
+        assert uow.repository(Item) is uow.items  # the first declared for its model
+        assert uow.more_items is not uow.items
+        first = uow.users
+    with uow:
+        assert uow.users is not first
+        assert uow.users.session is uow.session
+    assert made == ["users", "items", "users"]

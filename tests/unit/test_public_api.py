@@ -92,7 +92,10 @@ def _public_methods(cls: type) -> dict[str, object]:
 
 
 # Hooks for subclasses, and what the asyncio face uses of the blocking one: not calls.
-_NOT_CALLS = {"prepare", "prepare_columns", "iteration_statement", "for_model", "route", "adopt"}
+_NOT_CALLS = {
+    "prepare", "prepare_columns", "iteration_statement", "for_model", "route", "adopt",
+    "make_repository",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(

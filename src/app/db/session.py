@@ -157,15 +157,14 @@ def engine_options(
         "connect_args": backend.connect_args(url, connect or ConnectOptions()),
     }
     pool = backend.pool_options(url)
-    if pool:
-        kwargs.update(pool)
-    elif "poolclass" not in options:
+    if "poolclass" not in pool and "poolclass" not in options:
         kwargs.update(
             poolclass=_AsyncQueuePool if asynchronous else _QueuePool,
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=pool_timeout,
         )
+    kwargs.update(pool)
     kwargs.update(options)
     return kwargs
 

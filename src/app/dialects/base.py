@@ -130,7 +130,8 @@ class Backend:
         return {}
 
     def pool_options(self, url: URL) -> dict[str, Any]:
-        """Pool arguments this backend needs for `url` (none: the engine's usual pool)."""
+        """Pool arguments this backend needs for `url` (a `poolclass` among them replaces the
+        engine's usual pool)."""
         return {}
 
     def configure(

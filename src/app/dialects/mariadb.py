@@ -55,6 +55,7 @@ from app.dialects.base import (
     storage_columns,
 )
 from app.dialects.commit_markers import CommitReceipt, note_writes, wrote
+from app.dialects.pymysql_connection import EndAwareConnection
 
 SQL_MODE = "TRADITIONAL,NO_ENGINE_SUBSTITUTION"
 # ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON): the ALTER algorithm asked for is not possible.
@@ -506,7 +507,12 @@ def _logged_in(dialect: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
     the rest by the read timeout, which is longer, or none at all. Once logged in, reads wait as
     long as `read_timeout` says again."""
     login = cparams.get("connect_timeout")
-    connection = dialect.connect(*cargs, **{**cparams, "read_timeout": login})
+    logging_in = {**cparams, "read_timeout": login}
+    connection: Any = (
+        EndAwareConnection(*cargs, **logging_in)
+        if dialect.driver == "pymysql"
+        else dialect.connect(*cargs, **logging_in)
+    )
     driver = getattr(connection, "driver_connection", connection)
     # Both drivers read this attribute before every wait for the server.
     driver._read_timeout = cparams.get("read_timeout")

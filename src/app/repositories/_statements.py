@@ -11,6 +11,7 @@ from sqlalchemy import (
     Insert,
     Select,
     Update,
+    bindparam,
     func,
     literal_column,
     over,
@@ -83,15 +84,45 @@ def select_by_key(
 
 def update_at_version(
     model: type[Any], rules: Rules, key: Any, version: int, values: Mapping[str, Any]
-) -> Update:
-    """UPDATE of the `model` row with primary key `key`, only while it is at `version`: the
-    given values, and the version advanced (the timestamps marked `onupdate` move with it)."""
+) -> tuple[Update, dict[str, Any]]:
+    """UPDATE of the `model` row with primary key `key`, only while it is at `version`, that
+    returns the row: the given values, and the version advanced (the timestamps marked
+    `onupdate` move with it); and its parameters. The statement is built once per model and
+    set of columns, its values all parameters: an update is a web request's commonest write,
+    and building it again each time cost about a tenth of one."""
+    names = tuple(values)
+    statement = _updates_at_version.get((model, names))
+    if statement is None:
+        if len(_updates_at_version) > _MOST_KEPT:
+            _updates_at_version.clear()
+        statement = _updates_at_version[model, names] = _update_at_version(model, rules, names)
+    parameters = {_SET + name: value for name, value in values.items()}
+    parameters[_KEY] = key
+    parameters[_VERSION] = version
+    return statement, parameters
+
+
+_KEY, _VERSION, _SET = "app_key", "app_version", "app_set_"
+_MOST_KEPT = 1000
+_updates_at_version: dict[tuple[type[Any], tuple[str, ...]], Update] = {}
+
+
+def _update_at_version(model: type[Any], rules: Rules, names: tuple[str, ...]) -> Update:
     table = rules.table
     counter = table.c[str(rules.version)]
+    key = table.c[rules.primary_key[0]]
+    changes: dict[str, Any] = {
+        name: bindparam(_SET + name, type_=table.c[name].type) for name in names
+    }
+    changes[counter.key] = counter + 1
     return (
         update(model)
-        .where(table.c[rules.primary_key[0]] == key, counter == version)
-        .values({**values, str(rules.version): counter + 1})
+        .where(
+            key == bindparam(_KEY, type_=key.type),
+            counter == bindparam(_VERSION, type_=counter.type),
+        )
+        .values(changes)
+        .returning(model)
     )
 
 

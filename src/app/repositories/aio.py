@@ -50,6 +50,9 @@ from app.repositories.unit_of_work import (
     DEFAULT_RETRIES,
     UnitOfWork,
     declared_attributes,
+    first_declared_for,
+    forget_made,
+    made_on_first_use,
     repository_attributes,
     retry_policy,
     unit_of_work_class,
@@ -288,10 +291,14 @@ class AsyncUnitOfWork:
     def _open(self, async_session: AsyncSession) -> None:
         self._async_session = async_session
         self.sync.adopt(async_session.sync_session)
-        faces = _async_faces(type(self))
-        for name in repository_attributes(type(self.sync)):
-            face = faces.get(name, AsyncRepository)
-            setattr(self, name, face(async_session, getattr(self.sync, name)))
+        # Each face is made on first use, as the blocking unit's repositories are.
+        names = made_on_first_use(type(self), repository_attributes(type(self.sync)))
+        forget_made(self, names)
+
+    def make_repository(self, name: str) -> AsyncRepository[Any]:
+        """The asyncio face of the blocking unit's repository `name`, made now."""
+        face = _async_faces(type(self)).get(name, AsyncRepository)
+        return face(self.async_session, getattr(self.sync, name))
 
     async def __aexit__(
         self,
@@ -317,11 +324,11 @@ class AsyncUnitOfWork:
 
     def repository(self, model: type[Any]) -> AsyncRepository[Any]:
         """The asyncio face of `self.sync.repository(model)`."""
-        sync = self.sync.repository(model)
-        for name, face in _async_faces(type(self)).items():
-            if getattr(self.sync, name, None) is sync:
-                return face(self.async_session, sync)
-        return AsyncRepository(self.async_session, sync)
+        name = first_declared_for(type(self.sync)).get(model)
+        if name is not None:
+            found: AsyncRepository[Any] = getattr(self, name)
+            return found
+        return AsyncRepository(self.async_session, self.sync.repository(model))
 
     async def commit(self) -> str:
         """Make the work so far permanent (inside a joined block: hand it to the enclosing one);

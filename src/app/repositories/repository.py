@@ -403,10 +403,12 @@ class Repository(Generic[ModelT]):
     def _update_at_version(self, key: Any, values: dict[str, Any], expected: int) -> ModelT:
         """`update` at a known version in one statement, the row read back by RETURNING."""
         self._before_bulk_write()
-        statement = _statements.update_at_version(self.model, self._rules, key, expected, values)
+        statement, parameters = _statements.update_at_version(
+            self.model, self._rules, key, expected, values
+        )
         options = {"synchronize_session": False, "populate_existing": True}
         found: ModelT | None = self.session.scalars(
-            statement.returning(self.model), execution_options=options
+            statement, parameters, execution_options=options
         ).one_or_none()
         if found is not None:
             return found

@@ -21,8 +21,9 @@ to run again, so it should only touch the database through the unit of work it i
 
 from __future__ import annotations
 
+import inspect
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial, wraps
 from types import TracebackType
@@ -156,13 +157,12 @@ class UnitOfWork:
             telemetry.close_unit(session, scope, error)
 
     def adopt(self, session: Session) -> None:
-        """Open the unit on `session`, whose transaction `routing.begin` began."""
+        """Open the unit on `session`, whose transaction `routing.begin` began. Its declared
+        repositories are made on first use (`made_on_first_use`): a unit pays for the ones it
+        touches, however many its class declares."""
         self._session = session
         self._repositories = {}
-        for name, repository in repository_attributes(type(self)).items():
-            made = repository(session)
-            setattr(self, name, made)
-            self._repositories.setdefault(repository.model, made)
+        forget_made(self, made_on_first_use(type(self)))
 
     def __exit__(
         self,
@@ -204,7 +204,23 @@ class UnitOfWork:
         session = self.session
         found = self._repositories.get(model)
         if found is None:
-            found = self._repositories[model] = Repository.of(model)(session)
+            name = first_declared_for(type(self)).get(model)
+            if name is not None:
+                found = getattr(self, name)
+            else:
+                found = self._repositories[model] = Repository.of(model)(session)
+        return found
+
+    def make_repository(self, name: str) -> Repository[Any]:
+        """The declared repository `name` on this unit's session, made now (its first use in
+        the open unit); the model's own (`repository(model)`) if declared first for it."""
+        session = self.session
+        repository = repository_attributes(type(self))[name]
+        if first_declared_for(type(self)).get(repository.model) != name:
+            return repository(session)
+        found = self._repositories.get(repository.model)
+        if found is None:
+            found = self._repositories[repository.model] = repository(session)
         return found
 
     def commit(self) -> str:
@@ -306,6 +322,60 @@ def _repository_for(hint: Any) -> type[Repository[Any]]:
 
 
 _repository_classes: dict[type[Any], dict[str, type[Repository[Any]]]] = {}
+
+
+def first_declared_for(unit: type[Any]) -> dict[type[Any], str]:
+    """The attribute of each model's own repository on a unit class: the first declared."""
+    found = _first_declared.get(unit)
+    if found is None:
+        found = {}
+        for name, repository in repository_attributes(unit).items():
+            found.setdefault(repository.model, name)
+        _first_declared[unit] = found
+    return found
+
+
+_first_declared: dict[type[Any], dict[type[Any], str]] = {}
+
+
+class MadeOnFirstUse:
+    """A declared repository's class attribute: the first read in an open unit asks the unit
+    to make it (`make_repository`), and the unit keeps it until it is opened again."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, unit: Any, owner: type[Any] | None = None) -> Any:
+        if unit is None:
+            return self
+        made = unit.make_repository(self.name)
+        unit.__dict__[self.name] = made
+        return made
+
+
+def made_on_first_use(unit: type[Any], names: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The declared repository attributes of `unit` (`names`, default: the ones it annotates
+    as repositories), each a `MadeOnFirstUse` on the class from now on."""
+    found = _lazy_names.get(unit)
+    if found is None:
+        found = tuple(repository_attributes(unit) if names is None else names)
+        for name in found:
+            if not isinstance(inspect.getattr_static(unit, name, None), MadeOnFirstUse):
+                setattr(unit, name, MadeOnFirstUse(name))
+        _lazy_names[unit] = found
+    return found
+
+
+_lazy_names: dict[type[Any], tuple[str, ...]] = {}
+
+
+def forget_made(unit: Any, names: tuple[str, ...]) -> None:
+    """Drop the repositories an earlier opening of `unit` made."""
+    held = unit.__dict__
+    for name in names:
+        held.pop(name, None)
 
 
 def unit_of_work_class() -> type[UnitOfWork]:
