@@ -181,8 +181,8 @@ def _updates(
 
     def ours(item_id: Any, n: int) -> None:
         with UnitOfWork(factory) as uow:
-            uow.items.get_one(item_id)
-            uow.items.update(item_id, {"description": f"ours {n}"})
+            item = uow.items.get_one(item_id)  # held, as the peers hold theirs
+            uow.items.update(item.id, {"description": f"ours {n}"})
             uow.commit()
 
     def ours_known(item_id: Any, n: int) -> None:
