@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, text
@@ -15,8 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.errors import RetryableError
 from app.db.models import User
-from app.db.session import make_async_engine, make_async_session_factory, make_engine
-from app.repositories import AsyncUnitOfWork, UnitOfWork
+from app.db.session import (
+    make_async_engine,
+    make_async_session_factory,
+    make_engine,
+    make_session_factory,
+)
+from app.dialects import deferred_begin
+from app.repositories import AsyncUnitOfWork, UnitOfWork, run_in_transaction
 
 pytestmark = pytest.mark.backends("postgresql")
 _STATE = "SELECT state FROM pg_stat_activity WHERE pid = :pid"
@@ -176,3 +183,53 @@ def test_the_asyncio_face_reads_without_a_transaction_too(
 def _state_by_pid(admin: Engine, pid: int) -> str:
     with admin.connect() as connection:
         return str(connection.execute(text(_STATE), {"pid": pid}).scalar())
+
+
+def _round_trips(engine: Engine, work: Callable[[], object], tmp_path: Path) -> int:
+    """How many times `work` waited for the server on the engine's one pooled connection: the
+    frontend's Query and Sync messages in libpq's trace of it."""
+    with engine.connect() as connection:
+        pgconn = connection.connection.driver_connection.pgconn  # type: ignore[union-attr]
+    trace = tmp_path / "trace.txt"
+    with trace.open("w") as sink:
+        pgconn.trace(sink.fileno())
+        try:
+            work()
+        finally:
+            pgconn.untrace()
+    lines = [line.split("\t") for line in trace.read_text().splitlines()]
+    return sum(1 for line in lines if len(line) > 3 and line[1] == "F" and line[3] in _WAITS)
+
+
+_WAITS = {"Query", "Sync"}
+
+
+def test_a_unit_that_signs_its_commit_takes_no_round_trip_more(
+    committing_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """run_in_transaction's receipt (the transaction's id) comes with the BEGIN: its unit
+    takes as many round trips as one committed plainly, and says which transaction it was."""
+    url = committing_factory.kw["bind"].url
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    factory = make_session_factory(engine)
+    emails = (f"trip{n}@example.com" for n in range(10))
+    signed: list[object] = []
+
+    def write(uow: UnitOfWork) -> None:
+        uow.users.create({"email": next(emails), "hashed_password": "x"})
+        signed.append(deferred_begin.transaction_id(uow.session.connection()))
+
+    try:
+        run_in_transaction(write, session_factory=factory)  # the connection, made
+        plain = _round_trips(
+            engine, lambda: run_in_transaction(write, session_factory=factory, exactly_once=False),
+            tmp_path,
+        )  # fmt: skip
+        exactly_once = _round_trips(
+            engine, lambda: run_in_transaction(write, session_factory=factory), tmp_path
+        )
+    finally:
+        engine.dispose()
+    assert plain == exactly_once == 3  # BEGIN, INSERT, COMMIT
+    assert signed[1] is None
+    assert isinstance(signed[2], int)

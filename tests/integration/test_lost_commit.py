@@ -315,9 +315,7 @@ def test_only_a_unit_that_wrote_leaves_a_receipt(
         otel.instrumentation.uninstrument()
 
     def receipts(statements: list[str]) -> list[str]:
-        return [
-            s for s in statements if "txid_current_if_assigned" in s or "app_commit_markers" in s
-        ]
+        return [s for s in statements if "txid_current" in s or "app_commit_markers" in s]
 
     assert read_only
     assert receipts(read_only) == []

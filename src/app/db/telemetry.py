@@ -89,6 +89,7 @@ class UnitScope:
     read_only: bool
     replica: str | None = None
     attempt: int = 1
+    signs: bool = False  # it will sign its COMMIT (run_in_transaction's receipt)
     started: float = field(default_factory=time.perf_counter)
     statements: int = 0
     committed: bool = False

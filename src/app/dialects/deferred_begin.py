@@ -10,6 +10,12 @@ functions not known to be pure). A unit that only reads sends its SELECTs and no
 BEGIN and no ROLLBACK, two round trips fewer. Its rows are still read under the session's
 statement timeout and time zone, which are set per connection.
 
+A unit that will sign its COMMIT (`run_in_transaction`'s receipt) begins with
+`BEGIN; SELECT txid_current()` in one round trip instead: its receipt then costs no statement
+of its own (`transaction_id`). psycopg stays in autocommit around that transaction, which it
+ends all the same (its COMMIT and ROLLBACK look at the server's transaction status), until the
+connection's next transaction or its return to the pool.
+
 Left as it was: a unit at REPEATABLE READ or SERIALIZABLE (its snapshot spans its statements),
 a connection the caller put in autocommit itself, and a transaction pooler's connections (the
 settings ride on each transaction there).
@@ -25,8 +31,15 @@ from sqlalchemy import Connection, Engine, Select, event
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.util import await_only
+
+from app.db import telemetry
 
 _DEFERRED = "app_begin_deferred"
+# Set while psycopg's autocommit is ours, around a transaction begun with its id.
+_BEGUN_WITH_ID = "app_begun_with_id"
+_TRANSACTION_ID = "app_transaction_id"
+_BEGIN_WITH_ID = "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT txid_current()"
 
 # Functions a plain read may call: none of them writes, locks or depends on being in a
 # transaction. Anything else begins one: nextval, an advisory lock, a function of the team's,
@@ -51,6 +64,9 @@ def install(engine: Engine) -> None:
         if fairy.info.get(_DEFERRED):
             return
         driver: Any = fairy.driver_connection
+        if fairy.info.pop(_BEGUN_WITH_ID, False) and not _autocommit_asked(connection):
+            # The autocommit a transaction begun with its id left is ours: off, as at first.
+            fairy.dbapi_connection.autocommit = False  # type: ignore[union-attr]
         if driver.autocommit or driver.isolation_level not in _READ_COMMITTED:
             return
         fairy.dbapi_connection.autocommit = True  # type: ignore[union-attr]
@@ -64,19 +80,35 @@ def install(engine: Engine) -> None:
         if not fairy.info.get(_DEFERRED) or _is_plain_read(context):
             return
         fairy.info[_DEFERRED] = False
+        unit = telemetry.unit_of(connection)
+        driver: Any = fairy.driver_connection
+        if unit is not None and unit.signs and driver.read_only is None:
+            fairy.info[_TRANSACTION_ID] = _begun_with_id(connection, driver)
+            fairy.info[_BEGUN_WITH_ID] = True
+            return
         # psycopg sends BEGIN before this statement, as it does outside autocommit.
         fairy.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+
+    if not engine.dialect.is_async:  # the asyncio face's checkin may run outside its loop
+
+        @event.listens_for(engine, "checkin")
+        def _autocommit_off(dbapi_connection: Any, record: Any) -> None:
+            # Back as psycopg's default for whoever takes it next, the raw driver included.
+            ours = record.info.pop(_BEGUN_WITH_ID, False)
+            if ours and dbapi_connection is not None and _idle(dbapi_connection):
+                dbapi_connection.autocommit = False
 
     def _end(connection: Connection) -> None:
         if connection.invalidated:
             return  # its driver connection is gone, and the pool's record with it
         fairy = connection.connection
+        fairy.info.pop(_TRANSACTION_ID, None)
         if not fairy.info.pop(_DEFERRED, False):
             return
         driver: Any = fairy.driver_connection
         # Nothing began: back out of autocommit, which the commit or rollback that follows
         # then finds with nothing to end. A broken connection is left to its own error.
-        if not driver.closed and driver.info.transaction_status == _IDLE:
+        if _idle(driver):
             fairy.dbapi_connection.autocommit = False  # type: ignore[union-attr]
 
     event.listen(engine, "commit", _end)
@@ -85,6 +117,36 @@ def install(engine: Engine) -> None:
 
 _READ_COMMITTED = (None, psycopg.IsolationLevel.READ_COMMITTED)
 _IDLE = psycopg.pq.TransactionStatus.IDLE
+
+
+def _autocommit_asked(connection: Connection) -> bool:
+    return connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
+def _idle(driver: Any) -> bool:
+    """Whether the psycopg connection `driver` is open and outside a transaction."""
+    return not driver.closed and driver.info.transaction_status == _IDLE
+
+
+def _begun_with_id(connection: Connection, driver: Any) -> int:
+    """Begin a transaction on `connection`'s psycopg connection `driver` (in autocommit), and
+    return its id: both in one round trip, tagged and observed as any statement."""
+    with telemetry.observation_of(connection).driver_statement(connection, _BEGIN_WITH_ID) as sent:
+        if connection.dialect.is_async:
+            cursor = await_only(driver.execute(sent, prepare=False))
+            cursor.nextset()
+            row = await_only(cursor.fetchone())
+        else:
+            cursor = driver.execute(sent, prepare=False)
+            cursor.nextset()
+            row = cursor.fetchone()
+    return int(row[0])
+
+
+def transaction_id(connection: Connection) -> int | None:
+    """The id of the transaction on `connection`, if it began with it (else None: ask)."""
+    found: int | None = connection.connection.info.get(_TRANSACTION_ID)
+    return found
 
 
 def begin_now(connection: Connection) -> None:

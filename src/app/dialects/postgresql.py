@@ -258,7 +258,9 @@ class PostgreSQL(Backend):
         keeps the outcome of every recent transaction."""
         if not wrote(connection):
             return None  # only SELECTs (see `note_writes`)
-        xid = driver_value(connection, "SELECT txid_current_if_assigned()")
+        xid = deferred_begin.transaction_id(connection)
+        if xid is None:  # not begun with its id (`deferred_begin`)
+            xid = driver_value(connection, "SELECT txid_current_if_assigned()")
         driver: Any = connection.connection.driver_connection
         pid = driver.info.backend_pid
         return CommitReceipt(connection.engine, xid, (int(pid),))

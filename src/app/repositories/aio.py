@@ -405,6 +405,7 @@ async def run_in_transaction_async(
         with attempt:
             uow = unit_class(session_factory, isolation_level=isolation_level, name=name)
             uow.sync.attempt = attempt.retry_state.attempt_number
+            uow.sync.signs_commit = exactly_once
             async with uow:
                 result = await fn(typing.cast(AsyncUnitT, uow))
                 await (uow.commit_exactly_once() if exactly_once else uow.commit())

@@ -94,6 +94,7 @@ class UnitOfWork:
         (default: `module.function` of the code that made the unit)."""
         self.name = name or telemetry.caller_name()
         self.attempt = 1  # run_in_transaction's count of runs
+        self.signs_commit = False  # it commits with commit_exactly_once (run_in_transaction)
         self._scope: telemetry.UnitScope | None = None
         self._session_factory = session_factory
         self.isolation_level = isolation_level
@@ -146,7 +147,9 @@ class UnitOfWork:
 
     def _start_scope(self) -> telemetry.UnitScope:
         """The telemetry's record of this unit, begun (both faces, before the session)."""
-        scope = self._scope = telemetry.UnitScope(self.name, self.read_only, attempt=self.attempt)
+        scope = self._scope = telemetry.UnitScope(
+            self.name, self.read_only, attempt=self.attempt, signs=self.signs_commit
+        )
         telemetry.start_unit(scope)
         return scope
 
@@ -242,7 +245,8 @@ class UnitOfWork:
         """`commit()`, and if its answer is lost, find out whether it was applied: return if
         it was, `ConnectionLostError` if it was not (nothing applied: run the unit again),
         `CommitOutcomeUnknownError` if the database cannot say. Costs one statement more than
-        `commit()` (`run_in_transaction` commits this way)."""
+        `commit()` (on PostgreSQL none, for a unit `run_in_transaction` made: its transaction
+        id comes with its BEGIN, `app.dialects.deferred_begin`)."""
         if self._joined or self.read_only:
             self.commit()
             return
@@ -421,6 +425,7 @@ def run_in_transaction(
         with attempt:
             uow = unit_class(session_factory, isolation_level=isolation_level, name=name)
             uow.attempt = attempt.retry_state.attempt_number
+            uow.signs_commit = exactly_once
             with uow:
                 result = fn(typing.cast(UnitT, uow))
                 uow.commit_exactly_once() if exactly_once else uow.commit()
