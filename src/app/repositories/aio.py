@@ -36,6 +36,13 @@ from app.db import telemetry
 from app.db.models import Item, User
 from app.db.runtime import get_async_session_factory, get_replicas
 from app.dialects import streaming
+from app.repositories._declared import (
+    declared_attributes,
+    first_declared_for,
+    forget_made,
+    made_on_first_use,
+    repository_attributes,
+)
 from app.repositories.items import ItemRepository
 from app.repositories.repository import (
     DEFAULT_BATCH_SIZE,
@@ -49,11 +56,6 @@ from app.repositories.repository import (
 from app.repositories.unit_of_work import (
     DEFAULT_RETRIES,
     UnitOfWork,
-    declared_attributes,
-    first_declared_for,
-    forget_made,
-    made_on_first_use,
-    repository_attributes,
     retry_policy,
     unit_of_work_class,
 )
