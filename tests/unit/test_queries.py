@@ -10,7 +10,7 @@ from app.db.models import Item, User
 from app.dialects import backend_for
 from app.repositories._cursors import decode_cursor, encode_cursor, query_fingerprint
 from app.repositories._filters import where_clause
-from app.repositories._ordering import after, order_terms, sort_keys
+from app.repositories._ordering import after, after_parameters, order_terms, sort_keys
 from app.repositories._statements import loader_options
 from app.repositories._values import rules_for
 
@@ -101,22 +101,34 @@ def test_sorting_twice_by_one_field_is_refused() -> None:
 
 def test_keyset_condition_is_a_row_value_when_all_keys_run_one_way() -> None:
     keys = sort_keys(ITEMS, ["-created_at"], allowed=ITEM_FIELDS)
-    assert _sql(after(ITEMS, keys, ["2026-01-01", "x"], backend_for("postgresql"))) == (
-        "(items.created_at, items.id) < (:param_1, :param_2)"
+    assert _sql(after(ITEMS, keys, [False, False], backend_for("postgresql"))) == (
+        "(items.created_at, items.id) < (:app_after_0, :app_after_1)"
     )
-    assert _sql(after(ITEMS, keys, ["2026-01-01", "x"], backend_for("mysql"))) == (
-        "items.created_at <= :created_at_1 AND (items.created_at < :created_at_2 "
-        "OR items.created_at = :created_at_3 AND items.id < :id_1)"
+    assert _sql(after(ITEMS, keys, [False, False], backend_for("mysql"))) == (
+        "items.created_at <= :app_after_0 AND (items.created_at < :app_after_0 "
+        "OR items.created_at = :app_after_0 AND items.id < :app_after_1)"
     )
+    assert after_parameters(["2026-01-01", "x"]) == {
+        "app_after_0": "2026-01-01",
+        "app_after_1": "x",
+    }
 
 
 def test_keyset_condition_is_lexicographic_with_a_bound_otherwise() -> None:
     keys = sort_keys(ITEMS, ["title", "-created_at"], allowed=ITEM_FIELDS)
-    assert _sql(after(ITEMS, keys, ["lamp", "2026-01-01", "x"], backend_for("postgresql"))) == (
-        "items.title >= :title_1 AND (items.title > :title_2 OR items.title = :title_3 "
-        "AND items.created_at < :created_at_1 OR items.title = :title_4 "
-        "AND items.created_at = :created_at_2 AND items.id < :id_1)"
+    assert _sql(after(ITEMS, keys, [False] * 3, backend_for("postgresql"))) == (
+        "items.title >= :app_after_0 AND (items.title > :app_after_0 OR items.title = "
+        ":app_after_0 AND items.created_at < :app_after_1 OR items.title = :app_after_0 "
+        "AND items.created_at = :app_after_1 AND items.id < :app_after_2)"
     )
+
+
+def test_a_null_sort_value_is_compared_with_is_and_never_bound() -> None:
+    keys = sort_keys(ITEMS, ["description"], allowed=ITEM_FIELDS)
+    assert _sql(after(ITEMS, keys, [True, False], backend_for("postgresql"))) == (
+        "false OR items.description IS NULL AND items.id > :app_after_1"
+    )
+    assert after_parameters([None, "x"]) == {"app_after_1": "x"}
 
 
 def test_users_are_never_sorted_or_filtered_by_password_hash() -> None:

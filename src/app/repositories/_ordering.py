@@ -81,61 +81,68 @@ def order_terms(rules: Rules, keys: Sequence[SortKey], backend: Backend) -> list
 
 
 def after(
-    rules: Rules, keys: Sequence[SortKey], values: Sequence[Any], backend: Backend
+    rules: Rules, keys: Sequence[SortKey], nulls: Sequence[bool], backend: Backend
 ) -> ColumnElement[bool]:
-    """Rows that come strictly after the row whose sort values are `values`."""
+    """Rows that come strictly after a row whose sort values are the parameters
+    `after_parameters` names; `nulls` says which of those values are NULL (a NULL is compared
+    with IS, so it changes the condition's form, never its parameters)."""
     columns = [rules.table.c[key.name] for key in keys]
+    bounds = [_bound(column, i) for i, column in enumerate(columns)]
     one_way = len({key.descending for key in keys}) == 1
     if (
         backend.row_value_keyset
         and one_way
         and not any(key.nullable for key in keys)
-        and None not in values
+        and not any(nulls)
     ):
-        # Each value bound as its column's type (an enum member as its stored text).
-        row, at = tuple_(*columns), tuple_(*values, types=[column.type for column in columns])
+        row, at = tuple_(*columns), tuple_(*bounds)
         return row < at if keys[0].descending else row > at
-    condition = _lexicographic(columns, keys, values)
-    first, value = keys[0], values[0]
-    if first.nullable or value is None:
+    condition = _lexicographic(columns, keys, bounds, nulls)
+    first = keys[0]
+    if first.nullable or nulls[0]:
         return condition
     # Redundant, but it gives the planner the start of an index range on the first key.
-    start = _bound(columns[0], value)
-    bound = columns[0] <= start if first.descending else columns[0] >= start
+    bound = columns[0] <= bounds[0] if first.descending else columns[0] >= bounds[0]
     return and_(bound, condition)
 
 
-def _bound(column: Any, value: Any) -> Any:
-    # A parameter of the column's type: a bare True or False would become SQL's constant,
-    # which SQLAlchemy compares with `=` and `!=` only.
-    return bindparam(column.key, value, type_=column.type, unique=True)
+def after_parameters(values: Sequence[Any]) -> dict[str, Any]:
+    """The parameters of `after` for the row whose sort values are `values`."""
+    return {_PARAMETER + str(i): value for i, value in enumerate(values) if value is not None}
+
+
+_PARAMETER = "app_after_"
+
+
+def _bound(column: Any, position: int) -> Any:
+    # A parameter of the column's type, so each value is bound as its column's (an enum member
+    # as its stored text; a bare True or False would otherwise become SQL's constant, which
+    # SQLAlchemy compares with `=` and `!=` only).
+    return bindparam(_PARAMETER + str(position), type_=column.type)
 
 
 def _lexicographic(
-    columns: Sequence[Any], keys: Sequence[SortKey], values: Sequence[Any]
+    columns: Sequence[Any], keys: Sequence[SortKey], bounds: Sequence[Any], nulls: Sequence[bool]
 ) -> ColumnElement[bool]:
     """Equal on the first i keys and after on key i, for some i."""
     alternatives = []
     for i, key in enumerate(keys):
-        equal_before = [_equal(c, v) for c, v in zip(columns[:i], values[:i], strict=True)]
-        alternatives.append(and_(*equal_before, _beyond(columns[i], key, values[i])))
+        equal_before = [
+            column.is_(None) if null else column == bound
+            for column, bound, null in zip(columns[:i], bounds[:i], nulls[:i], strict=True)
+        ]
+        alternatives.append(and_(*equal_before, _beyond(columns[i], key, bounds[i], nulls[i])))
     return or_(*alternatives)
 
 
-def _equal(column: Any, value: Any) -> ColumnElement[bool]:
-    if value is None:
-        return column.is_(None)  # type: ignore[no-any-return]
-    return column == _bound(column, value)  # type: ignore[no-any-return]
-
-
-def _beyond(column: Any, key: SortKey, value: Any) -> ColumnElement[bool]:
+def _beyond(column: Any, key: SortKey, bound: Any, null: bool) -> ColumnElement[bool]:
     condition: ColumnElement[bool]
     if key.descending:
         # Descending: NULLs come first, then values from high to low.
-        condition = column.is_not(None) if value is None else column < _bound(column, value)
+        condition = column.is_not(None) if null else column < bound
         return condition
     # Ascending: values from low to high, then NULLs (nothing comes after a NULL).
-    if value is None:
+    if null:
         return false()
-    after_value = column > _bound(column, value)
+    after_value = column > bound
     return or_(after_value, column.is_(None)) if key.nullable else after_value

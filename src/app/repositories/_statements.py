@@ -3,8 +3,8 @@ arguments and the backend's own forms (`app.dialects`); run by `Repository` on b
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -26,8 +26,11 @@ from app.db.errors import InvalidQueryError
 from app.dialects import Backend
 from app.dialects.base import UpsertPlan
 from app.repositories._filters import where_clause
-from app.repositories._ordering import SortKey, after, order_terms
+from app.repositories._ordering import SortKey, after, after_parameters, order_terms
 from app.repositories._values import Rules
+
+Key = TypeVar("Key")
+Built = TypeVar("Built")
 
 
 def loader_options(model: type[Any], load: Sequence[str] | None) -> list[LoaderOption]:
@@ -57,21 +60,90 @@ def select_rows(
     keys: Sequence[SortKey],
     filterable: Collection[str],
     load: Sequence[str] | None = None,
-    after_values: Sequence[Any] | None = None,
     plain: bool = False,
 ) -> Select[Any]:
-    """SELECT of `model` rows matching `where`, in the order of `keys`, optionally after a row;
-    with `plain`, of the table's columns only (rows, not instances)."""
+    """SELECT of `model` rows matching `where`, in the order of `keys`; with `plain`, of the
+    table's columns only (rows, not instances)."""
+    statement = _kept(
+        _ordered,
+        (model, _load_names(model, load), tuple(keys), plain, type(backend)),
+        lambda: _ordered_rows(model, rules, backend, keys, load, plain),
+    )
+    return _filtered(statement, rules, backend, where, filterable)
+
+
+def select_after(
+    model: type[Any],
+    rules: Rules,
+    backend: Backend,
+    *,
+    where: Mapping[str, Any] | None,
+    keys: Sequence[SortKey],
+    values: Sequence[Any],
+    filterable: Collection[str],
+    load: Sequence[str] | None = None,
+) -> tuple[Select[Any], dict[str, Any]]:
+    """SELECT of the `model` rows matching `where` that come after the row whose sort values
+    are `values`, in the order of `keys`; and its parameters. A keyset page is a web request's
+    commonest list, and building its statement again each time cost about a tenth of one: it
+    is built once per shape (model, order, loads, which values are NULL), the row's values
+    parameters (`_ordering.after`)."""
+    nulls = tuple(value is None for value in values)
+
+    def build() -> Select[Any]:
+        statement = _ordered_rows(model, rules, backend, keys, load, plain=False)
+        return statement.where(after(rules, keys, nulls, backend))
+
+    shape = (model, _load_names(model, load), tuple(keys), nulls, type(backend))
+    statement = _kept(_ordered_after, shape, build)
+    return _filtered(statement, rules, backend, where, filterable), after_parameters(values)
+
+
+_MOST_KEPT = 1000
+_ordered: dict[tuple[Any, ...], Select[Any]] = {}
+_ordered_after: dict[tuple[Any, ...], Select[Any]] = {}
+
+
+def _kept(cache: dict[Key, Built], key: Key, build: Callable[[], Built]) -> Built:
+    """`cache[key]`, built on first use; a cache that grows past `_MOST_KEPT` shapes (a caller
+    making statements of ever new shapes) starts again rather than grow without end."""
+    found = cache.get(key)
+    if found is None:
+        if len(cache) >= _MOST_KEPT:
+            cache.clear()
+        found = cache[key] = build()
+    return found
+
+
+def _load_names(model: type[Any], load: Sequence[str] | None) -> tuple[str, ...]:
+    loader_options(model, load)  # checked before it becomes part of a cache key
+    return (load,) if isinstance(load, str) else tuple(load or ())
+
+
+def _ordered_rows(
+    model: type[Any],
+    rules: Rules,
+    backend: Backend,
+    keys: Sequence[SortKey],
+    load: Sequence[str] | None,
+    plain: bool,
+) -> Select[Any]:
     if plain:
         statement = select(*rules.table.columns)
     else:
         statement = select(model).options(*loader_options(model, load))
-    condition = where_clause(rules, where, allowed=filterable, backend=backend)
-    if condition is not None:
-        statement = statement.where(condition)
-    if after_values is not None:
-        statement = statement.where(after(rules, keys, after_values, backend))
     return statement.order_by(*order_terms(rules, keys, backend))
+
+
+def _filtered(
+    statement: Select[Any],
+    rules: Rules,
+    backend: Backend,
+    where: Mapping[str, Any] | None,
+    filterable: Collection[str],
+) -> Select[Any]:
+    condition = where_clause(rules, where, allowed=filterable, backend=backend)
+    return statement if condition is None else statement.where(condition)
 
 
 def select_by_key(
@@ -91,11 +163,9 @@ def update_at_version(
     set of columns, its values all parameters: an update is a web request's commonest write,
     and building it again each time cost about a tenth of one."""
     names = tuple(values)
-    statement = _updates_at_version.get((model, names))
-    if statement is None:
-        if len(_updates_at_version) > _MOST_KEPT:
-            _updates_at_version.clear()
-        statement = _updates_at_version[model, names] = _update_at_version(model, rules, names)
+    statement = _kept(
+        _updates_at_version, (model, names), lambda: _update_at_version(model, rules, names)
+    )
     parameters = {_SET + name: value for name, value in values.items()}
     parameters[_KEY] = key
     parameters[_VERSION] = version
@@ -103,7 +173,6 @@ def update_at_version(
 
 
 _KEY, _VERSION, _SET = "app_key", "app_version", "app_set_"
-_MOST_KEPT = 1000
 _updates_at_version: dict[tuple[type[Any], tuple[str, ...]], Update] = {}
 
 

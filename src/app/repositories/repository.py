@@ -234,16 +234,19 @@ class Repository(Generic[ModelT]):
         keys = sort_keys(self._rules, order_by, allowed=self._sortable)
         filtered = canonical(self._rules, where, allowed=self._filterable)
         fingerprint = query_fingerprint(self.model.__name__, [key.spec for key in keys], filtered)
-        after_values = None
-        if cursor is not None:
+        parameters: dict[str, Any] = {}
+        if cursor is None:
+            statement = self._select(where, keys, load=load)
+        else:
             raw = decode_cursor(
                 cursor, fingerprint=fingerprint, key=self.cursor_key, size=len(keys)
             )
-            after_values = [
-                from_json(self._rules, k.name, v) for k, v in zip(keys, raw, strict=True)
-            ]
-        statement = self._select(where, keys, load=load, after_values=after_values)
-        items = list(self.session.scalars(statement.limit(limit + 1)))
+            values = [from_json(self._rules, k.name, v) for k, v in zip(keys, raw, strict=True)]
+            statement, parameters = _statements.select_after(
+                self.model, self._rules, self._backend, where=where, keys=keys, values=values,
+                filterable=self._filterable, load=load,
+            )  # fmt: skip
+        items = list(self.session.scalars(statement.limit(limit + 1), parameters))
         if len(items) <= limit:
             return Page(items, None)
         items = items[:limit]
