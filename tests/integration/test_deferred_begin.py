@@ -207,8 +207,9 @@ _WAITS = {"Query", "Sync"}
 def test_a_unit_that_signs_its_commit_takes_no_round_trip_more(
     committing_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    """run_in_transaction's receipt (the transaction's id) comes with the BEGIN: its unit
-    takes as many round trips as one committed plainly, and says which transaction it was."""
+    """A unit's BEGIN goes with its first write, in one round trip, and run_in_transaction's
+    receipt (the transaction's id) goes with them: a unit that signs takes as many round trips
+    as one committed plainly, and says which transaction it was."""
     url = committing_factory.kw["bind"].url
     engine = make_engine(url, pool_size=1, max_overflow=0)
     factory = make_session_factory(engine)
@@ -230,6 +231,6 @@ def test_a_unit_that_signs_its_commit_takes_no_round_trip_more(
         )
     finally:
         engine.dispose()
-    assert plain == exactly_once == 3  # BEGIN, INSERT, COMMIT
+    assert plain == exactly_once == 2  # BEGIN with the INSERT, COMMIT
     assert signed[1] is None
     assert isinstance(signed[2], int)

@@ -31,6 +31,7 @@ from app.db.session import (
     make_engine,
     make_session_factory,
 )
+from app.dialects import deferred_begin
 from app.repositories import (
     AsyncUnitOfWork,
     UnitOfWork,
@@ -299,17 +300,18 @@ def statements(otel: Telemetry) -> list[str]:
 
 
 def test_only_a_unit_that_wrote_leaves_a_receipt(
-    committed_engine: Engine, committing_factory: Any
+    backend: str, committed_engine: Engine, committing_factory: Any
 ) -> None:
-    """The receipt is a statement (on MariaDB a marker row, on Galera a write set every node
-    certifies): a unit that ran only SELECTs leaves none. Seen as a user sees statements: in
-    the traces (the receipt goes past SQLAlchemy's cursor events, straight to the driver)."""
+    """The receipt is a statement on MariaDB (a marker row; on Galera a write set every node
+    certifies), seen as a user sees statements: in the traces (it goes past SQLAlchemy's
+    cursor events, straight to the driver). On PostgreSQL it is the transaction's id, asked
+    for with the BEGIN that goes with the unit's first write. A unit that ran only SELECTs
+    leaves none: no statement, no BEGIN, no id."""
     otel = Telemetry()
     try:
-        run_in_transaction(lambda uow: uow.users.count(), session_factory=committing_factory)
+        read_id = run_in_transaction(_counted, session_factory=committing_factory)
         read_only = statements(otel)
-        row = {"email": "marked@example.com", "hashed_password": "x"}
-        run_in_transaction(lambda uow: uow.users.create(row), session_factory=committing_factory)
+        written_id = run_in_transaction(_created, session_factory=committing_factory)
         sent = statements(otel)
     finally:
         otel.instrumentation.uninstrument()
@@ -319,4 +321,19 @@ def test_only_a_unit_that_wrote_leaves_a_receipt(
 
     assert read_only
     assert receipts(read_only) == []
-    assert len(receipts(sent)) == 1  # the writing unit's
+    if backend == "postgresql":
+        assert read_id is None
+        assert isinstance(written_id, int)
+        assert not any(s.startswith("BEGIN") for s in sent)
+    else:
+        assert len(receipts(sent)) == 1  # the writing unit's
+
+
+def _counted(uow: UnitOfWork) -> object:
+    uow.users.count()
+    return deferred_begin.transaction_id(uow.session.connection())
+
+
+def _created(uow: UnitOfWork) -> object:
+    uow.users.create({"email": "marked@example.com", "hashed_password": "x"})
+    return deferred_begin.transaction_id(uow.session.connection())

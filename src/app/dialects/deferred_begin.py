@@ -10,11 +10,16 @@ functions not known to be pure). A unit that only reads sends its SELECTs and no
 BEGIN and no ROLLBACK, two round trips fewer. Its rows are still read under the session's
 statement timeout and time zone, which are set per connection.
 
-A unit that will sign its COMMIT (`run_in_transaction`'s receipt) begins with
-`BEGIN; SELECT txid_current()` in one round trip instead: its receipt then costs no statement
-of its own (`transaction_id`). psycopg stays in autocommit around that transaction, which it
-ends all the same (its COMMIT and ROLLBACK look at the server's transaction status), until the
-connection's next transaction or its return to the pool.
+On the blocking face, the BEGIN goes with that first statement: both are sent in one pipeline
+(libpq's pipeline mode) and answered in one round trip, so a unit that writes pays no round trip
+for its BEGIN either. A unit that will sign its COMMIT (`run_in_transaction`'s receipt) also
+asks for its transaction's id in the same round trip: its receipt then costs no statement of its
+own (`transaction_id`). On the asyncio face (whose driver cursor fetches its rows as it
+executes) and for a batch (executemany), BEGIN is a round trip of its own; a signing unit's
+there is `BEGIN; SELECT txid_current()`, in one. Wherever the BEGIN is ours, psycopg stays in
+autocommit around that transaction, which it ends all the same (its COMMIT and ROLLBACK look at
+the server's transaction status), until the connection's next transaction or its return to the
+pool.
 
 Left as it was: a unit at REPEATABLE READ or SERIALIZABLE (its snapshot spans its statements),
 a connection the caller put in autocommit itself, and a transaction pooler's connections (the
@@ -36,10 +41,15 @@ from sqlalchemy.util import await_only
 from app.db import telemetry
 
 _DEFERRED = "app_begin_deferred"
-# Set while psycopg's autocommit is ours, around a transaction begun with its id.
-_BEGUN_WITH_ID = "app_begun_with_id"
+# Set while psycopg's autocommit is ours, around a transaction whose BEGIN we sent.
+_BEGUN_BY_US = "app_begun_by_us"
+# On a statement's execution context, from its before_cursor_execute to its execution, which
+# then sends the BEGIN with it: whether to ask for the transaction's id too.
+_BEGIN_WITH_IT = "app_begin_with_it"
 _TRANSACTION_ID = "app_transaction_id"
-_BEGIN_WITH_ID = "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT txid_current()"
+_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+_ASK_ID = "SELECT txid_current()"
+_BEGIN_WITH_ID = f"{_BEGIN}; {_ASK_ID}"
 
 # Functions a plain read may call: none of them writes, locks or depends on being in a
 # transaction. Anything else begins one: nextval, an advisory lock, a function of the team's,
@@ -64,17 +74,19 @@ def install(engine: Engine) -> None:
         if fairy.info.get(_DEFERRED):
             return
         driver: Any = fairy.driver_connection
-        if fairy.info.pop(_BEGUN_WITH_ID, False) and not _autocommit_asked(connection):
-            # The autocommit a transaction begun with its id left is ours: off, as at first.
+        if fairy.info.pop(_BEGUN_BY_US, False) and not _autocommit_asked(connection):
+            # The autocommit our BEGIN left is ours: off, as at first.
             fairy.dbapi_connection.autocommit = False  # type: ignore[union-attr]
         if driver.autocommit or driver.isolation_level not in _READ_COMMITTED:
             return
         fairy.dbapi_connection.autocommit = True  # type: ignore[union-attr]
         fairy.info[_DEFERRED] = True
 
+    pipelined = not engine.dialect.is_async and psycopg.Pipeline.is_supported()
+
     @event.listens_for(engine, "before_cursor_execute")
     def _begin_if_needed(
-        connection: Connection, _cursor: Any, _statement: str, _p: Any, context: Any, _m: bool
+        connection: Connection, _cursor: Any, _statement: str, _p: Any, context: Any, many: bool
     ) -> None:
         fairy = connection.connection
         if not fairy.info.get(_DEFERRED) or _is_plain_read(context):
@@ -82,19 +94,35 @@ def install(engine: Engine) -> None:
         fairy.info[_DEFERRED] = False
         unit = telemetry.unit_of(connection)
         driver: Any = fairy.driver_connection
-        if unit is not None and unit.signs and driver.read_only is None:
+        signs = unit is not None and unit.signs and driver.read_only is None
+        if pipelined and not many and not _server_side(context) and driver.read_only is None:
+            setattr(context, _BEGIN_WITH_IT, signs)  # sent by `_pipelined`
+            return
+        if signs:
+            fairy.info[_BEGUN_BY_US] = True
             fairy.info[_TRANSACTION_ID] = _begun_with_id(connection, driver)
-            fairy.info[_BEGUN_WITH_ID] = True
             return
         # psycopg sends BEGIN before this statement, as it does outside autocommit.
         fairy.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+
+    if pipelined:
+
+        @event.listens_for(engine, "do_execute")
+        def _execute_after_begin(
+            cursor: Any, statement: str, parameters: Any, context: Any
+        ) -> bool:
+            return _pipelined(context, cursor, statement, parameters)
+
+        @event.listens_for(engine, "do_execute_no_params")
+        def _execute_after_begin_alone(cursor: Any, statement: str, context: Any) -> bool:
+            return _pipelined(context, cursor, statement, None)
 
     if not engine.dialect.is_async:  # the asyncio face's checkin may run outside its loop
 
         @event.listens_for(engine, "checkin")
         def _autocommit_off(dbapi_connection: Any, record: Any) -> None:
             # Back as psycopg's default for whoever takes it next, the raw driver included.
-            ours = record.info.pop(_BEGUN_WITH_ID, False)
+            ours = record.info.pop(_BEGUN_BY_US, False)
             if ours and dbapi_connection is not None and _idle(dbapi_connection):
                 dbapi_connection.autocommit = False
 
@@ -128,6 +156,30 @@ def _idle(driver: Any) -> bool:
     return not driver.closed and driver.info.transaction_status == _IDLE
 
 
+def _pipelined(context: Any, cursor: Any, statement: str, parameters: Any) -> bool:
+    """Run `statement` on `cursor` after its transaction's BEGIN (and the query of its id, for a
+    unit that signs), all in one round trip, if `_begin_if_needed` asked for it; else leave the
+    statement to the dialect."""
+    signs = getattr(context, _BEGIN_WITH_IT, None)
+    if signs is None:
+        return False
+    if not parameters:
+        # Without parameters psycopg sends the text as a simple query, which may hold several
+        # statements; a pipeline takes one statement per message. BEGIN on its own, then.
+        context.root_connection.connection.dbapi_connection.autocommit = False
+        return False
+    fairy = context.root_connection.connection
+    driver: Any = fairy.driver_connection
+    fairy.info[_BEGUN_BY_US] = True  # from here on, whatever the pipeline's outcome
+    with driver.pipeline():
+        driver.execute(_BEGIN, prepare=False)
+        asked = driver.execute(_ASK_ID, prepare=False) if signs else None
+        cursor.execute(statement, parameters)
+    if asked is not None:
+        fairy.info[_TRANSACTION_ID] = int(asked.fetchone()[0])
+    return True
+
+
 def _begun_with_id(connection: Connection, driver: Any) -> int:
     """Begin a transaction on `connection`'s psycopg connection `driver` (in autocommit), and
     return its id: both in one round trip, tagged and observed as any statement."""
@@ -159,13 +211,17 @@ def begin_now(connection: Connection) -> None:
         fairy.dbapi_connection.autocommit = False  # type: ignore[union-attr]
 
 
+def _server_side(context: Any) -> bool:
+    return bool(getattr(context, "_is_server_side", False))
+
+
 def _is_plain_read(context: Any) -> bool:
     """Whether the statement is a SELECT that needs no transaction: no rows locked, no
     server-side cursor, nothing written (a data-modifying CTE), no function that might."""
     compiled = getattr(context, "compiled", None)
     if compiled is None or context.isinsert or context.isupdate or context.isdelete:
         return False
-    if getattr(context, "_is_server_side", False):
+    if _server_side(context):
         return False
     known = _plain.get(compiled)
     if known is None:
