@@ -1,12 +1,16 @@
-"""A fault-injecting TCP proxy, in front of a database server: it passes bytes both
-ways until the client sends a given marker (a COMMIT), then cuts the connection, either before
-that message reaches the server or right after, so that the server's answer is lost."""
+"""TCP proxies in front of a database server. One injects a fault: it passes bytes both ways
+until the client sends a given marker (a COMMIT), then cuts the connection, either before that
+message reaches the server or right after, so that the server's answer is lost. The other
+makes the server far: every message arrives late, so that a client's round trips show in its
+time."""
 
 from __future__ import annotations
 
+import queue
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 
 
@@ -97,3 +101,58 @@ def _reset(end: socket.socket) -> None:
     except OSError:
         pass
     end.close()
+
+
+class DelayingProxy:
+    """Forwards 127.0.0.1:<port> to `server`, each chunk of bytes `delay` seconds late in
+    both directions; chunks keep their order and do not wait for each other, so a client
+    that sends several messages before it reads (a pipeline) waits for one delay, not one
+    per message."""
+
+    def __init__(self, server: tuple[str, int], delay: float) -> None:
+        self.server, self.delay = server, delay
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        """Stop listening and end every connection (the server ends their sessions now)."""
+        self._listener.close()
+        for end in self._sockets:
+            _reset(end)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.server)
+            for end in (client, upstream):
+                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                held: queue.Queue[tuple[float, bytes]] = queue.Queue()
+                threading.Thread(target=self._read, args=(source, held), daemon=True).start()
+                threading.Thread(target=self._write, args=(sink, held), daemon=True).start()
+
+    def _read(self, source: socket.socket, held: queue.Queue[tuple[float, bytes]]) -> None:
+        try:
+            while data := source.recv(65536):
+                held.put((time.monotonic() + self.delay, data))
+        except OSError:
+            pass
+        held.put((0.0, b""))
+
+    def _write(self, sink: socket.socket, held: queue.Queue[tuple[float, bytes]]) -> None:
+        while True:
+            due, data = held.get()
+            if not data:
+                break
+            time.sleep(max(0.0, due - time.monotonic()))
+            try:
+                sink.sendall(data)
+            except OSError:
+                break
+        sink.close()

@@ -1,12 +1,15 @@
 """What a unit of work sends beyond its own statements, counted by the server: on MariaDB one
 ROLLBACK or COMMIT ends it (the pool's reset after it sends nothing, `app.dialects.
 pymysql_connection`; on SQLite the reset skips a ROLLBACK outside a transaction), and a
-transaction that anything opened since is still rolled back."""
+transaction that anything opened since is still rolled back. And how many times a unit waits
+for a server that is far away: a unit that reads waits for its SELECT alone, one that writes for
+its statement and its COMMIT."""
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import Engine, text
@@ -14,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import make_engine, make_session_factory
 from app.repositories import UnitOfWork
+from tests.faults import DelayingProxy
 
 # A write on the driver's own connection (MariaDB's opens a transaction; SQLite's driver is in
 # autocommit, so the test begins one by hand there).
@@ -90,3 +94,56 @@ def test_a_transaction_opened_after_a_commit_is_still_rolled_back(
             text("SELECT count(*) FROM users WHERE email = 'undone@example.com'")
         ).scalar()
     assert left == 0
+
+
+ONE_WAY = 0.05  # seconds each message is late: 100 ms a round trip
+
+
+@pytest.fixture
+def far(committed_engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """Units on one pooled connection to the committing database, through a proxy that makes
+    each round trip 100 ms long."""
+    url = committed_engine.url
+    port = url.port or (5432 if url.get_backend_name() == "postgresql" else 3306)
+    proxy = DelayingProxy((str(url.host), port), ONE_WAY)
+    engine = make_engine(url.set(host="127.0.0.1", port=proxy.port), pool_size=1, max_overflow=0)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+        proxy.close()
+
+
+def _waits(unit: Callable[[], object]) -> int:
+    """How many round trips `unit` waited for, from its time (on a connection already made)."""
+    unit()
+    started = time.perf_counter()
+    unit()
+    return round((time.perf_counter() - started) / (2 * ONE_WAY))
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_unit_that_reads_waits_for_its_select_alone(far: sessionmaker[Session]) -> None:
+    """No BEGIN before it on PostgreSQL (`app.dialects.deferred_begin`), and a ROLLBACK after it
+    that is not waited for on MariaDB (`app.dialects.pymysql_connection`)."""
+
+    def read() -> None:
+        with UnitOfWork(far) as uow:
+            assert uow.users.get(uuid.uuid4()) is None
+
+    assert _waits(read) == 1
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_unit_that_writes_waits_for_its_statement_and_its_commit(
+    far: sessionmaker[Session],
+) -> None:
+    """On PostgreSQL the BEGIN goes with the INSERT, in one round trip; MariaDB's driver
+    begins a transaction without a BEGIN of its own."""
+
+    def write() -> None:
+        with UnitOfWork(far) as uow:
+            uow.users.create({"email": f"{uuid.uuid4().hex}@example.com", "hashed_password": "h"})
+            uow.commit()
+
+    assert _waits(write) == 2

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, Insert, Table, bindparam, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DisconnectionError
 
 from app.config import mysql_servers
 from app.db.error_codes import code_of
@@ -147,6 +148,16 @@ class MariaDB(Backend):
             skipped = connection.get_execution_options().get("skip_user_error_events")
             if skipped and not statement.startswith(_REFLECTION_STATEMENTS):
                 connection.execution_options(skip_user_error_events=False)
+
+        @event.listens_for(engine, "checkout", insert=True)  # before app.db.liveness looks
+        def _settled(dbapi_connection: Any, *_args: Any) -> None:
+            # The answer to the last unit's ROLLBACK, read if it came (`EndAwareConnection`):
+            # what is left on the socket after it is the server's own word, as liveness expects.
+            if isinstance(dbapi_connection, EndAwareConnection):
+                try:
+                    dbapi_connection.settle()
+                except Exception:  # the connection is gone: the pool makes another
+                    raise DisconnectionError("the pooled connection is gone") from None
 
         # (On Galera a marker would be a write set for every node to certify.)
         note_writes(engine)
