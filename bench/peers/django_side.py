@@ -42,10 +42,10 @@ def _database(url: URL) -> dict[str, Any]:
     }
 
 
-def setup(url: URL) -> str:
+def setup(url: URL, alias: str | None = None) -> str:
     """Django on the database at `url`, under a database alias of its own (Django's settings
     are configured once per process, and one run benchmarks several backends); the alias."""
-    alias = f"{url.get_backend_name()}_{url.database}".replace("/", "_")
+    alias = alias or f"{url.get_backend_name()}_{url.database}".replace("/", "_")
     if not _MODELS:
         _configure()
     from django.db import connections

@@ -21,7 +21,7 @@ from app.db.types import utcnow
 from app.repositories import AsyncUnitOfWork, UnitOfWork
 from bench.harness import Measurement, console, measure_interleaved
 from bench.ingest import reset
-from bench.peers import django_side, sqlmodel_side, tortoise_side
+from bench.peers import django_side, round_trips, sqlmodel_side, tortoise_side
 
 PAGE = 50
 DEPTH = 10_000
@@ -62,6 +62,7 @@ RATIOS = [
     ("peers", OURS_DEEP, DJANGO_DEEP, GOAL),
     ("peers", OURS_ASYNC, SQLMODEL_ASYNC, GOAL),
     ("peers", OURS_ASYNC, TORTOISE_ASYNC, "goal >= 0.7x"),
+    *round_trips.RATIOS,
 ]
 Path = tuple[str, Callable[[], int], Callable[[], None]]
 
@@ -122,6 +123,11 @@ def run_peers(
             repeat=repeat, unit="pages",
         )  # fmt: skip
         results += _asyncio_reads(backend, engine, UserRow, ids, repeat)
+        if round_trips.proxied(engine.url):
+            item_id = next(iter(versions))
+            results += round_trips.run_round_trips(
+                backend, engine, UserRow, ItemRow, user_ids[0], item_id
+            )
     finally:
         theirs.dispose()
         django_side.close(alias)
