@@ -7,6 +7,7 @@ its statement and its COMMIT."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,8 +16,13 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.session import make_engine, make_session_factory
-from app.repositories import UnitOfWork
+from app.db.session import (
+    make_async_engine,
+    make_async_session_factory,
+    make_engine,
+    make_session_factory,
+)
+from app.repositories import AsyncUnitOfWork, UnitOfWork
 from tests.faults import DelayingProxy
 
 # A write on the driver's own connection (MariaDB's opens a transaction; SQLite's driver is in
@@ -147,3 +153,36 @@ def test_a_unit_that_writes_waits_for_its_statement_and_its_commit(
             uow.commit()
 
     assert _waits(write) == 2
+
+
+@pytest.mark.backends("postgresql")
+def test_an_asyncio_unit_that_writes_waits_for_its_statement_and_its_commit(
+    committed_engine: Engine,
+) -> None:
+    """The asyncio face's BEGIN goes with the INSERT too, in one pipeline."""
+    url = committed_engine.url
+    proxy = DelayingProxy((str(url.host), url.port or 5432), ONE_WAY)
+    far_url = url.set(host="127.0.0.1", port=proxy.port)
+
+    async def scenario() -> int:
+        engine = make_async_engine(far_url, pool_size=1, max_overflow=0)
+        factory = make_async_session_factory(engine)
+
+        async def write() -> None:
+            async with AsyncUnitOfWork(factory) as uow:
+                email = f"{uuid.uuid4().hex}@example.com"
+                await uow.users.create({"email": email, "hashed_password": "h"})
+                await uow.commit()
+
+        try:
+            await write()  # the connection, made
+            started = time.perf_counter()
+            await write()
+            return round((time.perf_counter() - started) / (2 * ONE_WAY))
+        finally:
+            await engine.dispose()
+
+    try:
+        assert asyncio.run(scenario()) == 2
+    finally:
+        proxy.close()

@@ -10,13 +10,13 @@ functions not known to be pure). A unit that only reads sends its SELECTs and no
 BEGIN and no ROLLBACK, two round trips fewer. Its rows are still read under the session's
 statement timeout and time zone, which are set per connection.
 
-On the blocking face, the BEGIN goes with that first statement: both are sent in one pipeline
-(libpq's pipeline mode) and answered in one round trip, so a unit that writes pays no round trip
-for its BEGIN either. A unit that will sign its COMMIT (`run_in_transaction`'s receipt) also
-asks for its transaction's id in the same round trip: its receipt then costs no statement of its
-own (`transaction_id`). On the asyncio face (whose driver cursor fetches its rows as it
-executes) and for a batch (executemany), BEGIN is a round trip of its own; a signing unit's
-there is `BEGIN; SELECT txid_current()`, in one. Wherever the BEGIN is ours, psycopg stays in
+The BEGIN goes with that first statement: both are sent in one pipeline (libpq's pipeline
+mode) and answered in one round trip, so a unit that writes pays no round trip for its BEGIN
+either. A unit that will sign its COMMIT (`run_in_transaction`'s receipt) also asks for its
+transaction's id in the same round trip: its receipt then costs no statement of its own
+(`transaction_id`). For a batch (executemany) and a statement without parameters (sent as a
+simple query, which a pipeline does not take), BEGIN is a round trip of its own, and a signing
+unit's is `BEGIN; SELECT txid_current()`. Wherever the BEGIN is ours, psycopg stays in
 autocommit around that transaction, which it ends all the same (its COMMIT and ROLLBACK look at
 the server's transaction status), until the connection's next transaction or its return to the
 pool.
@@ -82,7 +82,7 @@ def install(engine: Engine) -> None:
         fairy.dbapi_connection.autocommit = True  # type: ignore[union-attr]
         fairy.info[_DEFERRED] = True
 
-    pipelined = not engine.dialect.is_async and psycopg.Pipeline.is_supported()
+    pipelined = psycopg.Pipeline.is_supported()
 
     @event.listens_for(engine, "before_cursor_execute")
     def _begin_if_needed(
@@ -145,6 +145,7 @@ def install(engine: Engine) -> None:
 
 _READ_COMMITTED = (None, psycopg.IsolationLevel.READ_COMMITTED)
 _IDLE = psycopg.pq.TransactionStatus.IDLE
+_TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
 
 
 def _autocommit_asked(connection: Connection) -> bool:
@@ -171,13 +172,33 @@ def _pipelined(context: Any, cursor: Any, statement: str, parameters: Any) -> bo
     fairy = context.root_connection.connection
     driver: Any = fairy.driver_connection
     fairy.info[_BEGUN_BY_US] = True  # from here on, whatever the pipeline's outcome
-    with driver.pipeline():
-        driver.execute(_BEGIN, prepare=False)
-        asked = driver.execute(_ASK_ID, prepare=False) if signs else None
-        cursor.execute(statement, parameters)
-    if asked is not None:
-        fairy.info[_TRANSACTION_ID] = int(asked.fetchone()[0])
+    if context.dialect.is_async:
+        xid = await_only(_pipelined_async(driver, cursor, statement, parameters, signs))
+    else:
+        with driver.pipeline():
+            driver.execute(_BEGIN, prepare=False)
+            asked = driver.execute(_ASK_ID, prepare=False) if signs else None
+            cursor.execute(statement, parameters)
+        xid = int(asked.fetchone()[0]) if asked is not None else None
+    if xid is not None:
+        fairy.info[_TRANSACTION_ID] = xid
     return True
+
+
+async def _pipelined_async(
+    driver: Any, adapted: Any, statement: str, parameters: Any, signs: bool
+) -> int | None:
+    """`_pipelined` on the asyncio face, whose cursor is SQLAlchemy's adapter around psycopg's:
+    the statement runs on psycopg's cursor inside the pipeline, and its rows are then handed
+    to the adapter, which would have fetched them all as it executed."""
+    cursor = adapted._cursor
+    async with driver.pipeline():
+        await driver.execute(_BEGIN, prepare=False)
+        asked = await driver.execute(_ASK_ID, prepare=False) if signs else None
+        await cursor.execute(statement, parameters)
+    if cursor.pgresult is not None and cursor.pgresult.status == _TUPLES_OK:
+        adapted._rows = type(adapted._rows)(await cursor.fetchall())
+    return int((await asked.fetchone())[0]) if asked is not None else None
 
 
 def _begun_with_id(connection: Connection, driver: Any) -> int:
