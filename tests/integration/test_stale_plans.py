@@ -95,6 +95,28 @@ def test_the_first_statement_of_a_unit_is_planned_anew_unseen(
     assert read_version(engine, item_id) == 1
 
 
+def update_at_version(engine: Engine, item_id: uuid.UUID, version: int) -> int:
+    """One unit whose first statement is a write (its BEGIN goes with it, in one pipeline):
+    an update at a known version, always the same statement text."""
+    with UnitOfWork(make_session_factory(engine), name="stale_plans.update") as uow:
+        item = uow.items.update(item_id, {"title": f"v{version}"}, expected_version=version)
+        uow.commit()
+        return item.version
+
+
+def test_a_first_write_sent_with_its_begin_is_planned_anew_unseen(
+    engine: Engine, item_id: uuid.UUID
+) -> None:
+    version = 1
+    for _ in range(PREPARING_RUNS):
+        version = update_at_version(engine, item_id, version)
+    assert prepared_statements(engine) >= 1, "the update was prepared before the type change"
+
+    retype_version(engine.url)
+
+    assert update_at_version(engine, item_id, version) == version + 1
+
+
 def test_a_later_statement_aborts_the_unit_retryably_and_run_in_transaction_absorbs_it(
     engine: Engine, item_id: uuid.UUID
 ) -> None:
@@ -198,3 +220,29 @@ def test_the_asyncio_face_plans_anew_the_same_way(fresh_url: str, item_id: uuid.
     assert refused is RetryableError
     assert retried == 1
     assert attempts == [1, 2]
+
+
+def test_the_asyncio_face_plans_a_first_write_anew_unseen(
+    fresh_url: str, item_id: uuid.UUID
+) -> None:
+    async def scenario() -> int:
+        engine = make_async_engine(fresh_url, pool_size=1, max_overflow=0)
+        factory = make_async_session_factory(engine)
+
+        async def update(version: int) -> int:
+            async with AsyncUnitOfWork(factory, name="stale_plans.update") as uow:
+                changes = {"title": f"v{version}"}
+                item = await uow.items.update(item_id, changes, expected_version=version)
+                await uow.commit()
+                return item.version
+
+        try:
+            version = 1
+            for _ in range(PREPARING_RUNS):
+                version = await update(version)
+            await asyncio.to_thread(retype_version, fresh_url)
+            return await update(version) - version
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(scenario()) == 1

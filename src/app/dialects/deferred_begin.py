@@ -39,6 +39,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.util import await_only
 
 from app.db import telemetry
+from app.dialects.postgresql_plans import stale_plan
 
 _DEFERRED = "app_begin_deferred"
 # Set while psycopg's autocommit is ours, around a transaction whose BEGIN we sent.
@@ -175,14 +176,28 @@ def _pipelined(context: Any, cursor: Any, statement: str, parameters: Any) -> bo
     if context.dialect.is_async:
         xid = await_only(_pipelined_async(driver, cursor, statement, parameters, signs))
     else:
-        with driver.pipeline():
-            driver.execute(_BEGIN, prepare=False)
-            asked = driver.execute(_ASK_ID, prepare=False) if signs else None
-            cursor.execute(statement, parameters)
-        xid = int(asked.fetchone()[0]) if asked is not None else None
+        try:
+            xid = _begin_and_run(driver, cursor, statement, parameters, signs)
+        except psycopg.errors.FeatureNotSupported as exc:
+            if not stale_plan(exc):
+                raise
+            # The transaction held only this statement: rolled back (psycopg forgets its
+            # prepared statements with it), it is begun and run again, planned anew.
+            driver.rollback()
+            xid = _begin_and_run(driver, cursor, statement, parameters, signs)
     if xid is not None:
         fairy.info[_TRANSACTION_ID] = xid
     return True
+
+
+def _begin_and_run(
+    driver: Any, cursor: Any, statement: str, parameters: Any, signs: bool
+) -> int | None:
+    with driver.pipeline():
+        driver.execute(_BEGIN, prepare=False)
+        asked = driver.execute(_ASK_ID, prepare=False) if signs else None
+        cursor.execute(statement, parameters)
+    return int(asked.fetchone()[0]) if asked is not None else None
 
 
 async def _pipelined_async(
@@ -192,13 +207,26 @@ async def _pipelined_async(
     the statement runs on psycopg's cursor inside the pipeline, and its rows are then handed
     to the adapter, which would have fetched them all as it executed."""
     cursor = adapted._cursor
+    try:
+        asked = await _begin_and_run_async(driver, cursor, statement, parameters, signs)
+    except psycopg.errors.FeatureNotSupported as exc:
+        if not stale_plan(exc):
+            raise
+        await driver.rollback()  # as on the blocking face
+        asked = await _begin_and_run_async(driver, cursor, statement, parameters, signs)
+    if cursor.pgresult is not None and cursor.pgresult.status == _TUPLES_OK:
+        adapted._rows = type(adapted._rows)(await cursor.fetchall())
+    return int((await asked.fetchone())[0]) if asked is not None else None
+
+
+async def _begin_and_run_async(
+    driver: Any, cursor: Any, statement: str, parameters: Any, signs: bool
+) -> Any:
     async with driver.pipeline():
         await driver.execute(_BEGIN, prepare=False)
         asked = await driver.execute(_ASK_ID, prepare=False) if signs else None
         await cursor.execute(statement, parameters)
-    if cursor.pgresult is not None and cursor.pgresult.status == _TUPLES_OK:
-        adapted._rows = type(adapted._rows)(await cursor.fetchall())
-    return int((await asked.fetchone())[0]) if asked is not None else None
+    return asked
 
 
 def _begun_with_id(connection: Connection, driver: Any) -> int:

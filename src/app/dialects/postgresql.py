@@ -16,11 +16,11 @@ import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from itertools import chain
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import pq, waiting
-from psycopg.abc import Params, PQGen, QueryNoTemplate
+from psycopg.abc import PQGen
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -67,6 +67,7 @@ from app.dialects.base import (
 from app.dialects.commit_markers import CommitReceipt, note_writes, wrote
 from app.dialects.driver import driver_value
 from app.dialects.postgresql_copy import copy_from, copy_run, copy_text, copy_writers
+from app.dialects.postgresql_plans import AsyncReplanning, Replanning
 
 # The migration lock: pg_advisory_lock takes a bigint, a stable number derived from a name.
 MIGRATION_LOCK_KEY = zlib.crc32(b"app:migrations")
@@ -414,67 +415,6 @@ class PromptlyCancelled(psycopg.AsyncConnection[Any]):
                 finally:
                     self.pgconn.finish()
             raise
-
-
-def stale_plan(exc: BaseException) -> bool:
-    """Whether the server refused a prepared statement because a column it returns changed type
-    since it was prepared (a migration): psycopg prepares what it has run five times on a
-    connection. Told by the server function that says so, whatever the server's language."""
-    return (
-        isinstance(exc, psycopg.errors.FeatureNotSupported)
-        and exc.diag.source_function == "RevalidateCachedQuery"
-    )
-
-
-class Replanning(psycopg.Cursor[Any]):
-    """The blocking face's cursor: a statement refused for a stale plan (`stale_plan`) as the
-    first of its transaction is run again, planned anew, as if nothing happened. Later in a
-    transaction the refusal has aborted work already done: it is a `RetryableError`, which
-    `run_in_transaction` absorbs. (Only psycopg's query forms SQLAlchemy sends: no templates.)"""
-
-    def execute(  # type: ignore[override]
-        self,
-        query: QueryNoTemplate,
-        params: Params | None = None,
-        *,
-        prepare: bool | None = None,
-        binary: bool | None = None,
-    ) -> Self:
-        first = self.connection.info.transaction_status == pq.TransactionStatus.IDLE
-        try:
-            return super().execute(query, params, prepare=prepare, binary=binary)
-        except psycopg.errors.FeatureNotSupported as exc:
-            if not (first and stale_plan(exc)):
-                raise
-        if self.connection.info.transaction_status == pq.TransactionStatus.INERROR:
-            self.connection.rollback()  # forgets every prepared statement, here and there
-        else:  # autocommit: psycopg forgets its prepared statements when it sees this one
-            super().execute("DEALLOCATE ALL")
-        return super().execute(query, params, prepare=prepare, binary=binary)
-
-
-class AsyncReplanning(psycopg.AsyncCursor[Any]):
-    """`Replanning` for the asyncio face."""
-
-    async def execute(  # type: ignore[override]
-        self,
-        query: QueryNoTemplate,
-        params: Params | None = None,
-        *,
-        prepare: bool | None = None,
-        binary: bool | None = None,
-    ) -> Self:
-        first = self.connection.info.transaction_status == pq.TransactionStatus.IDLE
-        try:
-            return await super().execute(query, params, prepare=prepare, binary=binary)
-        except psycopg.errors.FeatureNotSupported as exc:
-            if not (first and stale_plan(exc)):
-                raise
-        if self.connection.info.transaction_status == pq.TransactionStatus.INERROR:
-            await self.connection.rollback()
-        else:
-            await super().execute("DEALLOCATE ALL")
-        return await super().execute(query, params, prepare=prepare, binary=binary)
 
 
 def session_settings(options: ConnectOptions) -> dict[str, str]:
