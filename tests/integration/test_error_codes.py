@@ -405,6 +405,28 @@ def test_mariadb_a_lock_wait_timeout_is_retryable(engine_url: URL) -> None:
 
 
 @pytest.mark.backends("mariadb")
+def test_mariadb_a_statement_larger_than_the_server_takes_is_invalid_and_its_connection_dropped(
+    engine_url: URL,
+) -> None:
+    """The server refuses a statement over max_allowed_packet and closes the connection: the
+    caller is told what was wrong, and the next unit, on the same pool, gets a sound connection
+    (the closed one is never handed out again)."""
+    engine = make_engine(engine_url, pool_size=1, max_overflow=0)
+    factory = make_session_factory(engine)
+    try:
+        with UnitOfWork(factory) as uow:
+            limit = int(uow.session.scalar(text("SELECT @@max_allowed_packet")) or 0)
+        for _ in range(5):
+            with _refused(InvalidQueryError) as refused, UnitOfWork(factory) as uow:
+                uow.session.execute(text("SELECT LENGTH(:v)"), {"v": "x" * (limit + 1024)})
+            assert "max_allowed_packet" in str(refused.value)
+            with UnitOfWork(factory) as uow:
+                assert uow.session.scalar(text("SELECT 1")) == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.backends("mariadb")
 def test_mariadb_a_killed_connection_is_unavailable(engine_url: URL) -> None:
     engine = _engine(engine_url)
     with engine.connect() as victim, engine.connect() as admin:

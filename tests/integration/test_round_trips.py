@@ -155,6 +155,20 @@ def test_a_unit_that_writes_waits_for_its_statement_and_its_commit(
     assert _waits(write) == 2
 
 
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_unit_that_wrote_and_did_not_commit_waits_for_its_rollback(
+    far: sessionmaker[Session],
+) -> None:
+    """Undoing a write is work, and a connection the server closed after a failure is found
+    there, by the unit that failed: that ROLLBACK is waited for on MariaDB too."""
+
+    def undone() -> None:
+        with UnitOfWork(far) as uow:
+            uow.users.create({"email": f"{uuid.uuid4().hex}@example.com", "hashed_password": "h"})
+
+    assert _waits(undone) == 2
+
+
 @pytest.mark.backends("postgresql")
 def test_an_asyncio_unit_that_writes_waits_for_its_statement_and_its_commit(
     committed_engine: Engine,

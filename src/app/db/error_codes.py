@@ -31,6 +31,7 @@ class Kind(Enum):
     READ_ONLY = "read_only"
     NOT_SENT = "not_sent"  # the driver refused the statement before it reached the server
     POOLER = "pooler"  # a connection pooler refused what a direct connection sends
+    TOO_LARGE = "too_large"  # a statement larger than the server takes; it closed the connection
 
 
 class Rule(Enum):
@@ -71,6 +72,7 @@ NO_DATABASE = Meaning(Kind.NO_DATABASE)
 TIMEOUT = Meaning(Kind.TIMEOUT)
 NOT_SENT = Meaning(Kind.NOT_SENT)
 POOLER = Meaning(Kind.POOLER)
+TOO_LARGE = Meaning(Kind.TOO_LARGE)
 # PgBouncer's answer to the startup parameter that carries our session settings.
 _POOLER_REFUSAL = "unsupported startup parameter"
 SERVER_GONE = _unavailable("the connection was lost or the server is shutting down")
@@ -124,6 +126,7 @@ MARIADB_ERRNOS = {
     1053: SERVER_GONE,  # ER_SERVER_SHUTDOWN
     # A Galera node outside the cluster's primary component, or still joining it.
     1047: _unavailable("the Galera node is not ready (not synced with its cluster)"),
+    1153: TOO_LARGE,  # ER_NET_PACKET_TOO_LARGE (max_allowed_packet)
     1040: TOO_MANY_CONNECTIONS,  # ER_CON_COUNT_ERROR
     1203: TOO_MANY_CONNECTIONS,  # ER_TOO_MANY_USER_CONNECTIONS
     1226: TOO_MANY_CONNECTIONS,  # ER_USER_LIMIT_REACHED (max_user_connections)

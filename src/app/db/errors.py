@@ -25,7 +25,16 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.schema import ColumnCollectionConstraint, ForeignKeyConstraint
 
-from app.db.error_codes import NOT_SENT, Kind, Meaning, Named, classify, code_of, names_in
+from app.db.error_codes import (
+    NOT_SENT,
+    TOO_LARGE,
+    Kind,
+    Meaning,
+    Named,
+    classify,
+    code_of,
+    names_in,
+)
 from app.db.models import Base
 
 
@@ -238,6 +247,11 @@ def _error_for(meaning: Meaning, named: Named, table: Table | None) -> Exception
         return DatabaseUnavailableError(
             "the database named in DATABASE_URL does not exist; `app db create` makes it"
         )
+    if kind is Kind.TOO_LARGE:
+        return InvalidQueryError(
+            "the statement with its values is larger than the database takes at once "
+            "(max_allowed_packet): send fewer or smaller values; the transaction was rolled back"
+        )
     if kind is Kind.NOT_SENT:
         return InvalidQueryError(
             "the database driver refused the statement before sending it: too many values for "
@@ -378,6 +392,9 @@ def _on_error(context: ExceptionContext) -> BaseException | None:
     wrapped = context.sqlalchemy_exception
     if not isinstance(wrapped, sa_exc.DBAPIError):
         return None
+    if classify(context.original_exception) is TOO_LARGE:
+        # The server closed the connection after refusing the statement: never pooled again.
+        context.is_disconnect = True
     connected = context.connection is not None and not context.is_disconnect
     translated = translate(wrapped, table=_written_table(context), connected=connected)
     if translated is wrapped:

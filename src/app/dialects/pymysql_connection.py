@@ -7,14 +7,17 @@ remembers that its last command was a COMMIT or ROLLBACK: nothing since can have
 transaction, so the next ROLLBACK is a no-op and is not sent. Every command goes through
 `_execute_command`, PyMySQL's one way to the server, which forgets it.
 
-A ROLLBACK's answer is not waited for either: a unit that only read has its result, and
-nothing the ROLLBACK could say changes it (if it fails, the connection is gone and the server
-rolls the transaction back itself). The server answers commands in the order they came, so the
-answer is read after the connection's next command is sent, just before that command's own:
-a unit that only reads waits for its SELECT alone, even when it follows the last unit at once.
-When the pool hands the connection out, an answer that has arrived is read (`settle`), so that
-what is left on the socket is the server's own word, as `app.db.liveness` expects. A COMMIT is
-always waited for: its answer is the unit's outcome.
+The ROLLBACK of a transaction that only read, without a failure, is not waited for either:
+the unit has its result, and undoing nothing takes the server no time; if it fails, the
+connection is gone and the transaction with it. The server answers commands in the order they
+came, so the answer is read after the connection's next command is sent, just before that
+command's own: a unit that only reads waits for its SELECT alone, even when it follows the last
+unit at once. When the pool hands the connection out, an answer that has arrived is read
+(`settle`), so that what is left on the socket is the server's own word, as `app.db.liveness`
+expects. A transaction that wrote or saw a command fail is rolled back and waited for as
+before: its ROLLBACK has work to do, and a connection the server closed after a failure is
+found there, not by the next unit. A COMMIT is always waited for: its answer is the unit's
+outcome.
 """
 
 from __future__ import annotations
@@ -32,10 +35,21 @@ class EndAwareConnection(Connection):  # type: ignore[misc]  # PyMySQL is untype
 
     _ended = False
     _unread = False  # a ROLLBACK was sent and its answer not read yet
+    _only_read = True  # the transaction so far sent SELECTs alone, none of which failed
     _next_seq_id: int  # PyMySQL's: the number the next packet read must carry
+
+    def query(self, sql: Any, unbuffered: bool = False) -> int:
+        try:
+            affected: int = super().query(sql, unbuffered)
+        except BaseException:
+            self._only_read = False
+            raise
+        return affected
 
     def _execute_command(self, command: int, sql: Any) -> None:
         self._ended = False
+        if command == COMMAND.COM_QUERY and not _is_select(sql):
+            self._only_read = False
         super()._execute_command(command, sql)
         if self._unread:
             # The ROLLBACK's answer comes first, numbered as the first packet of an answer;
@@ -56,14 +70,22 @@ class EndAwareConnection(Connection):  # type: ignore[misc]  # PyMySQL is untype
 
     def commit(self) -> None:
         super().commit()
-        self._ended = True
+        self._ended, self._only_read = True, True
 
     def rollback(self) -> None:
         if self._ended:
             return
-        self._execute_command(COMMAND.COM_QUERY, "ROLLBACK")
-        self._unread = True
-        self._ended = True
+        if self._only_read:
+            self._execute_command(COMMAND.COM_QUERY, "ROLLBACK")
+            self._unread = True
+        else:
+            super().rollback()
+        self._ended, self._only_read = True, True
+
+
+def _is_select(sql: Any) -> bool:
+    start = sql.lstrip()[:6]
+    return bool(start.upper() == (b"SELECT" if isinstance(sql, bytes) else "SELECT"))
 
 
 def _readable(fd: int) -> bool:
