@@ -95,6 +95,29 @@ def test_a_joined_block_left_without_commit_discards_only_its_own_work(
     assert db.count("users") == 1
 
 
+def test_a_failure_in_a_joined_block_that_the_caller_catches_undoes_only_that_block(
+    faces: Faces, db: Database
+) -> None:
+    """As a savepoint does: the refused write's block is rolled back to where it began, and
+    the enclosing unit goes on (the failure came from a flush, which leaves the savepoint
+    waiting for exactly that rollback)."""
+    uow = faces.uow()
+    with uow:
+        _add(uow, "outer@example.com")
+        with pytest.raises(ConflictError), uow:
+            _add(uow, "inner@example.com")
+            _add(uow, "OUTER@example.com")  # taken
+        with uow:
+            _add(uow, "undone@example.com")
+            with pytest.raises(ConflictError):
+                _add(uow, "OUTER@example.com")
+            uow.rollback()
+        _add(uow, "after@example.com")
+        uow.commit()
+    assert db.count("users") == 2
+    assert db.count("users", "email = 'after@example.com'") == 1
+
+
 def test_a_failure_in_a_joined_block_that_propagates_rolls_back_the_whole_unit(
     faces: Faces, db: Database
 ) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial, wraps
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeGuard, TypeVar
 
 from sqlalchemy.orm import Session, SessionTransaction
 from tenacity import (
@@ -180,7 +180,7 @@ class UnitOfWork:
     ) -> None:
         if self._joined:
             savepoint = self._joined.pop()
-            if savepoint is not None and savepoint.is_active:
+            if self._holds(savepoint):
                 savepoint.rollback()
             return
         session, self._session = self._session, None
@@ -278,9 +278,18 @@ class UnitOfWork:
 
     def _finish_joined(self, *, commit: bool) -> None:
         savepoint = self._joined[-1]
-        if savepoint is not None and savepoint.is_active:
-            (savepoint.commit if commit else savepoint.rollback)()
+        if commit and savepoint is not None and savepoint.is_active:
+            savepoint.commit()
+        elif not commit and self._holds(savepoint):
+            savepoint.rollback()
         self._joined[-1] = None
+
+    def _holds(self, savepoint: SessionTransaction | None) -> TypeGuard[SessionTransaction]:
+        """Whether a joined block's `savepoint` still has to be rolled back: active, or left
+        waiting for that rollback by a flush that failed inside it."""
+        return savepoint is not None and (
+            savepoint.is_active or savepoint is self.session.get_nested_transaction()
+        )
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
