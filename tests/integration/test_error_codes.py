@@ -390,6 +390,34 @@ def test_mariadb_max_statement_time_is_a_statement_timeout(engine_url: URL) -> N
 
 
 @pytest.mark.backends("mariadb")
+def test_mariadb_a_cancelled_statement_is_a_statement_timeout(engine_url: URL) -> None:
+    """KILL QUERY, as an operator cancels a runaway statement: as PostgreSQL's cancel is."""
+    engine = _engine(engine_url)
+    with engine.connect() as victim, engine.connect() as admin:
+        victim_id = int(victim.exec_driver_sql("SELECT CONNECTION_ID()").scalar() or 0)
+        timer = threading.Timer(0.3, admin.exec_driver_sql, (f"KILL QUERY {victim_id}",))
+        timer.start()
+        try:
+            with _refused(StatementTimeoutError):
+                victim.exec_driver_sql("SELECT SLEEP(5)")
+        finally:
+            timer.join()
+
+
+@pytest.mark.backends("postgresql")
+def test_postgresql_a_statement_after_an_error_in_its_transaction_is_invalid(
+    engine_url: URL,
+) -> None:
+    with _engine(engine_url).connect() as conn:
+        with _refused(ConflictError):
+            for _ in range(2):
+                _insert_user(conn, "twice@example.com")
+        with _refused(InvalidQueryError) as refused:
+            conn.execute(text("SELECT 1"))
+        assert "roll it back" in str(refused.value)
+
+
+@pytest.mark.backends("mariadb")
 def test_mariadb_a_lock_wait_timeout_is_retryable(engine_url: URL) -> None:
     engine = _engine(engine_url)
     with engine.connect() as holder, engine.connect() as waiter:

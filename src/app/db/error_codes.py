@@ -32,6 +32,7 @@ class Kind(Enum):
     NOT_SENT = "not_sent"  # the driver refused the statement before it reached the server
     POOLER = "pooler"  # a connection pooler refused what a direct connection sends
     TOO_LARGE = "too_large"  # a statement larger than the server takes; it closed the connection
+    ABORTED = "aborted"  # a statement sent after an error in its transaction, before a rollback
 
 
 class Rule(Enum):
@@ -73,6 +74,7 @@ TIMEOUT = Meaning(Kind.TIMEOUT)
 NOT_SENT = Meaning(Kind.NOT_SENT)
 POOLER = Meaning(Kind.POOLER)
 TOO_LARGE = Meaning(Kind.TOO_LARGE)
+ABORTED = Meaning(Kind.ABORTED)
 # PgBouncer's answer to the startup parameter that carries our session settings.
 _POOLER_REFUSAL = "unsupported startup parameter"
 SERVER_GONE = _unavailable("the connection was lost or the server is shutting down")
@@ -95,6 +97,7 @@ POSTGRESQL_CODES = {
     "53300": TOO_MANY_CONNECTIONS,  # too_many_connections
     "25P03": IDLE_TIMEOUT,  # idle_in_transaction_session_timeout
     "25006": READ_ONLY,  # read_only_sql_transaction (also any write on a hot standby)
+    "25P02": ABORTED,  # in_failed_sql_transaction
     "3D000": NO_DATABASE,  # invalid_catalog_name
     "23502": _invalid(Rule.NOT_NULL),  # not_null_violation
     "23514": _invalid(Rule.CHECK),  # check_violation
@@ -117,6 +120,7 @@ MARIADB_ERRNOS = {
     1205: RETRYABLE,  # ER_LOCK_WAIT_TIMEOUT
     1020: RETRYABLE,  # ER_CHECKREAD: record changed since last read
     1969: TIMEOUT,  # ER_STATEMENT_TIMEOUT (max_statement_time)
+    1317: TIMEOUT,  # ER_QUERY_INTERRUPTED (KILL QUERY: a cancelled statement)
     2002: CANNOT_CONNECT,  # CR_CONNECTION_ERROR
     2003: CANNOT_CONNECT,  # CR_CONN_HOST_ERROR
     2006: SERVER_GONE,  # CR_SERVER_GONE_ERROR

@@ -247,6 +247,11 @@ def _error_for(meaning: Meaning, named: Named, table: Table | None) -> Exception
         return DatabaseUnavailableError(
             "the database named in DATABASE_URL does not exist; `app db create` makes it"
         )
+    if kind is Kind.ABORTED:
+        return InvalidQueryError(
+            "the transaction was aborted by an earlier error in it: roll it back (or leave the "
+            "unit of work) before sending more statements"
+        )
     if kind is Kind.TOO_LARGE:
         return InvalidQueryError(
             "the statement with its values is larger than the database takes at once "
