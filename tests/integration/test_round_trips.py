@@ -106,10 +106,10 @@ ONE_WAY = 0.05  # seconds each message is late: 100 ms a round trip
 
 
 @pytest.fixture
-def far(committed_engine: Engine) -> Iterator[sessionmaker[Session]]:
-    """Units on one pooled connection to the committing database, through a proxy that makes
-    each round trip 100 ms long."""
-    url = committed_engine.url
+def far(committing_factory: sessionmaker[Session]) -> Iterator[sessionmaker[Session]]:
+    """Units on one pooled connection to the committing database (emptied afterwards), through
+    a proxy that makes each round trip 100 ms long."""
+    url = committing_factory.kw["bind"].url
     port = url.port or (5432 if url.get_backend_name() == "postgresql" else 3306)
     proxy = DelayingProxy((str(url.host), port), ONE_WAY)
     engine = make_engine(url.set(host="127.0.0.1", port=proxy.port), pool_size=1, max_overflow=0)
@@ -171,10 +171,10 @@ def test_a_unit_that_wrote_and_did_not_commit_waits_for_its_rollback(
 
 @pytest.mark.backends("postgresql")
 def test_an_asyncio_unit_that_writes_waits_for_its_statement_and_its_commit(
-    committed_engine: Engine,
+    committing_factory: sessionmaker[Session],
 ) -> None:
     """The asyncio face's BEGIN goes with the INSERT too, in one pipeline."""
-    url = committed_engine.url
+    url = committing_factory.kw["bind"].url
     proxy = DelayingProxy((str(url.host), url.port or 5432), ONE_WAY)
     far_url = url.set(host="127.0.0.1", port=proxy.port)
 

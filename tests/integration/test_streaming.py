@@ -12,8 +12,13 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.errors import InvalidQueryError
-from app.db.session import make_async_engine, make_async_session_factory
-from app.repositories import AsyncUnitOfWork, ItemRepository, UserRepository
+from app.db.session import (
+    make_async_engine,
+    make_async_session_factory,
+    make_engine,
+    make_session_factory,
+)
+from app.repositories import AsyncUnitOfWork, ItemRepository, UnitOfWork, UserRepository
 from tests.backends import is_mariadb
 from tests.integration.helpers import count_rows
 
@@ -119,3 +124,28 @@ def test_the_asyncio_stream_holds_its_connection_the_same_way(
             asyncio.run(stream())
     else:
         assert asyncio.run(stream()) == USERS
+
+
+def test_a_stream_kept_past_its_unit_neither_stops_the_next_unit_nor_ends_short(
+    committing_factory: sessionmaker[Session],
+) -> None:
+    """An `iterate()` generator kept after its unit of work ended: the next unit on that
+    connection runs as usual, and the generator, resumed, is refused past the rows it holds."""
+    engine = make_engine(committing_factory.kw["bind"].url, pool_size=1, max_overflow=0)
+    factory = make_session_factory(engine)
+    try:
+        with UnitOfWork(factory) as uow:
+            uow.users.create_many(
+                {"email": f"kept{n}@example.com", "hashed_password": "x"} for n in range(300)
+            )
+            uow.commit()
+        with UnitOfWork(factory) as uow:
+            rows = uow.users.iterate(batch_size=100)
+            next(rows)
+        with UnitOfWork(factory) as uow:
+            assert uow.users.count() == 300
+        with pytest.raises(InvalidQueryError, match="iterate"):
+            for _ in rows:
+                pass
+    finally:
+        engine.dispose()

@@ -29,7 +29,7 @@ from app.config import Settings, SettingsError, parse_database_url
 from app.db import liveness, telemetry
 from app.db.errors import install_translation, translate
 from app.dialects import backend_for
-from app.dialects.base import ConnectOptions
+from app.dialects.base import ConnectOptions, end_streams_with_their_unit
 
 
 class DataSession(Session):
@@ -180,6 +180,7 @@ def _configure(
     backend = backend_for(url.get_backend_name())
     install_translation(engine)
     liveness.install(engine, None if backend.file_database else backend.socket_of)
+    end_streams_with_their_unit(engine)
     observation.install(engine, with_comment=backend.with_comment)
     backend.configure(engine, url, causal_reads=causal_reads, connect=connect)
     _POOLERS[engine] = connect.pooler

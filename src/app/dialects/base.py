@@ -7,17 +7,18 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import repeat
 from operator import is_
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, Connection, Dialect, Engine, Insert, Select, Table
+from sqlalchemy import ColumnElement, Connection, Dialect, Engine, Insert, Select, Table, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ResourceClosedError, SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolResetState
 
 from app.db.errors import DataLayerError, InvalidQueryError, StatisticsUnavailableError
 from app.dialects.commit_markers import CommitReceipt
@@ -328,6 +329,20 @@ def close_streams(connection: Connection) -> bool:
     for close in streams:
         close()
     return True
+
+
+def end_streams_with_their_unit(engine: Engine) -> None:
+    """When a connection goes back to the pool, end the streams a unit left open on it (an
+    `iterate()` generator kept past its unit): the next unit there does not find them, and the
+    generator, resumed, gets `InvalidQueryError` rather than a silently shorter result."""
+
+    @event.listens_for(engine, "reset")
+    def _end_streams(_dbapi: Any, record: Any, state: PoolResetState) -> None:
+        streams = record.info.pop(_STREAMS, None)
+        if streams and state.asyncio_safe:
+            for close in streams:
+                with suppress(SQLAlchemyError):  # its connection failed: ended all the same
+                    close()
 
 
 # -- what several backends share ----------------------------------------------------------------
