@@ -125,3 +125,23 @@ def test_two_enum_columns_of_one_enum_have_checks_named_by_their_columns() -> No
         assert Day.__table__.c.morning.type.enums == ["happy", "sad"]
     finally:
         Base.metadata.remove(Day.__table__)
+
+
+def test_a_big_integer_key_may_name_its_own_sqlite_variant() -> None:
+    """SQLAlchemy's documented form for a BIGINT key SQLite numbers: the model's own variant
+    stays, where the one the data layer adds would be refused as a second."""
+    from sqlalchemy import BigInteger, Integer
+    from sqlalchemy.dialects import sqlite
+
+    class Counter(Base):
+        __tablename__ = "counters_own_variant"
+        id: Mapped[int] = mapped_column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+        )
+
+    try:
+        key = Counter.__table__.c.id.type
+        assert str(key.compile(dialect=sqlite.dialect())) == "INTEGER"
+        assert str(key.compile(dialect=postgresql.dialect())) == "BIGINT"
+    finally:
+        Base.metadata.remove(Counter.__table__)

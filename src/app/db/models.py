@@ -124,7 +124,11 @@ def _follow_the_rules(table: Table) -> None:
     named by its column (two columns of one enum would otherwise share one name: the
     enum's)."""
     counter = table.autoincrement_column
-    if counter is not None and type(counter.type) in (BigInteger, SmallInteger):
+    if (
+        counter is not None
+        and type(counter.type) in (BigInteger, SmallInteger)
+        and "sqlite" not in counter.type._variant_mapping  # a variant the model names stays
+    ):
         # SQLite numbers only an INTEGER PRIMARY KEY (its rowid): a BIGINT key would stay NULL.
         counter.type = counter.type.with_variant(Integer(), "sqlite")
     for constraint in table.constraints:
