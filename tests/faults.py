@@ -11,6 +11,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -48,20 +49,16 @@ class CuttingProxy:
             _reset(end)
 
     def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if self.refuse_after_cut and self.cuts:
-                _reset(client)
-                continue
-            upstream = socket.create_connection(self.server)
-            self._open.extend((client, upstream))
-            cut, ends = threading.Event(), (client, upstream)
-            for source, sink in (ends, ends[::-1]):
-                arguments = (source, sink, source is client, cut, ends)
-                threading.Thread(target=self._pump, args=arguments, daemon=True).start()
+        _accept_pairs(self._listener, self.server, self._open, self._forward, self._refusing)
+
+    def _refusing(self) -> bool:
+        return self.refuse_after_cut and bool(self.cuts)
+
+    def _forward(self, client: socket.socket, upstream: socket.socket) -> None:
+        cut, ends = threading.Event(), (client, upstream)
+        for source, sink in (ends, ends[::-1]):
+            arguments = (source, sink, source is client, cut, ends)
+            threading.Thread(target=self._pump, args=arguments, daemon=True).start()
 
     def _pump(
         self,
@@ -89,6 +86,29 @@ class CuttingProxy:
             return  # the other direction cuts, once the server has answered
         for end in ends:
             _reset(end)
+
+
+def _accept_pairs(
+    listener: socket.socket,
+    server: tuple[str, int],
+    opened: list[socket.socket],
+    forward: Callable[[socket.socket, socket.socket], None],
+    refusing: Callable[[], bool] = lambda: False,
+) -> None:
+    """Until `listener` closes: each client it accepts gets a connection of its own to
+    `server` (both kept in `opened`, for the proxy to end), which `forward` then serves;
+    while `refusing` says so, a client is reset at once."""
+    while True:
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return
+        if refusing():
+            _reset(client)
+            continue
+        upstream = socket.create_connection(server)
+        opened.extend((client, upstream))
+        forward(client, upstream)
 
 
 def _reset(end: socket.socket) -> None:
@@ -123,19 +143,15 @@ class DelayingProxy:
             _reset(end)
 
     def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.server)
-            for end in (client, upstream):
-                end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                held: queue.Queue[tuple[float, bytes]] = queue.Queue()
-                threading.Thread(target=self._read, args=(source, held), daemon=True).start()
-                threading.Thread(target=self._write, args=(sink, held), daemon=True).start()
+        _accept_pairs(self._listener, self.server, self._sockets, self._forward)
+
+    def _forward(self, client: socket.socket, upstream: socket.socket) -> None:
+        for end in (client, upstream):
+            end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for source, sink in ((client, upstream), (upstream, client)):
+            held: queue.Queue[tuple[float, bytes]] = queue.Queue()
+            threading.Thread(target=self._read, args=(source, held), daemon=True).start()
+            threading.Thread(target=self._write, args=(sink, held), daemon=True).start()
 
     def _read(self, source: socket.socket, held: queue.Queue[tuple[float, bytes]]) -> None:
         try:

@@ -59,8 +59,11 @@ def install(engine: Engine, socket_of: SocketOf | None) -> None:
 
 def _spoke_while_idle(fd: int | None) -> bool:
     """Whether the socket `fd` has something to read (or was closed); True when unknown."""
-    if fd is None or fd < 0:
-        return True
+    return fd is None or fd < 0 or readable(fd)
+
+
+def readable(fd: int) -> bool:
+    """Whether the socket `fd` has something to read, or was closed, now (no waiting)."""
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
     return bool(poller.poll(0))

@@ -176,28 +176,34 @@ def _pipelined(context: Any, cursor: Any, statement: str, parameters: Any) -> bo
     if context.dialect.is_async:
         xid = await_only(_pipelined_async(driver, cursor, statement, parameters, signs))
     else:
-        try:
-            xid = _begin_and_run(driver, cursor, statement, parameters, signs)
-        except psycopg.errors.FeatureNotSupported as exc:
-            if not stale_plan(exc):
-                raise
-            # The transaction held only this statement: rolled back (psycopg forgets its
-            # prepared statements with it), it is begun and run again, planned anew.
-            driver.rollback()
-            xid = _begin_and_run(driver, cursor, statement, parameters, signs)
+        xid = _pipelined_blocking(driver, cursor, statement, parameters, signs)
     if xid is not None:
         fairy.info[_TRANSACTION_ID] = xid
     return True
 
 
-def _begin_and_run(
+def _pipelined_blocking(
     driver: Any, cursor: Any, statement: str, parameters: Any, signs: bool
 ) -> int | None:
+    """`_pipelined` on the blocking face; the transaction's id if asked for."""
+    try:
+        asked = _begin_and_run(driver, cursor, statement, parameters, signs)
+    except psycopg.errors.FeatureNotSupported as exc:
+        if not stale_plan(exc):
+            raise
+        # The transaction held only this statement: rolled back (psycopg forgets its prepared
+        # statements with it), it is begun and run again, planned anew.
+        driver.rollback()
+        asked = _begin_and_run(driver, cursor, statement, parameters, signs)
+    return int(asked.fetchone()[0]) if asked is not None else None
+
+
+def _begin_and_run(driver: Any, cursor: Any, statement: str, parameters: Any, signs: bool) -> Any:
     with driver.pipeline():
         driver.execute(_BEGIN, prepare=False)
         asked = driver.execute(_ASK_ID, prepare=False) if signs else None
         cursor.execute(statement, parameters)
-    return int(asked.fetchone()[0]) if asked is not None else None
+    return asked
 
 
 async def _pipelined_async(
@@ -212,7 +218,7 @@ async def _pipelined_async(
     except psycopg.errors.FeatureNotSupported as exc:
         if not stale_plan(exc):
             raise
-        await driver.rollback()  # as on the blocking face
+        await driver.rollback()  # as `_pipelined_blocking` does
         asked = await _begin_and_run_async(driver, cursor, statement, parameters, signs)
     if cursor.pgresult is not None and cursor.pgresult.status == _TUPLES_OK:
         adapted._rows = type(adapted._rows)(await cursor.fetchall())

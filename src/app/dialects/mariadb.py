@@ -28,7 +28,6 @@ from sqlalchemy import Connection, Engine, Insert, Table, bindparam, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DisconnectionError
 
 from app.config import mysql_servers
 from app.db.error_codes import code_of
@@ -56,7 +55,7 @@ from app.dialects.base import (
     storage_columns,
 )
 from app.dialects.commit_markers import CommitReceipt, note_writes, wrote
-from app.dialects.pymysql_connection import EndAwareConnection
+from app.dialects.pymysql_connection import EndAwareConnection, settle_at_checkout
 
 SQL_MODE = "TRADITIONAL,NO_ENGINE_SUBSTITUTION"
 # ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON): the ALTER algorithm asked for is not possible.
@@ -149,15 +148,7 @@ class MariaDB(Backend):
             if skipped and not statement.startswith(_REFLECTION_STATEMENTS):
                 connection.execution_options(skip_user_error_events=False)
 
-        @event.listens_for(engine, "checkout", insert=True)  # before app.db.liveness looks
-        def _settled(dbapi_connection: Any, *_args: Any) -> None:
-            # The answer to the last unit's ROLLBACK, read if it came (`EndAwareConnection`):
-            # what is left on the socket after it is the server's own word, as liveness expects.
-            if isinstance(dbapi_connection, EndAwareConnection):
-                try:
-                    dbapi_connection.settle()
-                except Exception:  # the connection is gone: the pool makes another
-                    raise DisconnectionError("the pooled connection is gone") from None
+        settle_at_checkout(engine)
 
         # (On Galera a marker would be a write set for every node to certify.)
         note_writes(engine)

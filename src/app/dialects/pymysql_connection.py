@@ -22,11 +22,14 @@ outcome.
 
 from __future__ import annotations
 
-import select
 from typing import Any
 
 from pymysql.connections import Connection
 from pymysql.constants import COMMAND
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import DisconnectionError
+
+from app.db.liveness import readable
 
 
 class EndAwareConnection(Connection):  # type: ignore[misc]  # PyMySQL is untyped
@@ -64,7 +67,7 @@ class EndAwareConnection(Connection):  # type: ignore[misc]  # PyMySQL is untype
         """Read the answer to the ROLLBACK sent last if it has arrived (its failure, the
         connection gone, is raised here); else leave it for the next command."""
         sock = self._sock
-        if self._unread and sock is not None and _readable(sock.fileno()):
+        if self._unread and sock is not None and readable(sock.fileno()):
             self._unread = False
             self._read_ok_packet()
 
@@ -83,12 +86,20 @@ class EndAwareConnection(Connection):  # type: ignore[misc]  # PyMySQL is untype
         self._ended, self._only_read = True, True
 
 
+def settle_at_checkout(engine: Engine) -> None:
+    """As the pool hands out one of `engine`'s connections, read the answer to its last
+    ROLLBACK if it came (`EndAwareConnection.settle`), ahead of `app.db.liveness`, which reads
+    anything left on the socket as the server's own word."""
+
+    @event.listens_for(engine, "checkout", insert=True)
+    def _settled(dbapi_connection: Any, *_args: Any) -> None:
+        if isinstance(dbapi_connection, EndAwareConnection):
+            try:
+                dbapi_connection.settle()
+            except Exception:  # the connection is gone: the pool makes another
+                raise DisconnectionError("the pooled connection is gone") from None
+
+
 def _is_select(sql: Any) -> bool:
     start = sql.lstrip()[:6]
     return bool(start.upper() == (b"SELECT" if isinstance(sql, bytes) else "SELECT"))
-
-
-def _readable(fd: int) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
-    return bool(poller.poll(0))
