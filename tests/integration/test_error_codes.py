@@ -29,6 +29,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal,
     select,
     text,
 )
@@ -362,19 +363,26 @@ def test_postgresql_a_role_out_of_connection_slots_is_unavailable(engine_url: UR
 
 @pytest.mark.backends("postgresql")
 def test_postgresql_values_out_of_range_or_malformed_are_invalid(engine_url: URL) -> None:
+    """A query's refused value is one it computed or compared, and the message says so; a
+    written row's is one of its columns."""
+    queries = [
+        text("SELECT CAST(2147483648 AS integer)"),
+        text("SELECT CAST('not a number' AS integer)"),
+        select(literal(1, Integer) / literal(0, Integer)),
+    ]
     with _engine(engine_url).connect() as conn:
-        with _refused(InvalidQueryError):
-            conn.exec_driver_sql("SELECT CAST(2147483648 AS integer)")
-        conn.rollback()
-        with _refused(InvalidQueryError):
-            conn.exec_driver_sql("SELECT CAST('not a number' AS integer)")
-        conn.rollback()
-        with _refused(InvalidQueryError):
+        for query in queries:
+            with _refused(InvalidQueryError) as refused:
+                conn.execute(query)
+            assert "refused the query" in str(refused.value)
+            conn.rollback()
+        with _refused(InvalidQueryError) as refused:
             conn.execute(
                 text("INSERT INTO items (id, title, owner_id, created_at, updated_at) "
                      "VALUES (:id, :t, :o, now(), now())"),
                 {"id": uuid.uuid4(), "t": "x" * 300, "o": uuid.uuid4()},
             )  # fmt: skip
+        assert "is too long for its column" in str(refused.value)
 
 
 # -- MariaDB ------------------------------------------------------------------------------------

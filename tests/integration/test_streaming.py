@@ -6,6 +6,7 @@ ends the stream early without a word."""
 from __future__ import annotations
 
 import asyncio
+import warnings
 
 import pytest
 from sqlalchemy import Connection
@@ -147,5 +148,39 @@ def test_a_stream_kept_past_its_unit_neither_stops_the_next_unit_nor_ends_short(
         with pytest.raises(InvalidQueryError, match="iterate"):
             for _ in rows:
                 pass
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback"])
+def test_a_stream_open_when_its_unit_ends_is_ended_first_and_refused_after(
+    committing_factory: sessionmaker[Session], end: str
+) -> None:
+    """The unit's COMMIT or ROLLBACK goes through as if no stream were open (MariaDB's driver
+    does not read the rest of it into nothing, nor warn of it), and the generator, resumed,
+    says that its unit ended, on every backend."""
+    engine = make_engine(committing_factory.kw["bind"].url, pool_size=1, max_overflow=0)
+    factory = make_session_factory(engine)
+    try:
+        with UnitOfWork(factory) as uow:
+            uow.users.create_many(
+                {"email": f"end{n}@example.com", "hashed_password": "x"} for n in range(300)
+            )
+            changed = uow.users.list(limit=1)[0].id
+            uow.commit()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with UnitOfWork(factory) as uow:
+                uow.users.update(changed, {"full_name": "Ended"})
+                rows = uow.users.iterate(batch_size=100)
+                next(rows)
+                getattr(uow, end)()
+        assert [str(warning.message) for warning in caught] == []
+        with pytest.raises(InvalidQueryError, match="ended with its unit of work's transaction"):
+            for _ in rows:
+                pass
+        with UnitOfWork(factory) as uow:
+            stored = uow.users.get_one(changed)
+            assert stored.full_name == ("Ended" if end == "commit" else None)
     finally:
         engine.dispose()

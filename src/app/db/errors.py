@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from functools import cache, partial
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, event
+from sqlalchemy import Connection, Engine, Select, Table, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm.exc import StaleDataError
@@ -158,13 +158,15 @@ def translate(
     model: type[Any] | None = None,
     table: Table | None = None,
     connected: bool = False,
+    query: bool = False,
 ) -> Exception:
     """The data-layer error for `exc`, or `exc` itself when the caller cannot act on it.
 
     `model` or `table` (what the failed statement wrote) says what the message speaks of;
     without them it is found from the names in the driver's error. `connected`: the error
     came from a sound connection, so one without the server's answer is the driver refusing
-    the statement, not a failure to connect.
+    the statement, not a failure to connect. `query`: the statement was a SELECT, so a value
+    it refused is one it computed or compared, not one of a row written.
     """
     if table is None and model is not None:
         table = model.__table__
@@ -188,14 +190,14 @@ def translate(
     if meaning.kind is Kind.CANNOT_CONNECT and connected:
         meaning = NOT_SENT
     named = names_in(exc.orig)
-    error = _error_for(meaning, named, table)
+    error = _error_for(meaning, named, table, query=query)
     if isinstance(error, DataLayerError):
         error.code = code_of(exc.orig)
         error.table = table.name if table is not None else named.table
     return error
 
 
-def _error_for(meaning: Meaning, named: Named, table: Table | None) -> Exception:
+def _error_for(meaning: Meaning, named: Named, table: Table | None, *, query: bool) -> Exception:
     kind = meaning.kind
     table = table if table is not None else _table_named(named)
     entity = _entity(table)
@@ -263,6 +265,11 @@ def _error_for(meaning: Meaning, named: Named, table: Table | None) -> Exception
             "one statement, or a value it cannot send"
         )
     assert meaning.rule is not None
+    if query and table is None:
+        return InvalidQueryError(
+            "the database refused the query: a value it computes or compares is out of range "
+            "or not valid for its type (a division by zero, text that is not a number, ...)"
+        )
     constraint, fields = _subject(named, table)
     subject = ", ".join(fields) if fields else f"a value of the {entity}"
     where = f" ({constraint})" if constraint and not fields else ""
@@ -401,7 +408,9 @@ def _on_error(context: ExceptionContext) -> BaseException | None:
         # The server closed the connection after refusing the statement: never pooled again.
         context.is_disconnect = True
     connected = context.connection is not None and not context.is_disconnect
-    translated = translate(wrapped, table=_written_table(context), connected=connected)
+    translated = translate(
+        wrapped, table=_written_table(context), connected=connected, query=_is_query(context)
+    )
     if translated is wrapped:
         return None
     if isinstance(translated, DatabaseUnavailableError) and _lost_committing(context):
@@ -447,6 +456,14 @@ def _written_table(context: ExceptionContext) -> Table | None:
     compiled = getattr(context.execution_context, "compiled", None)
     table = getattr(getattr(compiled, "statement", None), "table", None)
     return table if isinstance(table, Table) else None
+
+
+def _is_query(context: ExceptionContext) -> bool:
+    """Whether the failed statement was a SELECT (built, or written as text)."""
+    compiled = getattr(context.execution_context, "compiled", None)
+    if isinstance(getattr(compiled, "statement", None), Select):
+        return True
+    return (context.statement or "").lstrip()[:7].upper() == "SELECT "
 
 
 @contextmanager

@@ -297,22 +297,41 @@ STREAM_CUT_SHORT = (
     "connection until the last row is read: finish or close the iteration first, or write "
     "through another unit of work"
 )
+STREAM_ENDED_WITH_ITS_UNIT = (
+    "this iterate() stream ended with its unit of work's transaction (a commit, a rollback or "
+    "the end of its block) before its last row was read: read the rows inside the unit, or "
+    "iterate again in a new one"
+)
+
+
+class _Stream:
+    """A result being streamed, and why it was ended early, once it has been."""
+
+    def __init__(self, close: Callable[[], None]) -> None:
+        self.close = close
+        self.ended_because = STREAM_CUT_SHORT
+
+    def end(self, because: str) -> None:
+        self.ended_because = because
+        self.close()
 
 
 @contextmanager
 def streaming(connection: Connection, close: Callable[[], None]) -> Iterator[None]:
     """Mark `connection` as streaming a result while the block runs; `close` ends the result
-    (a backend whose connection can do nothing else meanwhile calls it), and reading on from a
-    stream closed that way is an `InvalidQueryError`, never a silently shorter result."""
-    streams: list[Callable[[], None]] = connection.info.setdefault(_STREAMS, [])
-    streams.append(close)
+    (a backend whose connection can do nothing else meanwhile calls it, and every stream ends
+    with its transaction), and reading on from a stream ended that way is an
+    `InvalidQueryError` that says why, never a silently shorter result."""
+    streams: list[_Stream] = connection.info.setdefault(_STREAMS, [])
+    stream = _Stream(close)
+    streams.append(stream)
     try:
         yield
     except ResourceClosedError as exc:
-        raise InvalidQueryError(STREAM_CUT_SHORT) from exc
+        raise InvalidQueryError(stream.ended_because) from exc
     finally:
-        if close in streams:
-            streams.remove(close)
+        if stream in streams:
+            streams.remove(stream)
 
 
 def is_streaming(connection: Connection) -> bool:
@@ -321,28 +340,40 @@ def is_streaming(connection: Connection) -> bool:
 
 
 def close_streams(connection: Connection) -> bool:
-    """End every stream of `connection`; whether there was one."""
-    streams = connection.info.get(_STREAMS)
+    """End every stream of `connection` (a statement is about to be sent that would throw the
+    rest of them away); whether there was one."""
+    streams: list[_Stream] | None = connection.info.get(_STREAMS)
     if not streams:
         return False
     connection.info[_STREAMS] = []
-    for close in streams:
-        close()
+    for stream in streams:
+        stream.end(STREAM_CUT_SHORT)
     return True
 
 
 def end_streams_with_their_unit(engine: Engine) -> None:
-    """When a connection goes back to the pool, end the streams a unit left open on it (an
-    `iterate()` generator kept past its unit): the next unit there does not find them, and the
-    generator, resumed, gets `InvalidQueryError` rather than a silently shorter result."""
+    """End the streams left open on a connection when its transaction ends, or, failing that,
+    when it goes back to the pool (an `iterate()` generator kept past its unit): the COMMIT or
+    ROLLBACK and the next unit there do not find them, and the generator, resumed, gets
+    `InvalidQueryError` rather than a silently shorter result."""
+
+    def _end(streams: list[_Stream] | None) -> None:
+        for stream in streams or ():
+            with suppress(SQLAlchemyError):  # its connection failed: ended all the same
+                stream.end(STREAM_ENDED_WITH_ITS_UNIT)
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _end_with_transaction(connection: Connection) -> None:
+        # Before the driver's COMMIT or ROLLBACK, which would otherwise read the rest of a
+        # MariaDB stream into nothing (and PyMySQL warn of it).
+        if not connection.invalidated:
+            _end(connection.info.pop(_STREAMS, None))
 
     @event.listens_for(engine, "reset")
     def _end_streams(_dbapi: Any, record: Any, state: PoolResetState) -> None:
-        streams = record.info.pop(_STREAMS, None)
-        if streams and state.asyncio_safe:
-            for close in streams:
-                with suppress(SQLAlchemyError):  # its connection failed: ended all the same
-                    close()
+        if state.asyncio_safe:
+            _end(record.info.pop(_STREAMS, None))
 
 
 # -- what several backends share ----------------------------------------------------------------
