@@ -22,7 +22,9 @@ class CuttingProxy:
     is set, the first client message holding it closes both sides: with `deliver`, after
     forwarding it (the server acts on it, its answer is lost), else instead of forwarding it.
     With `refuse_after_cut`, every connection made after a cut is reset at once (the server
-    stays out of reach)."""
+    stays out of reach). While `frozen` is set, nothing passes either way and every
+    connection stays open, as with a server whose process stopped: what is sent is taken,
+    nothing comes back."""
 
     server: tuple[str, int]
     cut_on: bytes | None = None
@@ -30,6 +32,7 @@ class CuttingProxy:
     refuse_after_cut: bool = False
     listen: str = "127.0.0.1"
     cuts: int = 0
+    frozen: threading.Event = field(default_factory=threading.Event)
     _listener: socket.socket = field(init=False)
     _open: list[socket.socket] = field(init=False, default_factory=list)
 
@@ -70,6 +73,8 @@ class CuttingProxy:
     ) -> None:
         try:
             while data := source.recv(65536):
+                if self.frozen.is_set():
+                    continue  # taken, never passed on
                 if cut.is_set():
                     break  # the server's answer to the marked message: lost
                 marker = self.cut_on

@@ -1,7 +1,8 @@
 """Calls end within their bounds when the network or the client goes quiet: a server that
 accepts the connection and never answers is a `DatabaseUnavailableError` once DB_CONNECT_TIMEOUT
-has passed, and a transaction left idle by its client is ended by the server after
-DB_IDLE_TRANSACTION_TIMEOUT, its row locks with it."""
+has passed, one that stops answering in the middle of a connection is a lost connection once
+no statement could still be running, and a transaction left idle by its client is ended by the
+server after DB_IDLE_TRANSACTION_TIMEOUT, its row locks with it."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.pool import NullPool
 
-from app.db.errors import DatabaseUnavailableError, DataLayerError
+from app.db.errors import ConnectionLostError, DatabaseUnavailableError, DataLayerError
 from app.db.session import make_async_engine, make_engine
 from tests.backends import is_mariadb
+from tests.faults import CuttingProxy
 
 
 @pytest.fixture
@@ -57,6 +59,70 @@ def test_a_server_that_never_answers_is_unavailable_after_the_connect_timeout(
     with pytest.raises(DatabaseUnavailableError):
         asyncio.run(asyncio_face())
     assert time.monotonic() - started < 4
+
+
+STATEMENT_TIMEOUT, CONNECT_TIMEOUT = 1, 2
+
+
+@pytest.mark.backends("postgresql", "mariadb")
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_a_server_that_stops_answering_is_a_lost_connection_once_no_statement_could_run(
+    backend: str, committed_engine: Engine, face: str
+) -> None:
+    """The server's process stops (the kernel still takes what is sent, and answers
+    keepalives): a call on an open connection fails as a lost connection once the statement
+    timeout has passed with a margin for the network, instead of waiting for ever."""
+    url = committed_engine.url
+    proxy = CuttingProxy((str(url.host), int(url.port or 0)))
+    proxied = url.set(host="127.0.0.1", port=proxy.port)
+    # PostgreSQL: the statement timeout plus the connect timeout; MariaDB: its driver's read
+    # timeout, the statement timeout plus 30 s.
+    bound = STATEMENT_TIMEOUT + (30 if is_mariadb(backend) else CONNECT_TIMEOUT)
+    options = {
+        "poolclass": NullPool,
+        "statement_timeout": STATEMENT_TIMEOUT,
+        "connect_timeout": CONNECT_TIMEOUT,
+    }
+    outcome: list[BaseException | None] = []
+
+    def blocking() -> None:
+        engine = make_engine(proxied, **options)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+                proxy.frozen.set()
+                connection.execute(text("SELECT 2"))
+        finally:
+            engine.dispose()
+
+    async def asyncio_face() -> None:
+        engine = make_async_engine(proxied, **options)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+                proxy.frozen.set()
+                await connection.execute(text("SELECT 2"))
+        finally:
+            await engine.dispose()
+
+    def call() -> None:
+        try:
+            blocking() if face == "sync" else asyncio.run(asyncio_face())
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    started = time.monotonic()
+    caller.start()
+    try:
+        caller.join(timeout=bound + 10)
+        waited = time.monotonic() - started
+        assert outcome, f"the call was still waiting after {waited:.0f} s"
+    finally:
+        proxy.close()  # a call still waiting ends now
+    assert isinstance(outcome[0], ConnectionLostError), outcome[0]
+    assert bound - 0.5 <= waited <= bound + 5
 
 
 @pytest.mark.backends("postgresql", "mariadb")

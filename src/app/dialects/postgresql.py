@@ -5,22 +5,21 @@ Sessions run in UTC with the statement timeout set at connect. Bulk writes strea
 rounds of batches the same way and, when a round meets stored keys, through a staging table and
 one `INSERT ... SELECT ... ON CONFLICT`. Keyset pages compare row values. A commit's token is
 the primary's WAL position. Migrations take a session advisory lock, tried rather than waited
-for.
+for. A wait for the server's answer ends once no statement could still be running
+(`postgresql_waits`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from itertools import chain
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
-from psycopg import pq, waiting
-from psycopg.abc import PQGen
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -68,6 +67,7 @@ from app.dialects.commit_markers import CommitReceipt, note_writes, wrote
 from app.dialects.driver import driver_value
 from app.dialects.postgresql_copy import copy_from, copy_run, copy_text, copy_writers
 from app.dialects.postgresql_plans import AsyncReplanning, Replanning
+from app.dialects.postgresql_waits import BoundedWaits, PromptlyCancelled, answer_bound
 
 # The migration lock: pg_advisory_lock takes a bigint, a stable number derived from a name.
 MIGRATION_LOCK_KEY = zlib.crc32(b"app:migrations")
@@ -131,14 +131,18 @@ class PostgreSQL(Backend):
         if connect.pooler != "transaction":
             deferred_begin.install(engine)
 
+        bound = answer_bound(connect)
+
         @event.listens_for(engine, "do_connect")
         def _our_connection(
-            _dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]
-        ) -> None:
-            if is_async:
-                cparams["async_creator_fn"] = PromptlyCancelled.connect
+            _dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]
+        ) -> Any:
             if prepares:
                 cparams["cursor_factory"] = AsyncReplanning if is_async else Replanning
+            if is_async:
+                cparams["async_creator_fn"] = partial(PromptlyCancelled.bounded, bound)
+                return None  # the dialect connects, through that function
+            return BoundedWaits.bounded(bound, *cargs, **cparams)
 
         if connect.pooler is None:
             return
@@ -390,31 +394,6 @@ class PostgreSQL(Backend):
 
 
 POSTGRESQL = PostgreSQL()
-
-
-RV = TypeVar("RV")
-# How long a cancelled asyncio call waits for the server to take its cancel request.
-CANCEL_REQUEST_SECONDS = 0.5
-
-
-class PromptlyCancelled(psycopg.AsyncConnection[Any]):
-    """The asyncio face's connection: a wait whose task is cancelled (`asyncio.timeout`) asks
-    the server to stop the statement for at most CANCEL_REQUEST_SECONDS, then closes the
-    connection (the pool replaces it) and lets the cancellation go on. psycopg's own waits up
-    to 10 s more: 5 to send the cancel request, 5 for the statement to end, through a network
-    that may be gone."""
-
-    async def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
-        try:
-            return await waiting.wait_async(gen, self.pgconn.socket, interval, timeout)
-        except asyncio.CancelledError:
-            if self.pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
-                try:
-                    with suppress(Exception):  # unreachable or slow: closed all the same
-                        await self.cancel_safe(timeout=CANCEL_REQUEST_SECONDS)
-                finally:
-                    self.pgconn.finish()
-            raise
 
 
 def session_settings(options: ConnectOptions) -> dict[str, str]:
