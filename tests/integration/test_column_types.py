@@ -1,6 +1,7 @@
 """A team's model with the generic column types the shipped models do not use (Float,
-SmallInteger, Time, LargeBinary, Boolean, an integer key): every write path, fast paths
-included, stores the same values, and every sortable column pages the same on every backend."""
+SmallInteger, Time, Interval, a naive DateTime, LargeBinary, Boolean, an integer key): every
+write path, fast paths included, stores the same values (microseconds too), and every sortable
+column pages the same on every backend."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Float, LargeBinary, SmallInteger, String, Table, select
+from sqlalchemy import DateTime, Float, LargeBinary, SmallInteger, String, Table, select
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.pool import NullPool
 
@@ -41,8 +42,10 @@ def reading() -> Iterator[type[Any]]:
             ratio: Mapped[float] = mapped_column(Float)
             small: Mapped[int] = mapped_column(SmallInteger)
             at: Mapped[dt.time]
+            span: Mapped[dt.timedelta]
             blob: Mapped[bytes] = mapped_column(LargeBinary)
             flag: Mapped[bool]
+            noted: Mapped[dt.datetime] = mapped_column(DateTime)
 
     yield Reading
     Base.metadata.remove(Reading.__table__)
@@ -75,8 +78,10 @@ def gauge() -> Iterator[type[Any]]:
             ratio: Mapped[float] = mapped_column(Float)
             small: Mapped[int] = mapped_column(SmallInteger)
             at: Mapped[dt.time]
+            span: Mapped[dt.timedelta]
             blob: Mapped[bytes] = mapped_column(LargeBinary)
             flag: Mapped[bool]
+            noted: Mapped[dt.datetime] = mapped_column(DateTime)
 
     yield Gauge
     Base.metadata.remove(Gauge.__table__)  # the mapper stays, harmless without its table
@@ -99,9 +104,11 @@ def _row(n: int) -> dict[str, Any]:
         "code": f"g{n:03}",
         "ratio": 1 / (n + 3),  # not a float a 4-byte column can hold exactly
         "small": n - 10,
-        "at": dt.time(n % 24, n % 60, n % 60),
+        "at": dt.time(n % 24, n % 60, n % 60, n * 1001 + 7),
+        "span": dt.timedelta(days=(n % 7 - 3) * 40_000, microseconds=n * 1001 + 7),
         "blob": bytes([n % 256, 0, 255]),
         "flag": n % 3 == 0,
+        "noted": dt.datetime(1999, 12, 31, 23, 59, 59, n * 1001 + 7),
     }
 
 
@@ -129,7 +136,9 @@ def test_every_write_path_stores_each_value_exactly(factory: Any, gauge: type[An
     assert _stored(factory, gauge) == changed
 
 
-@pytest.mark.parametrize("order", ["flag", "-flag", "ratio", "-ratio", "small", "-at"])
+@pytest.mark.parametrize(
+    "order", ["flag", "-flag", "ratio", "-ratio", "small", "-at", "span", "-span", "noted"]
+)
 def test_every_sortable_column_pages_through_each_row_once(
     factory: Any, gauge: type[Any], order: str
 ) -> None:

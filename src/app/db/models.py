@@ -42,6 +42,7 @@ from app.db.types import (
     enum_values,
     exact_text,
     exact_version_of,
+    microsecond_version_of,
     new_id,
     utcnow,
 )
@@ -103,20 +104,29 @@ class Base(DeclarativeBase):
 @event.listens_for(Column, "after_parent_attach")
 def _same_on_every_backend(column: Column[Any], table: Any) -> None:
     """Every plain text column of a table on `Base.metadata` (a model's or a plain `Table`'s,
-    such as a many-to-many one) compares exactly, and every plain float is double precision;
-    so does a foreign key column that took its type from it before this ran."""
+    such as a many-to-many one) compares exactly, every plain float is double precision, and
+    every plain time, timestamp and interval keeps microseconds; so does a foreign key column
+    that took its type from it before this ran."""
     if getattr(table, "metadata", None) is not Base.metadata:
         return
-    exact = exact_version_of(column.type) or double_version_of(column.type)
+    exact = _same_everywhere(column.type)
     if exact is None:
         return
     column.type = exact
     target = f"{table.fullname}.{column.name}"
     for other in Base.metadata.tables.values():
         for key in other.foreign_keys:
-            copied = exact_version_of(key.parent.type) or double_version_of(key.parent.type)
+            copied = _same_everywhere(key.parent.type)
             if key.target_fullname == target and copied is not None:
                 key.parent.type = copied
+
+
+def _same_everywhere(column_type: Any) -> Any:
+    return (
+        exact_version_of(column_type)
+        or double_version_of(column_type)
+        or microsecond_version_of(column_type)
+    )
 
 
 def _follow_the_rules(table: Table) -> None:

@@ -204,3 +204,36 @@ def exact_text(length: int | None = None) -> TypeEngine[str]:
         )
         .with_variant(postgresql.VARCHAR(length, collation=POSTGRESQL_TEXT_COLLATION), "postgresql")
     )
+
+
+class MicrosecondInterval(sa.Interval):
+    """`sqlalchemy.Interval` whose emulated form (the epoch plus the interval, a DATETIME)
+    keeps microseconds on MariaDB as on SQLite; PostgreSQL's INTERVAL is native."""
+
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return super().load_dialect_impl(dialect)
+
+
+def microsecond_version_of(column_type: TypeEngine[Any]) -> TypeEngine[Any] | None:
+    """A plain `Time`, `DateTime` or `Interval` (no per-backend variants) that keeps
+    microseconds on MariaDB too, as on PostgreSQL and SQLite (MariaDB's bare TIME and DATETIME
+    keep whole seconds, and drop the rest without a word); None for any other type."""
+    if column_type._variant_mapping:
+        return None
+    kind = type(column_type)
+    if kind is sa.Time:
+        return column_type.with_variant(mysql.TIME(fsp=6), "mysql", "mariadb")
+    if kind is sa.DateTime:
+        return column_type.with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+    if kind is sa.Interval:
+        interval: Any = column_type
+        return MicrosecondInterval(
+            native=interval.native,
+            second_precision=interval.second_precision,
+            day_precision=interval.day_precision,
+        )
+    return None

@@ -14,7 +14,7 @@ from sqlalchemy import Enum, String, Text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.types import TypeEngine
 
-from app.db.types import UTCDateTime, UUIDColumn, exact_text
+from app.db.types import MicrosecondInterval, UTCDateTime, UUIDColumn, exact_text
 
 _DIALECTS = (postgresql.dialect(), mysql.dialect(), sqlite.dialect())  # type: ignore[no-untyped-call]
 
@@ -29,6 +29,19 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
         return 'sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")'
     if isinstance(obj, UUIDColumn):
         return "sa.Uuid()"
+    if isinstance(obj, MicrosecondInterval):
+        autogen_context.imports.add("from sqlalchemy.dialects import mysql")
+        given = {
+            name: getattr(obj, name)
+            for name, default in (
+                ("native", True),
+                ("second_precision", None),
+                ("day_precision", None),
+            )
+            if getattr(obj, name) != default
+        }
+        arguments = ", ".join(f"{name}={value!r}" for name, value in given.items())
+        return f'sa.Interval({arguments}).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")'
     exact = _exact_text_length(obj)
     if exact is not None:
         autogen_context.imports.add("from sqlalchemy.dialects import mysql, postgresql")

@@ -48,7 +48,7 @@ class ColumnRule:
 
     name: str
     kind: str  # text, choice, enum, boolean, integer, float, decimal, timestamp, date, time,
-    # uuid, json, binary, other: which rule `coerce` applies
+    # interval, uuid, json, binary, other: which rule `coerce` applies
     python: type | None  # the Python type of its values, where known
     nullable: bool
     length: int | None = None  # text: characters
@@ -173,6 +173,8 @@ def column_rule(column: sa.Column[Any]) -> ColumnRule:
     if isinstance(impl, TypeDecorator):  # a decorator of a decorator
         impl = impl.impl
     base: dict[str, Any] = {"name": column.key, "nullable": bool(column.nullable)}
+    if isinstance(kind, sa.Interval):  # a decorator of DateTime where it is not native
+        return ColumnRule(kind="interval", python=dt.timedelta, **base)
     if isinstance(impl, sa.Enum):
         if impl.enum_class is not None:
             members: dict[Any, enum.Enum] = {m: m for m in impl.enum_class}
@@ -374,6 +376,26 @@ def _time(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
     return value
 
 
+# Where an interval is not native (SQLite, MariaDB) it is stored as the epoch plus the interval,
+# a DATETIME: only as far back as MariaDB's DATETIME goes (1000-01-01) and as far on as
+# 9999-12-31, the same on every backend.
+_EPOCH = dt.datetime(1970, 1, 1)
+SHORTEST_INTERVAL = dt.datetime(1000, 1, 1) - _EPOCH
+LONGEST_INTERVAL = dt.datetime(9999, 12, 31, 23, 59, 59, 999999) - _EPOCH
+
+
+def _interval(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
+    if not isinstance(value, dt.timedelta):
+        raise _wrong_type(rule, "a timedelta", value)
+    if not SHORTEST_INTERVAL <= value <= LONGEST_INTERVAL:
+        raise _refused(
+            rule,
+            f"is out of the range every backend stores (from {SHORTEST_INTERVAL.days} to "
+            f"{LONGEST_INTERVAL.days} days)",
+        )
+    return value
+
+
 def _uuid(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
     return as_uuid(value, rule.name)
 
@@ -418,6 +440,7 @@ _CHECKS: dict[str, Callable[[ColumnRule, Any, bool], Any]] = {
     "timestamp": _timestamp,
     "date": _date,
     "time": _time,
+    "interval": _interval,
     "uuid": _uuid,
     "json": _json,
     "binary": _binary,
@@ -434,6 +457,10 @@ def from_json(rules: Rules, name: str, value: Any) -> Any:
     """A value read back from a cursor's JSON, as the column holds it."""
     if value is None and name not in rules.nullable:
         raise InvalidQueryError(f"invalid cursor: {name} cannot be null")
+    if rules.rules[name].kind == "interval" and type(value) is int:
+        value = _quietly(dt.timedelta, microseconds=value)  # as `to_json` wrote it
+        if value is None:
+            raise InvalidQueryError(f"invalid cursor: {name} is not an interval")
     return coerce(rules, name, value, check_length=False)
 
 
@@ -445,6 +472,8 @@ def to_json(value: Any) -> Any:
         return to_json(value.value)
     if isinstance(value, dt.date | dt.time):  # dates, times and datetimes
         return value.isoformat()
+    if isinstance(value, dt.timedelta):  # exactly, in whole microseconds
+        return (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
     return str(value)  # UUID, Decimal
 
 
