@@ -325,6 +325,21 @@ def test_upsert_many_with_different_field_sets_keeps_what_each_row_left_out(
     assert _user_row(db, "cy@example.com")[1:] == ("Cy", "h4", True, False, 1)
 
 
+def test_rows_the_unit_holds_show_what_upsert_many_stored_and_update_on_from_there(
+    faces: Faces, db: Database
+) -> None:
+    with faces.uow() as uow:
+        held = _user(uow, "ada@example.com", full_name="Ada")
+        uow.users.upsert_many(
+            [{"email": "ada@example.com", "hashed_password": "h2", "full_name": "Ada L."}]
+        )
+        again = uow.users.get_one(held.id)
+        assert (again.full_name, again.hashed_password, again.version) == ("Ada L.", "h2", 2)
+        uow.users.update(held.id, {"full_name": "Ada Lovelace"})  # no lost lock: version 2
+        uow.commit()
+    assert _user_row(db, "ada@example.com")[1:] == ("Ada Lovelace", "h2", True, False, 3)
+
+
 def test_an_upsert_meeting_another_row_on_another_key_is_a_conflict_and_changes_nothing(
     faces: Faces, db: Database
 ) -> None:

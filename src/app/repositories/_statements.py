@@ -234,6 +234,16 @@ def select_where_equal(model: type[Any], rules: Rules, values: Mapping[str, Any]
     return select(model).where(*(table.c[name] == value for name, value in values.items()))
 
 
+def select_by_keys(
+    model: type[Any], rules: Rules, backend: Backend, keys: Sequence[tuple[Any, ...]]
+) -> Select[Any]:
+    """SELECT of the `model` rows whose primary keys are `keys` (tuples, in the key's order)."""
+    columns = [rules.table.c[name] for name in rules.primary_key]
+    if len(columns) == 1:
+        return select(model).where(backend.in_values(columns[0], [key[0] for key in keys]))
+    return select(model).where(tuple_(*columns).in_(list(keys)))
+
+
 # -- upserts --------------------------------------------------------------------------------------
 #
 # INSERT-or-UPDATE in one statement, with each database's own syntax, so concurrent callers never

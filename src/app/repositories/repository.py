@@ -488,7 +488,8 @@ class Repository(Generic[ModelT]):
         """`upsert` for many rows, streamed in batches; returns how many rows were sent.
 
         Rows may give different sets of fields: each set is one statement per batch. A call
-        that fails stores none of its rows.
+        that fails stores none of its rows. Rows of the model the session already holds are
+        read again afterwards, as stored.
         """
         target = self._conflict(conflict)
         self._before_bulk_write()
@@ -519,7 +520,21 @@ class Repository(Generic[ModelT]):
             self._backend.upsert_batches(
                 self.session, self._rules.table, target, prepared, general_way
             )
+        self._read_held_again()
         return written[0]
+
+    def _read_held_again(self) -> None:
+        """Read again the rows of the model that the session holds, after a bulk write that
+        may have changed them under it: they show what is stored, and a later `update` finds
+        the version stored, not a lost optimistic lock."""
+        held_class = sa_inspect(self.model).base_mapper.class_
+        identities = self.session.identity_map.keys()
+        keys = [key[1] for key in identities if key[0] is held_class]
+        for start in range(0, len(keys), _READ_AGAIN_AT_ONCE):
+            statement = _statements.select_by_keys(
+                self.model, self._rules, self._backend, keys[start : start + _READ_AGAIN_AT_ONCE]
+            )
+            self.session.scalars(statement.execution_options(populate_existing=True)).all()
 
     def _flush(self) -> None:
         # The translating flush whatever class the session is (a caller's own sessionmaker
@@ -591,6 +606,10 @@ class Repository(Generic[ModelT]):
         if collided is not None:
             raise conflict_on(self._rules.table, collided)
 
+
+# Keys a statement that reads held rows again names at most (SQLite and MariaDB take each as a
+# parameter of its own).
+_READ_AGAIN_AT_ONCE = 500
 
 _declared_for: dict[type[Any], type[Repository[Any]]] = {}
 
