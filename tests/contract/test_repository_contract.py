@@ -325,6 +325,25 @@ def test_upsert_many_with_different_field_sets_keeps_what_each_row_left_out(
     assert _user_row(db, "cy@example.com")[1:] == ("Cy", "h4", True, False, 1)
 
 
+def test_a_taken_id_is_a_conflict_that_names_the_key_on_every_write_path(
+    faces: Faces, db: Database
+) -> None:
+    with faces.uow() as uow:
+        taken = _user(uow).id
+        uow.commit()
+    writes = {
+        "create": lambda uow, row: uow.users.create(row),
+        "create_many": lambda uow, row: uow.users.create_many([row]),
+    }
+    for write in writes.values():
+        with faces.uow() as uow, pytest.raises(ConflictError) as conflict:
+            write(uow, {"id": taken, "email": "other@example.com", "hashed_password": "h"})
+        refused = conflict.value
+        assert (refused.fields, refused.constraint, refused.table) == (("id",), "pk_users", "users")
+        assert str(refused) == "a user with this id already exists"
+    assert db.count("users") == 1
+
+
 def test_rows_the_unit_holds_show_what_upsert_many_stored_and_update_on_from_there(
     faces: Faces, db: Database
 ) -> None:

@@ -252,6 +252,7 @@ class Named:
     table: str | None = None
     constraint: str | None = None
     columns: tuple[str, ...] = ()
+    primary_key: bool = False  # the table's primary key, whatever the schema calls it
 
 
 # MariaDB messages by errno, each anchored at the end of the message: `table` and `constraint`
@@ -275,6 +276,8 @@ _MARIADB_NAMES = {
     1292: re.compile(_COLUMN_AT_ROW),
     1366: re.compile(_COLUMN_AT_ROW),
 }
+# What MariaDB calls every primary key, whatever name the schema gave it.
+_MARIADB_PRIMARY_KEY = "PRIMARY"
 # SQLite: "UNIQUE constraint failed: users.email" (every column of a composite key, comma-
 # separated), "NOT NULL constraint failed: items.title", "CHECK constraint failed: ck_name".
 _SQLITE_FAILED = re.compile(r"constraint failed: (?P<names>.+)$")
@@ -299,7 +302,10 @@ def names_in(orig: BaseException | None) -> Named:
             return Named()
         found = match.groupdict()
         column = found.get("column")
-        return Named(found.get("table"), found.get("constraint"), (column,) if column else ())
+        constraint = found.get("constraint")
+        if constraint == _MARIADB_PRIMARY_KEY:
+            return Named(found.get("table"), None, (), primary_key=True)
+        return Named(found.get("table"), constraint, (column,) if column else ())
     if driver == "sqlite":
         match = _SQLITE_FAILED.search(text)
         if match is None:

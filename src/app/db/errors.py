@@ -343,6 +343,9 @@ def _subject(named: Named, table: Table | None) -> tuple[str | None, tuple[str, 
     names the schema really has are kept, so no value can reach a message)."""
     if table is None:
         return None, ()
+    if named.primary_key and table.primary_key.columns:
+        key = table.primary_key
+        return str(key.name) if key.name else None, tuple(column.key for column in key.columns)
     if named.constraint is not None:
         for constraint in _keyed(table):
             if constraint.name == named.constraint:
@@ -451,9 +454,19 @@ def scrub(orig: BaseException) -> None:
             setattr(orig, private, None)
 
 
+# An execution option naming the table a statement written as text writes to (a bulk load),
+# for its errors to speak of that table.
+WRITES_TO = "app_writes_to"
+
+
 def _written_table(context: ExceptionContext) -> Table | None:
-    """The table an INSERT, UPDATE or DELETE wrote to (a flush's, a repository's)."""
-    compiled = getattr(context.execution_context, "compiled", None)
+    """The table an INSERT, UPDATE or DELETE wrote to (a flush's, a repository's, or the one
+    a text statement's WRITES_TO names)."""
+    execution = context.execution_context
+    named = execution.execution_options.get(WRITES_TO) if execution is not None else None
+    if isinstance(named, Table):
+        return named
+    compiled = getattr(execution, "compiled", None)
     table = getattr(getattr(compiled, "statement", None), "table", None)
     return table if isinstance(table, Table) else None
 

@@ -20,7 +20,12 @@ from sqlalchemy.exc import ResourceClosedError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolResetState
 
-from app.db.errors import DataLayerError, InvalidQueryError, StatisticsUnavailableError
+from app.db.errors import (
+    WRITES_TO,
+    DataLayerError,
+    InvalidQueryError,
+    StatisticsUnavailableError,
+)
 from app.dialects.commit_markers import CommitReceipt
 
 Processor = Callable[[Any], Any]
@@ -475,7 +480,11 @@ def execute_columns(connection: Connection, table: Table, statement: str, batch:
     """Run `statement` (positional placeholders, one per column) for every row of the batch,
     through the driver's executemany."""
     columns = storage_columns(connection, table, batch)
-    connection.exec_driver_sql(statement, list(zip(*columns.values(), strict=True)))
+    connection.exec_driver_sql(
+        statement,
+        list(zip(*columns.values(), strict=True)),
+        execution_options={WRITES_TO: table},
+    )
 
 
 def execute_compiled(connection: Connection, table: Table, statement: Insert, batch: Batch) -> bool:
@@ -493,7 +502,7 @@ def execute_compiled(connection: Connection, table: Table, statement: Insert, ba
         parameters = [
             dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)
         ]
-    connection.exec_driver_sql(str(compiled), parameters)
+    connection.exec_driver_sql(str(compiled), parameters, execution_options={WRITES_TO: table})
     return True
 
 

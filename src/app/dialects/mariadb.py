@@ -32,6 +32,7 @@ from sqlalchemy.engine import URL
 from app.config import mysql_servers
 from app.db.error_codes import code_of
 from app.db.errors import (
+    WRITES_TO,
     DataLayerError,
     InvalidQueryError,
     MigrationLockedError,
@@ -404,7 +405,9 @@ class _Load:
         savepoint = self.connection.begin_nested()
         try:
             with _local_files(self.connection):
-                result = self.connection.exec_driver_sql(statement, (self.file.name,))
+                result = self.connection.exec_driver_sql(
+                    statement, (self.file.name,), execution_options={WRITES_TO: self.table}
+                )
         except DataLayerError as exc:
             savepoint.rollback()
             if exc.code not in _LOCAL_FILES_OFF:
