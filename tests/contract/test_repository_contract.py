@@ -73,12 +73,16 @@ def test_a_missing_row_is_none_or_not_found_and_a_bad_id_is_invalid(faces: Faces
         missing = uuid.uuid4()
         assert uow.users.get(missing) is None
         assert uow.users.get_by_email("nobody@example.com") is None
-        with pytest.raises(NotFoundError, match=str(missing)):
-            uow.users.get_one(missing)
-        with pytest.raises(NotFoundError):
-            uow.users.update(missing, {"full_name": "Nobody"})
-        with pytest.raises(NotFoundError):
-            uow.users.delete(missing)
+        # The key is the caller's value (a natural key may be an email): never in the text.
+        for call in (
+            lambda: uow.users.get_one(missing),
+            lambda: uow.users.update(missing, {"full_name": "Nobody"}),
+            lambda: uow.users.update(missing, {"full_name": "Nobody"}, expected_version=1),
+            lambda: uow.users.delete(missing),
+        ):
+            with pytest.raises(NotFoundError) as not_found:
+                call()
+            assert str(not_found.value) == "no user with the given id"
         with pytest.raises(InvalidQueryError, match="not a valid id"):
             uow.users.get("1 OR 1=1")
 

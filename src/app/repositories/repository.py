@@ -180,8 +180,12 @@ class Repository(Generic[ModelT]):
         """The row with this primary key, or `NotFoundError`."""
         found = self.get(id, load=load)
         if found is None:
-            raise NotFoundError(f"no {self._rules.entity} with id {str(id)!r}")
+            raise NotFoundError(self._not_found())
         return found
+
+    def _not_found(self) -> str:
+        # The key is the caller's value (a natural key may be an email or a token): left out.
+        return f"no {self._rules.entity} with the given id"
 
     def list(
         self,
@@ -417,7 +421,7 @@ class Repository(Generic[ModelT]):
             return found
         current = self.session.get(self.model, key, populate_existing=True)
         if current is None:
-            raise NotFoundError(f"no {self._rules.entity} with id {str(key)!r}")
+            raise NotFoundError(self._not_found())
         raise StaleObjectError(
             f"the {self._rules.entity} is at version {getattr(current, str(self._rules.version))}"
             f", not version {expected}: someone changed it since it was read; load it again "
