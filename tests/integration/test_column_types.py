@@ -1,5 +1,5 @@
 """A team's model with the generic column types the shipped models do not use (Float,
-SmallInteger, Time, Interval, a naive DateTime, LargeBinary, Boolean, an integer key): every
+SmallInteger, Time, Interval, a naive DateTime, LargeBinary, Boolean, JSON, an integer key): every
 write path, fast paths included, stores the same values (microseconds too), and every sortable
 column pages the same on every backend."""
 
@@ -12,10 +12,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import DateTime, Float, LargeBinary, SmallInteger, String, Table, select
+from sqlalchemy import JSON, DateTime, Float, LargeBinary, SmallInteger, String, Table, select
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.pool import NullPool
 
+from app.db.errors import InvalidQueryError
 from app.db.models import Base, IdMixin
 from app.db.session import make_engine, make_session_factory
 from app.repositories import UnitOfWork
@@ -87,12 +88,25 @@ def gauge() -> Iterator[type[Any]]:
     Base.metadata.remove(Gauge.__table__)  # the mapper stays, harmless without its table
 
 
+@pytest.fixture(scope="module")
+def document() -> Iterator[type[Any]]:
+    with defined_again():
+
+        class Document(IdMixin, Base):
+            __tablename__ = "probe_documents"
+            code: Mapped[str] = mapped_column(String(32), unique=True)
+            body: Mapped[Any] = mapped_column(JSON)
+
+    yield Document
+    Base.metadata.remove(Document.__table__)
+
+
 @pytest.fixture
 def factory(
-    fresh_url: str, gauge: type[Any], reading: type[Any], sample: type[Any]
+    fresh_url: str, gauge: type[Any], reading: type[Any], sample: type[Any], document: type[Any]
 ) -> Iterator[Any]:
     engine = make_engine(fresh_url, poolclass=NullPool)
-    tables: list[Table] = [gauge.__table__, reading.__table__, sample.__table__]
+    tables: list[Table] = [gauge.__table__, reading.__table__, sample.__table__, document.__table__]
     Base.metadata.create_all(engine, tables=tables)
     yield make_session_factory(engine)
     engine.dispose()
@@ -182,3 +196,34 @@ def test_floats_and_bytes_upsert_in_bulk(factory: Any, sample: type[Any]) -> Non
         uow.commit()
     stored = [{k: v for k, v in row.items() if k != "id"} for row in _stored(factory, sample)]
     assert stored == [{**row, "value": 0.5} for row in rows]
+
+
+def _nested(levels: int) -> Any:
+    body: Any = 1
+    for level in range(levels):
+        body = [body] if level % 2 else {"in": body}
+    return body
+
+
+def test_json_nested_as_deep_as_every_backend_takes_is_stored_and_deeper_refused_alike(
+    factory: Any, document: type[Any]
+) -> None:
+    deepest, too_deep = _nested(31), _nested(32)
+    writes = {
+        "create": lambda repository, row: repository.create(row),
+        "create_many": lambda repository, row: repository.create_many([row]),
+        "upsert_many": lambda repository, row: repository.upsert_many([row], conflict="code"),
+    }
+    with UnitOfWork(factory) as uow:
+        repository = uow.repository(document)
+        for name, write in writes.items():
+            write(repository, {"code": name, "body": deepest})
+            with pytest.raises(InvalidQueryError, match="nested deeper than 31 levels"):
+                write(repository, {"code": f"{name} deeper", "body": too_deep})
+        uow.commit()
+    stored = _stored(factory, document)
+    assert [(row["code"], row["body"]) for row in stored] == [
+        ("create", deepest),
+        ("create_many", deepest),
+        ("upsert_many", deepest),
+    ]

@@ -31,6 +31,7 @@ from app.db.types import new_hex_ids, new_id, utcnow
 from app.dialects import Backend, Batch, UniformUpsert
 from app.repositories import _statements
 from app.repositories._values import (
+    DEEPEST_JSON,
     ColumnRule,
     Data,
     Prepare,
@@ -38,6 +39,7 @@ from app.repositories._values import (
     batches,
     new_row_values,
     other_keys_given,
+    too_deep,
 )
 
 PrepareColumns = Callable[[dict[str, list[Any]]], bool]
@@ -335,7 +337,14 @@ def _fine_json(rule: ColumnRule, values: list[Any], present: list[Any]) -> list[
         joined.encode("utf-8")
     except (ValueError, TypeError, RecursionError):
         return None
-    return None if "\\u0000" in joined else dumped
+    if "\\u0000" in joined:
+        return None
+    if joined.count("[") + joined.count("{") > DEEPEST_JSON and any(
+        text is not None and too_deep(value, text)
+        for value, text in zip(values, dumped, strict=True)
+    ):
+        return None
+    return dumped
 
 
 def _fine_binary(rule: ColumnRule, values: list[Any], present: list[Any]) -> list[Any] | None:

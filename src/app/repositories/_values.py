@@ -417,7 +417,34 @@ def _json(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
                              "true, false or null")  # fmt: skip
     if "\\u0000" in dumped:
         raise _refused(rule, "cannot contain NUL characters")
+    if too_deep(value, dumped):
+        raise _refused(
+            rule, f"is nested deeper than {DEEPEST_JSON} levels, the most every backend takes"
+        )
     return value
+
+
+# Arrays and objects inside one another: MariaDB's JSON_VALID, which its JSON columns check,
+# refuses more than this.
+DEEPEST_JSON = 31
+
+
+def too_deep(value: Any, dumped: str) -> bool:
+    """Whether the JSON `value` (whose text is `dumped`) nests arrays and objects deeper than
+    DEEPEST_JSON levels."""
+    if dumped.count("[") + dumped.count("{") <= DEEPEST_JSON:
+        return False  # too few brackets to be that deep, whatever the text holds
+    level: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, _CONTAINERS) else []
+    while level:
+        container, depth = level.pop()
+        if depth > DEEPEST_JSON:
+            return True
+        inner = container.values() if isinstance(container, dict) else container
+        level.extend((item, depth + 1) for item in inner if isinstance(item, _CONTAINERS))
+    return False
+
+
+_CONTAINERS = (dict, list, tuple)
 
 
 def _binary(rule: ColumnRule, value: Any, check_length: bool) -> Any:
