@@ -261,6 +261,16 @@ def test_keyset_pages_cover_every_row_once_and_refuse_an_altered_cursor(faces: F
             uow.items.paginate(order_by=["title"], limit=3, cursor=cursor[:-2] + "xx")
 
 
+def test_rows_that_are_not_rows_and_a_batch_size_out_of_range_are_said_so(faces: Faces) -> None:
+    with faces.uow() as uow:
+        for rows in (5, {"email": "a@example.com", "hashed_password": "h"}, "rows"):
+            for write in (uow.users.create_many, uow.users.upsert_many):
+                with pytest.raises(InvalidQueryError, match="rows must be an iterable of rows"):
+                    write(rows)
+        with pytest.raises(InvalidQueryError, match="batch_size must be an integer from 1"):
+            faces.collect(uow.users.iterate(batch_size=0))
+
+
 def test_every_cursor_the_repository_makes_is_accepted_back(faces: Faces) -> None:
     with faces.uow() as uow:
         owner = _user(uow)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import string
+
 import pytest
 from sqlalchemy.dialects import postgresql
 
@@ -144,6 +147,16 @@ def test_loads_are_checked_against_the_relationships() -> None:
         loader_options(User, ["orders"])
 
 
+def _stray_bits(cursor: str) -> list[str]:
+    """`cursor` with its last character changed in bits that encode nothing: the same bytes."""
+    alphabet = string.ascii_letters + string.digits + "-_"
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    edits = [cursor[:-1] + other for other in alphabet if other != cursor[-1]]
+    return [
+        edit for edit in edits if base64.urlsafe_b64decode(edit + "=" * (-len(edit) % 4)) == raw
+    ]
+
+
 def test_cursors_round_trip_and_refuse_tampering() -> None:
     fingerprint = query_fingerprint("Item", ["title", "id"], [["title", "ne", "x"]])
     cursor = encode_cursor(["lamp", "0190"], fingerprint=fingerprint, key=KEY)
@@ -156,6 +169,8 @@ def test_cursors_round_trip_and_refuse_tampering() -> None:
         (cursor, {"fingerprint": fingerprint, "key": b"other-key"}),
         ("%%%not base64", {"fingerprint": fingerprint, "key": KEY}),
         ("", {"fingerprint": fingerprint, "key": KEY}),
+        *((cursor + padding, {"fingerprint": fingerprint, "key": KEY}) for padding in ("=", "==")),
+        *((stray, {"fingerprint": fingerprint, "key": KEY}) for stray in _stray_bits(cursor)),
     ]:
         with pytest.raises(InvalidQueryError, match="invalid cursor"):
             decode_cursor(bad, size=2, **kwargs)  # type: ignore[arg-type]

@@ -49,6 +49,8 @@ def decode_cursor(cursor: str, *, fingerprint: str, key: bytes, size: int) -> li
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError):
         raw = b""
+    if base64.urlsafe_b64encode(raw).decode().rstrip("=") != cursor:
+        raw = b""  # not as `encode_cursor` wrote it (padding, stray bits): edited
     signature, payload = raw[:_SIGNATURE_BYTES], raw[_SIGNATURE_BYTES:]
     expected = hmac.new(key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
     if not raw or not hmac.compare_digest(signature, expected):

@@ -616,16 +616,21 @@ def check_batch_size(size: int) -> None:
 def batches(rows: Iterable[Data], size: int) -> Iterator[list[Data]]:
     """`rows` in lists of at most `size`, pulled lazily."""
     check_batch_size(size)
+    if isinstance(rows, str | bytes | Mapping | BaseModel) or not isinstance(rows, Iterable):
+        raise InvalidQueryError(
+            "rows must be an iterable of rows (mappings or pydantic models), not "
+            f"{type(rows).__name__}"
+        )
     iterator = iter(rows)
     while batch := list(islice(iterator, size)):
         yield batch
 
 
-def check_limit(limit: int) -> None:
-    """Refuse limits outside 1..MAX_LIMIT."""
+def check_limit(limit: int, name: str = "limit") -> None:
+    """Refuse limits (the argument `name`) outside 1..MAX_LIMIT."""
     if not _whole(limit) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidQueryError(
-            f"limit must be an integer from 1 to {MAX_LIMIT}, got {_shown(limit)}"
+            f"{name} must be an integer from 1 to {MAX_LIMIT}, got {_shown(limit)}"
         )
 
 

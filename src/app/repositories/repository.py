@@ -286,7 +286,7 @@ class Repository(Generic[ModelT]):
 
     def iteration_statement(self, where: Where, order_by: OrderBy, batch_size: int) -> Select[Any]:
         """The streaming SELECT of `iterate` (the asyncio face streams it too)."""
-        check_limit(batch_size)
+        check_limit(batch_size, "batch_size")
         keys = sort_keys(self._rules, order_by, allowed=self._sortable)
         return self._select(where, keys, plain=True).execution_options(yield_per=batch_size)
 
