@@ -278,7 +278,7 @@ def squawk_binary() -> str:
 def _squawk(revision: str, down: str | None, path: str) -> list[Finding]:
     """squawk over the PostgreSQL SQL of one revision."""
     binary = squawk_binary()
-    sql = render_sql(f"{down or 'base'}:{revision}")
+    sql = own_sql(render_sql(f"{down or 'base'}:{revision}"), revision)
     source = Path(path).read_text()
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
         handle.write(sql)
@@ -307,6 +307,47 @@ def _squawk(revision: str, down: str | None, path: str) -> list[Finding]:
                 )
             )
     return findings
+
+
+_RUNNING = "-- Running upgrade "
+
+
+def own_sql(sql: str, revision: str) -> str:
+    """The part of the rendered `sql` that `revision` writes, after the session settings that
+    open the whole: a revision whose ancestors or dependencies (a team's branch depends on the
+    project's head) are rendered with it is judged on its own statements only."""
+    lines = sql.splitlines()
+    ending = f" -> {revision}"
+    marker = next(
+        (n for n, line in enumerate(lines) if line.startswith(_RUNNING) and line.endswith(ending)),
+        None,
+    )
+    if marker is None:
+        return sql
+    end = next(
+        (n for n in range(marker + 1, len(lines)) if lines[n].startswith(_RUNNING)), len(lines)
+    )
+    if end < len(lines):
+        end = _opening_begin(lines, end)  # the next revision's BEGIN is its own
+    settings = lines[: next((n for n, line in enumerate(lines) if line == "BEGIN;"), 0)]
+    opened = ["BEGIN;"] if _in_transaction(lines[:marker]) else []
+    return "\n".join([*settings, *opened, *lines[marker:end]]) + "\n"
+
+
+def _opening_begin(lines: list[str], marker: int) -> int:
+    """Where the revision whose marker is at `marker` starts: at the BEGIN just before it."""
+    at = marker - 1
+    while at >= 0 and not lines[at].strip():
+        at -= 1
+    return at if at >= 0 and lines[at] == "BEGIN;" else marker
+
+
+def _in_transaction(lines: list[str]) -> bool:
+    """Whether a transaction is open after `lines`."""
+    for line in reversed(lines):
+        if line in ("BEGIN;", "COMMIT;"):
+            return line == "BEGIN;"
+    return False
 
 
 # An identifier as PostgreSQL's SQL writes it: plain, or in double quotes ("" for a quote).
