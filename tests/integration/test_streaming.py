@@ -184,3 +184,41 @@ def test_a_stream_open_when_its_unit_ends_is_ended_first_and_refused_after(
             assert stored.full_name == ("Ended" if end == "commit" else None)
     finally:
         engine.dispose()
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_a_stream_does_not_see_the_rows_its_unit_writes_while_it_runs(
+    users: UserRepository,
+) -> None:
+    """As PostgreSQL's cursor keeps to the rows as they were when it opened, so does SQLite's
+    stream: a row written for each row read is not read in turn (the loop would not end)."""
+    seen = 0
+    for row in users.iterate(batch_size=100, order_by=["email"]):
+        users.create({"email": "z" + row.email, "hashed_password": "x"})
+        seen += 1
+        if seen > USERS:
+            break
+    assert seen == USERS
+    assert users.count() == 2 * USERS
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_the_asyncio_stream_does_not_see_them_either(committed_url: str) -> None:
+    async def stream() -> tuple[int, int]:
+        engine = make_async_engine(committed_url)
+        try:
+            async with AsyncUnitOfWork(make_async_session_factory(engine)) as uow:
+                await uow.users.create_many(
+                    {"email": f"a{n:03}@example.com", "hashed_password": "x"} for n in range(250)
+                )
+                seen = 0
+                async for row in uow.users.iterate(batch_size=100, order_by=["email"]):
+                    await uow.users.create({"email": "z" + row.email, "hashed_password": "x"})
+                    seen += 1
+                    if seen > 250:
+                        break
+                return seen, await uow.users.count()
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(stream()) == (250, 500)

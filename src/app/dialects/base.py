@@ -312,8 +312,9 @@ STREAM_ENDED_WITH_ITS_UNIT = (
 class _Stream:
     """A result being streamed, and why it was ended early, once it has been."""
 
-    def __init__(self, close: Callable[[], None]) -> None:
+    def __init__(self, close: Callable[[], None], keep_rest: Callable[[], None] | None) -> None:
         self.close = close
+        self.keep_rest = keep_rest
         self.ended_because = STREAM_CUT_SHORT
 
     def end(self, because: str) -> None:
@@ -322,13 +323,19 @@ class _Stream:
 
 
 @contextmanager
-def streaming(connection: Connection, close: Callable[[], None]) -> Iterator[None]:
+def streaming(
+    connection: Connection,
+    close: Callable[[], None],
+    keep_rest: Callable[[], None] | None = None,
+) -> Iterator[None]:
     """Mark `connection` as streaming a result while the block runs; `close` ends the result
     (a backend whose connection can do nothing else meanwhile calls it, and every stream ends
     with its transaction), and reading on from a stream ended that way is an
-    `InvalidQueryError` that says why, never a silently shorter result."""
+    `InvalidQueryError` that says why, never a silently shorter result. `keep_rest` reads the
+    rest of the result into memory, for a backend whose stream would otherwise see the writes
+    made after it began (`keep_streams`)."""
     streams: list[_Stream] = connection.info.setdefault(_STREAMS, [])
-    stream = _Stream(close)
+    stream = _Stream(close, keep_rest)
     streams.append(stream)
     try:
         yield
@@ -337,6 +344,16 @@ def streaming(connection: Connection, close: Callable[[], None]) -> Iterator[Non
     finally:
         if stream in streams:
             streams.remove(stream)
+
+
+def keep_streams(connection: Connection) -> None:
+    """Read the rest of every stream of `connection` into memory, now: the statement about to
+    run writes, and the streams go on with the rows as they were before it."""
+    streams: list[_Stream] | None = connection.info.get(_STREAMS)
+    for stream in list(streams or ()):
+        if stream.keep_rest is not None:
+            stream.keep_rest()
+            streams.remove(stream)  # type: ignore[union-attr]  # holds no cursor any more
 
 
 def is_streaming(connection: Connection) -> bool:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Engine,
     ForeignKeyConstraint,
     Insert,
+    Select,
     String,
     Table,
     bindparam,
@@ -37,7 +38,14 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_r
 
 from app.db.errors import ForeignKeyError, MigrationLockedError, RetryableError
 from app.db.models import Base
-from app.dialects.base import Backend, ConnectOptions, UpsertPlan, on_conflict_do_update
+from app.dialects.base import (
+    Backend,
+    ConnectOptions,
+    UpsertPlan,
+    is_streaming,
+    keep_streams,
+    on_conflict_do_update,
+)
 from app.dialects.commit_markers import CommitReceipt
 
 BUSY_TIMEOUT_MS = 5_000
@@ -130,6 +138,18 @@ class SQLite(Backend):
                 await_only(driver.execute("BEGIN"))
             else:
                 driver.execute("BEGIN").close()
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _streams_kept_before_a_write(
+            connection: Connection, _cursor: Any, _statement: str, _p: Any, context: Any, _m: bool
+        ) -> None:
+            # A stream's SELECT on this connection would go on to see rows written after it
+            # began (and might never end); PostgreSQL's stream keeps to its start, and so does
+            # this one: its rest is read before the write.
+            if is_streaming(connection) and not isinstance(
+                getattr(getattr(context, "compiled", None), "statement", None), Select
+            ):
+                keep_streams(connection)
 
         @event.listens_for(engine, "reset")
         def _roll_back_if_open(_dbapi: Any, record: Any, state: PoolResetState) -> None:

@@ -138,8 +138,16 @@ class AsyncRepository(Generic[ModelT]):
         statement = self.sync.iteration_statement(where, order_by, batch_size)
         result = await self.async_session.stream(statement)
         close = partial(_close_from_greenlet, result)
-        with streaming(self.sync.session.connection(), close):
+        kept: list[Row[Any]] = []
+
+        def keep_rest() -> None:
+            # Called by a statement's event listener, inside SQLAlchemy's greenlet.
+            kept.extend(await_only(result.fetchall()))
+
+        with streaming(self.sync.session.connection(), close, keep_rest):
             async for row in result:
+                yield row
+            for row in kept:
                 yield row
 
     async def create_many(self, rows: Rows, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:

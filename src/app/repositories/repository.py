@@ -279,10 +279,16 @@ class Repository(Generic[ModelT]):
         the session's connection until the iteration ends.
         """
         result = self.session.execute(self.iteration_statement(where, order_by, batch_size))
-        with streaming(self.session.connection(), result.close):
+        kept: builtins.list[Row[Any]] = []
+
+        def keep_rest() -> None:
+            kept.extend(result.fetchall())
+
+        with streaming(self.session.connection(), result.close, keep_rest):
             # A batch at a time: rows come from the driver's fetchmany, not one per row.
             for batch in result.partitions():
                 yield from batch
+            yield from kept
 
     def iteration_statement(self, where: Where, order_by: OrderBy, batch_size: int) -> Select[Any]:
         """The streaming SELECT of `iterate` (the asyncio face streams it too)."""
