@@ -1,7 +1,7 @@
 """A team's model with the generic column types the shipped models do not use (Float,
-SmallInteger, Time, Interval, a naive DateTime, LargeBinary, Boolean, JSON, an integer key): every
-write path, fast paths included, stores the same values (microseconds too), and every sortable
-column pages the same on every backend."""
+SmallInteger, Time, Interval, a naive DateTime, LargeBinary, Boolean, JSON, an integer key, a
+key of two columns): every write path, fast paths included, stores the same values
+(microseconds too), and every sortable column pages the same on every backend."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from sqlalchemy import JSON, DateTime, Float, LargeBinary, SmallInteger, String,
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.pool import NullPool
 
-from app.db.errors import InvalidQueryError
-from app.db.models import Base, IdMixin
+from app.db.errors import InvalidQueryError, NotFoundError, StaleObjectError
+from app.db.models import Base, IdMixin, VersionMixin
 from app.db.session import make_engine, make_session_factory
 from app.repositories import UnitOfWork
 
@@ -101,12 +101,38 @@ def document() -> Iterator[type[Any]]:
     Base.metadata.remove(Document.__table__)
 
 
+@pytest.fixture(scope="module")
+def pair() -> Iterator[type[Any]]:
+    """A key of two columns, one text and one integer."""
+    with defined_again():
+
+        class Pair(VersionMixin, Base):
+            __tablename__ = "probe_pairs"
+            region: Mapped[str] = mapped_column(String(8), primary_key=True)
+            num: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+            note: Mapped[str | None] = mapped_column(String(20))
+
+    yield Pair
+    Base.metadata.remove(Pair.__table__)
+
+
 @pytest.fixture
 def factory(
-    fresh_url: str, gauge: type[Any], reading: type[Any], sample: type[Any], document: type[Any]
+    fresh_url: str,
+    gauge: type[Any],
+    reading: type[Any],
+    sample: type[Any],
+    document: type[Any],
+    pair: type[Any],
 ) -> Iterator[Any]:
     engine = make_engine(fresh_url, poolclass=NullPool)
-    tables: list[Table] = [gauge.__table__, reading.__table__, sample.__table__, document.__table__]
+    tables: list[Table] = [
+        gauge.__table__,
+        reading.__table__,
+        sample.__table__,
+        document.__table__,
+        pair.__table__,
+    ]
     Base.metadata.create_all(engine, tables=tables)
     yield make_session_factory(engine)
     engine.dispose()
@@ -226,4 +252,35 @@ def test_json_nested_as_deep_as_every_backend_takes_is_stored_and_deeper_refused
         ("create", deepest),
         ("create_many", deepest),
         ("upsert_many", deepest),
+    ]
+
+
+def test_a_key_of_two_columns_is_read_updated_and_deleted_by_its_values(
+    factory: Any, pair: type[Any]
+) -> None:
+    with UnitOfWork(factory) as uow:
+        pairs = uow.repository(pair)
+        pairs.create_many([{"region": "eu", "num": n, "note": f"n{n}"} for n in range(3)])
+        uow.commit()
+    with UnitOfWork(factory) as uow:
+        pairs = uow.repository(pair)
+        assert pairs.get(("eu", 1)).note == "n1"
+        assert pairs.get({"num": "2", "region": "eu"}).note == "n2"  # a number as a URL has it
+        assert pairs.get(("us", 1)) is None
+        updated = pairs.update(("eu", 1), {"note": "one"}, expected_version=1)
+        assert (updated.note, updated.version) == ("one", 2)
+        with pytest.raises(StaleObjectError):
+            pairs.update(["eu", 1], {"note": "uno"}, expected_version=1)
+        pairs.delete({"region": "eu", "num": 0})
+        with pytest.raises(NotFoundError):
+            pairs.get_one(("eu", 0))
+        for wrong in ("eu", ("eu",), ("eu", 1, 2), {"region": "eu"}, ("eu", None)):
+            with pytest.raises(InvalidQueryError):
+                pairs.get(wrong)
+        uow.commit()
+    with factory() as session:
+        stored = session.execute(select(pair.region, pair.num, pair.note).order_by(pair.num)).all()
+    assert [tuple(row) for row in stored] == [
+        ("eu", 1, "one"),
+        ("eu", 2, "n2"),
     ]

@@ -149,9 +149,12 @@ def _filtered(
 def select_by_key(
     model: type[Any], rules: Rules, key: Any, *, load: Sequence[str] | None
 ) -> Select[Any]:
-    """SELECT of the `model` row with primary key `key`, loading the named relationships."""
-    column = rules.table.c[rules.primary_key[0]]
-    return select(model).options(*loader_options(model, load)).where(column == key)
+    """SELECT of the `model` row with primary key `key` (a tuple for a key of several columns),
+    loading the named relationships."""
+    columns = [rules.table.c[name] for name in rules.primary_key]
+    values = key if len(columns) > 1 else (key,)
+    condition = [column == value for column, value in zip(columns, values, strict=True)]
+    return select(model).options(*loader_options(model, load)).where(*condition)
 
 
 def update_at_version(

@@ -322,15 +322,30 @@ class Repository(Generic[ModelT]):
         )
 
     def _key(self, id: Any) -> Any:
-        """A primary key value as its column holds it (a UUID from text, for UUID keys)."""
-        if len(self._rules.primary_key) != 1:
-            raise InvalidQueryError(f"{self._rules.name} has a composite primary key: use list()")
-        name = self._rules.primary_key[0]
+        """A primary key value as its column holds it (a UUID from text, for UUID keys); for a
+        key of several columns, their values as a tuple in the key's order (given as one, or
+        as a mapping of the columns' names)."""
+        names = self._rules.primary_key
+        if len(names) == 1:
+            return self._key_value(names[0], id)
+        if isinstance(id, Mapping) and set(id) == set(names):
+            given = [id[name] for name in names]
+        elif isinstance(id, tuple | builtins.list) and len(id) == len(names):
+            given = builtins.list(id)
+        else:
+            raise InvalidQueryError(
+                f"the primary key of {self._rules.name} has {len(names)} columns "
+                f"({', '.join(names)}): give their values as a tuple in that order, or as a "
+                "mapping of their names"
+            )
+        return tuple(self._key_value(name, value) for name, value in zip(names, given, strict=True))
+
+    def _key_value(self, name: str, id: Any) -> Any:
         if id is None:
             raise InvalidQueryError(f"{name} cannot be None")
         rule = self._rules.rule(name)
         if rule.kind == "uuid":
-            return as_uuid(id)
+            return as_uuid(id, name)
         if rule.kind == "integer" and isinstance(id, str) and _DECIMAL_INTEGER.fullmatch(id):
             id = int(id)  # an id from a URL path or a form, written the one way a number is
         return rule.coerce(id, check_length=False)
