@@ -349,11 +349,11 @@ def streaming(
 def keep_streams(connection: Connection) -> None:
     """Read the rest of every stream of `connection` into memory, now: the statement about to
     run writes, and the streams go on with the rows as they were before it."""
-    streams: list[_Stream] | None = connection.info.get(_STREAMS)
-    for stream in list(streams or ()):
+    streams: list[_Stream] = connection.info.get(_STREAMS) or []
+    for stream in list(streams):
         if stream.keep_rest is not None:
             stream.keep_rest()
-            streams.remove(stream)  # type: ignore[union-attr]  # holds no cursor any more
+            streams.remove(stream)  # it holds no cursor any more
 
 
 def is_streaming(connection: Connection) -> bool:

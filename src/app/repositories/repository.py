@@ -276,7 +276,9 @@ class Repository(Generic[ModelT]):
         Rows are read-only records with the model's fields as attributes (`row.title`,
         `row._asdict()`), not tracked instances: building a tracked instance costs more than
         fetching the row. PostgreSQL and MariaDB stream from a server-side cursor, which holds
-        the session's connection until the iteration ends.
+        the session's connection until the iteration ends. The rows are those stored when the
+        stream began: what the unit writes meanwhile is not among them (on SQLite its first
+        write reads the rest of the stream into memory).
         """
         result = self.session.execute(self.iteration_statement(where, order_by, batch_size))
         kept: builtins.list[Row[Any]] = []
