@@ -11,7 +11,6 @@ by `?`; an error is its class, never its message.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,18 +26,11 @@ from sqlalchemy import Connection
 from app.config import mask_url
 from app.db import telemetry
 from app.db.runtime import get_runtime
+from app.db.telemetry import without_literals
 
 _SCOPE = "app.data"
 _SYSTEMS = {"mysql": "mariadb"}  # SQLAlchemy's dialect name, where semconv's differs
-# A quoted string, or a number that stands alone (not `param_1`, `$1`, `:name1`).
-_LITERAL = re.compile(r"'(?:[^']|'')*'|(?<![\w$:.%])-?\d+(?:\.\d+)?(?![\w.])")
 _propagator = TraceContextTextMapPropagator()
-
-
-def without_literals(statement: str) -> str:
-    """`statement` with every quoted string and standalone number replaced by `?` (what the
-    project sends has placeholders; a team's hand-written SQL may hold literals)."""
-    return _LITERAL.sub("?", statement)
 
 
 def _operation(statement: str) -> str:

@@ -68,6 +68,23 @@ _TAGS_AFTER_KEYWORD = re.compile(r"^\s*\w+(\s*" + _TAG_LIST + r")\s")
 _TAG = re.compile(r"([a-z_]+)='([^']*)'")
 
 
+# A quoted string, or a number that stands alone (not `param_1`, `$1`, `:name1`).
+_LITERAL = re.compile(r"'(?:[^']|'')*'|(?<![\w$:.%])-?\d+(?:\.\d+)?(?![\w.])")
+
+
+def without_literals(statement: str) -> str:
+    """`statement` with every quoted string and standalone number replaced by `?` (what the
+    project sends has placeholders; a team's hand-written SQL may hold literals)."""
+    return _LITERAL.sub("?", statement)
+
+
+def shown_statement(statement: str) -> str:
+    """`statement` as a log line shows it: its literals replaced by `?`, its tags kept."""
+    text, tags = split_tags(statement)
+    shown = without_literals(text).rstrip()
+    return f"{shown} {render_tags(tags)}" if tags else shown
+
+
 def split_tags(statement: str) -> tuple[str, dict[str, str]]:
     """A statement's text without its tags, and the tags (`render_tags`'s inverse, for
     statements the server kept)."""
@@ -307,8 +324,10 @@ class Observation:
             self.report_if_slow(statement, time.perf_counter() - started)
 
     def report_if_slow(self, statement: str, seconds: float) -> None:
-        """Log `statement` (text with placeholders, never values) if it took too long."""
+        """Log `statement` (its text with placeholders, and `?` for any literal a hand-written
+        one holds: never a value) if it took too long."""
         if self.slow_seconds is not None and seconds >= self.slow_seconds:
+            statement = shown_statement(statement)
             cut = " ..." if len(statement) > _LONGEST_LOGGED else ""
             shown = statement[:_LONGEST_LOGGED] + cut
             _slow_log.warning("slow statement, %.0f ms: %s", seconds * 1000, shown)
