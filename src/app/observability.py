@@ -240,4 +240,4 @@ def _replica_lag(_options: CallbackOptions) -> list[Observation]:
     ]
 
 
-__all__ = ["Instrumentation", "instrument", "without_literals"]
+__all__ = ["Instrumentation", "instrument"]

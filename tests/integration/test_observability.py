@@ -29,8 +29,9 @@ from app.db.session import (
     make_engine,
     make_session_factory,
 )
+from app.db.telemetry import without_literals
 from app.integrations.fastapi import AsyncUnitOfWorkDep, UnitOfWorkDep
-from app.observability import Instrumentation, instrument, without_literals
+from app.observability import Instrumentation, instrument
 from app.repositories import (
     AsyncUnitOfWork,
     UnitOfWork,
