@@ -75,6 +75,23 @@ def test_sql_prints_the_migration_without_touching_the_database(fresh_url: str) 
     assert run_app("db", "status", "--check", database_url=fresh_url).returncode == 1
 
 
+def test_sql_of_a_range_going_back_is_the_downgrade_and_a_malformed_range_one_line(
+    fresh_url: str,
+) -> None:
+    first = run_app("db", "sql", "base:heads", database_url=fresh_url).stdout
+    oldest = re.search(r"-- Running upgrade  -> (\w+)", first)
+    assert oldest is not None
+    back = run_app("db", "sql", f"heads:{oldest.group(1)}", database_url=fresh_url)
+    assert back.returncode == 0, back.stderr
+    assert "-- Running downgrade " in back.stdout
+    assert "CREATE TABLE users" not in back.stdout
+    malformed = run_app("db", "sql", "a:b:c", database_url=fresh_url)
+    assert malformed.returncode == 2
+    assert malformed.stderr.strip().splitlines() == [
+        "error: 'a:b:c' is not a range: give FROM:TO, or TO alone"
+    ]
+
+
 def test_two_concurrent_upgrades_both_succeed_and_apply_the_schema_once(
     fresh_url: str, fresh_engine: Engine
 ) -> None:

@@ -16,7 +16,7 @@ from app.cli.errors import EXIT_CHECK_FAILED, fail, handles_expected_failures
 from app.db.errors import RetryableError
 from app.db.runtime import get_engine, get_settings
 from app.db.session import migration_engine
-from app.migrations.lint import render_sql
+from app.migrations.lint import range_sql
 
 db_app = typer.Typer(help="Database operations: migrations, checks, seeding.", no_args_is_help=True)
 
@@ -180,5 +180,10 @@ def sql(
         str, typer.Argument(help="FROM:TO, or TO alone (from base).", metavar="[FROM:TO]")
     ] = "heads",
 ) -> None:
-    """Print the SQL of the migrations in a range, for review, without touching the database."""
-    typer.echo(render_sql(revision_range, url=get_settings().database_url), nl=False)
+    """Print the SQL of the migrations in a range, for review, without touching the database
+    (a downgrade's, where TO is older than FROM)."""
+    try:
+        sql = range_sql(revision_range, url=get_settings().database_url)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(sql, nl=False)

@@ -458,11 +458,28 @@ _OWN_STEPS = {
 }
 
 
-def render_sql(revision_range: str, *, url: str = "postgresql+psycopg://") -> str:
-    """The SQL `alembic upgrade --sql` writes for `revision_range`, for the dialect of `url`."""
+def render_sql(
+    revision_range: str, *, url: str = "postgresql+psycopg://", downgrade: bool = False
+) -> str:
+    """The SQL `alembic upgrade --sql` (or `downgrade --sql`) writes for `revision_range`, for
+    the dialect of `url`."""
     config = alembic_config()
     buffer = io.StringIO()
     config.output_buffer = buffer
     config.attributes["url"] = url
-    command.upgrade(config, revision_range, sql=True)
+    (command.downgrade if downgrade else command.upgrade)(config, revision_range, sql=True)
     return buffer.getvalue()
+
+
+def range_sql(revision_range: str, *, url: str) -> str:
+    """The SQL of the migrations from FROM to TO ("FROM:TO", or "TO" from base): upgrades, or
+    downgrades where TO is older than FROM."""
+    if revision_range.count(":") > 1:
+        raise ValueError(f"{revision_range!r} is not a range: give FROM:TO, or TO alone")
+    upgrades = render_sql(revision_range, url=url)
+    start, sep, _ = revision_range.partition(":")
+    if sep and start and _RUNNING not in upgrades:
+        downgrades = render_sql(revision_range, url=url, downgrade=True)
+        if "-- Running downgrade " in downgrades:
+            return downgrades
+    return upgrades
