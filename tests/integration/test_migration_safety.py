@@ -65,6 +65,16 @@ def test_lint_writes_every_migration_for_every_backend(tmp_path: Path) -> None:
     assert "column 'body'" in line
 
 
+def test_lint_writes_every_downgrade_for_every_backend_too(tmp_path: Path) -> None:
+    name = "constraint_downgrade_migration.py"
+    ini = alembic_ini_with(tmp_path, name, name)
+    result = run_app("db", "lint", database_url="sqlite://", env={"ALEMBIC_CONFIG": str(ini)})
+    assert result.returncode == 1
+    (line,) = [line for line in result.stdout.splitlines() if ": compile:" in line]
+    assert name in line
+    assert "its downgrade cannot be written for sqlite" in line
+
+
 def test_a_migration_that_fails_midway_says_where_and_the_next_run_finishes_it(
     backend: str, fresh_url: str, migrated: Engine, tmp_path: Path
 ) -> None:
