@@ -645,3 +645,46 @@ def upgrade() -> None:
         assert column_collation(connection, "items", "title") == before
         (title,) = [c for c in inspect(connection).get_columns("items") if c["name"] == "title"]
     assert getattr(title["type"], "length", None) == 500
+
+
+def test_backfill_and_a_type_change_batch_a_key_of_two_columns(loaded: Engine) -> None:
+    """A table whose key is two columns is batched by that key, compared as a row value: every
+    row is filled, in batches whose bounds fall inside a region as well as between regions."""
+    pairs = sa.Table(
+        "probe_pairs",
+        sa.MetaData(),
+        sa.Column("region", sa.String(8), primary_key=True),
+        sa.Column("num", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("note", sa.String(20)),
+    )
+    pairs.create(loaded)
+    with loaded.begin() as connection:
+        connection.execute(
+            pairs.insert(),
+            [{"region": region, "num": n, "note": f"{region}{n}"}
+             for region in ("eu", "us", "zz") for n in range(20)],
+        )  # fmt: skip
+    body = """
+import sqlalchemy as sa
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.add_not_null_column(
+        "probe_pairs", sa.Column("weight", sa.Integer()), backfill=sa.column("num") * 10,
+        batch_size=7,
+    )
+    migration_ops.alter_column(
+        "probe_pairs", "note", type_=sa.String(40), existing_type=sa.String(20), batch_size=7
+    )
+"""
+    run_extra_migration(loaded, body)
+    with loaded.connect() as connection:
+        rows = connection.execute(text("SELECT region, num, note, weight FROM probe_pairs")).all()
+        note = next(
+            c for c in inspect(connection).get_columns("probe_pairs") if c["name"] == "note"
+        )
+    assert sorted(tuple(row) for row in rows) == [
+        (region, n, f"{region}{n}", n * 10) for region in ("eu", "us", "zz") for n in range(20)
+    ]
+    assert getattr(note["type"], "length", None) == 40

@@ -1,4 +1,5 @@
-"""Updates of every row of a large table, in primary-key batches that each commit on their own.
+"""Updates of every row of a large table, in primary-key batches that each commit on their own
+(a key of several columns is ordered and compared as a row value).
 
 One UPDATE of a million rows holds a million row locks until it commits and keeps the writers
 waiting for it; batches of `batch_size` hold theirs for a few milliseconds. A batch that cannot
@@ -27,6 +28,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy import (
@@ -78,16 +80,18 @@ def backfill(
             return _in_batches(connection, target, key, values, where, batch_size)
 
 
-def _described(connection: Connection, name: str) -> tuple[TableClause, ColumnClause[Any]]:
-    """The table's columns (with their types, so values bind right) and its primary key."""
+def _described(
+    connection: Connection, name: str
+) -> tuple[TableClause, list[ColumnClause[Any]]]:
+    """The table's columns (with their types, so values bind right) and its primary key's."""
     inspector = inspect(connection)
     target = lightweight_table(
         name, *(lightweight_column(c["name"], c["type"]) for c in inspector.get_columns(name))
     )
     key = inspector.get_pk_constraint(name)["constrained_columns"]
-    if len(key) != 1:
-        raise ValueError(f"backfill of {name!r}: needs a single-column primary key")
-    return target, target.c[key[0]]
+    if not key:
+        raise ValueError(f"backfill of {name!r}: needs a primary key")
+    return target, [target.c[column] for column in key]
 
 
 def _needs_update(
@@ -100,7 +104,7 @@ def _needs_update(
 def _in_batches(
     connection: Connection,
     target: TableClause,
-    key: ColumnClause[Any],
+    key: list[ColumnClause[Any]],
     values: Mapping[str, Any],
     where: ColumnElement[bool] | None,
     batch_size: int,
@@ -108,14 +112,19 @@ def _in_batches(
     condition = _needs_update(target, values, where)
     total = connection.scalar(select(func.count()).select_from(target)) or 0
     changed = 0
+    keyed: Any = key[0] if len(key) == 1 else tuple_(*key)
+
+    def bound(row: Any) -> Any:
+        return row[0] if len(key) == 1 else tuple_(*row)
+
     with progress_bar(f"backfill {target.name}", total) as advance:
         last: Any = None
         while True:
-            start = key > last if last is not None else true()
-            end = connection.scalar(
-                select(key).where(start).order_by(key).offset(batch_size - 1).limit(1)
-            )
-            batch = and_(start, key <= end) if end is not None else start
+            start = keyed > bound(last) if last is not None else true()
+            end = connection.execute(
+                select(*key).where(start).order_by(*key).offset(batch_size - 1).limit(1)
+            ).first()
+            batch = and_(start, keyed <= bound(end)) if end is not None else start
             statement = update(target).where(batch, condition).values(dict(values))
             changed += retrying_lock_waits(partial(_commit, connection, statement))
             advance(batch_size)
