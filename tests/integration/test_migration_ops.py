@@ -688,3 +688,43 @@ def upgrade() -> None:
         (region, n, f"{region}{n}", n * 10) for region in ("eu", "us", "zz") for n in range(20)
     ]
     assert getattr(note["type"], "length", None) == 40
+
+
+def test_a_foreign_key_the_helper_added_is_dropped_and_leaves_the_table_as_it_was(
+    loaded: Engine,
+) -> None:
+    metadata = sa.MetaData()
+    sa.Table("probe_parents", metadata, sa.Column("id", sa.Integer(), primary_key=True))
+    sa.Table(
+        "probe_children",
+        metadata,
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("parent_id", sa.Integer()),
+    )
+    metadata.create_all(loaded)
+    body = """
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.create_foreign_key(
+        "fk_probe_children_parent_id", "probe_children", "probe_parents", ["parent_id"], ["id"]
+    )
+
+
+def downgrade() -> None:
+    migration_ops.drop_foreign_key("fk_probe_children_parent_id", "probe_children")
+"""
+
+    def shape() -> tuple[set[str], set[str]]:
+        with loaded.connect() as connection:
+            inspector = inspect(connection)
+            keys = {str(key["name"]) for key in inspector.get_foreign_keys("probe_children")}
+            indexes = {str(index["name"]) for index in inspector.get_indexes("probe_children")}
+        return keys, indexes
+
+    before = shape()
+    run_extra_migration(loaded, body)
+    assert "fk_probe_children_parent_id" in shape()[0]
+    run_extra_migration(loaded, body, downgrade_to="-1")
+    assert shape() == before  # MariaDB's index for the key went with it

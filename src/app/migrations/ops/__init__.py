@@ -22,6 +22,7 @@ from app.migrations.ops.constraints import (
     create_check_constraint,
     create_foreign_key,
     create_unique_constraint,
+    drop_foreign_key,
 )
 from app.migrations.ops.ddl import NotNullRefusedError
 from app.migrations.ops.enums import drop_enum_type
@@ -50,6 +51,7 @@ __all__ = [
     "create_unique_constraint",
     "drop_column",
     "drop_enum_type",
+    "drop_foreign_key",
     "drop_index",
     "finish_rename_column",
     "finish_rename_table",

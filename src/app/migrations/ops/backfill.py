@@ -80,9 +80,7 @@ def backfill(
             return _in_batches(connection, target, key, values, where, batch_size)
 
 
-def _described(
-    connection: Connection, name: str
-) -> tuple[TableClause, list[ColumnClause[Any]]]:
+def _described(connection: Connection, name: str) -> tuple[TableClause, list[ColumnClause[Any]]]:
     """The table's columns (with their types, so values bind right) and its primary key's."""
     inspector = inspect(connection)
     target = lightweight_table(

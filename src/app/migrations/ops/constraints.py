@@ -119,6 +119,26 @@ def create_foreign_key(
         )
 
 
+def drop_foreign_key(constraint_name: str, table_name: str) -> None:
+    """`op.drop_constraint(name, table, type_="foreignkey")` on every backend, for the
+    downgrade of `create_foreign_key`: on MariaDB the index the server made for the key under
+    its name goes with it, and the table is as it was before the key."""
+    dialect = dialect_name()
+    if dialect in ("mysql", "mariadb"):
+        table, name = quote(table_name), quote(constraint_name)
+        locked_briefly(
+            lambda: op.execute(
+                f"ALTER TABLE {table} {mariadb_wait()} DROP FOREIGN KEY IF EXISTS {name}, "
+                f"DROP INDEX IF EXISTS {name}, ALGORITHM=INPLACE, LOCK=NONE"
+            )
+        )
+    elif dialect == "sqlite":  # its keys are part of the table: it is copied without this one
+        with op.batch_alter_table(table_name) as batch:
+            batch.drop_constraint(constraint_name, type_="foreignkey")
+    else:
+        op.drop_constraint(constraint_name, table_name, type_="foreignkey")
+
+
 def create_unique_constraint(
     constraint_name: str | None, table_name: str, columns: Sequence[str], **options: Any
 ) -> None:
