@@ -60,6 +60,11 @@ def test_a_package_of_models_gets_its_own_branch_of_migrations(
     assert 'branch_labels: str | Sequence[str] | None = ("moods",)' in source
     assert 'sa.Column("note", exact_text(255), nullable=True)' in source  # Mapped[str], exact
     assert 'migration_ops.drop_enum_type("mood")' in source
+    behind = run_app("db", "current", database_url=fresh_url, env=env)
+    assert behind.returncode == 1
+    at, _, heads = behind.stdout.strip().partition(" (behind head ")
+    assert heads
+    assert at not in heads  # only the heads it has not reached: the branch's
     # The branch's revision depends on the project's head: judged on its own statements, not
     # on the project's migrations rendered with it (their waivers are in their own files).
     assert "no unsafe operations found" in app("db", "lint")

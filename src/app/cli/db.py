@@ -93,7 +93,9 @@ def downgrade(
 def current() -> None:
     """Show the revision the database is at; exit 1 when it is behind the newest one."""
     state = migrations.migration_state(get_engine())
-    status = "at head" if state.at_head else f"behind head {describe_revisions(state.heads)}"
+    # The heads it has not reached (with a team's branch, the project's head may be reached).
+    behind = tuple(head for head in state.heads if head not in state.current)
+    status = "at head" if state.at_head else f"behind head {describe_revisions(behind)}"
     stdout.print(f"{describe_revisions(state.current)} ({status})")
     if not state.at_head:
         raise typer.Exit(EXIT_CHECK_FAILED)
