@@ -14,6 +14,7 @@ from sqlalchemy.engine import URL
 
 from app.db import liveness
 from app.db.session import make_async_engine, make_engine
+from app.dialects.pymysql_connection import EndAwareConnection
 
 pytestmark = pytest.mark.backends("postgresql", "mariadb")
 WHO_AM_I = {"postgresql": "SELECT pg_backend_pid()", "mariadb": "SELECT CONNECTION_ID()"}
@@ -77,6 +78,33 @@ def test_the_asyncio_face_replaces_it_the_same_way(backend: str, url: URL, admin
 
     first, second = asyncio.run(scenario())
     assert second != first
+
+
+@pytest.mark.backends("mariadb")
+def test_the_answer_to_a_rollback_not_waited_for_is_not_taken_for_the_servers_word(
+    url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read unit's ROLLBACK answer that arrives after the checkout looked for it (here: never
+    looked for) is what the socket holds when liveness looks: no ping for it, and the next
+    statement reads it in order."""
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    pings: list[object] = []
+    ping = engine.dialect.do_ping
+
+    def counted(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted)
+    monkeypatch.setattr(EndAwareConnection, "settle", lambda _self: None)
+    try:
+        for n in range(3):
+            with engine.connect() as connection:
+                assert connection.exec_driver_sql(f"SELECT {n}").scalar() == n
+            time.sleep(0.05)  # the ROLLBACK's answer has arrived on the socket
+        assert pings == []
+    finally:
+        engine.dispose()
 
 
 def test_a_connection_used_again_at_once_is_not_pinged_and_one_left_idle_is(

@@ -10,7 +10,9 @@ work, a fifth of a point read's time. Here a connection is asked only when there
   server may have forgotten it without a word;
 - or the backend cannot show its socket (the asyncio MariaDB driver): every checkout, as before.
 
-A connection that fails the question is replaced by a fresh one within the same checkout, as
+A connection whose last answer is still on its way (MariaDB's unwaited ROLLBACK, marked
+`ANSWER_IN_FLIGHT` at checkout) is not asked for what its socket holds: that is the answer. A
+connection that fails the question is replaced by a fresh one within the same checkout, as
 `pool_pre_ping` did. An in-process database (SQLite) is never asked.
 """
 
@@ -27,6 +29,9 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 PING_AFTER_IDLE_SECONDS = 10.0
 _IDLE_SINCE = "app_idle_since"
+# Set on a pool record at checkout, ahead of `install`'s check, by a driver connection that
+# still waits for the answer to its last command.
+ANSWER_IN_FLIGHT = "app_answer_in_flight"
 
 SocketOf = Callable[[Any], int | None]
 
@@ -48,7 +53,8 @@ def install(engine: Engine, socket_of: SocketOf | None) -> None:
         if idle_since is None:  # just connected
             return
         idle_for = time.monotonic() - idle_since
-        quiet = not _spoke_while_idle(socket_of(record.driver_connection))
+        expected = record.info.pop(ANSWER_IN_FLIGHT, False)
+        quiet = expected or not _spoke_while_idle(socket_of(record.driver_connection))
         if quiet and idle_for < PING_AFTER_IDLE_SECONDS:
             return
         try:

@@ -29,7 +29,7 @@ from pymysql.constants import COMMAND
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DisconnectionError
 
-from app.db.liveness import readable
+from app.db.liveness import ANSWER_IN_FLIGHT, readable
 
 
 class EndAwareConnection(Connection):  # type: ignore[misc]  # PyMySQL is untyped
@@ -71,6 +71,11 @@ class EndAwareConnection(Connection):  # type: ignore[misc]  # PyMySQL is untype
             self._unread = False
             self._read_ok_packet()
 
+    @property
+    def answer_in_flight(self) -> bool:
+        """Whether the answer to the ROLLBACK sent last is still to be read."""
+        return self._unread
+
     def commit(self) -> None:
         super().commit()
         self._ended, self._only_read = True, True
@@ -92,12 +97,15 @@ def settle_at_checkout(engine: Engine) -> None:
     anything left on the socket as the server's own word."""
 
     @event.listens_for(engine, "checkout", insert=True)
-    def _settled(dbapi_connection: Any, *_args: Any) -> None:
+    def _settled(dbapi_connection: Any, record: Any, *_args: Any) -> None:
         if isinstance(dbapi_connection, EndAwareConnection):
             try:
                 dbapi_connection.settle()
             except Exception:  # the connection is gone: the pool makes another
                 raise DisconnectionError("the pooled connection is gone") from None
+            if dbapi_connection.answer_in_flight:
+                # Arriving after this, it is the ROLLBACK's answer, not the server's word.
+                record.info[ANSWER_IN_FLIGHT] = True
 
 
 def _is_select(sql: Any) -> bool:
