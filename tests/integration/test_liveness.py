@@ -80,14 +80,8 @@ def test_the_asyncio_face_replaces_it_the_same_way(backend: str, url: URL, admin
     assert second != first
 
 
-@pytest.mark.backends("mariadb")
-def test_the_answer_to_a_rollback_not_waited_for_is_not_taken_for_the_servers_word(
-    url: URL, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A read unit's ROLLBACK answer that arrives after the checkout looked for it (here: never
-    looked for) is what the socket holds when liveness looks: no ping for it, and the next
-    statement reads it in order."""
-    engine = make_engine(url, pool_size=1, max_overflow=0)
+def _counted_pings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The connections `engine` pings from now on, each as it is pinged."""
     pings: list[object] = []
     ping = engine.dialect.do_ping
 
@@ -96,6 +90,18 @@ def test_the_answer_to_a_rollback_not_waited_for_is_not_taken_for_the_servers_wo
         return ping(dbapi_connection)
 
     monkeypatch.setattr(engine.dialect, "do_ping", counted)
+    return pings
+
+
+@pytest.mark.backends("mariadb")
+def test_the_answer_to_a_rollback_not_waited_for_is_not_taken_for_the_servers_word(
+    url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read unit's ROLLBACK answer that arrives after the checkout looked for it (here: never
+    looked for) is what the socket holds when liveness looks: no ping for it, and the next
+    statement reads it in order."""
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    pings = _counted_pings(engine, monkeypatch)
     monkeypatch.setattr(EndAwareConnection, "settle", lambda _self: None)
     try:
         for n in range(3):
@@ -111,14 +117,7 @@ def test_a_connection_used_again_at_once_is_not_pinged_and_one_left_idle_is(
     url: URL, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = make_engine(url, pool_size=1, max_overflow=0)
-    pings: list[object] = []
-    ping = engine.dialect.do_ping
-
-    def counted(dbapi_connection: object) -> bool:
-        pings.append(dbapi_connection)
-        return ping(dbapi_connection)
-
-    monkeypatch.setattr(engine.dialect, "do_ping", counted)
+    pings = _counted_pings(engine, monkeypatch)
     try:
         for _ in range(3):
             with engine.connect() as connection:
