@@ -16,7 +16,7 @@ from app.cli.errors import EXIT_CHECK_FAILED, fail, handles_expected_failures
 from app.db.errors import RetryableError
 from app.db.runtime import get_engine, get_settings
 from app.db.session import migration_engine
-from app.migrations.lint import range_sql
+from app.migrations.offline_sql import range_sql
 
 db_app = typer.Typer(help="Database operations: migrations, checks, seeding.", no_args_is_help=True)
 

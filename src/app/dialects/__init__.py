@@ -15,11 +15,12 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from app.db.errors import InvalidQueryError
-from app.dialects.base import Backend, Batch, UniformUpsert, is_streaming, streaming
+from app.dialects.base import Backend, Batch, UniformUpsert
 from app.dialects.galera import GALERA, is_galera
 from app.dialects.mariadb import MARIADB
 from app.dialects.postgresql import POSTGRESQL
 from app.dialects.sqlite import SQLITE
+from app.dialects.streams import is_streaming, streaming
 
 # By SQLAlchemy's dialect name. A MariaDB engine is set up by the Galera variant, which does
 # what MariaDB needs and, on a node of a cluster, what Galera needs as well.

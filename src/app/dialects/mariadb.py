@@ -37,17 +37,16 @@ from app.db.errors import (
 from app.db.telemetry import split_tags
 from app.dialects import commit_markers, mariadb_load
 from app.dialects.base import (
-    STREAM_CUT_SHORT,
     Backend,
     Batch,
     ConnectOptions,
     HeavyStatement,
     UpsertPlan,
-    close_streams,
     session_lock,
 )
 from app.dialects.commit_markers import CommitReceipt, note_writes, wrote
 from app.dialects.pymysql_connection import EndAwareConnection, settle_at_checkout
+from app.dialects.streams import STREAM_CUT_SHORT, close_streams
 
 SQL_MODE = "TRADITIONAL,NO_ENGINE_SUBSTITUTION"
 # ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON): the ALTER algorithm asked for is not possible.

@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import Connection, Table
 
 from app.db.errors import WRITES_TO, DataLayerError
-from app.dialects.base import Batch, execute_columns, is_streaming, plain_insert, storage_columns
+from app.dialects.base import Batch, execute_columns, plain_insert, storage_columns
+from app.dialects.streams import is_streaming
 
 # The connection's info key that says the server refuses LOAD DATA LOCAL (local_infile=OFF).
 _NO_LOCAL_FILES = "app_no_local_files"

@@ -59,7 +59,6 @@ from app.dialects.base import (
     UniformUpsert,
     UpsertOtherwise,
     UpsertPlan,
-    is_streaming,
     on_conflict_do_update,
     session_lock,
 )
@@ -68,6 +67,7 @@ from app.dialects.driver import driver_value
 from app.dialects.postgresql_copy import copy_from, copy_run, copy_text, copy_writers
 from app.dialects.postgresql_plans import AsyncReplanning, Replanning
 from app.dialects.postgresql_waits import BoundedWaits, PromptlyCancelled, answer_bound
+from app.dialects.streams import is_streaming
 
 # The migration lock: pg_advisory_lock takes a bigint, a stable number derived from a name.
 MIGRATION_LOCK_KEY = zlib.crc32(b"app:migrations")

@@ -31,10 +31,10 @@ from app.dialects import deferred_begin
 from app.dialects.base import (
     Batch,
     Processor,
-    is_streaming,
     python_type,
     storage_columns,
 )
+from app.dialects.streams import is_streaming
 
 # -- COPY text, written here a column at a time rather than value by value by the driver ----------
 

@@ -42,11 +42,10 @@ from app.dialects.base import (
     Backend,
     ConnectOptions,
     UpsertPlan,
-    is_streaming,
-    keep_streams,
     on_conflict_do_update,
 )
 from app.dialects.commit_markers import CommitReceipt
+from app.dialects.streams import is_streaming, keep_streams
 
 BUSY_TIMEOUT_MS = 5_000
 # An execution option naming the statement that opens a transaction, for callers that need the
