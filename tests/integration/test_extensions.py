@@ -32,7 +32,7 @@ class Feeling(Base):
     __tablename__ = "moods_feelings"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), index=True)
     mood: Mapped[Mood] = mapped_column(Enum(Mood, name="mood", native_enum=True))
     note: Mapped[str | None]
 """
@@ -60,6 +60,7 @@ def test_a_package_of_models_gets_its_own_branch_of_migrations(
     assert 'branch_labels: str | Sequence[str] | None = ("moods",)' in source
     assert 'sa.Column("note", exact_text(255), nullable=True)' in source  # Mapped[str], exact
     assert 'migration_ops.drop_enum_type("mood")' in source
+    assert "create_index(" in source, source  # on its new table
     behind = run_app("db", "current", database_url=fresh_url, env=env)
     assert behind.returncode == 1
     at, _, heads = behind.stdout.strip().partition(" (behind head ")

@@ -135,11 +135,12 @@ def check_file(path: Path) -> list[Finding]:
         return []
     created = {_first_string(call) for call in _op_calls(upgrade) if _name(call) == "create_table"}
     helpers = _helper_aliases(tree)
+    batched = _batch_tables(upgrade)
     findings = []
     for call in _op_calls(upgrade):
         if _receiver(call) in helpers and _name(call) != "drop_column":
             continue  # made safe by the helper (a dropped column is lost all the same)
-        for rule, message in _judge(call, created):
+        for rule, message in _judge(call, created, batched.get(call)):
             if rule not in _allowed(lines, call.lineno):
                 findings.append(
                     Finding(rule, str(path), call.lineno, message, SAFE_ALTERNATIVES[rule])
@@ -151,6 +152,37 @@ def _op_calls(function: ast.FunctionDef) -> Iterator[ast.Call]:
     for node in ast.walk(function):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             yield node
+
+
+def _batch_tables(function: ast.FunctionDef) -> dict[ast.Call, str]:
+    """The table of each call made on a batch operation (`with op.batch_alter_table("t") as
+    batch_op: batch_op.create_index(...)`), whose arguments do not name it."""
+    tables: dict[ast.Call, str] = {}
+    for node in ast.walk(function):
+        if not isinstance(node, ast.With):
+            continue
+        for item in node.items:
+            opened, alias = item.context_expr, item.optional_vars
+            if (
+                isinstance(opened, ast.Call)
+                and isinstance(opened.func, ast.Attribute)
+                and _name(opened) == "batch_alter_table"
+                and isinstance(alias, ast.Name)
+                and (table := _first_string(opened)) is not None
+            ):
+                for statement in node.body:
+                    for call in ast.walk(statement):
+                        if isinstance(call, ast.Call) and _is_call_on(call, alias.id):
+                            tables[call] = table
+    return tables
+
+
+def _is_call_on(call: ast.Call, receiver: str) -> bool:
+    return (
+        isinstance(call.func, ast.Attribute)
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id == receiver
+    )
 
 
 def _helper_aliases(tree: ast.Module) -> set[str]:
@@ -192,7 +224,11 @@ def _is_false(node: ast.expr | None) -> bool:
     return isinstance(node, ast.Constant) and node.value is False
 
 
-def _judge(call: ast.Call, created: set[str | None]) -> Iterator[tuple[str, str]]:
+def _judge(
+    call: ast.Call, created: set[str | None], batch_table: str | None
+) -> Iterator[tuple[str, str]]:
+    """The rules `call` breaks; `batch_table` is the table of the batch operation it is made
+    on, if any (its arguments then do not name a table)."""
     name = _name(call)
     if name == "add_column":
         column = next((a for a in call.args if isinstance(a, ast.Call)), None)
@@ -209,7 +245,7 @@ def _judge(call: ast.Call, created: set[str | None]) -> Iterator[tuple[str, str]
         yield "type-change", "changing a column type rewrites the table under a lock"
     elif name == "create_index":
         table = call.args[1] if len(call.args) > 1 else _keyword(call, "table_name")
-        table_name = table.value if isinstance(table, ast.Constant) else None
+        table_name = batch_table or (table.value if isinstance(table, ast.Constant) else None)
         concurrently = _keyword(call, "postgresql_concurrently")
         on_new_table = table_name in created
         if not on_new_table and not (isinstance(concurrently, ast.Constant) and concurrently.value):
