@@ -140,6 +140,23 @@ def test_an_update_at_a_known_version_is_one_statement(
     assert db.scalar("SELECT version FROM items") == 2
 
 
+def test_a_version_no_row_can_be_at_is_stale_on_every_backend(faces: Faces, db: Database) -> None:
+    # Beyond the version column's 32 bits, and beyond any backend's 64: the same answer as for
+    # any other version the row is not at, never the server's refusal of the number.
+    with faces.uow() as uow:
+        item = uow.items.create({"title": "draft", "owner_id": _user(uow).id})
+        uow.commit()
+    for version in (2**31, -(2**31) - 1, 2**63, -(2**63) - 1, 10**30):
+        with faces.uow() as uow:
+            with pytest.raises(StaleObjectError) as stale:
+                uow.items.update(item.id, {"title": "x"}, expected_version=version)
+            assert stale.value.lost_race is False
+            with pytest.raises(NotFoundError):
+                uow.items.update(uuid.uuid4(), {"title": "x"}, expected_version=version)
+    assert db.scalar("SELECT title FROM items") == "draft"
+    assert db.scalar("SELECT version FROM items") == 1
+
+
 def _work(sent: list[str]) -> list[str]:
     """The kind of each statement that reads or writes rows (not the savepoints around)."""
     kinds = [statement.split()[0].upper() for statement in sent]

@@ -390,13 +390,16 @@ class Repository(Generic[ModelT]):
             raise InvalidQueryError(
                 f"{self._rules.name} has no version column: expected_version cannot be checked"
             )
-        if expected_version is not None and not _is_version_number(expected_version):
+        if expected_version is not None and not _is_whole_number(expected_version):
             # Said by type only: the value is the caller's input and stays out of the message.
             raise InvalidQueryError(
-                "expected_version must be a whole number that a version column can hold, not "
-                f"{type(expected_version).__name__}"
+                f"expected_version must be a whole number, not {type(expected_version).__name__}"
             )
-        if expected_version is not None and self._updates_in_one_statement():
+        if (
+            expected_version is not None
+            and self._version_can_be(expected_version)
+            and self._updates_in_one_statement()
+        ):
             return self._update_at_version(self._key(id), values, expected_version)
         instance = self.get_one(id)
         current = getattr(instance, version, None) if version else None
@@ -411,6 +414,16 @@ class Repository(Generic[ModelT]):
             setattr(instance, name, value)
         self._flush()
         return instance
+
+    def _version_can_be(self, number: int) -> bool:
+        """Whether the version column can hold `number`. A version it cannot hold is stale
+        for every row, found by reading the row, as on a backend whose server would refuse
+        the number (PostgreSQL) as on one that would compare it (SQLite, MariaDB)."""
+        try:
+            self._rules.rule(str(self._rules.version)).coerce(number)
+        except InvalidQueryError:
+            return False
+        return True
 
     def _updates_in_one_statement(self) -> bool:
         """Whether an update at a version the caller knows may skip reading the row: only
@@ -655,6 +668,6 @@ def _plain(model: type[Any]) -> type[Repository[Any]]:
 __all__ = ["DEFAULT_BATCH_SIZE", "Data", "ModelT", "OffsetPage", "Page", "Repository"]
 
 
-def _is_version_number(value: object) -> bool:
-    """An int (not a bool) in the signed 64-bit range every backend's integer columns share."""
-    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+def _is_whole_number(value: object) -> bool:
+    """An int, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
