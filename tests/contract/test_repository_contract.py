@@ -140,6 +140,26 @@ def test_an_update_at_a_known_version_is_one_statement(
     assert db.scalar("SELECT version FROM items") == 2
 
 
+def test_an_update_with_fields_is_a_new_version_even_with_the_values_stored(
+    faces: Faces, db: Database
+) -> None:
+    with faces.uow() as uow:
+        item = uow.items.create({"title": "same", "owner_id": _user(uow).id})
+        uow.commit()
+    with faces.uow() as uow:  # the one-statement path where the backend has RETURNING
+        assert uow.items.update(item.id, {"title": "same"}, expected_version=1).version == 2
+        uow.commit()
+    with faces.uow() as uow:  # the path that reads the row first
+        assert uow.items.update(item.id, {"title": "same"}).version == 3
+        uow.commit()
+    with faces.uow() as uow:  # no fields: nothing written, the version still checked
+        assert uow.items.update(item.id, {}, expected_version=3).version == 3
+        with pytest.raises(StaleObjectError):
+            uow.items.update(item.id, {}, expected_version=2)
+        uow.commit()
+    assert db.scalar("SELECT version FROM items") == 3
+
+
 def test_a_version_no_row_can_be_at_is_stale_on_every_backend(faces: Faces, db: Database) -> None:
     # Beyond the version column's 32 bits, and beyond any backend's 64: the same answer as for
     # any other version the row is not at, never the server's refusal of the number.

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from sqlalchemy import Row, Select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.util import identity_key
 
 from app.db.errors import (
@@ -383,6 +384,10 @@ class Repository(Generic[ModelT]):
         browser): a row at any other version is stale without writing anything. Given, the
         update is one statement where the database returns the updated row (`RETURNING`) and
         nothing the ORM runs on the way would be skipped; otherwise the row is read first.
+
+        Every update that gives fields writes a new version of the row (the version column
+        advances, `onupdate` timestamps move), even where each value equals the stored one;
+        one that gives none writes nothing, and checks `expected_version` all the same.
         """
         values = row_values(self._rules, data, writable=self._rules.updatable, prepare=self.prepare)
         version = self._rules.version
@@ -397,6 +402,7 @@ class Repository(Generic[ModelT]):
             )
         if (
             expected_version is not None
+            and values
             and self._version_can_be(expected_version)
             and self._updates_in_one_statement()
         ):
@@ -412,6 +418,10 @@ class Repository(Generic[ModelT]):
             )
         for name, value in values.items():
             setattr(instance, name, value)
+            # Written even where it equals the stored value (the ORM would skip it): every
+            # update with fields is a new version of the row, on every path and backend, so a
+            # client's If-Match goes stale alike everywhere.
+            flag_modified(instance, name)
         self._flush()
         return instance
 
