@@ -207,3 +207,56 @@ def test_the_default_asyncio_unit_of_work_comes_from_settings_in_every_event_loo
         # Two event loops one after the other, as two scripts or two tests would run.
         assert asyncio.run(sign_up("first@example.com")) == 1
         assert asyncio.run(sign_up("second@example.com")) == 2
+
+
+def test_tasks_that_each_read_then_update_their_own_row_all_commit(
+    committed_url: str, committed_engine: Engine
+) -> None:
+    # Each unit reads before any of them writes: on SQLite a unit that held its first read's
+    # snapshot to its write would find it stale once another had committed (a busy error for
+    # a row nobody else touched). There, as elsewhere, each commits.
+    async def scenario() -> None:
+        engine = make_async_engine(committed_url, pool_size=6)
+        factory = make_async_session_factory(engine)
+        ids = [await _new_user(engine, f"own{n}@example.com") for n in range(6)]
+        everyone_read = asyncio.Barrier(len(ids))
+
+        async def rename(user_id: uuid.UUID) -> None:
+            async with AsyncUnitOfWork(factory) as uow:
+                await uow.users.get_one(user_id)
+                await everyone_read.wait()
+                await uow.users.update(user_id, {"full_name": "renamed"})
+                await uow.commit()
+
+        await asyncio.gather(*(rename(user_id) for user_id in ids))
+        await engine.dispose()
+
+    asyncio.run(scenario())
+    assert _scalar(committed_engine, "SELECT count(*) FROM users WHERE version = 2") == 6
+
+
+@pytest.mark.backends("sqlite")
+def test_sixty_four_tasks_writing_at_once_all_commit_in_turn(
+    committed_url: str, committed_engine: Engine
+) -> None:
+    # SQLite's one writer: waiters polling for its lock starved some past the busy timeout
+    # (a RetryableError for a unit nobody conflicted with). In turn, every unit commits.
+    async def scenario() -> None:
+        engine = make_async_engine(committed_url, pool_size=64, max_overflow=0)
+        factory = make_async_session_factory(engine)
+
+        async def writer(task: int) -> None:
+            for n in range(20):
+                async with AsyncUnitOfWork(factory) as uow:
+                    user = await uow.users.create(
+                        {"email": f"w{task}-{n}@example.com", "hashed_password": "h"}
+                    )
+                    await uow.items.create({"title": "a", "owner_id": user.id})
+                    await uow.items.create({"title": "b", "owner_id": user.id})
+                    await uow.commit()
+
+        await asyncio.gather(*(writer(task) for task in range(64)))
+        await engine.dispose()
+
+    asyncio.run(scenario())
+    assert _scalar(committed_engine, "SELECT count(*) FROM items") == 64 * 20 * 2

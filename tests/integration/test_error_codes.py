@@ -585,7 +585,8 @@ def test_sqlite_a_value_over_the_length_limit_and_a_type_mismatch_are_invalid(
 
 @pytest.mark.backends("sqlite")
 def test_sqlite_a_writer_that_read_an_old_snapshot_is_retryable(engine_url: URL) -> None:
-    engine = _engine(engine_url)
+    # Only a transaction that holds one snapshot across its reads has an old one at its write.
+    engine = _engine(engine_url).execution_options(isolation_level="SERIALIZABLE")
     with engine.connect() as reader, engine.connect() as writer:
         reader.exec_driver_sql("SELECT count(*) FROM users").all()
         _insert_user(writer, "w@example.com")

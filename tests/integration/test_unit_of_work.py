@@ -3,14 +3,16 @@ writers, where its session comes from, commit tokens and read-only units."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.errors import ReadOnlyError, RetryableError, StaleObjectError
+from app.db.errors import ReadOnlyError, StaleObjectError
 from app.db.models import Item, User
 from app.db.runtime import Runtime, use_runtime
 from app.repositories import ItemRepository, Repository, UnitOfWork, UserRepository
@@ -39,11 +41,11 @@ def test_the_session_is_closed_on_exit_and_a_new_one_opened_on_reentry(
 
 
 def test_the_second_of_two_concurrent_updates_is_stale(
-    committing_factory: sessionmaker[Session], backend: str
+    committing_factory: sessionmaker[Session],
 ) -> None:
-    """The second writer never overwrites the first. On SQLite its read snapshot is already
-    refused at the write (SQLITE_BUSY_SNAPSHOT), so it sees `RetryableError` instead."""
-    expected = RetryableError if backend == "sqlite" else StaleObjectError
+    """The second writer never overwrites the first, and is told so the same way on every
+    backend (SQLite included: its transaction begins at its first write)."""
+    expected = StaleObjectError
     with UnitOfWork(committing_factory) as setup:
         user_id = setup.users.create({"email": "shared@example.com", "hashed_password": "h"}).id
         setup.commit()
@@ -64,10 +66,33 @@ def test_the_second_of_two_concurrent_updates_is_stale(
         assert (user.full_name, user.version) == ("First", 2)
 
 
-def test_updating_a_row_deleted_since_it_was_read_is_stale(
-    committing_factory: sessionmaker[Session], backend: str
+def test_units_that_each_read_then_update_their_own_row_all_commit(
+    committing_factory: sessionmaker[Session],
 ) -> None:
-    expected = RetryableError if backend == "sqlite" else StaleObjectError
+    # Each unit reads before any of them writes (SQLite: see the asyncio twin in test_asyncio).
+    with UnitOfWork(committing_factory) as setup:
+        ids = [setup.users.create({"email": f"own{n}@example.com", "hashed_password": "h"}).id
+               for n in range(4)]  # fmt: skip
+        setup.commit()
+    everyone_read = threading.Barrier(len(ids))
+
+    def rename(user_id: uuid.UUID) -> None:
+        with UnitOfWork(committing_factory) as uow:
+            uow.users.get_one(user_id)
+            everyone_read.wait(timeout=10)
+            uow.users.update(user_id, {"full_name": "renamed"})
+            uow.commit()
+
+    with ThreadPoolExecutor(len(ids)) as pool:
+        list(pool.map(rename, ids))
+    with UnitOfWork(committing_factory) as check:
+        assert [check.users.get_one(user_id).version for user_id in ids] == [2] * len(ids)
+
+
+def test_updating_a_row_deleted_since_it_was_read_is_stale(
+    committing_factory: sessionmaker[Session],
+) -> None:
+    expected = StaleObjectError
     with UnitOfWork(committing_factory) as setup:
         user_id = setup.users.create({"email": "gone@example.com", "hashed_password": "h"}).id
         setup.commit()

@@ -1,14 +1,22 @@
 """SQLite, the embedded default, through pysqlite (blocking) and aiosqlite (asyncio).
 
 Every connection turns on foreign keys, case-sensitive LIKE, WAL and a busy timeout, and lets
-SQLAlchemy rather than pysqlite begin transactions. Bulk writes are one executemany a batch.
+SQLAlchemy rather than pysqlite begin transactions. A unit's transaction begins at its first
+statement that is not a read: a transaction that held its first read's snapshot to its first
+write could not write once another connection had committed, whatever rows each touched, while
+a write that begins its transaction waits for the write lock and then sees the latest commit.
+Until then each SELECT reads the latest commit, as at READ COMMITTED elsewhere.
 Migrations run as one write transaction, with foreign keys off while batch mode copies tables
 and checked before the run commits.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +40,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.pool import PoolResetState, StaticPool
+from sqlalchemy.sql.ddl import DDLElement
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.selectable import CompoundSelect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlalchemy.util import await_only
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random
@@ -45,6 +56,7 @@ from app.dialects.base import (
     on_conflict_do_update,
 )
 from app.dialects.commit_markers import CommitReceipt
+from app.dialects.sqlite_writers import end_turn, wait_for_turn
 from app.dialects.streams import is_streaming, keep_streams
 
 BUSY_TIMEOUT_MS = 5_000
@@ -92,6 +104,12 @@ class SQLite(Backend):
         BEGIN ourselves makes transactions behave as on the other backends.
         """
         file_database = not in_memory(url)
+        # The queue of this file's writers in this process (one connection in memory: none).
+        queue = os.path.realpath(str(url.database)) if file_database else None
+        is_async = engine.dialect.is_async
+        busy_seconds = BUSY_TIMEOUT_MS / 1000
+        if engine.dialect.is_async:
+            _AIOSQLITE_LOG.addFilter(_CALLS_BY_NAME)  # once: the same filter is added once
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -125,30 +143,51 @@ class SQLite(Backend):
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Any) -> None:
-            begin = connection.get_execution_options().get(BEGIN_OPTION, "BEGIN")
-            if begin != "BEGIN":  # IMMEDIATE waits for the write lock: its errors are translated
+            options = connection.get_execution_options()
+            begin = options.get(BEGIN_OPTION)
+            if begin is not None:  # IMMEDIATE waits for the write lock: its errors are translated
                 connection.exec_driver_sql(begin)
-                return
-            # A deferred BEGIN takes no lock and cannot fail for want of one: sent straight to
-            # the driver, it skips the statement pipeline (a tenth of a point read), and on the
-            # asyncio face makes one trip to aiosqlite's thread, not three.
-            driver = connection.connection.driver_connection
-            if connection.dialect.is_async:
-                await_only(driver.execute("BEGIN"))
-            else:
-                driver.execute("BEGIN").close()
+            elif options.get("isolation_level") == "SERIALIZABLE":
+                # A unit that asks for one snapshot across its reads begins at once.
+                _send(connection, "BEGIN")
+            # Otherwise the transaction begins with the unit's first write (`_write_begins`).
 
         @event.listens_for(engine, "before_cursor_execute")
-        def _streams_kept_before_a_write(
-            connection: Connection, _cursor: Any, _statement: str, _p: Any, context: Any, _m: bool
+        def _write_begins(
+            connection: Connection, _cursor: Any, statement: str, _p: Any, context: Any, _m: bool
         ) -> None:
+            if _only_reads(statement, context):
+                return
             # A stream's SELECT on this connection would go on to see rows written after it
             # began (and might never end); PostgreSQL's stream keeps to its start, and so does
             # this one: its rest is read before the write.
-            if is_streaming(connection) and not isinstance(
-                getattr(getattr(context, "compiled", None), "statement", None), Select
-            ):
+            if is_streaming(connection):
                 keep_streams(connection)
+            if (
+                connection.in_transaction()
+                and not _in_transaction(connection)
+                and connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT"
+                and not _BEGINS.match(statement)
+            ):
+                # The unit's first write: its transaction begins here. A deferred BEGIN takes
+                # no lock: the write waits for the write lock (BEGIN IMMEDIATE would hold it
+                # one trip to aiosqlite's thread longer, and many writers starved behind it).
+                # A savepoint takes it at once, for the reads after it share its snapshot.
+                if queue is not None:
+                    wait_for_turn(connection.info, queue, is_async=is_async, timeout=busy_seconds)
+                savepoint = _SAVEPOINT.match(statement) is not None
+                _send(connection, "BEGIN IMMEDIATE" if savepoint else "BEGIN")
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _turn_ends(connection: Connection) -> None:
+            end_turn(connection.info)
+
+        @event.listens_for(engine, "close")
+        @event.listens_for(engine, "invalidate")
+        @event.listens_for(engine, "detach")
+        def _turn_ends_with_the_connection(_dbapi: Any, record: Any, *_rest: Any) -> None:
+            end_turn(record.info)
 
         @event.listens_for(engine, "reset")
         def _roll_back_if_open(_dbapi: Any, record: Any, state: PoolResetState) -> None:
@@ -157,6 +196,7 @@ class SQLite(Backend):
             # still cost a trip to aiosqlite's thread.
             if state.asyncio_safe and record.driver_connection.in_transaction:
                 record.dbapi_connection.rollback()
+            end_turn(record.info)
 
     def upsert(self, table: Table, plan: UpsertPlan) -> Insert:
         return on_conflict_do_update(sqlite.insert(table), plan)
@@ -333,6 +373,58 @@ def _key_numbered(
         if {column.name for column in key.columns} == columns:
             return key
     return None
+
+
+# A statement that only reads; and one that begins a transaction itself.
+_READS = re.compile(r"\s*(?:SELECT|VALUES|EXPLAIN)\b", re.IGNORECASE)
+_BEGINS = re.compile(r"\s*BEGIN\b", re.IGNORECASE)
+_SAVEPOINT = re.compile(r"\s*SAVEPOINT\b", re.IGNORECASE)
+
+
+def _only_reads(statement: str, context: Any) -> bool:
+    compiled = getattr(getattr(context, "compiled", None), "statement", None)
+    if isinstance(compiled, Select | CompoundSelect):
+        return True
+    return not isinstance(compiled, UpdateBase | DDLElement) and bool(_READS.match(statement))
+
+
+def _in_transaction(connection: Connection) -> bool:
+    """Whether the driver's connection is in a transaction (sqlite3's, or aiosqlite's)."""
+    driver: Any = connection.connection.driver_connection
+    return bool(driver.in_transaction)
+
+
+def _send(connection: Any, statement: str) -> None:
+    """`statement` straight to the driver: it skips the statement pipeline (a tenth of a point
+    read), and on the asyncio face makes one trip to aiosqlite's thread, not three."""
+    driver = connection.connection.driver_connection
+    if connection.dialect.is_async:
+        await_only(driver.execute(statement))
+    else:
+        driver.execute(statement).close()
+
+
+class _CallsByName(logging.Filter):
+    """aiosqlite logs every call it runs on its thread, at DEBUG, with the call's arguments: a
+    statement's parameters, stored values among them. Its records name the call only (and an
+    exception it returns by its class)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_named(argument) for argument in record.args)
+        return True
+
+
+def _named(argument: object) -> object:
+    if isinstance(argument, functools.partial):
+        return getattr(argument.func, "__qualname__", type(argument.func).__name__)
+    if isinstance(argument, BaseException):
+        return type(argument).__name__
+    return argument
+
+
+_AIOSQLITE_LOG = logging.getLogger("aiosqlite")
+_CALLS_BY_NAME = _CallsByName()
 
 
 def in_memory(url: URL) -> bool:
