@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import threading
 import time
 import weakref
@@ -48,21 +49,22 @@ _REPLICA_STATE = text(
     "EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())"
 )
 
+# PostgreSQL's text form of a WAL position: two 32-bit halves in hex (int() alone would take
+# signs, spaces, underscores, "0x" and digits of other scripts).
+_TOKEN = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
+
 _REPLAYED = text("SELECT pg_last_wal_replay_lsn()::text")
 
 
 def position(token: str) -> int:
     """A commit token (a WAL position such as `16/B374D848`) as a number; a malformed token is
     an InvalidQueryError."""
-    high, slash, low = token.partition("/")
-    try:
-        if slash != "/":
-            raise ValueError(token)
-        return (int(high, 16) << 32) | int(low, 16)
-    except ValueError:
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
         raise InvalidQueryError(
             "after= is not a commit token: pass what UnitOfWork.commit() returned"
-        ) from None
+        )
+    high, _, low = token.partition("/")
+    return (int(high, 16) << 32) | int(low, 16)
 
 
 def _replayed_within(

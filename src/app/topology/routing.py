@@ -50,7 +50,7 @@ def route(
     isolation_level: str | None,
 ) -> Route:
     """Choose where a new unit of work runs. A malformed token is refused whatever serves it."""
-    if read_only and after:
+    if read_only and after is not None:
         position(after)
     primary = Route(read_only, isolation_level, replicas)
     if not read_only or replicas is None:
