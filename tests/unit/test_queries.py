@@ -15,7 +15,7 @@ from app.repositories._cursors import decode_cursor, encode_cursor, query_finger
 from app.repositories._filters import where_clause
 from app.repositories._ordering import after, after_parameters, order_terms, sort_keys
 from app.repositories._statements import loader_options
-from app.repositories._values import rules_for
+from app.repositories._values import conflict_target, row_values, rules_for
 
 ITEMS = rules_for(Item)
 USERS = rules_for(User)
@@ -53,6 +53,36 @@ def test_unknown_fields_name_the_allowed_ones() -> None:
 def test_unknown_operators_name_the_known_ones() -> None:
     with pytest.raises(InvalidQueryError, match=r"unknown operator 'like'.*icontains"):
         where_clause(ITEMS, {"title__like": "x%"}, allowed=ITEM_FIELDS, backend=PG)
+
+
+HOSTILE_NAMES = ["K" * 200_000, "x\u202ey\x00z", "title; DROP TABLE items", "ti tle", "é" * 65]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_a_name_that_is_not_a_short_identifier_is_not_echoed(name: str) -> None:
+    refusals = (
+        lambda: row_values(ITEMS, {name: 1}, writable=ITEMS.updatable, prepare=dict),
+        lambda: where_clause(ITEMS, {name: "x"}, allowed=ITEM_FIELDS, backend=PG),
+        lambda: where_clause(ITEMS, {f"title__{name}": "x"}, allowed=ITEM_FIELDS, backend=PG),
+        lambda: sort_keys(ITEMS, [name], allowed=ITEM_FIELDS),
+        lambda: conflict_target(ITEMS, [name]),
+    )
+    for refuse in refusals:
+        with pytest.raises(InvalidQueryError) as refused:
+            refuse()
+        message = str(refused.value)
+        assert name not in message
+        assert "(a name not shown)" in message
+        assert len(message) < 400
+
+
+def test_unknown_writable_fields_are_named_five_at_most() -> None:
+    body = {f"extra{n}": n for n in range(1000)}
+    with pytest.raises(InvalidQueryError) as refused:
+        row_values(ITEMS, body, writable=ITEMS.updatable, prepare=dict)
+    assert "'extra0', 'extra1', 'extra2', 'extra3', 'extra4' and 995 more" in str(refused.value)
+    with pytest.raises(InvalidQueryError, match="has no writable field 'titel'"):
+        row_values(ITEMS, {"titel": "x"}, writable=ITEMS.updatable, prepare=dict)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, and_, not_
 
 from app.db.errors import InvalidQueryError
 from app.dialects import Backend
-from app.repositories._values import Rules, coerce, field_column, to_json
+from app.repositories._values import Rules, coerce, field_column, shown_name, to_json
 
 
 def _text(op: str, value: Any) -> str:
@@ -94,9 +94,8 @@ def _terms(
     for key, value in where.items():
         name, op = split_key(key)
         if op not in OPERATORS:
-            shown = repr(op) if len(op) <= 32 else "that operator"
             raise InvalidQueryError(
-                f"unknown operator {shown} in a filter; operators: {', '.join(OPERATORS)}"
+                f"unknown operator {shown_name(op)} in a filter; operators: {', '.join(OPERATORS)}"
             )
         field_column(rules, name, allowed, "filter")
         if op in _TAKES_TEXT and rules.rule(name).kind != "text":

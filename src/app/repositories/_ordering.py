@@ -48,7 +48,9 @@ def sort_keys(
     if isinstance(order_by, str):
         order_by = [order_by]
     if order_by is not None and not isinstance(order_by, Sequence):
-        raise InvalidQueryError(f"order_by must be a list of field names, got {order_by!r}")
+        raise InvalidQueryError(
+            f"order_by must be a list of field names, not {type(order_by).__name__}"
+        )
     keys: list[SortKey] = []
     for spec in order_by or ():
         if not isinstance(spec, str) or not spec:

@@ -525,9 +525,9 @@ def row_values(
         )
     unknown = [name for name in values if name not in writable]
     if unknown:
-        shown = ", ".join(
-            repr(name) if isinstance(name, str) else "a non-text key" for name in unknown
-        )
+        shown = ", ".join(shown_name(name) for name in unknown[:_NAMES_SHOWN])
+        if len(unknown) > _NAMES_SHOWN:
+            shown += f" and {len(unknown) - _NAMES_SHOWN} more"
         raise InvalidQueryError(
             f"{rules.name} has no writable field {shown}; "
             f"writable fields: {', '.join(sorted(writable))}"
@@ -561,7 +561,7 @@ def field_column(rules: Rules, name: str, allowed: Collection[str], purpose: str
     columns never). Conditions and orders built from table columns serve ORM queries and plain
     row queries alike."""
     if not isinstance(name, str) or name not in allowed:
-        shown = repr(name) if isinstance(name, str) and len(name) <= 64 else "that field"
+        shown = shown_name(name)
         raise InvalidQueryError(
             f"cannot {purpose} {rules.name} by {shown}; allowed fields: "
             + ", ".join(sorted(n for n in allowed if rules.rules[n].comparable))
@@ -584,10 +584,13 @@ def conflict_target(rules: Rules, conflict: Sequence[str] | str) -> tuple[str, .
         or len(set(conflict)) != len(conflict)
         or set(conflict) not in [set(key) for key in rules.unique_keys]
     ):
-        shown = tuple(conflict) if isinstance(conflict, Sequence) else type(conflict).__name__
+        shown = (
+            "(" + ", ".join(shown_name(name) for name in conflict[:_NAMES_SHOWN]) + ")"
+            if isinstance(conflict, Sequence)
+            else f"a {type(conflict).__name__}"
+        )
         raise InvalidQueryError(
-            f"conflict={shown!r} is not a unique key of {rules.table.name}; "
-            f"unique keys: {described}"
+            f"conflict={shown} is not a unique key of {rules.table.name}; unique keys: {described}"
         )
     return tuple(conflict)
 
@@ -640,6 +643,20 @@ def check_offset(offset: int) -> None:
         raise InvalidQueryError(
             f"offset must be an integer from 0 to 2**63 - 1, got {_shown(offset)}"
         )
+
+
+# How many unknown names one message lists.
+_NAMES_SHOWN = 5
+_NAME_LENGTH_SHOWN = 64
+
+
+def shown_name(name: object) -> str:
+    """A field or operator name a caller gave, as a message may show it: quoted when it is a
+    short identifier, which is all a name of ours can be; anything else (a long text, control
+    or bidirectional characters, a value sent where a name goes) is not echoed."""
+    if isinstance(name, str) and len(name) <= _NAME_LENGTH_SHOWN and name.isidentifier():
+        return repr(name)
+    return "(a name not shown)" if isinstance(name, str) else f"(a {type(name).__name__} key)"
 
 
 def _shown(value: Any) -> str:
