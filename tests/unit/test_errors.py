@@ -25,7 +25,7 @@ from app.db.errors import (
     StatementTimeoutError,
     translate,
 )
-from app.db.models import User
+from app.db.models import Item, User
 
 
 def _wrapped(orig: BaseException) -> sa_exc.DBAPIError:
@@ -83,6 +83,11 @@ def test_conflicts_name_the_constraint_and_fields_but_never_the_value() -> None:
     assert isinstance(error, ConflictError)
     assert (error.constraint, error.fields) == ("uq_users_email", ("email",))
     assert str(error) == "a user with this email already exists"
+    on_items = translate(
+        _wrapped(pymysql.err.IntegrityError(1062, "Duplicate entry 'x' for key 'PRIMARY'")),
+        model=Item,
+    )
+    assert str(on_items) == "an item with this id already exists"
 
 
 def test_a_value_in_the_drivers_text_that_looks_like_a_column_never_reaches_the_message() -> None:

@@ -289,8 +289,13 @@ def conflict_on(table: Table, columns: tuple[str, ...]) -> ConflictError:
 
 def _conflict_message(entity: str, fields: tuple[str, ...]) -> str:
     if not fields:
-        return f"a {entity} with the same unique value already exists"
-    return f"a {entity} with this {' and '.join(fields)} already exists"
+        return f"{_a(entity)} with the same unique value already exists"
+    return f"{_a(entity)} with this {' and '.join(fields)} already exists"
+
+
+def _a(noun: str) -> str:
+    """`noun` with its indefinite article, by its first letter ("an order", "a user")."""
+    return f"an {noun}" if noun[:1] in ("a", "e", "i", "o") else f"a {noun}"
 
 
 @cache
