@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
+import uuid
+
 import pytest
+from pydantic import BaseModel, field_validator
 
 from app.db.errors import (
     CommitOutcomeUnknownError,
@@ -103,3 +107,38 @@ def test_an_unknown_commit_outcome_is_a_503_that_does_not_say_try_again() -> Non
     assert unknown.json()["title"] == "Outcome unknown"
     assert "retry-after" in unavailable.headers
     assert unavailable.json()["type"] == "about:blank"
+
+
+class _Body(BaseModel):
+    at: datetime.datetime
+    tags: list[str]
+
+    @field_validator("tags")
+    @classmethod
+    def _some(cls, tags: list[str]) -> list[str]:
+        if not tags:
+            raise ValueError("give at least one tag")
+        return tags
+
+
+def test_a_422_says_what_rule_each_field_broke_without_quoting_what_was_sent() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    service = FastAPI()
+    add_error_handlers(service)
+
+    @service.post("/things/{thing_id}")
+    def post(thing_id: uuid.UUID, body: _Body) -> None:  # pragma: no cover - never valid here
+        raise AssertionError
+
+    client = TestClient(service)
+    refused = client.post("/things/QQQ-not-a-uuid", json={"at": "Qday", "tags": []})
+    assert refused.status_code == 422
+    messages = {tuple(error["loc"]): error["msg"] for error in refused.json()["errors"]}
+    assert messages == {
+        ("path", "thing_id"): "Input should be a valid UUID",
+        ("body", "at"): "Input should be a valid datetime or date",
+        ("body", "tags"): "Value error, give at least one tag",
+    }
+    assert "Q" not in refused.text
