@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from app.config import Settings
-from app.db.session import engine_from_settings, make_engine
+from app.db.session import engine_from_settings, make_async_engine, make_engine
 from app.dialects.galera import cluster_state, is_galera
 
 
@@ -77,6 +78,25 @@ def test_echo_logs_statements_but_not_their_parameters(
     with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"), echoing.connect() as conn:
         conn.execute(text("SELECT :secret AS s"), {"secret": "argon2-hash-of-someone"}).all()
     echoing.dispose()
+    assert "SELECT" in caplog.text
+    assert "argon2-hash-of-someone" not in caplog.text
+
+
+def test_no_log_of_either_face_shows_a_parameter_even_at_debug(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def on_the_asyncio_face() -> None:
+        async_engine = make_async_engine(engine.url, echo=True, poolclass=NullPool)
+        async with async_engine.connect() as conn:
+            await conn.execute(text("SELECT :secret AS s"), {"secret": "argon2-hash-of-someone"})
+        await async_engine.dispose()
+
+    blocking = make_engine(engine.url, echo=True, poolclass=NullPool)
+    with caplog.at_level(logging.DEBUG):  # every logger: ours, SQLAlchemy's, the drivers'
+        asyncio.run(on_the_asyncio_face())
+        with blocking.connect() as conn:
+            conn.execute(text("SELECT :secret AS s"), {"secret": "argon2-hash-of-someone"}).all()
+    blocking.dispose()
     assert "SELECT" in caplog.text
     assert "argon2-hash-of-someone" not in caplog.text
 
