@@ -20,6 +20,10 @@ if [[ -z "$command" || -z "$dir" ]]; then
   echo "usage: $0 up|down|status DIR | kill DIR NODE" >&2
   exit 2
 fi
+# shellcheck source=scripts/server-user.sh
+source "$(dirname "${BASH_SOURCE[0]}")/server-user.sh"
+dir=$(absolute_dir "$dir")
+cd /
 read -r -a client_ports <<<"${GALERA_CLIENT_PORTS:-13306 13307 13308}"
 read -r -a galera_ports <<<"${GALERA_PORTS:-14567 14577 14587}"
 if [[ ${#client_ports[@]} -ne 3 || ${#galera_ports[@]} -ne 3 ]]; then
@@ -92,6 +96,7 @@ start_node() {
       --skip-test-db >"$d/install.log" 2>&1
   fi
   if [[ $(id -u) -eq 0 ]]; then chown -R "$run_as" "$dir"; fi
+  require_reachable "$dir" "$run_as"
   # setsid: the node outlives this shell and the caller's terminal. It execs mariadbd in place (a
   # background job leads no process group), so $! is the node's pid.
   setsid "$mariadbd" --defaults-file="$d/my.cnf" "${@:2}" </dev/null >>"$d/stdout.log" 2>&1 &

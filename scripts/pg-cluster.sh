@@ -21,6 +21,10 @@ if [[ -z "$command" || -z "$dir" ]]; then
   echo "usage: $0 up|down|status|stop-replica|start-replica|restart-primary DIR" >&2
   exit 2
 fi
+# shellcheck source=scripts/server-user.sh
+source "$(dirname "${BASH_SOURCE[0]}")/server-user.sh"
+dir=$(absolute_dir "$dir")
+cd /
 primary_port=${PG_PRIMARY_PORT:-5441}
 replica_port=${PG_REPLICA_PORT:-5442}
 bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
@@ -60,6 +64,7 @@ EOF
 up() {
   mkdir -p "$dir/run"
   if [[ $(id -u) -eq 0 ]]; then chown postgres "$dir" "$dir/run"; fi
+  require_reachable "$dir" postgres
   if [[ ! -f "$dir/primary/PG_VERSION" ]]; then
     as_server "$bin/initdb" -D "$dir/primary" -A trust -U postgres --no-sync >"$dir/initdb.log"
     settings "$primary_port" >>"$dir/primary/postgresql.conf"

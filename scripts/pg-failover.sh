@@ -21,6 +21,10 @@ if [[ -z "$command" || -z "$dir" ]]; then
   echo "usage: $0 up|failover|state|down DIR" >&2
   exit 2
 fi
+# shellcheck source=scripts/server-user.sh
+source "$(dirname "${BASH_SOURCE[0]}")/server-user.sh"
+dir=$(absolute_dir "$dir")
+cd /
 monitor_port=${PG_MONITOR_PORT:-5451}
 read -r -a node_ports <<<"${PG_NODE_PORTS:-5452 5453}"
 bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
@@ -79,6 +83,7 @@ formation_ready() {
 up() {
   mkdir -p "$dir/xdg/config" "$dir/xdg/data" "$dir/xdg/run"
   if [[ $(id -u) -eq 0 ]]; then chown -R postgres "$dir"; chmod 700 "$dir/xdg/run"; fi
+  require_reachable "$dir" postgres
   start monitor create monitor --pgdata "$dir/monitor" --pgport "$monitor_port" \
     --pgctl "$bin/pg_ctl" --hostname 127.0.0.1 --auth trust --no-ssl --run
   wait_for "the monitor" "as_server $bin/pg_isready -h 127.0.0.1 -p $monitor_port"

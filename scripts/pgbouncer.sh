@@ -19,6 +19,10 @@ if [[ -z "$command" || -z "$dir" ]]; then
   echo "usage: $0 up|down|status DIR" >&2
   exit 2
 fi
+# shellcheck source=scripts/server-user.sh
+source "$(dirname "${BASH_SOURCE[0]}")/server-user.sh"
+dir=$(absolute_dir "$dir")
+cd /
 port=${PGBOUNCER_PORT:-6432}
 mode=${PGBOUNCER_MODE:-transaction}
 server=${PGBOUNCER_SERVER:-127.0.0.1:5432}
@@ -63,6 +67,7 @@ EOF
 up() {
   mkdir -p "$dir"
   if [[ $(id -u) -eq 0 ]]; then chown postgres "$dir"; fi
+  require_reachable "$dir" postgres
   configuration >"$dir/pgbouncer.ini"
   printf '"%s" ""\n"postgres" ""\n' "$(id -un)" >"$dir/users.txt"
   if ! running; then
