@@ -1,4 +1,4 @@
-"""OpenTelemetry for the data layer (`pip install app[otel]`): a span per unit of work with a
+"""OpenTelemetry for the data layer (`pip install -e ".[otel]"`): a span per unit of work with a
 child span per statement, and the metrics a team graphs and alerts on.
 
     from app.observability import instrument
