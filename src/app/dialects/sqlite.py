@@ -181,19 +181,26 @@ class SQLite(Backend):
         @event.listens_for(engine, "commit")
         @event.listens_for(engine, "rollback")
         def _turn_ends(connection: Connection) -> None:
-            end_turn(connection.info)
+            # An invalidated connection's info is out of reach; the pool's event ends its turn.
+            if not connection.invalidated:
+                end_turn(connection.info)
 
         @event.listens_for(engine, "close")
         @event.listens_for(engine, "invalidate")
         @event.listens_for(engine, "detach")
         def _turn_ends_with_the_connection(_dbapi: Any, record: Any, *_rest: Any) -> None:
-            end_turn(record.info)
+            if record is not None:
+                end_turn(record.info)
 
         @event.listens_for(engine, "reset")
-        def _roll_back_if_open(_dbapi: Any, record: Any, state: PoolResetState) -> None:
+        def _roll_back_if_open(dbapi: Any, record: Any, state: PoolResetState) -> None:
             # In place of the pool's own reset (`pool_options`): a unit has most often ended
             # its transaction already, and a ROLLBACK outside one, which does nothing, would
             # still cost a trip to aiosqlite's thread.
+            if record is None:  # a detached connection, closed next: rolled back as the pool would
+                if state.asyncio_safe:
+                    dbapi.rollback()
+                return
             if state.asyncio_safe and record.driver_connection.in_transaction:
                 record.dbapi_connection.rollback()
             end_turn(record.info)
@@ -388,16 +395,23 @@ def _only_reads(statement: str, context: Any) -> bool:
     return not isinstance(compiled, UpdateBase | DDLElement) and bool(_READS.match(statement))
 
 
+def _driver(connection: Connection) -> Any:
+    """The driver's own connection: sqlite3's, or aiosqlite's (a detached one's too, which
+    has no pool record to ask)."""
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None  # a statement is running on it
+    return connection.dialect.get_driver_connection(dbapi_connection)
+
+
 def _in_transaction(connection: Connection) -> bool:
-    """Whether the driver's connection is in a transaction (sqlite3's, or aiosqlite's)."""
-    driver: Any = connection.connection.driver_connection
-    return bool(driver.in_transaction)
+    """Whether the driver's connection is in a transaction."""
+    return bool(_driver(connection).in_transaction)
 
 
 def _send(connection: Any, statement: str) -> None:
     """`statement` straight to the driver: it skips the statement pipeline (a tenth of a point
     read), and on the asyncio face makes one trip to aiosqlite's thread, not three."""
-    driver = connection.connection.driver_connection
+    driver = _driver(connection)
     if connection.dialect.is_async:
         await_only(driver.execute(statement))
     else:

@@ -46,22 +46,41 @@ def wait_for_turn(
     if is_async:
         lock = _asyncio_lock(path)
         try:
-            await_only(asyncio.wait_for(lock.acquire(), timeout))
+            await_only(_acquired(lock, timeout))
         except TimeoutError:
             raise RetryableError(TIMED_OUT) from None
-        info[_TURN] = lock.release
+        info[_TURN] = _Turn(lock.release)
     else:
         held = _blocking_lock(path)
         if not held.acquire(timeout=timeout):
             raise RetryableError(TIMED_OUT)
-        info[_TURN] = held.release
+        info[_TURN] = _Turn(held.release)
 
 
 def end_turn(info: MutableMapping[str, Any]) -> None:
     """Let the next writer in, if this connection (`info`) holds the turn."""
-    release: Callable[[], None] | None = info.pop(_TURN, None)
-    if release is not None:
-        release()
+    turn: _Turn | None = info.pop(_TURN, None)
+    if turn is not None:
+        turn.end()
+
+
+class _Turn:
+    """A held turn, ended once: a detached connection's copy of its `info` holds it too."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release: Callable[[], None] | None = release
+
+    def end(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+async def _acquired(lock: asyncio.Lock, timeout: float) -> None:
+    # Not asyncio.wait_for: on Python 3.11 it returns the lock to a task cancelled in the
+    # same turn of the loop as the lock was granted, and the cancelled unit went on to commit.
+    async with asyncio.timeout(timeout):
+        await lock.acquire()
 
 
 def _blocking_lock(path: str) -> threading.Lock:

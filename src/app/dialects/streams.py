@@ -114,5 +114,5 @@ def end_streams_with_their_unit(engine: Engine) -> None:
 
     @event.listens_for(engine, "reset")
     def _end_streams(_dbapi: Any, record: Any, state: PoolResetState) -> None:
-        if state.asyncio_safe:
+        if state.asyncio_safe and record is not None:  # a detached connection has none
             _end(record.info.pop(_STREAMS, None))
