@@ -169,10 +169,10 @@ class SQLite(Backend):
                 and connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT"
                 and not _BEGINS.match(statement)
             ):
-                # The unit's first write: its transaction begins here. A deferred BEGIN takes
-                # no lock: the write waits for the write lock (BEGIN IMMEDIATE would hold it
-                # one trip to aiosqlite's thread longer, and many writers starved behind it).
-                # A savepoint takes it at once, for the reads after it share its snapshot.
+                # The unit's first write: its transaction begins here, in this process's turn
+                # for the file. A deferred BEGIN takes no lock: the write itself takes SQLite's,
+                # which BEGIN IMMEDIATE would hold one trip to aiosqlite's thread longer. A
+                # savepoint takes it at once, for the reads after it share its snapshot.
                 if queue is not None:
                     wait_for_turn(connection.info, queue, is_async=is_async, timeout=busy_seconds)
                 savepoint = _SAVEPOINT.match(statement) is not None
