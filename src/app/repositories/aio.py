@@ -288,7 +288,10 @@ class AsyncUnitOfWork:
             session = (self._session_factory or get_async_session_factory())()
             telemetry.attach(session.sync_session, scope)
             try:
-                await session.run_sync(routing.begin, chosen)
+                if routing.needs_connection(chosen):
+                    await session.run_sync(routing.begin, chosen)
+                else:
+                    routing.begin(session.sync_session, chosen)  # sends nothing
             except BaseException:
                 await session.close()
                 raise

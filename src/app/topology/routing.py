@@ -61,6 +61,14 @@ def route(
     return Route(read_only, isolation_level, replicas, replica, after, must_confirm)
 
 
+def needs_connection(chosen: Route) -> bool:
+    """Whether `begin` for `chosen` checks out a connection (a replica to confirm, an isolation
+    level or a read-only transaction to set). When it does not, nothing is sent: the unit's
+    first statement begins its transaction, and the asyncio face calls `begin` without a trip
+    into SQLAlchemy's greenlet."""
+    return chosen.replica is not None or chosen.isolation_level is not None or chosen.read_only
+
+
 def begin(session: Session, chosen: Route) -> bool:
     """Begin the unit's transaction on `session`, a session of the chosen server. False when a
     replica cannot serve it after all (down since its last check, or behind the token): the
