@@ -1,9 +1,9 @@
 """What a unit of work sends beyond its own statements, counted by the server: on MariaDB one
-ROLLBACK or COMMIT ends it (the pool's reset after it sends nothing, `app.dialects.
-pymysql_connection`; on SQLite the reset skips a ROLLBACK outside a transaction), and a
-transaction that anything opened since is still rolled back. And how many times a unit waits
-for a server that is far away: a unit that reads waits for its SELECT alone, one that writes for
-its statement and its COMMIT."""
+ROLLBACK or COMMIT ends it on either face (the pool's reset after it sends nothing,
+`app.dialects.pymysql_connection` and `asyncmy_connection`; on SQLite the reset skips a
+ROLLBACK outside a transaction), and a transaction that anything opened since is still rolled
+back. And how many times a unit waits for a server that is far away: a unit that reads waits
+for its SELECT alone, one that writes for its statement and its COMMIT."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ _INSERT = (
 )
 
 
+_ENDED = "SHOW SESSION STATUS WHERE Variable_name IN ('Com_rollback', 'Com_commit')"
+
+
 @pytest.fixture
 def one_connection(
     committed_engine: Engine, committing_factory: sessionmaker[Session]
@@ -47,10 +50,7 @@ def _ended_so_far(factory: sessionmaker[Session]) -> tuple[int, int]:
     """The ROLLBACKs and COMMITs the pooled connection's session has run, read in a unit of
     its own (which ends with one more ROLLBACK, after the reading)."""
     with UnitOfWork(factory) as uow:
-        statement = text(
-            "SHOW SESSION STATUS WHERE Variable_name IN ('Com_rollback', 'Com_commit')"
-        )
-        rows = dict(uow.session.execute(statement).all())
+        rows = dict(uow.session.execute(text(_ENDED)).all())
     return int(rows["Com_rollback"]), int(rows["Com_commit"])
 
 
@@ -95,6 +95,62 @@ def test_a_transaction_opened_after_a_commit_is_still_rolled_back(
     with UnitOfWork(make_session_factory(one_connection)) as uow:
         uow.users.create({"email": "kept@example.com", "hashed_password": "h"})
         uow.commit()
+    with committed_engine.connect() as connection:
+        left = connection.execute(
+            text("SELECT count(*) FROM users WHERE email = 'undone@example.com'")
+        ).scalar()
+    assert left == 0
+
+
+@pytest.mark.backends("mariadb")
+def test_an_asyncio_unit_ends_with_one_rollback_or_commit(committed_url: str) -> None:
+    """As on the blocking face (asyncmy's connection, `app.dialects.asyncmy_connection`)."""
+
+    async def scenario() -> None:
+        engine = make_async_engine(committed_url, pool_size=1, max_overflow=0)
+        factory = make_async_session_factory(engine)
+
+        async def ended_so_far() -> tuple[int, int]:
+            async with AsyncUnitOfWork(factory) as uow:
+                rows = dict((await uow.async_session.execute(text(_ENDED))).all())
+            return int(rows["Com_rollback"]), int(rows["Com_commit"])
+
+        try:
+            rollbacks, commits = await ended_so_far()
+            async with AsyncUnitOfWork(factory) as uow:
+                assert await uow.users.get(uuid.uuid4()) is None
+            assert await ended_so_far() == (rollbacks + 2, commits)
+            async with AsyncUnitOfWork(factory) as uow:
+                await uow.users.create({"email": "async@example.com", "hashed_password": "h"})
+                await uow.commit()
+            assert await ended_so_far() == (rollbacks + 3, commits + 1)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.backends("mariadb")
+def test_an_asyncio_transaction_opened_after_a_commit_is_still_rolled_back(
+    committed_url: str, committed_engine: Engine
+) -> None:
+    """Straight on asyncmy's connection: a COMMIT, then a write, then the pool's reset."""
+
+    async def scenario() -> None:
+        engine = make_async_engine(committed_url, pool_size=1, max_overflow=0)
+        try:
+            async with engine.connect() as connection:
+                driver = (await connection.get_raw_connection()).driver_connection
+                await driver.commit()
+                async with driver.cursor() as cursor:
+                    await cursor.execute(_INSERT.format(key="%s"), (uuid.uuid4().hex,))
+            async with AsyncUnitOfWork(make_async_session_factory(engine)) as uow:
+                await uow.users.create({"email": "kept@example.com", "hashed_password": "h"})
+                await uow.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
     with committed_engine.connect() as connection:
         left = connection.execute(
             text("SELECT count(*) FROM users WHERE email = 'undone@example.com'")

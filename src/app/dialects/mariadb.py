@@ -35,7 +35,7 @@ from app.db.errors import (
     StatisticsUnavailableError,
 )
 from app.db.telemetry import split_tags
-from app.dialects import commit_markers, mariadb_load
+from app.dialects import asyncmy_connection, commit_markers, mariadb_load
 from app.dialects.base import (
     Backend,
     Batch,
@@ -351,7 +351,7 @@ def _logged_in(dialect: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
     connection: Any = (
         EndAwareConnection(*cargs, **logging_in)
         if dialect.driver == "pymysql"
-        else dialect.connect(*cargs, **logging_in)
+        else dialect.connect(*cargs, async_creator_fn=asyncmy_connection.connect, **logging_in)
     )
     driver = getattr(connection, "driver_connection", connection)
     # Both drivers read this attribute before every wait for the server.
