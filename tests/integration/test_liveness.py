@@ -130,3 +130,28 @@ def test_a_connection_used_again_at_once_is_not_pinged_and_one_left_idle_is(
         assert len(pings) == 1
     finally:
         engine.dispose()
+
+
+def test_the_asyncio_face_pings_only_a_connection_left_idle_too(
+    url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its driver's socket is read by the event loop as data comes (asyncmy): what it received
+    and did not read yet tells instead."""
+
+    async def scenario() -> None:
+        engine = make_async_engine(url, pool_size=1, max_overflow=0)
+        pings = _counted_pings(engine.sync_engine, monkeypatch)
+        try:
+            for _ in range(3):
+                async with engine.connect() as connection:
+                    await connection.exec_driver_sql("SELECT 1")
+            assert pings == []
+            monkeypatch.setattr(liveness, "PING_AFTER_IDLE_SECONDS", 0.05)
+            await asyncio.sleep(0.1)
+            async with engine.connect() as connection:
+                await connection.exec_driver_sql("SELECT 1")
+            assert len(pings) == 1
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())

@@ -8,7 +8,10 @@ work, a fifth of a point read's time. Here a connection is asked only when there
   says nothing to an idle connection otherwise;
 - or it sat idle longer than `PING_AFTER_IDLE_SECONDS`: a firewall or NAT between here and the
   server may have forgotten it without a word;
-- or the backend cannot show its socket (the asyncio MariaDB driver): every checkout, as before.
+- or the backend cannot tell what its driver received: every checkout, as before.
+
+An asyncio driver whose event loop reads the socket as data comes (asyncmy) is asked what it
+received and did not read yet.
 
 A connection whose last answer is still on its way (MariaDB's unwaited ROLLBACK, marked
 `ANSWER_IN_FLIGHT` at checkout) is not asked for what its socket holds: that is the answer. A
@@ -33,13 +36,14 @@ _IDLE_SINCE = "app_idle_since"
 # still waits for the answer to its last command.
 ANSWER_IN_FLIGHT = "app_answer_in_flight"
 
-SocketOf = Callable[[Any], int | None]
+SpokeWhileIdle = Callable[[Any], bool]
 
 
-def install(engine: Engine, socket_of: SocketOf | None) -> None:
-    """Check `engine`'s pooled connections at checkout as the module says. `socket_of` gives a
-    driver connection's socket (None where it cannot tell); None for an in-process database."""
-    if socket_of is None:
+def install(engine: Engine, spoke_while_idle: SpokeWhileIdle | None) -> None:
+    """Check `engine`'s pooled connections at checkout as the module says. `spoke_while_idle`
+    tells whether the server sent a driver connection anything, or ended it, while it sat in
+    the pool (True where it cannot tell); None for an in-process database."""
+    if spoke_while_idle is None:
         return
     dialect = engine.dialect
 
@@ -54,18 +58,13 @@ def install(engine: Engine, socket_of: SocketOf | None) -> None:
             return
         idle_for = time.monotonic() - idle_since
         expected = record.info.pop(ANSWER_IN_FLIGHT, False)
-        quiet = expected or not _spoke_while_idle(socket_of(record.driver_connection))
+        quiet = expected or not spoke_while_idle(record.driver_connection)
         if quiet and idle_for < PING_AFTER_IDLE_SECONDS:
             return
         try:
             dialect.do_ping(dbapi)
         except Exception:  # any failure: this connection is not to be used
             raise DisconnectionError("the pooled connection is gone; connecting again") from None
-
-
-def _spoke_while_idle(fd: int | None) -> bool:
-    """Whether the socket `fd` has something to read (or was closed); True when unknown."""
-    return fd is None or fd < 0 or readable(fd)
 
 
 def readable(fd: int) -> bool:

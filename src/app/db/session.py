@@ -180,7 +180,7 @@ def _configure(
 ) -> None:
     backend = backend_for(url.get_backend_name())
     install_translation(engine)
-    liveness.install(engine, None if backend.file_database else backend.socket_of)
+    liveness.install(engine, None if backend.file_database else backend.spoke_while_idle)
     end_streams_with_their_unit(engine)
     observation.install(engine, with_comment=backend.with_comment)
     backend.configure(engine, url, causal_reads=causal_reads, connect=connect)

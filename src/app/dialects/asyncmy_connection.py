@@ -6,6 +6,9 @@ work (`pymysql_connection` does the same for PyMySQL). A connection here remembe
 last command was a COMMIT or ROLLBACK: nothing since can have opened a transaction, so the
 next ROLLBACK is a no-op and is not sent. Every command, a ping included, goes through
 `_execute_command`, which forgets it.
+
+It also tells `app.db.liveness` whether the server spoke to it while it sat in the pool: the
+event loop reads its socket as data comes, so the socket alone cannot say.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from asyncmy.connection import Connection
+
+from app.db.liveness import readable
 
 
 class EndAwareAsyncConnection(Connection):
@@ -33,6 +38,22 @@ class EndAwareAsyncConnection(Connection):
             return
         await super().rollback()
         self._ended = True
+
+    def spoke_while_idle(self) -> bool:
+        """Whether the server sent anything, or ended the connection, since the last answer
+        was read: bytes the event loop took in for it and nothing read yet, the end of the
+        stream, or bytes still on the socket. True where this asyncmy keeps its input
+        elsewhere."""
+        transport: Any = getattr(self, "_transport", None)
+        received: Any = getattr(self, "_proto", None)
+        if transport is None or received is None or transport.is_closing():
+            return True
+        try:
+            unread = received.length > received.pos or received.eof or received.exc is not None
+        except AttributeError:  # an asyncmy that buffers its input otherwise
+            return True
+        sock = transport.get_extra_info("socket")
+        return bool(unread) or sock is None or readable(sock.fileno())
 
 
 async def connect(**kwargs: Any) -> EndAwareAsyncConnection:

@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.db import liveness
 from app.db.errors import (
     WRITES_TO,
     DataLayerError,
@@ -144,10 +145,16 @@ class Backend:
         """Install what this backend's connections need on `engine` (event listeners)."""
 
     def socket_of(self, driver_connection: Any) -> int | None:
-        """The socket of a driver connection (blocking or asyncio), for `app.db.liveness` to see
-        whether the server spoke to it while it sat in the pool; None where the driver hides it
-        (then it is pinged at every checkout)."""
+        """The socket of a driver connection (blocking or asyncio); None where the driver hides
+        it."""
         return None
+
+    def spoke_while_idle(self, driver_connection: Any) -> bool:
+        """Whether the server sent a pooled driver connection anything, or ended it, since its
+        last answer was read: for `app.db.liveness`, which pings it only then (or after a long
+        idle). True where the driver cannot tell: then it is pinged at every checkout."""
+        fd = self.socket_of(driver_connection)
+        return fd is None or fd < 0 or liveness.readable(fd)
 
     def with_comment(self, statement: str, comment: str, *, executemany: bool) -> str:
         """`statement` carrying `comment` (the query tags): at its end, where sqlcommenter puts

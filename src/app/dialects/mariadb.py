@@ -67,9 +67,14 @@ class MariaDB(Backend):
     ddl_commits_as_it_goes = True
 
     def socket_of(self, driver_connection: Any) -> int | None:
-        # PyMySQL keeps its socket in `_sock` (None once closed); asyncmy's is out of reach.
+        # PyMySQL keeps its socket in `_sock` (None once closed).
         sock = getattr(driver_connection, "_sock", None)
         return sock.fileno() if isinstance(sock, socket.socket) else None
+
+    def spoke_while_idle(self, driver_connection: Any) -> bool:
+        if isinstance(driver_connection, asyncmy_connection.EndAwareAsyncConnection):
+            return driver_connection.spoke_while_idle()
+        return super().spoke_while_idle(driver_connection)
 
     def connect_args(self, url: URL, options: ConnectOptions) -> dict[str, Any]:
         # One SET for the session settings: both drivers run init_command, and asyncmy mangles
