@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from collections.abc import Sequence
+from threading import Thread
 from typing import Any
 
 import aiosqlite
@@ -24,8 +25,9 @@ async def connect(*args: Any, **kwargs: Any) -> OneTripConnection:
     """`aiosqlite.connect(*args, **kwargs)`, its cursors making one trip per statement."""
     connection = aiosqlite.connect(*args, **kwargs)
     # A pooled connection left open must not keep the interpreter from exiting (as
-    # SQLAlchemy's own aiosqlite connect has it).
-    connection._thread.daemon = True
+    # SQLAlchemy's own aiosqlite connect has it): before 0.22 the connection was its thread.
+    thread = connection if isinstance(connection, Thread) else connection._thread
+    thread.daemon = True
     return OneTripConnection(await connection)
 
 
