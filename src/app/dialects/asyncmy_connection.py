@@ -50,7 +50,7 @@ class EndAwareAsyncConnection(Connection):
             return True
         try:
             unread = received.length > received.pos or received.eof or received.exc is not None
-        except AttributeError:  # an asyncmy that buffers its input otherwise
+        except AttributeError:  # an asyncmy that buffers its input otherwise (before 0.2.18)
             return True
         sock = transport.get_extra_info("socket")
         return bool(unread) or sock is None or readable(sock.fileno())
