@@ -88,8 +88,10 @@ class OneTripCursor:
         return self
 
     async def fetchone(self) -> Any:
-        if self._rows or self._open is None:
-            return self._rows.popleft() if self._rows else None
+        if self._rows:
+            return self._rows.popleft()
+        if self._open is None:
+            return None
         return await self._on_thread(self._open.fetchone)
 
     async def fetchmany(self, size: int | None = None) -> list[Any]:
