@@ -504,8 +504,52 @@ def test_mariadb_a_database_the_user_may_not_use_is_a_refused_login(engine_url: 
 def test_postgresql_a_read_only_transaction_cannot_write(engine_url: URL) -> None:
     with _engine(engine_url).connect() as conn:
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-        with _refused(ReadOnlyError):  # 25006 read_only_sql_transaction
+        with _refused(ReadOnlyError) as refused:  # 25006 read_only_sql_transaction
             _insert_user(conn, "ro@example.com")
+    # The transaction was begun read-only by its caller, not by a read-only unit of work.
+    assert "UnitOfWork(read_only=True)" not in str(refused.value)
+    assert "the transaction was begun READ ONLY" in str(refused.value)
+
+
+@pytest.mark.backends("postgresql")
+def test_postgresql_a_server_that_takes_no_writes_is_told_so_and_its_connections_replaced(
+    loaded: Engine,
+) -> None:
+    """A read-write unit on a server that refuses every write (a standby, a primary demoted by
+    a failover; here the database's default_transaction_read_only) is told that the server
+    takes no writes, not that it is a read-only unit. Its pooled connection, which goes on
+    refusing writes, is replaced: once the server takes writes again, the next unit on the same
+    one-connection pool writes."""
+    admin = _engine(loaded.url)
+    engine = make_engine(loaded.url, pool_size=1, max_overflow=0)
+    factory = make_session_factory(engine)
+    database = loaded.url.database
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(
+                f'ALTER DATABASE "{database}" SET default_transaction_read_only = on'
+            )
+        try:
+            with _refused(ReadOnlyError) as refused, UnitOfWork(factory) as uow:
+                uow.users.create({"email": "w@example.com", "hashed_password": SECRET_VALUE})
+                uow.commit()
+        finally:
+            with admin.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                conn.exec_driver_sql("SET default_transaction_read_only = off")
+                conn.exec_driver_sql(
+                    f'ALTER DATABASE "{database}" RESET default_transaction_read_only'
+                )
+        assert "UnitOfWork(read_only=True)" not in str(refused.value)
+        assert "takes no writes" in str(refused.value)
+        with UnitOfWork(factory) as uow:
+            uow.users.create({"email": "w@example.com", "hashed_password": "h"})
+            uow.commit()
+        with UnitOfWork(factory, read_only=True) as uow:
+            assert uow.users.count() == 1
+    finally:
+        engine.dispose()
+        admin.dispose()
 
 
 @pytest.mark.backends("mariadb")

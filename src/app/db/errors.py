@@ -14,7 +14,7 @@ timed out. `translating_errors` is for code that runs statements on engines made
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache, partial
 from typing import Any
@@ -120,13 +120,27 @@ COMMIT_OUTCOME_UNKNOWN = (
 
 
 class ReadOnlyError(DataLayerError):
-    """A write was attempted in a read-only unit of work (which may run on a replica)."""
+    """A write was refused as read-only: by a read-only unit of work (which may run on a
+    replica), by a transaction begun read-only, or by a server that takes no writes now."""
 
 
 READ_ONLY_MESSAGE = (
     "this unit of work is read-only (UnitOfWork(read_only=True)) and cannot write; "
     "do the write in a read-write unit of work"
 )
+SERVER_TAKES_NO_WRITES = (
+    "the database server takes no writes now (a standby, a primary that a failover demoted, "
+    "or a database read-only by default): the write was refused and its transaction rolled "
+    "back; the pool's connections to that server are replaced, so a unit run again reaches "
+    "the server that takes writes where DATABASE_URL names it"
+)
+READ_ONLY_TRANSACTION = (
+    "the database refused the write as read-only: the transaction was begun READ ONLY, or "
+    "its server takes no writes (a standby); do the write in a read-write transaction on the "
+    "server that takes writes"
+)
+# An execution option on a read-only unit's connection: its refused writes are the unit's.
+READ_ONLY_UNIT = "app_read_only_unit"
 
 
 class StatementTimeoutError(DataLayerError):
@@ -159,6 +173,7 @@ def translate(
     table: Table | None = None,
     connected: bool = False,
     query: bool = False,
+    read_only_because: str = READ_ONLY_TRANSACTION,
 ) -> Exception:
     """The data-layer error for `exc`, or `exc` itself when the caller cannot act on it.
 
@@ -167,6 +182,8 @@ def translate(
     came from a sound connection, so one without the server's answer is the driver refusing
     the statement, not a failure to connect. `query`: the statement was a SELECT, so a value
     it refused is one it computed or compared, not one of a row written.
+    `read_only_because`: the message of a write refused as read-only (the unit's, the
+    server's or the transaction's; see `_on_error`).
     """
     if table is None and model is not None:
         table = model.__table__
@@ -190,14 +207,16 @@ def translate(
     if meaning.kind is Kind.CANNOT_CONNECT and connected:
         meaning = NOT_SENT
     named = names_in(exc.orig)
-    error = _error_for(meaning, named, table, query=query)
+    error = _error_for(meaning, named, table, query=query, read_only_because=read_only_because)
     if isinstance(error, DataLayerError):
         error.code = code_of(exc.orig)
         error.table = table.name if table is not None else named.table
     return error
 
 
-def _error_for(meaning: Meaning, named: Named, table: Table | None, *, query: bool) -> Exception:
+def _error_for(
+    meaning: Meaning, named: Named, table: Table | None, *, query: bool, read_only_because: str
+) -> Exception:
     kind = meaning.kind
     table = table if table is not None else _table_named(named)
     entity = _entity(table)
@@ -221,7 +240,7 @@ def _error_for(meaning: Meaning, named: Named, table: Table | None, *, query: bo
             "schema change); run it again"
         )
     if kind is Kind.READ_ONLY:
-        return ReadOnlyError(READ_ONLY_MESSAGE)
+        return ReadOnlyError(read_only_because)
     if kind is Kind.TIMEOUT:
         return StatementTimeoutError(
             "the statement ran longer than DB_STATEMENT_TIMEOUT, or was cancelled, and was "
@@ -387,10 +406,15 @@ def constraint_for_columns(
 # -- where translation happens --------------------------------------------------------------------
 
 
-def install_translation(engine: Engine) -> None:
+RefusesWrites = Callable[[Any], bool]
+
+
+def install_translation(engine: Engine, refuses_writes: RefusesWrites) -> None:
     """Make every statement `engine` runs (and every connection it opens) fail with the
-    data-layer error for the database's refusal, chained to the driver's exception."""
-    event.listen(engine, "handle_error", _on_error)
+    data-layer error for the database's refusal, chained to the driver's exception.
+    `refuses_writes` tells, from a driver connection, whether its server takes no writes at
+    all now (the backend's `refuses_writes`)."""
+    event.listen(engine, "handle_error", partial(_on_error, refuses_writes=refuses_writes))
     # Whether a connection's failure came while a COMMIT was on its way (see `_on_error`).
     event.listen(engine, "commit", partial(_mark_committing, committing=True))
     event.listen(engine, "begin", partial(_mark_committing, committing=False))
@@ -405,19 +429,27 @@ def _mark_committing(connection: Connection, *, committing: bool) -> None:
         connection.info[_COMMITTING] = committing
 
 
-def _on_error(context: ExceptionContext) -> BaseException | None:
+def _on_error(context: ExceptionContext, *, refuses_writes: RefusesWrites) -> BaseException | None:
     # A failed pre-ping is the pool's to handle: it reconnects.
     if context.is_pre_ping:
         return None
     wrapped = context.sqlalchemy_exception
     if not isinstance(wrapped, sa_exc.DBAPIError):
         return None
-    if classify(context.original_exception) is TOO_LARGE:
+    meaning = classify(context.original_exception)
+    if meaning is TOO_LARGE:
         # The server closed the connection after refusing the statement: never pooled again.
         context.is_disconnect = True
+    read_only_because = READ_ONLY_TRANSACTION
+    if meaning is not None and meaning.kind is Kind.READ_ONLY:
+        read_only_because = _why_read_only(context, refuses_writes)
     connected = context.connection is not None and not context.is_disconnect
     translated = translate(
-        wrapped, table=_written_table(context), connected=connected, query=_is_query(context)
+        wrapped,
+        table=_written_table(context),
+        connected=connected,
+        query=_is_query(context),
+        read_only_because=read_only_because,
     )
     if translated is wrapped:
         return None
@@ -430,6 +462,24 @@ def _on_error(context: ExceptionContext) -> BaseException | None:
     if statement and (context.engine is None or context.engine.hide_parameters):
         scrub(context.original_exception)
     return translated
+
+
+def _why_read_only(context: ExceptionContext, refuses_writes: RefusesWrites) -> str:
+    """Who refused a write as read-only: the unit (read-only by its own wish), the server
+    (every transaction there is read-only now), or else the transaction (begun READ ONLY).
+
+    A server that takes no writes is a standby, or a primary that a failover demoted while it
+    still answers; every pooled connection to it would be refused alike, and a new one may
+    reach the server that took its place. So the pool is invalidated, as on a disconnect."""
+    connection = context.connection
+    if connection is None or connection.invalidated:
+        return READ_ONLY_TRANSACTION
+    if connection.get_execution_options().get(READ_ONLY_UNIT):
+        return READ_ONLY_MESSAGE
+    if refuses_writes(connection.connection.driver_connection):
+        context.is_disconnect = True
+        return SERVER_TAKES_NO_WRITES
+    return READ_ONLY_TRANSACTION
 
 
 def _lost_committing(context: ExceptionContext) -> bool:

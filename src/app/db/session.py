@@ -179,7 +179,7 @@ def _configure(
     connect: ConnectOptions,
 ) -> None:
     backend = backend_for(url.get_backend_name())
-    install_translation(engine)
+    install_translation(engine, backend.refuses_writes)
     liveness.install(engine, None if backend.file_database else backend.spoke_while_idle)
     end_streams_with_their_unit(engine)
     observation.install(engine, with_comment=backend.with_comment)

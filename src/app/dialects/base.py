@@ -156,6 +156,13 @@ class Backend:
         fd = self.socket_of(driver_connection)
         return fd is None or fd < 0 or liveness.readable(fd)
 
+    def refuses_writes(self, driver_connection: Any) -> bool:
+        """Whether the server a driver connection reaches takes no writes at all now (a
+        standby, a demoted primary), told from what the connection already holds, without a
+        statement: for `app.db.errors`, which then replaces the pool's connections. False
+        where the driver cannot tell."""
+        return False
+
     def with_comment(self, statement: str, comment: str, *, executemany: bool) -> str:
         """`statement` carrying `comment` (the query tags): at its end, where sqlcommenter puts
         it."""

@@ -170,6 +170,13 @@ class PostgreSQL(Backend):
     def read_only_options(self) -> dict[str, Any]:
         return {"postgresql_readonly": True}
 
+    def refuses_writes(self, driver_connection: Any) -> bool:
+        """From the settings the server reports to each connection as they change (PostgreSQL
+        14 and later): a hot standby, or transactions read-only by default (the server's, the
+        database's or the role's setting)."""
+        reported = driver_connection.info.parameter_status
+        return "on" in (reported("in_hot_standby"), reported("default_transaction_read_only"))
+
     def upsert(self, table: Table, plan: UpsertPlan) -> Insert:
         return on_conflict_do_update(postgresql.insert(table), plan)
 

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.db.errors import READ_ONLY_MESSAGE, DataLayerError, ReadOnlyError
+from app.db.errors import READ_ONLY_MESSAGE, READ_ONLY_UNIT, DataLayerError, ReadOnlyError
 from app.dialects import backend_of
 from app.topology.replicas import ANY_POSITION, Replica, ReplicaSet, has_replayed, position
 
@@ -78,6 +78,7 @@ def begin(session: Session, chosen: Route) -> bool:
         options["isolation_level"] = chosen.isolation_level
     if chosen.read_only:
         _guard(session)
+        options[READ_ONLY_UNIT] = True  # the database's refusals are told as the unit's
     if chosen.replica is not None:
         assert chosen.replicas is not None
         try:
