@@ -30,16 +30,14 @@ from app.db.errors import InvalidQueryError
 from app.db.types import new_hex_ids, new_id, utcnow
 from app.dialects import Backend, Batch, UniformUpsert
 from app.repositories import _statements
+from app.repositories._column_rules import DEEPEST_JSON, ColumnRule, too_deep
 from app.repositories._values import (
-    DEEPEST_JSON,
-    ColumnRule,
     Data,
     Prepare,
     Rules,
     batches,
     new_row_values,
     other_keys_given,
-    too_deep,
 )
 
 PrepareColumns = Callable[[dict[str, list[Any]]], bool]

@@ -16,7 +16,8 @@ from sqlalchemy import ColumnElement, and_, not_
 
 from app.db.errors import InvalidQueryError
 from app.dialects import Backend
-from app.repositories._values import Rules, coerce, field_column, shown_name, to_json
+from app.repositories._column_rules import to_json
+from app.repositories._values import Rules, coerce, field_column, shown_name
 
 
 def _text(op: str, value: Any) -> str:

@@ -39,12 +39,12 @@ from app.dialects import Backend, UniformUpsert, backend_of, streaming
 from app.dialects.base import BulkLoadRefused, execute_compiled
 from app.repositories import _bulk, _statements
 from app.repositories._bulk import complete_rows
+from app.repositories._column_rules import as_uuid, to_json
 from app.repositories._cursors import decode_cursor, encode_cursor, query_fingerprint
 from app.repositories._filters import canonical
 from app.repositories._ordering import SortKey, sort_keys
 from app.repositories._values import (
     Data,
-    as_uuid,
     check_limit,
     check_offset,
     conflict_target,
@@ -53,7 +53,6 @@ from app.repositories._values import (
     other_keys_given,
     row_values,
     rules_for,
-    to_json,
 )
 from app.topology.routing import READ_ONLY_KEY
 
