@@ -4,7 +4,9 @@ cancellation in the middle of a unit of work."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
+import weakref
 
 import pytest
 from sqlalchemy import Engine, text
@@ -12,8 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.errors import RetryableError
 from app.db.runtime import Runtime, use_runtime
-from app.db.session import make_async_engine, make_async_session_factory
-from app.repositories import AsyncUnitOfWork, run_in_transaction_async, transactional_async
+from app.db.session import (
+    make_async_engine,
+    make_async_session_factory,
+    make_engine,
+    make_session_factory,
+)
+from app.repositories import (
+    AsyncUnitOfWork,
+    UnitOfWork,
+    run_in_transaction_async,
+    transactional_async,
+)
 
 
 def _scalar(engine: Engine, sql: str) -> object:
@@ -260,3 +272,46 @@ def test_sixty_four_tasks_writing_at_once_all_commit_in_turn(
 
     asyncio.run(scenario())
     assert _scalar(committed_engine, "SELECT count(*) FROM items") == 64 * 20 * 2
+
+
+def test_a_finished_unit_is_freed_at_once_with_its_sessions_on_both_faces(
+    committed_url: str,
+) -> None:
+    """A unit holds no reference that only the garbage collector could free: once the caller
+    lets go of it, its sessions and repositories are gone, with the collector off. (Kept for
+    the collector, each asyncio unit's session graph made it run every few dozen units, and
+    each run walks what they hold: about a tenth of an asyncio read under 8 tasks.)"""
+
+    def left(held: dict[str, weakref.ref[object]]) -> list[str]:
+        return [name for name, ref in held.items() if ref() is not None]
+
+    async def asyncio_face() -> list[str]:
+        engine = make_async_engine(committed_url)
+        uow = AsyncUnitOfWork(make_async_session_factory(engine))
+        async with uow:
+            await uow.users.count()
+            parts = {"unit": uow, "blocking unit": uow.sync, "session": uow.async_session}
+            parts |= {"its blocking session": uow.sync.session, "repository": uow.users}
+            parts |= {"blocking repository": uow.sync.users}
+            held = {name: weakref.ref(part) for name, part in parts.items()}
+            del parts
+        del uow
+        still = left(held)
+        await engine.dispose()
+        return still
+
+    engine = make_engine(committed_url)
+    gc.collect()
+    gc.disable()
+    try:
+        assert asyncio.run(asyncio_face()) == []
+        uow = UnitOfWork(make_session_factory(engine))
+        with uow:
+            uow.users.count()
+            held = {"unit": weakref.ref(uow), "session": weakref.ref(uow.session)}
+            held["repository"] = weakref.ref(uow.users)
+        del uow
+        assert left(held) == []
+    finally:
+        gc.enable()
+        engine.dispose()

@@ -103,6 +103,14 @@ def _pulled(rows: AsyncIterable[T]) -> Iterator[T]:
             return
 
 
+def _opened_by_its_asyncio_face() -> Any:
+    """The session factory of an `AsyncUnitOfWork`'s blocking unit, which its asyncio face opens
+    (`adopt`) and enters only once open (a joined block). A function of no unit: a bound
+    method of the face would tie the two units into a cycle, which keeps each unit's session,
+    identity map and repositories alive until the garbage collector runs."""
+    raise RuntimeError("this unit of work is opened by its asyncio face: `async with` that")
+
+
 class AsyncRepository(Generic[ModelT]):
     """`Repository` for asyncio: the same methods, arguments, results and errors, awaited. A
     method of the blocking repository that this class does not declare (a team's own) is
@@ -247,16 +255,13 @@ class AsyncUnitOfWork:
         self._session_factory = session_factory
         self._async_session: AsyncSession | None = None
         self.sync = self.unit(
-            self._sync_session,
+            _opened_by_its_asyncio_face,
             isolation_level=isolation_level,
             read_only=read_only,
             after=after,
             replicas=replicas if replicas is not None or session_factory else get_replicas(),
             name=name or telemetry.caller_name(),
         )
-
-    def _sync_session(self) -> Any:
-        return self.async_session.sync_session
 
     @property
     def async_session(self) -> AsyncSession:
