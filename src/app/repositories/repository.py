@@ -3,8 +3,9 @@ session it is given. It adds and flushes, never commits: the unit of work (or wh
 session) does.
 
 Statements are built in `_statements` (with `_filters`, `_ordering` and `_cursors`), values
-checked in `_values`, bulk rows batched in `_bulk`; they run here, and what differs by database
-comes from the session's backend (`app.dialects`). Database errors arrive translated: every
+checked in `_values` and `_column_rules`, bulk rows batched in `_bulk`, upserts of rows that
+are not uniform grouped in `_upserts`; they run here, and what differs by database comes from
+the session's backend (`app.dialects`). Database errors arrive translated: every
 engine the project builds translates them (`app.db.errors`).
 """
 
@@ -34,11 +35,9 @@ from app.db.errors import (
 from app.db.models import Base
 from app.db.runtime import get_runtime
 from app.db.session import DataSession
-from app.db.types import utcnow
 from app.dialects import Backend, UniformUpsert, backend_of, streaming
 from app.dialects.base import BulkLoadRefused, execute_compiled
-from app.repositories import _bulk, _statements
-from app.repositories._bulk import complete_rows
+from app.repositories import _bulk, _statements, _upserts
 from app.repositories._column_rules import as_uuid, to_json
 from app.repositories._cursors import decode_cursor, encode_cursor, query_fingerprint
 from app.repositories._filters import canonical
@@ -50,7 +49,6 @@ from app.repositories._values import (
     conflict_target,
     from_json,
     new_row_values,
-    other_keys_given,
     row_values,
     rules_for,
 )
@@ -604,56 +602,11 @@ class Repository(Generic[ModelT]):
     def _upsert_rows(
         self, batch: builtins.list[Data], target: tuple[str, ...]
     ) -> builtins.list[dict[str, Any]]:
-        """Upsert rows one statement per set of given fields; the rows as sent."""
+        """Upsert rows one statement per set of given fields (`_upserts`); the rows as sent."""
         self._before_bulk_write()
-        missing: set[str] = set()
-        given_sets: dict[frozenset[str], builtins.list[dict[str, Any]]] = {}
-        for data in batch:
-            values = new_row_values(self._rules, data, prepare=self.prepare)
-            # A primary key left out is generated: such a row can only be inserted.
-            missing |= {
-                name
-                for name in target
-                if name not in self._rules.primary_key and values.get(name) is None
-            }
-            given_sets.setdefault(frozenset(values), []).append(values)
-        if missing:
-            raise InvalidQueryError(
-                f"upsert needs a value for {', '.join(sorted(missing))} in every row"
-            )
-        now = utcnow()
-        sent: builtins.list[dict[str, Any]] = []
-        for given, group in given_sets.items():
-            for columns in complete_rows(self._rules, group, now):
-                params = [
-                    dict(zip(columns, row, strict=True))
-                    for row in zip(*columns.values(), strict=True)
-                ]
-                self._upsert_group(params, target, given)
-                sent += params
-        return sent
-
-    def _upsert_group(
-        self, params: builtins.list[dict[str, Any]], target: tuple[str, ...], given: frozenset[str]
-    ) -> None:
-        statement = _statements.upsert_statement(self._rules, self._backend, target, given)
-        others = other_keys_given(self._rules, given, target)
-        if not others:
-            self.session.execute(statement, params)
-            return
-        # The rows name another unique key too: check that they met no other row, in a
-        # savepoint, so a conflict leaves nothing changed.
-        names = list(dict.fromkeys([*target, *(name for key in others for name in key)]))
-        with self.session.begin_nested() as savepoint:
-            self.session.execute(statement, params)
-            stored = self.session.execute(
-                _statements.select_stored_keys(self._rules, params, target, names)
-            ).all()
-            collided = _statements.conflicting_key(stored, params, target, others, names)
-            if collided is not None:
-                savepoint.rollback()
-        if collided is not None:
-            raise conflict_on(self._rules.table, collided)
+        return _upserts.upsert_rows(
+            self.session, self._rules, self._backend, batch, target, prepare=self.prepare
+        )
 
 
 # Keys a statement that reads held rows again names at most (SQLite and MariaDB take each as a
