@@ -178,6 +178,29 @@ def test_like_wildcards_in_values_match_literally(items: ItemRepository, owner: 
     assert items.list(where={"title__icontains": "%' OR '1'='1"}) == []
 
 
+def test_a_text_filter_longer_than_any_like_pattern_still_matches(
+    items: ItemRepository, owner: uuid.UUID
+) -> None:
+    """A needle of 30,000 characters (SQLite takes LIKE patterns of 50,000 bytes at most, and
+    escaping doubles `%`, `_` and `/`) matches as a short one does, on every backend; one
+    longer than any stored value matches nothing, without an error."""
+    long = "a%_/" * 7_500 + "end"
+    _insert(items, owner, [("long", long, BASE), ("short", "a%_/", BASE)])
+    for op, needle in [
+        ("contains", long[1:]),
+        ("icontains", long.upper()),
+        ("startswith", long[:-3]),
+        ("istartswith", long.upper()[:-1]),
+    ]:
+        found = items.list(where={f"description__{op}": needle})
+        assert [item.title for item in found] == ["long"], op
+        assert items.list(where={f"description__{op}": needle + "x" * 30_000}) == [], op
+        assert items.list(where={f"description__{op}": needle[:3]}, order_by=["title"]) == [
+            *found,
+            *items.list(where={"title": "short"}),
+        ], op
+
+
 @pytest.mark.parametrize(
     ("kwargs", "complaint"),
     [

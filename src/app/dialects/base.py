@@ -182,6 +182,13 @@ class Backend:
         """INSERT that skips a row whose key or unique values are stored already."""
         raise NotImplementedError
 
+    def text_match(self, column: Any, op: str, needle: str) -> ColumnElement[bool]:
+        """`column` contains `needle`, or starts with it (`op`: contains, startswith, and
+        their case-insensitive `i` forms): LIKE, where `%`, `_` and the escape character match
+        themselves."""
+        condition: ColumnElement[bool] = getattr(column, op)(needle, autoescape=True)
+        return condition
+
     def in_values(self, column: Any, values: list[Any]) -> ColumnElement[bool]:
         """`column IN (values)`, however many values there are (a driver or server may limit
         how many parameters one statement has)."""

@@ -215,6 +215,22 @@ class SQLite(Backend):
     def insert_ignoring_duplicates(self, table: Table) -> Insert:
         return sqlite.insert(table).on_conflict_do_nothing()
 
+    def text_match(self, column: Any, op: str, needle: str) -> ColumnElement[bool]:
+        # SQLite refuses a LIKE pattern over 50,000 bytes, and escaping may double a needle's
+        # bytes: a longer needle is found by instr(), which has no such limit (and, like LIKE
+        # here, compares case-sensitively; lower() on both sides for the `i` forms, as
+        # SQLAlchemy's ILIKE does).
+        if len(needle.encode()) <= _LONGEST_LIKE_NEEDLE:
+            return super().text_match(column, op, needle)
+        insensitive = op.startswith("i")
+        haystack = func.lower(column) if insensitive else column
+        wanted = func.lower(bindparam(None, needle)) if insensitive else bindparam(None, needle)
+        position = func.instr(haystack, wanted)
+        condition: ColumnElement[bool] = (
+            position == 1 if op.endswith("startswith") else position > 0
+        )
+        return condition
+
     def in_values(self, column: Any, values: list[Any]) -> ColumnElement[bool]:
         # SQLite takes at most 32,766 parameters a statement: a long list goes as one JSON
         # array, its values in their stored form, read back by json_each.
@@ -279,6 +295,9 @@ class SQLite(Backend):
 SQLITE = SQLite()
 # From how many values an IN list goes as one JSON parameter.
 MANY_VALUES = 500
+# The longest needle (UTF-8 bytes) a LIKE pattern carries: its escaped form, between two `%`,
+# stays within SQLite's 50,000 bytes.
+_LONGEST_LIKE_NEEDLE = 24_000
 
 
 class _StoredJSON(TypeDecorator[list[Any]]):

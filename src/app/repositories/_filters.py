@@ -1,10 +1,10 @@
 """`where` filters: `{"field": v}` or `{"field__op": v}`, combined with AND.
 
 Field names and operators are checked against what the repository allows; values are made fit
-for their column (`_values`) and bound as parameters, LIKE patterns escaped so `%` and `_`
-match themselves, and a long `in` list is one parameter where the backend needs it
-(`Backend.in_values`). `canonical` gives the filter in one form whatever the form of its values,
-for what a cursor is bound to.
+for their column (`_values`) and bound as parameters, text matched as the backend can
+(`Backend.text_match`: LIKE, its `%` and `_` escaped to match themselves), and a long `in`
+list is one parameter where the backend needs it (`Backend.in_values`). `canonical` gives the
+filter in one form whatever the form of its values, for what a cursor is bound to.
 """
 
 from __future__ import annotations
@@ -64,10 +64,10 @@ OPERATORS: dict[str, Operator] = {
     "in": lambda c, v, b: b.in_values(c, v),
     "not_in": lambda c, v, b: not_(b.in_values(c, v)) | c.is_(None),
     "is_null": lambda c, v, _: _is_null(c, v),
-    "contains": lambda c, v, _: c.contains(_text("contains", v), autoescape=True),
-    "icontains": lambda c, v, _: c.icontains(_text("icontains", v), autoescape=True),
-    "startswith": lambda c, v, _: c.startswith(_text("startswith", v), autoescape=True),
-    "istartswith": lambda c, v, _: c.istartswith(_text("istartswith", v), autoescape=True),
+    "contains": lambda c, v, b: b.text_match(c, "contains", v),
+    "icontains": lambda c, v, b: b.text_match(c, "icontains", v),
+    "startswith": lambda c, v, b: b.text_match(c, "startswith", v),
+    "istartswith": lambda c, v, b: b.text_match(c, "istartswith", v),
 }
 # Comparisons with NULL are never true in SQL; refusing them beats a silently empty result.
 _NEEDS_VALUE = {"lt", "le", "gt", "ge"}
