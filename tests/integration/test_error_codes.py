@@ -8,6 +8,7 @@ wrapper around the statement: the engine itself translates what fails.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -48,8 +49,19 @@ from app.db.errors import (
     StatementTimeoutError,
 )
 from app.db.models import Base
-from app.db.session import DataSession, make_engine, make_session_factory
-from app.repositories import UnitOfWork
+from app.db.session import (
+    DataSession,
+    make_async_engine,
+    make_async_session_factory,
+    make_engine,
+    make_session_factory,
+)
+from app.repositories import (
+    AsyncUnitOfWork,
+    UnitOfWork,
+    run_in_transaction,
+    run_in_transaction_async,
+)
 
 SECRET_VALUE = "s3cret-hash-value"
 E = TypeVar("E", bound=DataLayerError)
@@ -460,6 +472,55 @@ def test_mariadb_a_statement_larger_than_the_server_takes_is_invalid_and_its_con
                 assert uow.session.scalar(text("SELECT 1")) == 1
     finally:
         engine.dispose()
+
+
+@pytest.mark.backends("mariadb")
+def test_mariadb_a_statement_far_larger_than_the_server_takes_is_invalid_every_time_and_run_once(
+    engine_url: URL,
+) -> None:
+    """Megabytes over max_allowed_packet: the server would close the connection while the
+    statement is still being sent, and the driver would report a lost connection (which
+    `run_in_transaction` runs again). It is refused before it is sent instead: invalid every
+    time, on both faces, and the function runs once."""
+    engine = make_engine(engine_url, pool_size=1, max_overflow=0)
+    factory = make_session_factory(engine)
+    with UnitOfWork(factory) as uow:
+        limit = int(uow.session.scalar(text("SELECT @@max_allowed_packet")) or 0)
+    huge = {"v": "x" * (limit + 4 * 1024 * 1024)}
+    runs: list[str] = []
+
+    def send_it(uow: UnitOfWork) -> None:
+        runs.append("blocking")
+        uow.session.execute(text("SELECT LENGTH(:v)"), huge)
+
+    async def send_it_awaited(uow: AsyncUnitOfWork) -> None:
+        runs.append("asyncio")
+        await uow.async_session.execute(text("SELECT LENGTH(:v)"), huge)
+
+    async def asyncio_face() -> None:
+        async_engine = make_async_engine(engine_url, pool_size=1, max_overflow=0)
+        async_factory = make_async_session_factory(async_engine)
+        try:
+            for _ in range(3):
+                with _refused(InvalidQueryError) as refused:
+                    await run_in_transaction_async(send_it_awaited, session_factory=async_factory)
+                assert "max_allowed_packet" in str(refused.value)
+            async with AsyncUnitOfWork(async_factory) as uow:
+                assert await uow.users.count() == 0
+        finally:
+            await async_engine.dispose()
+
+    try:
+        for _ in range(3):
+            with _refused(InvalidQueryError) as refused:
+                run_in_transaction(send_it, session_factory=factory)
+            assert "max_allowed_packet" in str(refused.value)
+            with UnitOfWork(factory) as uow:
+                assert uow.users.count() == 0
+        asyncio.run(asyncio_face())
+    finally:
+        engine.dispose()
+    assert runs == ["blocking"] * 3 + ["asyncio"] * 3
 
 
 @pytest.mark.backends("mariadb")

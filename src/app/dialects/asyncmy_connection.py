@@ -16,18 +16,36 @@ from __future__ import annotations
 from typing import Any
 
 from asyncmy.connection import Connection
+from asyncmy.constants.COMMAND import COM_QUERY
+from asyncmy.errors import OperationalError
 
 from app.db.liveness import readable
+from app.dialects import mariadb_packets
 
 
 class EndAwareAsyncConnection(Connection):
     """An asyncmy connection whose ROLLBACK right after a COMMIT or ROLLBACK sends nothing."""
 
     _ended = False
+    _packet_limit: int | None = None  # the server's max_allowed_packet, once asked
 
     async def _execute_command(self, command: int, sql: Any) -> None:
+        if mariadb_packets.needs_measuring(command, sql, COM_QUERY):
+            await self._refuse_if_too_large(sql)
         self._ended = False
         await super()._execute_command(command, sql)  # type: ignore[misc]  # not in its stubs
+
+    async def _refuse_if_too_large(self, sql: bytes | str) -> None:
+        """The server's refusal of a statement over its `max_allowed_packet`, before it is
+        sent (`app.dialects.mariadb_packets`)."""
+        if self._packet_limit is None:
+            async with self.cursor() as cursor:
+                await cursor.execute(mariadb_packets.LIMIT_QUERY)
+                (limit,) = await cursor.fetchone()
+            self._packet_limit = int(limit)
+        if mariadb_packets.over_limit(sql, self._packet_limit):
+            errno, message = mariadb_packets.TOO_LARGE_ERRNO, mariadb_packets.TOO_LARGE_MESSAGE
+            raise OperationalError(errno, message)
 
     async def commit(self) -> None:
         await super().commit()

@@ -26,10 +26,12 @@ from typing import Any
 
 from pymysql.connections import Connection
 from pymysql.constants import COMMAND
+from pymysql.err import OperationalError
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DisconnectionError
 
 from app.db.liveness import ANSWER_IN_FLIGHT, readable
+from app.dialects import mariadb_packets
 
 
 class EndAwareConnection(Connection):  # type: ignore[misc]  # PyMySQL is untyped
@@ -40,6 +42,7 @@ class EndAwareConnection(Connection):  # type: ignore[misc]  # PyMySQL is untype
     _unread = False  # a ROLLBACK was sent and its answer not read yet
     _only_read = True  # the transaction so far sent SELECTs alone, none of which failed
     _next_seq_id: int  # PyMySQL's: the number the next packet read must carry
+    _packet_limit: int | None = None  # the server's max_allowed_packet, once asked
 
     def query(self, sql: Any, unbuffered: bool = False) -> int:
         try:
@@ -50,6 +53,8 @@ class EndAwareConnection(Connection):  # type: ignore[misc]  # PyMySQL is untype
         return affected
 
     def _execute_command(self, command: int, sql: Any) -> None:
+        if mariadb_packets.needs_measuring(command, sql, COMMAND.COM_QUERY):
+            self._refuse_if_too_large(sql)
         self._ended = False
         if command == COMMAND.COM_QUERY and not _is_select(sql):
             self._only_read = False
@@ -62,6 +67,21 @@ class EndAwareConnection(Connection):  # type: ignore[misc]  # PyMySQL is untype
             self._next_seq_id = 1
             self._read_ok_packet()
             self._next_seq_id = sent
+
+    def _refuse_if_too_large(self, sql: bytes | str) -> None:
+        """The server's refusal of a statement over its `max_allowed_packet`, before it is
+        sent (`app.dialects.mariadb_packets`)."""
+        if self._packet_limit is None:
+            cursor = self.cursor()
+            try:
+                cursor.execute(mariadb_packets.LIMIT_QUERY)
+                (limit,) = cursor.fetchone()
+            finally:
+                cursor.close()
+            self._packet_limit = int(limit)
+        if mariadb_packets.over_limit(sql, self._packet_limit):
+            errno, message = mariadb_packets.TOO_LARGE_ERRNO, mariadb_packets.TOO_LARGE_MESSAGE
+            raise OperationalError(errno, message)
 
     def settle(self) -> None:
         """Read the answer to the ROLLBACK sent last if it has arrived (its failure, the
