@@ -176,6 +176,35 @@ def test_every_write_path_stores_each_value_exactly(factory: Any, gauge: type[An
     assert _stored(factory, gauge) == changed
 
 
+def test_keys_the_database_numbers_go_on_past_the_ones_given(
+    factory: Any, gauge: type[Any]
+) -> None:
+    """An integer key the database numbers, given by the caller on any write path, moves the
+    numbering on past it, on every backend (PostgreSQL's sequence does not move by itself):
+    the next row left to the database gets the next number, not a conflict."""
+
+    def numbered(uow: UnitOfWork, n: int) -> int:
+        values = {key: value for key, value in _row(n).items() if key != "id"}
+        return int(uow.repository(gauge).create(values).id)
+
+    writes = [
+        ("create", lambda repository: repository.create(_row(99))),
+        ("create_many", lambda repository: repository.create_many([_row(199), _row(149)])),
+        ("upsert", lambda repository: repository.upsert(_row(299), conflict="code")),
+        ("upsert_many", lambda repository: repository.upsert_many([_row(399)], conflict="code")),
+    ]
+    with UnitOfWork(factory) as uow:
+        assert numbered(uow, 0) == 1
+        uow.commit()
+    for step, (name, write) in enumerate(writes, start=1):
+        with UnitOfWork(factory) as uow:
+            write(uow.repository(gauge))
+            uow.commit()
+        with UnitOfWork(factory) as uow:
+            assert numbered(uow, step) == step * 100 + 1, name
+            uow.commit()
+
+
 @pytest.mark.parametrize(
     "order", ["flag", "-flag", "ratio", "-ratio", "small", "-at", "span", "-span", "noted"]
 )

@@ -182,6 +182,11 @@ class Backend:
         """INSERT that skips a row whose key or unique values are stored already."""
         raise NotImplementedError
 
+    def number_past_given_keys(self, connection: Connection, table: Table, key: str) -> None:
+        """After rows that gave the key the database numbers (`key`) themselves: make the
+        numbering go on past the largest stored, so the next row left to the database does
+        not get a number taken. SQLite's and MariaDB's numbering do so on their own."""
+
     def text_match(self, column: Any, op: str, needle: str) -> ColumnElement[bool]:
         """`column` contains `needle`, or starts with it (`op`: contains, startswith, and
         their case-insensitive `i` forms): LIKE, where `%`, `_` and the escape character match

@@ -170,6 +170,18 @@ class PostgreSQL(Backend):
     def read_only_options(self) -> dict[str, Any]:
         return {"postgresql_readonly": True}
 
+    def number_past_given_keys(self, connection: Connection, table: Table, key: str) -> None:
+        """The key's sequence (serial or identity) set to the largest key stored, where that
+        is at or past the number it would give next: one statement, which changes nothing
+        otherwise. (A sequence is outside transactions: a rollback leaves the gap.)"""
+        preparer = connection.dialect.identifier_preparer
+        column = table.c[key]
+        statement = _NUMBER_PAST.format(
+            column=preparer.quote(column.name), table=preparer.format_table(table)
+        )
+        names = {"table": preparer.format_table(table), "column": column.name}
+        connection.execute(text(statement), names)
+
     def refuses_writes(self, driver_connection: Any) -> bool:
         """From the settings the server reports to each connection as they change (PostgreSQL
         14 and later): a hot standby, or transactions read-only by default (the server's, the
@@ -399,6 +411,15 @@ class PostgreSQL(Backend):
             found.append(HeavyStatement(statement, tags, int(calls), float(total_ms), int(count)))
         return found
 
+
+# The names are the model's, quoted; pg_get_serial_sequence takes the table's quoted name and
+# the column's own.
+_NUMBER_PAST = (
+    "SELECT setval(s.seqrelid, t.top) FROM pg_catalog.pg_sequence AS s, "
+    "(SELECT max({column}) AS top FROM {table}) AS t "
+    "WHERE s.seqrelid = CAST(pg_get_serial_sequence(:table, :column) AS regclass) "
+    "AND t.top >= COALESCE(pg_sequence_last_value(s.seqrelid) + s.seqincrement, s.seqstart)"
+)
 
 POSTGRESQL = PostgreSQL()
 

@@ -52,6 +52,7 @@ class Rules:
     # Left to the database when a row does not give them: a server default, a computed or an
     # identity column, an autoincrement key.
     database_filled: frozenset[str]
+    numbered: str | None  # the integer key the database numbers (autoincrement or identity)
     unique_keys: tuple[tuple[str, ...], ...]  # the primary key first
     unique_single: frozenset[str]  # columns that alone are a unique key and hold no NULL
 
@@ -110,6 +111,7 @@ def rules_of(table: Table, mapper: Mapper[Any] | None = None) -> Rules:
             if column.default is None
             and (column.server_default is not None or _filled_by_the_database(column))
         ),
+        numbered=_numbered_key(table),
         unique_keys=tuple(keys),
         unique_single=frozenset(
             next(iter(columns)).key
@@ -122,6 +124,11 @@ def rules_of(table: Table, mapper: Mapper[Any] | None = None) -> Rules:
 def rules_for(model: type[Any]) -> Rules:
     """The rules of a mapped class's table."""
     return rules_of(model.__table__, inspect(model))
+
+
+def _numbered_key(table: Table) -> str | None:
+    counter = table.autoincrement_column
+    return counter.key if counter is not None and counter.default is None else None
 
 
 def _filled_by_the_database(column: sa.Column[Any]) -> bool:

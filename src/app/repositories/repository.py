@@ -359,6 +359,8 @@ class Repository(Generic[ModelT]):
         instance = self.model(**values)
         self.session.add(instance)
         self._flush()
+        if self._gives_numbered_key(values):
+            self._number_past_given_keys()
         return instance
 
     def _refuse_a_key_in_the_session(self, values: dict[str, Any]) -> None:
@@ -499,12 +501,14 @@ class Repository(Generic[ModelT]):
         try:
             with self.session.begin_nested():
                 connection = self.session.connection()
-                return self._backend.insert_batches(connection, self._rules.table, batches)
+                inserted = self._backend.insert_batches(connection, self._rules.table, batches)
         except BulkLoadRefused as refused:  # the savepoint undid the refused bulk load
             with self.session.begin_nested():
                 connection = self.session.connection()
                 table = self._rules.table
-                return self._backend.insert_by_statements(connection, table, refused.batches)
+                inserted = self._backend.insert_by_statements(connection, table, refused.batches)
+        self._number_past_given_keys()
+        return inserted
 
     def upsert(self, data: Data, *, conflict: Conflict = None) -> ModelT:
         """Insert the row, or update the one that has the same `conflict` values (a unique key;
@@ -517,6 +521,8 @@ class Repository(Generic[ModelT]):
         """
         target = self._conflict(conflict)
         (row,) = self._upsert_rows([data], target)
+        if self._gives_numbered_key(row):
+            self._number_past_given_keys()
         statement = _statements.select_where_equal(
             self.model, self._rules, {name: row[name] for name in target}
         )
@@ -567,8 +573,21 @@ class Repository(Generic[ModelT]):
             self._backend.upsert_batches(
                 self.session, self._rules.table, target, prepared, general_way
             )
+        self._number_past_given_keys()
         self._read_held_again()
         return written[0]
+
+    def _gives_numbered_key(self, values: Mapping[str, Any]) -> bool:
+        key = self._rules.numbered
+        return key is not None and values.get(key) is not None
+
+    def _number_past_given_keys(self) -> None:
+        """After a write that gave (or, in bulk, may have given) the key the database numbers:
+        its numbering goes on past the keys given (`Backend.number_past_given_keys`)."""
+        key = self._rules.numbered
+        if key is not None:
+            connection = self.session.connection()
+            self._backend.number_past_given_keys(connection, self._rules.table, key)
 
     def _read_held_again(self) -> None:
         """Read again the rows of the model that the session holds, after a bulk write that
