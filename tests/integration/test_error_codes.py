@@ -114,6 +114,48 @@ def _now(conn: Connection) -> str:
 # -- every backend ------------------------------------------------------------------------------
 
 
+def test_a_unit_used_on_after_a_refused_write_is_told_to_roll_back_on_both_faces(
+    engine_url: URL,
+) -> None:
+    """A caller that catches a refused write and goes on in the same unit (a statement, a
+    commit) is told the transaction was aborted by that error, as a data-layer error a web
+    handler answers (400), not SQLAlchemy's own; nothing was stored."""
+    engine = make_engine(engine_url, pool_size=1, max_overflow=0)
+    factory = make_session_factory(engine)
+    user = {"email": "twice@example.com", "hashed_password": SECRET_VALUE}
+
+    async def asyncio_face() -> list[str]:
+        async_engine = make_async_engine(engine_url, pool_size=1, max_overflow=0)
+        told = []
+        try:
+            async with AsyncUnitOfWork(make_async_session_factory(async_engine)) as uow:
+                await uow.users.create(user)
+                with pytest.raises(ConflictError):
+                    await uow.users.create(user)
+                for go_on in (uow.users.count, uow.commit):
+                    with _refused(InvalidQueryError) as refused:
+                        await go_on()
+                    told.append(str(refused.value))
+        finally:
+            await async_engine.dispose()
+        return told
+
+    try:
+        with UnitOfWork(factory) as uow:
+            uow.users.create(user)
+            with pytest.raises(ConflictError):
+                uow.users.create(user)
+            for go_on in (uow.users.count, uow.commit):
+                with _refused(InvalidQueryError) as refused:
+                    go_on()
+                assert "aborted by an earlier error" in str(refused.value)
+        assert all("aborted by an earlier error" in told for told in asyncio.run(asyncio_face()))
+        with UnitOfWork(factory) as uow:
+            assert uow.users.count() == 0
+    finally:
+        engine.dispose()
+
+
 def test_a_duplicate_unique_value_is_a_conflict_naming_the_field(engine_url: URL) -> None:
     with _engine(engine_url).connect() as conn:
         _insert_user(conn, "taken@example.com")

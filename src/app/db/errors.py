@@ -139,6 +139,10 @@ READ_ONLY_TRANSACTION = (
     "its server takes no writes (a standby); do the write in a read-write transaction on the "
     "server that takes writes"
 )
+TRANSACTION_ABORTED = (
+    "the transaction was aborted by an earlier error in it: roll it back (or leave the unit of "
+    "work) before sending more statements; `uow.savepoint()` keeps a write that may fail apart"
+)
 # An execution option on a read-only unit's connection: its refused writes are the unit's.
 READ_ONLY_UNIT = "app_read_only_unit"
 
@@ -192,6 +196,9 @@ def translate(
             f"the {_entity(table)} was changed or deleted by someone else since it was read; "
             "load it again and retry"
         )
+    if isinstance(exc, sa_exc.PendingRollbackError):
+        # The session's own refusal, after an error it has not been rolled back from.
+        return InvalidQueryError(TRANSACTION_ABORTED)
     if isinstance(exc, sa_exc.TimeoutError):
         return DatabaseUnavailableError(
             "no database connection became free within DB_POOL_TIMEOUT; every pooled "
@@ -269,10 +276,7 @@ def _error_for(
             "the database named in DATABASE_URL does not exist; `app db create` makes it"
         )
     if kind is Kind.ABORTED:
-        return InvalidQueryError(
-            "the transaction was aborted by an earlier error in it: roll it back (or leave the "
-            "unit of work) before sending more statements"
-        )
+        return InvalidQueryError(TRANSACTION_ABORTED)
     if kind is Kind.TOO_LARGE:
         return InvalidQueryError(
             "the statement with its values is larger than the database takes at once "

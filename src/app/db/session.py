@@ -8,8 +8,10 @@ every engine translates database errors as its statements fail (`app.db.errors`)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Any
+from functools import wraps
+from typing import Any, TypeVar, cast
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, create_engine
@@ -32,10 +34,28 @@ from app.dialects import backend_for
 from app.dialects.base import ConnectOptions
 from app.dialects.streams import end_streams_with_their_unit
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _telling_aborted(method: F) -> F:
+    """`method`, whose refusal to go on in a transaction an earlier error broke (SQLAlchemy's
+    `PendingRollbackError`) is the data-layer error for it (`translate`)."""
+
+    @wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except sa_exc.PendingRollbackError as exc:
+            raise translate(exc) from exc
+
+    return cast(F, run)
+
 
 class DataSession(Session):
     """A Session whose flush reports a lost optimistic lock as `StaleObjectError` (every flush
-    passes here: autoflush, commit's, a repository's, the caller's own)."""
+    passes here: autoflush, commit's, a repository's, the caller's own), and whose calls after
+    an error that broke its transaction (a refused write the caller caught) are refused with
+    `InvalidQueryError`, not SQLAlchemy's own error."""
 
     def flush(self, objects: Any = None) -> None:
         try:
@@ -43,6 +63,22 @@ class DataSession(Session):
             Session.flush(self, objects)
         except StaleDataError as exc:
             raise translate(exc, table=_stale_table(self)) from exc
+        except sa_exc.PendingRollbackError as exc:
+            raise translate(exc) from exc
+
+    execute = _telling_aborted(Session.execute)
+    scalars = _telling_aborted(Session.scalars)
+    get = _telling_aborted(Session.get)
+    connection = _telling_aborted(Session.connection)
+    begin_nested = _telling_aborted(Session.begin_nested)
+    commit = _telling_aborted(Session.commit)
+
+    def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        # Written out: wrapped, Session.scalar's overloads are lost to mypy.
+        try:
+            return Session.scalar(self, *args, **kwargs)
+        except sa_exc.PendingRollbackError as exc:
+            raise translate(exc) from exc
 
 
 def _stale_table(session: Session) -> Any:
