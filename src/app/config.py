@@ -59,7 +59,7 @@ def parse_database_url(raw: str | URL, *, asynchronous: bool = False) -> URL:
     one for blocking code, or for asyncio when `asynchronous`."""
     try:
         parsed: URL | None = make_url(_credentials_encoded(raw) if isinstance(raw, str) else raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # not a URL; a port that is not a number
         parsed = None  # refused below, so that its error (which quotes the URL) is not chained
     if parsed is None:
         raise SettingsError(

@@ -66,6 +66,7 @@ def test_bare_backend_names_get_the_installed_driver(raw: str, expected: str) ->
     ("raw", "complaint"),
     [
         ("not a url", "not a valid database URL"),
+        ("postgresql+psycopg://scott:tiger-secret@h:notaport/db", "not a valid database URL"),
         ("oracle://scott:tiger-secret@h/db", "unsupported backend 'oracle'"),
         ("postgresql+psycopg2://scott:tiger-secret@h/db", "driver 'psycopg2'"),
     ],
