@@ -13,7 +13,14 @@ PACKAGE = SOURCE / "app"
 # From the bottom up: a module may import modules of its own layer and of the layers before it.
 LAYERS = (
     ("app", "app.config"),
-    ("app.db.types", "app.db.error_codes", "app.db.models", "app.db.errors", "app.db.telemetry"),
+    (
+        "app.db.types",
+        "app.db.error_codes",
+        "app.db.models",
+        "app.db.errors",
+        "app.db.error_events",
+        "app.db.telemetry",
+    ),
     ("app.dialects",),
     ("app.db.session", "app.db.admin"),
     ("app.topology",),

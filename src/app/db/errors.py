@@ -6,7 +6,7 @@ result code (SQLite), never from message text (`app.db.error_codes`). Messages n
 the field, the constraint and the rule, never a stored value or the driver's text; the original
 exception is always chained for the log.
 
-Every engine the project builds translates as its statements fail (`install_translation`: a
+Every engine the project builds translates as its statements fail (`app.db.error_events`: a
 `handle_error` listener, so raw SQL on `uow.session` is translated as well as repository calls,
 flushes and commits); its sessions translate a lost optimistic lock and its pool a checkout that
 timed out. `translating_errors` is for code that runs statements on engines made elsewhere.
@@ -14,20 +14,18 @@ timed out. `translating_errors` is for code that runs statements on engines made
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache, partial
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, Table, event
+from sqlalchemy import Table
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.schema import ColumnCollectionConstraint, ForeignKeyConstraint
 
 from app.db.error_codes import (
     NOT_SENT,
-    TOO_LARGE,
     Kind,
     Meaning,
     Named,
@@ -407,137 +405,6 @@ def constraint_for_columns(
     return None, columns
 
 
-# -- where translation happens --------------------------------------------------------------------
-
-
-RefusesWrites = Callable[[Any], bool]
-
-
-def install_translation(engine: Engine, refuses_writes: RefusesWrites) -> None:
-    """Make every statement `engine` runs (and every connection it opens) fail with the
-    data-layer error for the database's refusal, chained to the driver's exception.
-    `refuses_writes` tells, from a driver connection, whether its server takes no writes at
-    all now (the backend's `refuses_writes`)."""
-    event.listen(engine, "handle_error", partial(_on_error, refuses_writes=refuses_writes))
-    # Whether a connection's failure came while a COMMIT was on its way (see `_on_error`).
-    event.listen(engine, "commit", partial(_mark_committing, committing=True))
-    event.listen(engine, "begin", partial(_mark_committing, committing=False))
-    event.listen(engine, "rollback", partial(_mark_committing, committing=False))
-
-
-_COMMITTING = "app_committing"
-
-
-def _mark_committing(connection: Connection, *, committing: bool) -> None:
-    if not connection.invalidated:  # a lost connection's rollback has nothing to mark
-        connection.info[_COMMITTING] = committing
-
-
-def _on_error(context: ExceptionContext, *, refuses_writes: RefusesWrites) -> BaseException | None:
-    # A failed pre-ping is the pool's to handle: it reconnects.
-    if context.is_pre_ping:
-        return None
-    wrapped = context.sqlalchemy_exception
-    if not isinstance(wrapped, sa_exc.DBAPIError):
-        return None
-    meaning = classify(context.original_exception)
-    if meaning is TOO_LARGE:
-        # The server closed the connection after refusing the statement: never pooled again.
-        context.is_disconnect = True
-    read_only_because = READ_ONLY_TRANSACTION
-    if meaning is not None and meaning.kind is Kind.READ_ONLY:
-        read_only_because = _why_read_only(context, refuses_writes)
-    connected = context.connection is not None and not context.is_disconnect
-    translated = translate(
-        wrapped,
-        table=_written_table(context),
-        connected=connected,
-        query=_is_query(context),
-        read_only_because=read_only_because,
-    )
-    if translated is wrapped:
-        return None
-    if isinstance(translated, DatabaseUnavailableError) and _lost_committing(context):
-        unknown = CommitOutcomeUnknownError(COMMIT_OUTCOME_UNKNOWN)
-        unknown.code = translated.code
-        translated = unknown
-    # A statement's error may quote stored values; a failed connection's does not.
-    statement = context.connection is not None
-    if statement and (context.engine is None or context.engine.hide_parameters):
-        scrub(context.original_exception)
-    return translated
-
-
-def _why_read_only(context: ExceptionContext, refuses_writes: RefusesWrites) -> str:
-    """Who refused a write as read-only: the unit (read-only by its own wish), the server
-    (every transaction there is read-only now), or else the transaction (begun READ ONLY).
-
-    A server that takes no writes is a standby, or a primary that a failover demoted while it
-    still answers; every pooled connection to it would be refused alike, and a new one may
-    reach the server that took its place. So the pool is invalidated, as on a disconnect."""
-    connection = context.connection
-    if connection is None or connection.invalidated:
-        return READ_ONLY_TRANSACTION
-    if connection.get_execution_options().get(READ_ONLY_UNIT):
-        return READ_ONLY_MESSAGE
-    if refuses_writes(connection.connection.driver_connection):
-        context.is_disconnect = True
-        return SERVER_TAKES_NO_WRITES
-    return READ_ONLY_TRANSACTION
-
-
-def _lost_committing(context: ExceptionContext) -> bool:
-    """Whether the connection failed during a COMMIT (which has no statement of its own)."""
-    connection = context.connection
-    return (
-        context.statement is None
-        and connection is not None
-        and not connection.invalidated
-        and bool(connection.info.get(_COMMITTING))
-    )
-
-
-def scrub(orig: BaseException) -> None:
-    """Clear a driver's exception of what may hold stored values, for the translated error it
-    stays chained to: its message ("Key (email)=(...) already exists", "Duplicate entry '...'")
-    and its diagnostics. Its class and code stay, and the translated error names the rest."""
-    code = code_of(orig)
-    text = (
-        f"database error {code}: the driver's message is left out, as it may hold stored "
-        "values (DB_ECHO_PARAMETERS=true keeps it)"
-    )
-    args = getattr(orig, "args", ())
-    orig.args = (args[0], text) if args and isinstance(args[0], int) else (text,)
-    for private in ("_info", "_pgconn"):  # psycopg: the server's result and diagnostics
-        if hasattr(orig, private):
-            setattr(orig, private, None)
-
-
-# An execution option naming the table a statement written as text writes to (a bulk load),
-# for its errors to speak of that table.
-WRITES_TO = "app_writes_to"
-
-
-def _written_table(context: ExceptionContext) -> Table | None:
-    """The table an INSERT, UPDATE or DELETE wrote to (a flush's, a repository's, or the one
-    a text statement's WRITES_TO names)."""
-    execution = context.execution_context
-    named = execution.execution_options.get(WRITES_TO) if execution is not None else None
-    if isinstance(named, Table):
-        return named
-    compiled = getattr(execution, "compiled", None)
-    table = getattr(getattr(compiled, "statement", None), "table", None)
-    return table if isinstance(table, Table) else None
-
-
-def _is_query(context: ExceptionContext) -> bool:
-    """Whether the failed statement was a SELECT (built, or written as text)."""
-    compiled = getattr(context.execution_context, "compiled", None)
-    if isinstance(getattr(compiled, "statement", None), Select):
-        return True
-    return (context.statement or "").lstrip()[:7].upper() == "SELECT "
-
-
 @contextmanager
 def translating_errors(*, model: type[Any] | None = None) -> Iterator[None]:
     """Re-raise database errors raised inside the block as data-layer errors, chained (for
@@ -568,8 +435,6 @@ __all__ = [
     "StatisticsUnavailableError",
     "conflict_on",
     "constraint_for_columns",
-    "install_translation",
-    "scrub",
     "translate",
     "translating_errors",
 ]

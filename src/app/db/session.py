@@ -29,7 +29,8 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, QueuePool
 
 from app.config import Settings, SettingsError, parse_database_url
 from app.db import liveness, telemetry
-from app.db.errors import install_translation, translate
+from app.db.error_events import install_translation
+from app.db.errors import translate
 from app.dialects import backend_for
 from app.dialects.base import ConnectOptions
 from app.dialects.streams import end_streams_with_their_unit

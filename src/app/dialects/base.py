@@ -19,8 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.db import liveness
+from app.db.error_events import WRITES_TO
 from app.db.errors import (
-    WRITES_TO,
     DataLayerError,
     InvalidQueryError,
     StatisticsUnavailableError,

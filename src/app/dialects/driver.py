@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 
-from app.db.errors import scrub, translate
+from app.db.error_events import scrub
+from app.db.errors import translate
 from app.db.telemetry import observation_of
 from app.dialects import deferred_begin
 

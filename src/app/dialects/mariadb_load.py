@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Table
 
-from app.db.errors import WRITES_TO, DataLayerError
+from app.db.error_events import WRITES_TO
+from app.db.errors import DataLayerError
 from app.dialects.base import Batch, execute_columns, plain_insert, storage_columns
 from app.dialects.streams import is_streaming
 

@@ -22,10 +22,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_only
 
-from app.db.errors import (
-    scrub,
-    translate,
-)
+from app.db.error_events import scrub
+from app.db.errors import translate
 from app.db.telemetry import observation_of
 from app.dialects import deferred_begin
 from app.dialects.base import (
