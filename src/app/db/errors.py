@@ -185,7 +185,7 @@ def translate(
     the statement, not a failure to connect. `query`: the statement was a SELECT, so a value
     it refused is one it computed or compared, not one of a row written.
     `read_only_because`: the message of a write refused as read-only (the unit's, the
-    server's or the transaction's; see `_on_error`).
+    server's or the transaction's; see `app.db.error_events`).
     """
     if table is None and model is not None:
         table = model.__table__

@@ -159,7 +159,7 @@ class Backend:
     def refuses_writes(self, driver_connection: Any) -> bool:
         """Whether the server a driver connection reaches takes no writes at all now (a
         standby, a demoted primary), told from what the connection already holds, without a
-        statement: for `app.db.errors`, which then replaces the pool's connections. False
+        statement: for `app.db.error_events`, which then replaces the pool's connections. False
         where the driver cannot tell."""
         return False
 

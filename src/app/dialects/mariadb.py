@@ -8,7 +8,8 @@ or the driver's executemany, which sends multi-row INSERTs of about a megabyte, 
 of the values as parameters (asyncmy, and values the file cannot carry as text); the query tags
 of an executemany go after its first keyword, where the driver still sees the INSERT it batches.
 Keyset pages spell the lexicographic rule out (the optimizer reads the whole index for a row
-value). Migrations take GET_LOCK on a name derived from the database's.
+value). Migrations take GET_LOCK on a name derived from the database's. A statement larger than
+the server's `max_allowed_packet` is refused before it is sent (`mariadb_packets`).
 """
 
 from __future__ import annotations
