@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from app.db.errors import InvalidQueryError
@@ -29,15 +30,29 @@ def query_fingerprint(entity: str, order: Sequence[str], where: Sequence[Any]) -
     """What a cursor is bound to: the model, its sort order and its filter, the filter in its
     canonical form (`_filters.canonical`), so the same query gives the same fingerprint in
     every process, whatever form its values were given in."""
+    if not where:  # the commonest list: worked out once per model and order
+        return _unfiltered_fingerprint(entity, tuple(order))
+    return _fingerprint(entity, order, where)
+
+
+def _fingerprint(entity: str, order: Sequence[str], where: Sequence[Any]) -> str:
     described = json.dumps([entity, list(order), list(where)], separators=(",", ":"))
     return hashlib.sha256(described.encode()).hexdigest()[:32]
+
+
+@lru_cache(maxsize=1024)
+def _unfiltered_fingerprint(entity: str, order: tuple[str, ...]) -> str:
+    return _fingerprint(entity, order, ())
+
+
+def _signature(key: bytes, payload: bytes) -> bytes:
+    return hmac.new(key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
 
 
 def encode_cursor(values: Sequence[Any], *, fingerprint: str, key: bytes) -> str:
     """A cursor for the row whose (JSON-ready) sort values are `values`."""
     payload = json.dumps({"q": fingerprint, "v": list(values)}, separators=(",", ":")).encode()
-    signature = hmac.new(key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
-    return base64.urlsafe_b64encode(signature + payload).decode().rstrip("=")
+    return base64.urlsafe_b64encode(_signature(key, payload) + payload).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, *, fingerprint: str, key: bytes, size: int) -> list[Any]:
@@ -52,8 +67,7 @@ def decode_cursor(cursor: str, *, fingerprint: str, key: bytes, size: int) -> li
     if base64.urlsafe_b64encode(raw).decode().rstrip("=") != cursor:
         raw = b""  # not as `encode_cursor` wrote it (padding, stray bits): edited
     signature, payload = raw[:_SIGNATURE_BYTES], raw[_SIGNATURE_BYTES:]
-    expected = hmac.new(key, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
-    if not raw or not hmac.compare_digest(signature, expected):
+    if not raw or not hmac.compare_digest(signature, _signature(key, payload)):
         raise invalid
     try:
         data = json.loads(payload)

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, and_, bindparam, false, or_, tuple_
 
 from app.db.errors import InvalidQueryError
 from app.dialects import Backend
+from app.repositories._shapes import kept
 from app.repositories._values import Rules, field_column
 
 
@@ -43,10 +44,29 @@ class SortKey:
 
 def sort_keys(
     rules: Rules, order_by: Sequence[str] | str | None, *, allowed: Collection[str]
-) -> list[SortKey]:
-    """`["-created_at", "title"]` as sort keys, completed to a total order."""
+) -> tuple[SortKey, ...]:
+    """`["-created_at", "title"]` as sort keys, completed to a total order; worked out once
+    per table, order and allowed fields (every page of a list asks again)."""
     if isinstance(order_by, str):
-        order_by = [order_by]
+        order_by = (order_by,)
+    specs = () if order_by is None else order_by
+    if (
+        isinstance(specs, list | tuple)
+        and all(type(spec) is str for spec in specs)
+        and isinstance(allowed, frozenset)
+    ):
+        # Only a valid order is kept: a refused one raises from `build`, every time.
+        shape = (rules.table, tuple(specs), allowed)
+        return kept(_total_orders, shape, lambda: _total_order(rules, specs, allowed))
+    return _total_order(rules, order_by, allowed)
+
+
+_total_orders: dict[tuple[Any, ...], tuple[SortKey, ...]] = {}
+
+
+def _total_order(
+    rules: Rules, order_by: Sequence[str] | None, allowed: Collection[str]
+) -> tuple[SortKey, ...]:
     if order_by is not None and not isinstance(order_by, Sequence):
         raise InvalidQueryError(
             f"order_by must be a list of field names, not {type(order_by).__name__}"
@@ -62,12 +82,12 @@ def sort_keys(
             raise InvalidQueryError(f"{name!r} appears twice in order_by")
         keys.append(SortKey(name, descending, name in rules.nullable))
         if name in rules.unique_single:
-            return keys  # total already: later keys could never break a tie
+            return tuple(keys)  # total already: later keys could never break a tie
     descending = keys[-1].descending if keys else False
     for name in rules.primary_key:
         if all(key.name != name for key in keys):
             keys.append(SortKey(name, descending, nullable=False))
-    return keys
+    return tuple(keys)
 
 
 def order_terms(rules: Rules, keys: Sequence[SortKey], backend: Backend) -> list[Any]:

@@ -3,12 +3,14 @@ arguments and the backend's own forms (`app.dialects`); run by `Repository` on b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Literal
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Insert,
+    Integer,
     Select,
     Update,
     bindparam,
@@ -27,10 +29,8 @@ from app.dialects import Backend
 from app.dialects.base import UpsertPlan
 from app.repositories._filters import where_clause
 from app.repositories._ordering import SortKey, after, after_parameters, order_terms
+from app.repositories._shapes import kept
 from app.repositories._values import Rules
-
-Key = TypeVar("Key")
-Built = TypeVar("Built")
 
 
 def loader_options(model: type[Any], load: Sequence[str] | None) -> list[LoaderOption]:
@@ -61,15 +61,43 @@ def select_rows(
     filterable: Collection[str],
     load: Sequence[str] | None = None,
     plain: bool = False,
+    paged: Paging = None,
+    counted: bool = False,
 ) -> Select[Any]:
     """SELECT of `model` rows matching `where`, in the order of `keys`; with `plain`, of the
-    table's columns only (rows, not instances)."""
-    statement = _kept(
-        _ordered,
-        (model, _load_names(model, load), tuple(keys), plain, type(backend)),
-        lambda: _ordered_rows(model, rules, backend, keys, load, plain),
-    )
-    return _filtered(statement, rules, backend, where, filterable)
+    table's columns only (rows, not instances); `paged`, with a LIMIT (and OFFSET) whose
+    values `page_parameters` gives; `counted`, each row with the count of all matching rows
+    (one scan, a window count)."""
+
+    def build() -> Select[Any]:
+        statement = _ordered_rows(model, rules, backend, keys, load, plain)
+        if counted:
+            statement = statement.add_columns(over(func.count()).label("total_count"))
+        return _paged(statement, paged)
+
+    shape = (model, _load_names(model, load), tuple(keys), plain, paged, counted, type(backend))
+    return _filtered(kept(_ordered, shape, build), rules, backend, where, filterable)
+
+
+# A page's LIMIT and OFFSET are parameters of a statement built once per shape: a statement
+# built anew, even one `.limit()` away from a kept one, is a new object whose cache key
+# SQLAlchemy derives again, which cost a tenth of a page.
+Paging = Literal["limit", "offset"] | None
+_LIMIT, _OFFSET = "app_limit", "app_offset"
+
+
+def _paged(statement: Select[Any], paged: Paging) -> Select[Any]:
+    if paged is None:
+        return statement
+    statement = statement.limit(bindparam(_LIMIT, type_=Integer()))
+    if paged == "offset":
+        statement = statement.offset(bindparam(_OFFSET, type_=BigInteger()))
+    return statement
+
+
+def page_parameters(limit: int, offset: int | None = None) -> dict[str, int]:
+    """The values of a `paged` statement's LIMIT and OFFSET."""
+    return {_LIMIT: limit} if offset is None else {_LIMIT: limit, _OFFSET: offset}
 
 
 def select_after(
@@ -83,36 +111,24 @@ def select_after(
     filterable: Collection[str],
     load: Sequence[str] | None = None,
 ) -> tuple[Select[Any], dict[str, Any]]:
-    """SELECT of the `model` rows matching `where` that come after the row whose sort values
-    are `values`, in the order of `keys`; and its parameters. A keyset page is a web request's
-    commonest list, and building its statement again each time cost about a tenth of one: it
-    is built once per shape (model, order, loads, which values are NULL), the row's values
-    parameters (`_ordering.after`)."""
+    """SELECT of at most `page_parameters`' limit of the `model` rows matching `where` that
+    come after the row whose sort values are `values`, in the order of `keys`; and the row's
+    parameters. A keyset page is a web request's commonest list, and building its statement
+    again each time cost about a tenth of one: it is built once per shape (model, order,
+    loads, which values are NULL), the row's values parameters (`_ordering.after`)."""
     nulls = tuple(value is None for value in values)
 
     def build() -> Select[Any]:
         statement = _ordered_rows(model, rules, backend, keys, load, plain=False)
-        return statement.where(after(rules, keys, nulls, backend))
+        return _paged(statement.where(after(rules, keys, nulls, backend)), "limit")
 
     shape = (model, _load_names(model, load), tuple(keys), nulls, type(backend))
-    statement = _kept(_ordered_after, shape, build)
+    statement = kept(_ordered_after, shape, build)
     return _filtered(statement, rules, backend, where, filterable), after_parameters(values)
 
 
-_MOST_KEPT = 1000
 _ordered: dict[tuple[Any, ...], Select[Any]] = {}
 _ordered_after: dict[tuple[Any, ...], Select[Any]] = {}
-
-
-def _kept(cache: dict[Key, Built], key: Key, build: Callable[[], Built]) -> Built:
-    """`cache[key]`, built on first use; a cache that grows past `_MOST_KEPT` shapes (a caller
-    making statements of ever new shapes) starts again rather than grow without end."""
-    found = cache.get(key)
-    if found is None:
-        if len(cache) >= _MOST_KEPT:
-            cache.clear()
-        found = cache[key] = build()
-    return found
 
 
 def _load_names(model: type[Any], load: Sequence[str] | None) -> tuple[str, ...]:
@@ -166,7 +182,7 @@ def update_at_version(
     set of columns, its values all parameters: an update is a web request's commonest write,
     and building it again each time cost about a tenth of one."""
     names = tuple(values)
-    statement = _kept(
+    statement = kept(
         _updates_at_version, (model, names), lambda: _update_at_version(model, rules, names)
     )
     parameters = {_SET + name: value for name, value in values.items()}
@@ -196,11 +212,6 @@ def _update_at_version(model: type[Any], rules: Rules, names: tuple[str, ...]) -
         .values(changes)
         .returning(model)
     )
-
-
-def with_total(statement: Select[Any]) -> Select[Any]:
-    """The same SELECT, each row also carrying the count of all matching rows (one scan)."""
-    return statement.add_columns(over(func.count()).label("total_count"))
 
 
 def select_count(

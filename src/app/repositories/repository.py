@@ -213,10 +213,11 @@ class Repository(Generic[ModelT]):
         check_limit(limit)
         check_offset(offset)
         keys = sort_keys(self._rules, order_by, allowed=self._sortable)
-        statement = self._select(where, keys, load=load).limit(limit).offset(offset)
+        statement = self._select(where, keys, load=load, paged="offset", counted=with_total)
+        parameters = _statements.page_parameters(limit, offset)
         if not with_total:
-            return OffsetPage(list(self.session.scalars(statement)), None)
-        rows = self.session.execute(_statements.with_total(statement)).all()
+            return OffsetPage(list(self.session.scalars(statement, parameters)), None)
+        rows = self.session.execute(statement, parameters).all()
         if rows:
             return OffsetPage([row[0] for row in rows], int(rows[0][1]))
         # Past the last page no row carries the count: ask for it.
@@ -236,19 +237,20 @@ class Repository(Generic[ModelT]):
         keys = sort_keys(self._rules, order_by, allowed=self._sortable)
         filtered = canonical(self._rules, where, allowed=self._filterable)
         fingerprint = query_fingerprint(self.model.__name__, [key.spec for key in keys], filtered)
-        parameters: dict[str, Any] = {}
+        parameters = _statements.page_parameters(limit + 1)  # one more: is there a next page?
         if cursor is None:
-            statement = self._select(where, keys, load=load)
+            statement = self._select(where, keys, load=load, paged="limit")
         else:
             raw = decode_cursor(
                 cursor, fingerprint=fingerprint, key=self.cursor_key, size=len(keys)
             )
             values = [from_json(self._rules, k.name, v) for k, v in zip(keys, raw, strict=True)]
-            statement, parameters = _statements.select_after(
+            statement, after = _statements.select_after(
                 self.model, self._rules, self._backend, where=where, keys=keys, values=values,
                 filterable=self._filterable, load=load,
             )  # fmt: skip
-        items = list(self.session.scalars(statement.limit(limit + 1), parameters))
+            parameters.update(after)
+        items = list(self.session.scalars(statement, parameters))
         if len(items) <= limit:
             return Page(items, None)
         items = items[:limit]
