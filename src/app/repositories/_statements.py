@@ -164,12 +164,27 @@ def _filtered(
 
 def select_by_key(
     model: type[Any], rules: Rules, key: Any, *, load: Sequence[str] | None
-) -> Select[Any]:
+) -> tuple[Select[Any], dict[str, Any]]:
     """SELECT of the `model` row with primary key `key` (a tuple for a key of several columns),
-    loading the named relationships."""
+    loading the named relationships; and its parameters. Built once per model and loads: a
+    point read is a web request's commonest query, and `Session.get` builds its SELECT, and
+    derives that statement's cache key, again on every call."""
+    statement = kept(
+        _by_key, (model, _load_names(model, load)), lambda: _select_by_key(model, rules, load)
+    )
+    values = key if len(rules.primary_key) > 1 else (key,)
+    return statement, {_PK + str(i): value for i, value in enumerate(values)}
+
+
+_PK = "app_pk_"
+_by_key: dict[tuple[Any, ...], Select[Any]] = {}
+
+
+def _select_by_key(model: type[Any], rules: Rules, load: Sequence[str] | None) -> Select[Any]:
     columns = [rules.table.c[name] for name in rules.primary_key]
-    values = key if len(columns) > 1 else (key,)
-    condition = [column == value for column, value in zip(columns, values, strict=True)]
+    condition = [
+        column == bindparam(_PK + str(i), type_=column.type) for i, column in enumerate(columns)
+    ]
     return select(model).options(*loader_options(model, load)).where(*condition)
 
 

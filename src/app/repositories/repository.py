@@ -166,13 +166,20 @@ class Repository(Generic[ModelT]):
         """The row with this primary key, or None; `load` names relationships to fetch too,
         also when the row is already in the session."""
         key = self._key(id)
-        if not load:
+        # A row the session holds comes from Session.get, as it stands (or refreshed where it
+        # expired); with `load`, a SELECT all the same: get would hand back the held row
+        # without applying loader options, leaving its relationships unloaded.
+        if not load and self._holds(key):
             return self.session.get(self.model, key)
-        # A SELECT, not Session.get: get returns a row the session already holds without
-        # applying loader options, leaving its relationships unloaded.
-        statement = _statements.select_by_key(self.model, self._rules, key, load=load)
-        found: ModelT | None = self.session.scalars(statement).one_or_none()
+        statement, parameters = _statements.select_by_key(self.model, self._rules, key, load=load)
+        found: ModelT | None = self.session.scalars(statement, parameters).one_or_none()
         return found
+
+    def _holds(self, key: Any) -> bool:
+        """Whether the session holds the row with primary key `key`."""
+        values = key if type(key) is tuple else (key,)
+        identity = self.model.__mapper__.identity_key_from_primary_key(values)
+        return identity in self.session.identity_map
 
     def get_one(self, id: uuid.UUID | str | Any, *, load: Load = None) -> ModelT:
         """The row with this primary key, or `NotFoundError`."""
