@@ -78,6 +78,26 @@ def test_a_conflicts_whole_chain_carries_no_stored_value(users: UserRepository) 
     assert caught.value.table == "users"
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO users (email, hashed_password, no_such_column) VALUES (:v, :v, 1)",
+        "SELECT * FROM no_such_table WHERE email = :v",
+        "SELEKT :v",
+    ],
+    ids=["unknown column", "unknown table", "syntax"],
+)
+def test_an_error_left_untranslated_keeps_no_value_it_was_given(
+    session_factory: sessionmaker[DataSession], statement: str
+) -> None:
+    """An error the data layer has no meaning for still reaches the caller as SQLAlchemy's,
+    with the database's own words, but never the values it was given (`.params`)."""
+    with session_factory() as session, pytest.raises(Exception) as caught:
+        session.execute(text(statement), {"v": SECRET})
+    assert caught.value.args  # the database's words stay
+    assert SECRET not in everything_said(caught.value)
+
+
 def test_a_conflict_in_bulk_carries_neither_the_batch_nor_its_values(users: UserRepository) -> None:
     users.create({"email": "taken@example.com", "hashed_password": "x"})
     rows = [{"email": f"c{n}@example.com", "hashed_password": SECRET} for n in range(90)]

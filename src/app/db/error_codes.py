@@ -244,6 +244,19 @@ def classify(orig: BaseException | None) -> Meaning | None:
     return None
 
 
+# MariaDB errors whose message quotes the statement near where it failed. PyMySQL and asyncmy
+# put the values into the statement's text before sending it, so the quote may hold them.
+_MARIADB_QUOTING_THE_STATEMENT = frozenset({1064, 1149})  # ER_PARSE_ERROR, ER_SYNTAX_ERROR
+
+
+def quotes_the_statement(orig: BaseException | None) -> bool:
+    """Whether a driver's error quotes the text of the statement that failed (and so may
+    quote the values in it)."""
+    if orig is None or _driver(orig) != "mariadb":
+        return False
+    return code_of(orig) in _MARIADB_QUOTING_THE_STATEMENT
+
+
 @dataclass(frozen=True)
 class Named:
     """What a driver's error names: a table, a constraint (or index), columns. Only names; the

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, Select, Table, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import ExceptionContext
 
-from app.db.error_codes import TOO_LARGE, Kind, classify, code_of
+from app.db.error_codes import TOO_LARGE, Kind, classify, code_of, quotes_the_statement
 from app.db.errors import (
     COMMIT_OUTCOME_UNKNOWN,
     READ_ONLY_MESSAGE,
@@ -58,6 +58,10 @@ def _on_error(context: ExceptionContext, *, refuses_writes: RefusesWrites) -> Ba
     if context.is_pre_ping:
         return None
     wrapped = context.sqlalchemy_exception
+    # A statement's values stay out of the error SQLAlchemy raises, translated or not.
+    hides = context.engine is None or context.engine.hide_parameters
+    if hides and isinstance(wrapped, sa_exc.StatementError):
+        wrapped.params = None
     if not isinstance(wrapped, sa_exc.DBAPIError):
         return None
     meaning = classify(context.original_exception)
@@ -75,15 +79,21 @@ def _on_error(context: ExceptionContext, *, refuses_writes: RefusesWrites) -> Ba
         query=_is_query(context),
         read_only_because=read_only_because,
     )
-    if translated is wrapped:
+    statement = context.connection is not None
+    if translated is wrapped:  # no meaning of ours: SQLAlchemy's error, the database's words
+        orig = context.original_exception
+        if statement and hides and quotes_the_statement(orig):
+            scrub(orig)
+            # Its message was copied into SQLAlchemy's when that was made: copied again.
+            kind = type(orig)
+            wrapped.args = (f"({kind.__module__}.{kind.__name__}) {orig}",)
         return None
     if isinstance(translated, DatabaseUnavailableError) and _lost_committing(context):
         unknown = CommitOutcomeUnknownError(COMMIT_OUTCOME_UNKNOWN)
         unknown.code = translated.code
         translated = unknown
     # A statement's error may quote stored values; a failed connection's does not.
-    statement = context.connection is not None
-    if statement and (context.engine is None or context.engine.hide_parameters):
+    if statement and hides:
         scrub(context.original_exception)
     return translated
 
