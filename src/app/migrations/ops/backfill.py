@@ -25,6 +25,7 @@ from sqlalchemy import (
     and_,
     func,
     inspect,
+    literal,
     or_,
     select,
     true,
@@ -66,6 +67,9 @@ def backfill(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"backfill of {table!r}: batch_size must be a positive integer")
     if offline():
+        # No table to ask for its columns' types: each plain value is a literal of the type
+        # its Python value has, which is how it is written into the SQL.
+        values = {name: _typed(value) for name, value in values.items()}
         target = lightweight_table(table, *(lightweight_column(name) for name in values))
         condition = _needs_update(target, values, where)
         op.execute(update(target).where(condition).values(dict(values)))
@@ -78,6 +82,10 @@ def backfill(
             raise ValueError(f"backfill of {table!r}: no column {', '.join(unknown)}")
         with short_lock_waits(connection):
             return _in_batches(connection, target, key, values, where, batch_size)
+
+
+def _typed(value: Any) -> Any:
+    return value if isinstance(value, ClauseElement) else literal(value)
 
 
 def _described(connection: Connection, name: str) -> tuple[TableClause, list[ColumnClause[Any]]]:
