@@ -104,6 +104,32 @@ def test_a_migration_that_fails_midway_says_where_and_the_next_run_finishes_it(
     assert [index["name"] for index in inspect(migrated).get_indexes("notes")] == ["ix_notes_body"]
 
 
+def test_a_failure_after_an_online_helper_tells_what_the_helper_committed(
+    backend: str, fresh_url: str, migrated: Engine, tmp_path: Path
+) -> None:
+    """An online helper commits what came before it and its own steps as it goes: a later
+    failure says so, and names what stays, on every backend where that is so."""
+    head = _version(migrated)
+    name = "20261207_1700_failing_after_helper.py"
+    ini = alembic_ini_with(tmp_path, "failing_after_helper_migration.py", name, missing="nothing")
+    failed = run_app("db", "upgrade", database_url=fresh_url, env={"ALEMBIC_CONFIG": str(ini)})
+    assert failed.returncode == 1
+    (line,) = failed.stderr.splitlines()
+    assert f"{name} (9c3d4e5f6a7b) failed" in line
+    assert _version(migrated) == head
+    kept = inspect(migrated).has_table("notes")
+    assert kept is (backend != "sqlite")  # SQLite runs the whole migration as one transaction
+    if not kept:
+        assert "nothing of it was applied" in line
+        return
+    assert "nothing of it was applied" not in line
+    assert "already applied by it: create table notes" in line
+    indexes = [index["name"] for index in inspect(migrated).get_indexes("notes")]
+    assert indexes == ["ix_notes_body"]
+    if not is_mariadb(backend):
+        assert "what its online helpers (app.migration_ops) did" in line
+
+
 def test_a_failed_downgrade_says_where_too(
     backend: str, fresh_url: str, migrated: Engine, tmp_path: Path
 ) -> None:

@@ -64,12 +64,24 @@ class Progress:
     skipped: list[str] = field(default_factory=list)
     # Whether what is done stays done when the migration fails (DDL that commits as it goes).
     kept_when_failing: bool = False
+    # Done and committed before the migration's end: an online helper (`app.migration_ops`)
+    # commits what came before it, and its own steps, as it goes.
+    kept: list[str] = field(default_factory=list)
+    helpers_committed: bool = False
 
     def next_migration(self, **_step: Any) -> None:
         """Alembic's `on_version_apply`: a migration finished; the next starts afresh."""
         self.operation = None
         self.done.clear()
         self.skipped.clear()
+        self.kept.clear()
+        self.helpers_committed = False
+
+    def committed(self) -> None:
+        """What is done so far was committed: it stays, whatever happens next."""
+        self.kept += [step for step in self.done if step != OWN_STATEMENT]
+        self.done.clear()
+        self.helpers_committed = True
 
 
 # -- following each operation ---------------------------------------------------------------------
@@ -125,7 +137,10 @@ def describe(construct: Any) -> str:
     name = getattr(element, "name", None)
     if isinstance(construct, ddl.ExecutableDDLElement) and name is not None:
         return f"{kind} {name}"
-    return "a statement of the migration's own"
+    return OWN_STATEMENT
+
+
+OWN_STATEMENT = "a statement of the migration's own"
 
 
 def in_place(connection: Connection, construct: Any) -> bool:
@@ -178,11 +193,19 @@ def failure(exc: BaseException, progress: Progress, script: ScriptDirectory) -> 
     where = f"migration {_shown_path(revision)} ({revision.revision}) failed"
     if progress.operation is not None:
         where += f" at {progress.operation}"
-    if progress.kept_when_failing and (progress.done or progress.skipped):
-        applied = ", ".join([*progress.skipped, *progress.done])
+    if progress.kept_when_failing and (progress.done or progress.skipped or progress.kept):
+        applied = ", ".join([*progress.skipped, *progress.kept, *progress.done])
         after = (
             f"; already applied by it: {applied} (MariaDB commits each DDL statement: fix the "
             "migration and run the upgrade again, and what is in place is skipped)"
+        )
+    elif progress.helpers_committed:
+        listed = ", ".join(progress.kept)
+        steps = f"{listed}, and what" if listed else "what"
+        after = (
+            f"; already applied by it: {steps} its online helpers (app.migration_ops) did, "
+            "which commit as they go; the rest was rolled back (the helpers skip what is in "
+            "place when the migration runs again, other operations do not)"
         )
     else:
         after = "; nothing of it was applied"

@@ -21,6 +21,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from app.db.errors import RetryableError
 from app.dialects import backend_for, backend_of
 from app.dialects.mariadb import ddl_wait
+from app.migrations.progress import PROGRESS, Progress
 
 T = TypeVar("T")
 
@@ -56,8 +57,16 @@ def outside_transaction() -> Iterator[None]:
     if backend_for(dialect_name()).one_transaction_per_run:
         yield
         return
-    with op.get_context().autocommit_block():
-        yield
+    context = op.get_context()
+    progress: Progress | None = context.opts.get(PROGRESS)
+    with context.autocommit_block():
+        if progress is not None:  # what came before was committed as the block began
+            progress.committed()
+        try:
+            yield
+        finally:
+            if progress is not None:  # and each step in it as it went
+                progress.committed()
 
 
 def _lock_wait_ended(exc: BaseException) -> bool:
