@@ -6,7 +6,7 @@ import datetime
 import uuid
 
 import pytest
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from app.db.errors import (
     CommitOutcomeUnknownError,
@@ -142,3 +142,34 @@ def test_a_422_says_what_rule_each_field_broke_without_quoting_what_was_sent() -
         ("body", "tags"): "Value error, give at least one tag",
     }
     assert "Q" not in refused.text
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    counts: dict[str, int] = {}
+
+
+def test_a_422_shows_no_name_the_client_made_up() -> None:
+    """A key the schema does not declare (an extra field, a dict's key) is the client's data,
+    like a value: its place is shown, its name is not."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    service = FastAPI()
+    add_error_handlers(service)
+
+    @service.post("/strict")
+    def post(body: _Strict) -> None:  # pragma: no cover - never valid here
+        raise AssertionError
+
+    client = TestClient(service)
+    sent = {"name": "x", "MARKER-7f3a": 1, "counts": {"MARKER-8e2b": "many"}}
+    refused = client.post("/strict", json=sent)
+    assert refused.status_code == 422
+    assert "MARKER" not in refused.text
+    places = sorted(tuple(error["loc"]) for error in refused.json()["errors"])
+    assert places == [
+        ("body", "(a name not shown)"),
+        ("body", "counts", "(a name not shown)"),
+    ]

@@ -15,6 +15,7 @@ Installed with `pip install -e ".[web]"`. Handlers commit; leaving without commi
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -138,13 +139,47 @@ def _message(error: Mapping[str, Any]) -> str:
     return re.sub(r"(?:[\s,:'`]|\b(?:error|got)\b)+$", "", message) or "not valid"
 
 
+_NOT_SHOWN = "(a name not shown)"
+_PLACES = frozenset({"body", "query", "path", "header", "cookie"})
+_declared: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def _declared_names(app: Any) -> frozenset[str]:
+    """Every name the app's schema declares (fields, parameters): a name in an error's place
+    that is none of these (an extra field, a dict's key) was made up by the client."""
+    names = _declared.get(app)
+    if names is None:
+        found: set[str] = set(_PLACES)
+        try:
+            pending: list[Any] = [app.openapi()]
+        except Exception:  # an app whose schema cannot be written: shows no names
+            pending = []
+        while pending:
+            node = pending.pop()
+            if isinstance(node, dict):
+                found.update(key for key in node.get("properties", {}) if isinstance(key, str))
+                if isinstance(node.get("name"), str) and "in" in node:  # a parameter
+                    found.add(node["name"])
+                pending.extend(node.values())
+            elif isinstance(node, list):
+                pending.extend(node)
+        names = _declared[app] = frozenset(found)
+    return names
+
+
+def _place(loc: Any, declared: frozenset[str]) -> list[Any]:
+    return [part if isinstance(part, int) or part in declared else _NOT_SHOWN for part in loc]
+
+
 async def _invalid_request(request: Request, exc: Exception) -> Response:
     # FastAPI's own answer lists each refused value back ("input"): a password, a 20 MB text.
-    # Here each problem is where it is and the rule it broke, never what was sent.
+    # Here each problem is where it is and the rule it broke, never what was sent: not even a
+    # name the client made up.
     assert isinstance(exc, RequestValidationError)
+    declared = _declared_names(request.app)
     errors = [
         {
-            "loc": list(error.get("loc", ())),
+            "loc": _place(error.get("loc", ()), declared),
             "msg": _message(error),
             "type": error.get("type"),
         }
