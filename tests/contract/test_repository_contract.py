@@ -66,6 +66,10 @@ def test_create_takes_a_pydantic_model_and_refuses_what_it_cannot_write(faces: F
             InvalidQueryError, match="a new user needs hashed_password; given: email"
         ):
             uow.users.create({"email": "x@example.com"})
+        # An upsert of a stored row may still insert: what a new row needs is needed.
+        needs = "an upsert may insert a new user, which needs hashed_password; given: email"
+        with pytest.raises(InvalidQueryError, match=needs):
+            uow.users.upsert({"email": owner.email, "full_name": "X"})
 
 
 def test_a_missing_row_is_none_or_not_found_and_a_bad_id_is_invalid(faces: Faces) -> None:

@@ -6,6 +6,7 @@ key of two columns): every write path, fast paths included, stores the same valu
 from __future__ import annotations
 
 import datetime as dt
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -176,6 +177,24 @@ def test_every_write_path_stores_each_value_exactly(factory: Any, gauge: type[An
     assert _stored(factory, gauge) == changed
 
 
+def test_negative_zero_is_stored_as_zero_on_every_path_and_backend(
+    factory: Any, gauge: type[Any]
+) -> None:
+    """PostgreSQL keeps the sign of -0.0, SQLite and MariaDB do not: stored as 0.0 everywhere,
+    the same value comes back on every backend (and -0.0 == 0.0 all the same)."""
+    rows = [{**_row(n), "ratio": -0.0} for n in range(5)]
+    with UnitOfWork(factory) as uow:
+        repository = uow.repository(gauge)
+        repository.create(rows[0])
+        repository.create_many(rows[1:3])
+        repository.upsert(rows[3], conflict="code")
+        repository.upsert_many(rows[4:], conflict="code")
+        repository.update(rows[0]["id"], {"ratio": -0.0})
+        uow.commit()
+    signs = [math.copysign(1.0, row["ratio"]) for row in _stored(factory, gauge)]
+    assert signs == [1.0] * len(rows)
+
+
 def test_keys_the_database_numbers_go_on_past_the_ones_given(
     factory: Any, gauge: type[Any]
 ) -> None:
@@ -306,6 +325,10 @@ def test_a_key_of_two_columns_is_read_updated_and_deleted_by_its_values(
         for wrong in ("eu", ("eu",), ("eu", 1, 2), {"region": "eu"}, ("eu", None)):
             with pytest.raises(InvalidQueryError):
                 pairs.get(wrong)
+        # A number too large for the column says so, given as a number or as its text.
+        for too_large in (10**20, str(10**20), str(-(10**30))):
+            with pytest.raises(InvalidQueryError, match="num is out of range"):
+                pairs.get(("eu", too_large))
         uow.commit()
     with factory() as session:
         stored = session.execute(select(pair.region, pair.num, pair.note).order_by(pair.num)).all()

@@ -30,4 +30,6 @@ def test_a_backfill_of_plain_values_is_written_as_sql(dialect: str) -> None:
         )
     sql = written.getvalue()
     assert "UPDATE items SET" in sql
-    assert "5" in sql and "'it''s'" in sql and "2026-01-02" in sql
+    assert "5" in sql
+    assert "'it''s'" in sql
+    assert "2026-01-02" in sql

@@ -55,6 +55,11 @@ def test_unknown_operators_name_the_known_ones() -> None:
         where_clause(ITEMS, {"title__like": "x%"}, allowed=ITEM_FIELDS, backend=PG)
 
 
+def test_a_related_models_field_is_not_taken_for_an_operator() -> None:
+    with pytest.raises(InvalidQueryError, match=r"cannot filter Item by 'owner__email'; allowed"):
+        where_clause(ITEMS, {"owner__email": "x"}, allowed=ITEM_FIELDS, backend=PG)
+
+
 HOSTILE_NAMES = ["K" * 200_000, "x\u202ey\x00z", "title; DROP TABLE items", "ti tle", "é" * 65]
 
 

@@ -156,7 +156,8 @@ def _float(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
     number = float(value)
     if not math.isfinite(number):
         raise _refused(rule, "must be a finite number")
-    return number
+    # -0.0 + 0.0 is 0.0: PostgreSQL would keep the sign, SQLite and MariaDB would not.
+    return number + 0.0
 
 
 def _decimal(rule: ColumnRule, value: Any, _check_length: bool) -> Any:

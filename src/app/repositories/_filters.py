@@ -94,6 +94,9 @@ def _terms(
     terms = []
     for key, value in where.items():
         name, op = split_key(key)
+        if op not in OPERATORS and name not in rules.columns:
+            # Not `field__operator` (a related model's field, say): the whole key is no field.
+            field_column(rules, key, allowed, "filter")
         if op not in OPERATORS:
             raise InvalidQueryError(
                 f"unknown operator {shown_name(op)} in a filter; operators: {', '.join(OPERATORS)}"

@@ -32,7 +32,7 @@ def upsert_rows(
     missing: set[str] = set()
     given_sets: dict[frozenset[str], list[dict[str, Any]]] = {}
     for data in batch:
-        values = new_row_values(rules, data, prepare=prepare)
+        values = new_row_values(rules, data, prepare=prepare, upserting=True)
         # A primary key left out is generated: such a row can only be inserted.
         missing |= {
             name for name in target if name not in rules.primary_key and values.get(name) is None

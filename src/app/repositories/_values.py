@@ -190,16 +190,21 @@ def row_values(
     return values
 
 
-def new_row_values(rules: Rules, data: Data, *, prepare: Prepare) -> dict[str, Any]:
-    """The values of a new row, checked; every column without a default must be given."""
+def new_row_values(
+    rules: Rules, data: Data, *, prepare: Prepare, upserting: bool = False
+) -> dict[str, Any]:
+    """The values of a new row, checked; every column without a default must be given (also
+    `upserting`: the row may turn out to be new, whatever is stored now)."""
     values = row_values(rules, data, writable=rules.creatable, prepare=prepare)
     if not rules.required <= values.keys():
         absent = rules.required - values.keys()
-        missing = [column.key for column in rules.table.columns if column.key in absent]
-        raise InvalidQueryError(
-            f"a new {rules.entity} needs {', '.join(missing)}; "
-            f"given: {', '.join(sorted(values)) or 'nothing'}"
+        missing = ", ".join(column.key for column in rules.table.columns if column.key in absent)
+        needs = (
+            f"an upsert may insert a new {rules.entity}, which needs {missing}"
+            if upserting
+            else f"a new {rules.entity} needs {missing}"
         )
+        raise InvalidQueryError(f"{needs}; given: {', '.join(sorted(values)) or 'nothing'}")
     return values
 
 

@@ -63,7 +63,9 @@ Conflict = Sequence[str] | str | None
 
 DEFAULT_BATCH_SIZE = 1000
 # An integer key given as text: digits, no sign but '-', no leading zeros, at most 19 of them.
-_DECIMAL_INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,18})")
+# Long enough that a number too large for any integer column is told so (out of range, not
+# "not a number"); short enough that reading it costs nothing.
+_DECIMAL_INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,39})")
 
 
 @dataclass(frozen=True)
