@@ -13,6 +13,7 @@ from bench.live_traffic import run_extra_migration
 from sqlalchemy import Engine, inspect, text
 
 from app.db.errors import RetryableError
+from app.db.models import Base
 from tests.integration.helpers import load_items
 from tests.integration.test_migration_ops import kill_half_way
 
@@ -162,4 +163,110 @@ def test_a_table_other_tables_refer_to_is_refused_with_nothing_left(loaded: Engi
     with pytest.raises(ValueError, match=r"^users: items\.fk_items_owner_id_users refers to it"):
         run_extra_migration(loaded, body)
 
+    assert leftovers(loaded) == []
+
+
+PLACEMENTS = "shelf_placements_of_the_library_annex"
+PLACEMENT_CHECK = f"""
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.create_check_constraint("copies_positive", "{PLACEMENTS}", "copies > 0")
+"""
+
+
+def test_a_table_of_a_composite_key_with_a_long_foreign_key_name_is_rebuilt(
+    loaded: Engine,
+) -> None:
+    """A team's table keyed by two columns, whose foreign key the naming convention names past
+    what the scratch suffix fits: copied by its key, every write made meanwhile arrives, and
+    the key gets its own name back."""
+    metadata = sa.MetaData(naming_convention=Base.metadata.naming_convention)
+    shelves = sa.Table(
+        "shelves", metadata,
+        sa.Column("region", sa.String(8), primary_key=True),
+        sa.Column("num", sa.Integer, primary_key=True),
+    )  # fmt: skip
+    placements = sa.Table(
+        PLACEMENTS, metadata,
+        sa.Column("region", sa.String(8), primary_key=True),
+        sa.Column("num", sa.Integer, primary_key=True),
+        sa.Column("slot", sa.Integer, primary_key=True),
+        sa.Column("copies", sa.Integer, nullable=False),
+        sa.ForeignKeyConstraint(["region", "num"], [shelves.c.region, shelves.c.num]),
+    )  # fmt: skip
+    metadata.create_all(loaded)
+    (key_name,) = {str(key["name"]) for key in inspect(loaded).get_foreign_keys(PLACEMENTS)}
+    assert len(key_name) + len("_shadow") > 64  # past what the scratch suffix fits
+    regions = ("eu", "us")
+    rows = [
+        {"region": region, "num": num, "slot": slot, "copies": 1}
+        for region in regions
+        for num in range(150)
+        for slot in range(100)
+    ]  # three batches of the copy, one of them across both regions
+    with loaded.begin() as connection:
+        shelved = [{"region": region, "num": num} for region in regions for num in range(150)]
+        connection.execute(shelves.insert(), shelved)
+        connection.execute(placements.insert(), rows)
+    watched = [("eu", 0, slot) for slot in range(10)] + [("us", 149, slot) for slot in range(10)]
+    doomed = [("eu", 75, slot) for slot in range(100)]
+    increments = dict.fromkeys(watched, 0)
+    deleted: list[tuple[str, int, int]] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        autocommit = loaded.execution_options(isolation_level="AUTOCOMMIT")
+        with autocommit.connect() as connection:
+            while not stop.is_set():
+                for region, num, slot in watched:
+                    try:
+                        where = {"region": region, "num": num, "slot": slot}
+                        changed = connection.execute(
+                            placements.update()
+                            .where(*(placements.c[name] == value for name, value in where.items()))
+                            .values(copies=placements.c.copies + 1)
+                        ).rowcount
+                        increments[(region, num, slot)] += changed
+                        if doomed:
+                            gone = doomed.pop()
+                            connection.execute(
+                                placements.delete().where(
+                                    placements.c.region == gone[0],
+                                    placements.c.num == gone[1],
+                                    placements.c.slot == gone[2],
+                                )
+                            )
+                            deleted.append(gone)
+                    except RetryableError:
+                        continue
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        run_extra_migration(loaded, PLACEMENT_CHECK)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+    with loaded.connect() as connection:
+        stored = {
+            (row.region, row.num, row.slot): row.copies
+            for row in connection.execute(sa.select(placements))
+        }
+    assert sum(increments.values()) > 50, "the writer ran while the table was copied"
+    expected = {(row["region"], row["num"], row["slot"]): 1 for row in rows}
+    for gone in deleted:
+        del expected[gone]
+    for place, count in increments.items():
+        expected[place] += count
+    assert stored == expected
+    with loaded.connect() as connection:
+        inspector = inspect(connection)
+        assert {str(key["name"]) for key in inspector.get_foreign_keys(PLACEMENTS)} == {key_name}
+        names = {str(c["name"]) for c in inspector.get_check_constraints(PLACEMENTS)}
+    assert f"ck_{PLACEMENTS}_copies_positive" in names
     assert leftovers(loaded) == []
