@@ -162,6 +162,40 @@ def test_filters_match_a_plain_python_reference(
     _in_savepoint(session, check)
 
 
+def test_filters_of_one_shape_with_other_values_or_forms_find_their_own_rows(
+    items: ItemRepository, owner: uuid.UUID
+) -> None:
+    """A filtered statement is kept per shape and its values are parameters: one after another,
+    filters of the same fields with other values, None, other list lengths, or the other
+    is_null find exactly their rows, on every read path."""
+    created = _insert(items, owner, [("a", None, BASE), ("b", "x", BASE), ("c", "y", BASE)])
+    by_title = {item.title: item.id for item in created}
+    cases: list[tuple[dict[str, Any], set[str]]] = [
+        ({"description": "x"}, {"b"}),
+        ({"description": "y"}, {"c"}),
+        ({"description": None}, {"a"}),
+        ({"description__ne": None}, {"b", "c"}),
+        ({"description__ne": "x"}, {"a", "c"}),
+        ({"description__is_null": True}, {"a"}),
+        ({"description__is_null": False}, {"b", "c"}),
+        ({"title__in": ["a"]}, {"a"}),
+        ({"title__in": ["a", "b", "c"]}, {"a", "b", "c"}),
+        ({"title__in": []}, set()),
+        ({"title__not_in": ["a", "b"]}, {"c"}),
+        ({"description__not_in": ["x"]}, {"a", "c"}),
+        ({"title__gt": "a", "description": "y"}, {"c"}),
+        ({"description": "y", "title__gt": "a"}, {"c"}),
+        ({"title__gt": "b", "description": "x"}, set()),
+    ]
+    for where, titles in cases * 2:  # the second time round, every shape is kept already
+        expected = {by_title[title] for title in titles}
+        assert {item.id for item in items.list(where=where)} == expected, where
+        assert {item.id for item in items.paginate(where=where).items} == expected, where
+        assert {row.id for row in items.iterate(where=where)} == expected, where
+        assert items.count(where=where) == len(expected), where
+        assert items.exists(where=where) is bool(expected), where
+
+
 def test_like_wildcards_in_values_match_literally(items: ItemRepository, owner: uuid.UUID) -> None:
     _insert(
         items,

@@ -194,9 +194,16 @@ class Backend:
         condition: ColumnElement[bool] = getattr(column, op)(needle, autoescape=True)
         return condition
 
+    # The longest `in` list sent as a parameter per value (None: any); a longer one takes the
+    # backend's own form (`in_values`), as a driver or server limits a statement's parameters.
+    most_listed_values: ClassVar[int | None] = None
+
+    def lists_values(self, count: int) -> bool:
+        """Whether an `in` list of `count` values is `column IN (...)`, a parameter a value."""
+        return self.most_listed_values is None or count <= self.most_listed_values
+
     def in_values(self, column: Any, values: list[Any]) -> ColumnElement[bool]:
-        """`column IN (values)`, however many values there are (a driver or server may limit
-        how many parameters one statement has)."""
+        """`column IN (values)`, however many values there are (`lists_values`)."""
         condition: ColumnElement[bool] = column.in_(values)
         return condition
 

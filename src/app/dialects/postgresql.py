@@ -77,8 +77,6 @@ _STILL_IN = (
 )
 _END_TRANSACTION = text("SELECT pg_terminate_backend(pid) " + _STILL_IN)
 _END_TRANSACTION_WAITING = text("SELECT pg_terminate_backend(pid, 5000) " + _STILL_IN)
-# From how many values an IN list goes as one array parameter.
-MANY_VALUES = 1000
 # Rows an upsert round holds: enough that the per-round costs vanish, few enough that the COPY
 # text and the keys a round keeps stay a few megabytes.
 ROUND_ROWS = 50_000
@@ -89,6 +87,7 @@ class PostgreSQL(Backend):
 
     name = "postgresql"
     row_value_keyset = True
+    most_listed_values = 1000  # a longer IN list goes as one array parameter
     nulls_sort_largest = True
     maintenance_database = "postgres"
 
@@ -197,7 +196,7 @@ class PostgreSQL(Backend):
 
     def in_values(self, column: Any, values: list[Any]) -> ColumnElement[bool]:
         # psycopg sends at most 65,535 parameters a statement: a long list goes as one array.
-        if len(values) <= MANY_VALUES:
+        if self.lists_values(len(values)):
             return super().in_values(column, values)
         array = bindparam(None, values, type_=postgresql.ARRAY(column.type))
         condition: ColumnElement[bool] = column == any_(array)

@@ -75,6 +75,7 @@ class SQLite(Backend):
 
     name = "sqlite"
     row_value_keyset = True
+    most_listed_values = 500  # a longer IN list goes as one JSON parameter
     nulls_sort_largest = False
     file_database = True
     # The run's one write transaction holds the write lock against a second migrator, and lets
@@ -234,7 +235,7 @@ class SQLite(Backend):
     def in_values(self, column: Any, values: list[Any]) -> ColumnElement[bool]:
         # SQLite takes at most 32,766 parameters a statement: a long list goes as one JSON
         # array, its values in their stored form, read back by json_each.
-        if len(values) <= MANY_VALUES:
+        if self.lists_values(len(values)):
             return super().in_values(column, values)
         listed = func.json_each(bindparam(None, values, type_=_StoredJSON(column.type)))
         condition: ColumnElement[bool] = column.in_(select(listed.table_valued("value").c.value))
@@ -293,8 +294,6 @@ class SQLite(Backend):
 
 
 SQLITE = SQLite()
-# From how many values an IN list goes as one JSON parameter.
-MANY_VALUES = 500
 # The longest needle (UTF-8 bytes) a LIKE pattern carries: its escaped form, between two `%`,
 # stays within SQLite's 50,000 bytes.
 _LONGEST_LIKE_NEEDLE = 24_000

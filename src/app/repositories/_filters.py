@@ -10,9 +10,11 @@ filter in one form whatever the form of its values, for what a cursor is bound t
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, not_
+from sqlalchemy import ColumnElement, and_, bindparam, not_
 
 from app.db.errors import InvalidQueryError
 from app.dialects import Backend
@@ -120,10 +122,90 @@ def where_clause(
     rules: Rules, where: Mapping[str, Any] | None, *, allowed: Collection[str], backend: Backend
 ) -> ColumnElement[bool] | None:
     """The AND of every condition in `where`, or None when there is none."""
-    conditions = [
-        OPERATORS[op](rules.table.c[name], value, backend)
-        for name, op, value in _terms(rules, where, allowed)
-    ]
+    return _with_values(rules, _terms(rules, where, allowed), backend)
+
+
+def _with_values(
+    rules: Rules, terms: list[tuple[str, str, Any]], backend: Backend
+) -> ColumnElement[bool] | None:
+    conditions = [OPERATORS[op](rules.table.c[name], value, backend) for name, op, value in terms]
+    return and_(*conditions) if conditions else None
+
+
+@dataclass(frozen=True)
+class Filter:
+    """`where` made ready for a statement kept per shape: its `condition` built from
+    parameters named in `parameters`, the same for every filter of its `shape` (fields,
+    operators, which values are None). A filter no shape holds (a text match, an `in` list in
+    the backend's own form) has the shape None and its condition carries its values."""
+
+    shape: tuple[Any, ...] | None
+    parameters: dict[str, Any]
+    condition: Callable[[], ColumnElement[bool] | None]
+
+
+_WHERE = "app_where_"
+# The operators a kept statement's condition takes as parameters; `eq` and `ne` with None, and
+# `is_null`, take none (their shape says which form).
+_PARAMETERS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    "eq": lambda c, p: c == p,
+    "ne": lambda c, p: (c != p) | c.is_(None),
+    "lt": lambda c, p: c < p,
+    "le": lambda c, p: c <= p,
+    "gt": lambda c, p: c > p,
+    "ge": lambda c, p: c >= p,
+    "in": lambda c, p: c.in_(p),
+    "not_in": lambda c, p: not_(c.in_(p)) | c.is_(None),
+}
+
+
+def prepared(
+    rules: Rules, where: Mapping[str, Any] | None, *, allowed: Collection[str], backend: Backend
+) -> Filter:
+    """`where`, checked, as a `Filter`."""
+    terms = _terms(rules, where, allowed)
+    if not all(_takes_a_shape(op, value, backend) for _, op, value in terms):
+        condition = _with_values(rules, terms, backend)
+        return Filter(None, {}, lambda: condition)
+    terms.sort(key=lambda term: (term[0], term[1]))  # the same shape in any order given
+    shape = tuple((name, op, _form(op, value)) for name, op, value in terms)
+    parameters = {
+        f"{_WHERE}{position}": value
+        for position, (_, op, value) in enumerate(terms)
+        if _form(op, value) == "value"
+    }
+    return Filter(shape, parameters, partial(_with_parameters, rules, shape))
+
+
+def _takes_a_shape(op: str, value: Any, backend: Backend) -> bool:
+    if op in _TAKES_MANY:
+        return backend.lists_values(len(value))
+    if op == "is_null":
+        return type(value) is bool  # anything else is refused, where it is built with values
+    return op in _PARAMETERS
+
+
+def _form(op: str, value: Any) -> Any:
+    """What of a term's value its statement depends on: nothing ("value": a parameter), or
+    that it is None, or (`is_null`) the value itself."""
+    if op == "is_null":
+        return value
+    return "null" if value is None else "value"
+
+
+def _with_parameters(rules: Rules, shape: tuple[Any, ...]) -> ColumnElement[bool] | None:
+    conditions = []
+    for position, (name, op, form) in enumerate(shape):
+        column = rules.table.c[name]
+        if form == "value":
+            parameter = bindparam(
+                f"{_WHERE}{position}", type_=column.type, expanding=op in _TAKES_MANY
+            )
+            conditions.append(_PARAMETERS[op](column, parameter))
+        elif op == "is_null":
+            conditions.append(_is_null(column, form))
+        else:  # eq or ne with None
+            conditions.append(column.is_(None) if op == "eq" else column.is_not(None))
     return and_(*conditions) if conditions else None
 
 

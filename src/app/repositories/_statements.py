@@ -3,7 +3,8 @@ arguments and the backend's own forms (`app.dialects`); run by `Repository` on b
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from functools import partial
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Insert,
     Integer,
     Select,
+    Table,
     Update,
     bindparam,
     func,
@@ -27,7 +29,7 @@ from sqlalchemy.orm.interfaces import LoaderOption
 from app.db.errors import InvalidQueryError
 from app.dialects import Backend
 from app.dialects.base import UpsertPlan
-from app.repositories._filters import where_clause
+from app.repositories._filters import Filter, prepared
 from app.repositories._ordering import SortKey, after, after_parameters, order_terms
 from app.repositories._shapes import kept
 from app.repositories._values import Rules
@@ -63,11 +65,11 @@ def select_rows(
     plain: bool = False,
     paged: Paging = None,
     counted: bool = False,
-) -> Select[Any]:
+) -> tuple[Select[Any], dict[str, Any]]:
     """SELECT of `model` rows matching `where`, in the order of `keys`; with `plain`, of the
     table's columns only (rows, not instances); `paged`, with a LIMIT (and OFFSET) whose
     values `page_parameters` gives; `counted`, each row with the count of all matching rows
-    (one scan, a window count)."""
+    (one scan, a window count). And the parameters of its filter."""
 
     def build() -> Select[Any]:
         statement = _ordered_rows(model, rules, backend, keys, load, plain)
@@ -76,7 +78,8 @@ def select_rows(
         return _paged(statement, paged)
 
     shape = (model, _load_names(model, load), tuple(keys), plain, paged, counted, type(backend))
-    return _filtered(kept(_ordered, shape, build), rules, backend, where, filterable)
+    found = prepared(rules, where, allowed=filterable, backend=backend)
+    return _filtered(("rows", shape), lambda: kept(_ordered, shape, build), found)
 
 
 # A page's LIMIT and OFFSET are parameters of a statement built once per shape: a statement
@@ -123,8 +126,11 @@ def select_after(
         return _paged(statement.where(after(rules, keys, nulls, backend)), "limit")
 
     shape = (model, _load_names(model, load), tuple(keys), nulls, type(backend))
-    statement = kept(_ordered_after, shape, build)
-    return _filtered(statement, rules, backend, where, filterable), after_parameters(values)
+    found = prepared(rules, where, allowed=filterable, backend=backend)
+    statement, parameters = _filtered(
+        ("after", shape), lambda: kept(_ordered_after, shape, build), found
+    )
+    return statement, {**parameters, **after_parameters(values)}
 
 
 _ordered: dict[tuple[Any, ...], Select[Any]] = {}
@@ -152,14 +158,26 @@ def _ordered_rows(
 
 
 def _filtered(
-    statement: Select[Any],
-    rules: Rules,
-    backend: Backend,
-    where: Mapping[str, Any] | None,
-    filterable: Collection[str],
-) -> Select[Any]:
-    condition = where_clause(rules, where, allowed=filterable, backend=backend)
-    return statement if condition is None else statement.where(condition)
+    shape: tuple[Any, ...], unfiltered: Callable[[], Select[Any]], found: Filter
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The statement of `shape` with the condition of filter `found`, and its parameters:
+    built once per shape of statement and filter (SQLAlchemy derives a new statement's cache
+    key again, a tenth of a filtered list), or, for a filter of no shape, with its values."""
+    if found.shape is None:
+        condition = found.condition()
+        return unfiltered().where(condition) if condition is not None else unfiltered(), {}
+    if not found.shape:
+        return unfiltered(), {}
+
+    def build() -> Select[Any]:
+        condition = found.condition()
+        assert condition is not None  # a filter of a shape has terms
+        return unfiltered().where(condition)
+
+    return kept(_filtered_statements, (shape, found.shape), build), dict(found.parameters)
+
+
+_filtered_statements: dict[tuple[Any, ...], Any] = {}
 
 
 def select_by_key(
@@ -235,11 +253,15 @@ def select_count(
     *,
     where: Mapping[str, Any] | None,
     filterable: Collection[str],
-) -> Select[int]:
-    """SELECT COUNT(*) of the rows matching `where`."""
-    statement = select(func.count()).select_from(rules.table)
-    condition = where_clause(rules, where, allowed=filterable, backend=backend)
-    return statement if condition is None else statement.where(condition)
+) -> tuple[Select[Any], dict[str, Any]]:
+    """SELECT COUNT(*) of the rows matching `where`; and its parameters."""
+    found = prepared(rules, where, allowed=filterable, backend=backend)
+    counted = partial(_count, rules.table)
+    return _filtered(("count", rules.table), counted, found)
+
+
+def _count(table: Table) -> Select[Any]:
+    return select(func.count()).select_from(table)
 
 
 def select_exists(
@@ -248,13 +270,13 @@ def select_exists(
     *,
     where: Mapping[str, Any] | None,
     filterable: Collection[str],
-) -> Select[bool]:
-    """SELECT EXISTS(...) of the rows matching `where`."""
-    inner = select(rules.table.c[rules.primary_key[0]])
-    condition = where_clause(rules, where, allowed=filterable, backend=backend)
-    if condition is not None:
-        inner = inner.where(condition)
-    return select(inner.exists())
+) -> tuple[Select[Any], dict[str, Any]]:
+    """SELECT EXISTS(...) of the rows matching `where`; and its parameters."""
+    found = prepared(rules, where, allowed=filterable, backend=backend)
+    inner, parameters = _filtered(
+        ("exists", rules.table), partial(select, rules.table.c[rules.primary_key[0]]), found
+    )
+    return select(inner.exists()), parameters
 
 
 def select_where_equal(model: type[Any], rules: Rules, values: Mapping[str, Any]) -> Select[Any]:

@@ -222,8 +222,10 @@ class Repository(Generic[ModelT]):
         check_limit(limit)
         check_offset(offset)
         keys = sort_keys(self._rules, order_by, allowed=self._sortable)
-        statement = self._select(where, keys, load=load, paged="offset", counted=with_total)
-        parameters = _statements.page_parameters(limit, offset)
+        statement, parameters = self._select(
+            where, keys, load=load, paged="offset", counted=with_total
+        )
+        parameters.update(_statements.page_parameters(limit, offset))
         if not with_total:
             return OffsetPage(list(self.session.scalars(statement, parameters)), None)
         rows = self.session.execute(statement, parameters).all()
@@ -246,19 +248,18 @@ class Repository(Generic[ModelT]):
         keys = sort_keys(self._rules, order_by, allowed=self._sortable)
         filtered = canonical(self._rules, where, allowed=self._filterable)
         fingerprint = query_fingerprint(self.model.__name__, [key.spec for key in keys], filtered)
-        parameters = _statements.page_parameters(limit + 1)  # one more: is there a next page?
         if cursor is None:
-            statement = self._select(where, keys, load=load, paged="limit")
+            statement, parameters = self._select(where, keys, load=load, paged="limit")
         else:
             raw = decode_cursor(
                 cursor, fingerprint=fingerprint, key=self.cursor_key, size=len(keys)
             )
             values = [from_json(self._rules, k.name, v) for k, v in zip(keys, raw, strict=True)]
-            statement, after = _statements.select_after(
+            statement, parameters = _statements.select_after(
                 self.model, self._rules, self._backend, where=where, keys=keys, values=values,
                 filterable=self._filterable, load=load,
             )  # fmt: skip
-            parameters.update(after)
+        parameters.update(_statements.page_parameters(limit + 1))  # one more: a next page?
         items = list(self.session.scalars(statement, parameters))
         if len(items) <= limit:
             return Page(items, None)
@@ -305,23 +306,28 @@ class Repository(Generic[ModelT]):
         """The streaming SELECT of `iterate` (the asyncio face streams it too)."""
         check_limit(batch_size, "batch_size")
         keys = sort_keys(self._rules, order_by, allowed=self._sortable)
-        return self._select(where, keys, plain=True).execution_options(yield_per=batch_size)
+        statement, parameters = self._select(where, keys, plain=True)
+        if parameters:  # bound into a copy: the async face streams the statement alone
+            statement = statement.params(parameters)
+        return statement.execution_options(yield_per=batch_size)
 
     def count(self, *, where: Where = None) -> int:
         """How many rows match `where`."""
-        statement = _statements.select_count(
+        statement, parameters = _statements.select_count(
             self._rules, self._backend, where=where, filterable=self._filterable
         )
-        return int(self.session.scalar(statement) or 0)
+        return int(self.session.scalar(statement, parameters) or 0)
 
     def exists(self, *, where: Where = None) -> bool:
         """Whether any row matches `where`."""
-        statement = _statements.select_exists(
+        statement, parameters = _statements.select_exists(
             self._rules, self._backend, where=where, filterable=self._filterable
         )
-        return bool(self.session.scalar(statement))
+        return bool(self.session.scalar(statement, parameters))
 
-    def _select(self, where: Where, keys: Sequence[SortKey], **options: Any) -> Select[Any]:
+    def _select(
+        self, where: Where, keys: Sequence[SortKey], **options: Any
+    ) -> tuple[Select[Any], dict[str, Any]]:
         return _statements.select_rows(
             self.model,
             self._rules,
