@@ -279,10 +279,28 @@ def select_exists(
     return select(inner.exists()), parameters
 
 
-def select_where_equal(model: type[Any], rules: Rules, values: Mapping[str, Any]) -> Select[Any]:
-    """SELECT of the `model` row whose columns hold `values` (a unique key's)."""
+def select_where_equal(
+    model: type[Any], rules: Rules, values: Mapping[str, Any]
+) -> tuple[Select[Any], dict[str, Any]]:
+    """SELECT of the `model` row whose columns hold `values` (a unique key's), and its
+    parameters; kept per model and columns (a None matches with IS NULL, built each time)."""
     table = rules.table
-    return select(model).where(*(table.c[name] == value for name, value in values.items()))
+    if any(value is None for value in values.values()):
+        return select(model).where(*(table.c[name] == value for name, value in values.items())), {}
+    names = tuple(values)
+
+    def build() -> Select[Any]:
+        equal = [
+            table.c[name] == bindparam(_EQUAL + name, type_=table.c[name].type) for name in names
+        ]
+        return select(model).where(*equal)
+
+    statement = kept(_where_equal, (model, names), build)
+    return statement, {_EQUAL + name: value for name, value in values.items()}
+
+
+_EQUAL = "app_equal_"
+_where_equal: dict[tuple[Any, ...], Select[Any]] = {}
 
 
 def select_by_keys(
@@ -318,11 +336,28 @@ def upsert_statement(
     source: Select[Any] | None = None,
 ) -> Insert:
     """The upsert of rows of `rules.table` that give the fields `given`, on conflict on
-    `target`; the rows are parameters, or the result of `source` (where the backend can)."""
-    kept = set(rules.primary_key) | set(target) | rules.created | {rules.version}
+    `target`; the rows are parameters (the statement kept per table, target and fields), or
+    the result of `source` (where the backend can)."""
+    if source is not None:
+        return _upsert(rules, backend, target, given, source)
+    shape = (rules.table, type(backend), tuple(target), frozenset(given))
+    return kept(_upserts, shape, lambda: _upsert(rules, backend, target, given, None))
+
+
+_upserts: dict[tuple[Any, ...], Insert] = {}
+
+
+def _upsert(
+    rules: Rules,
+    backend: Backend,
+    target: Sequence[str],
+    given: Collection[str],
+    source: Select[Any] | None,
+) -> Insert:
+    stays = set(rules.primary_key) | set(target) | rules.created | {rules.version}
     from_new_row = [
         name for name in rules.table.columns.keys()  # noqa: SIM118 - a ColumnCollection
-        if (name in given and name not in kept) or name in rules.updated
+        if (name in given and name not in stays) or name in rules.updated
     ]  # fmt: skip
     computed: dict[str, ColumnElement[Any]] = {}
     if rules.version is not None:

@@ -540,12 +540,11 @@ class Repository(Generic[ModelT]):
         (row,) = self._upsert_rows([data], target)
         if self._gives_numbered_key(row):
             self._number_past_given_keys()
-        statement = _statements.select_where_equal(
+        statement, parameters = _statements.select_where_equal(
             self.model, self._rules, {name: row[name] for name in target}
         )
-        found: ModelT = self.session.scalars(
-            statement.execution_options(populate_existing=True)
-        ).one()
+        options = {"populate_existing": True}
+        found: ModelT = self.session.scalars(statement, parameters, execution_options=options).one()
         return found
 
     def upsert_many(

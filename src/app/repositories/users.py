@@ -30,8 +30,8 @@ class UserRepository(Repository[User]):
             stored = normalize_email(email)
         except EmailError:
             return None  # no stored address has that form
-        statement = select_where_equal(User, self._rules, {"email": stored})
-        return self.session.scalars(statement).one_or_none()
+        statement, parameters = select_where_equal(User, self._rules, {"email": stored})
+        return self.session.scalars(statement, parameters).one_or_none()
 
     def prepare(self, values: dict[str, Any]) -> dict[str, Any]:
         if isinstance(values.get("email"), str):
