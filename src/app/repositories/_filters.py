@@ -3,8 +3,11 @@
 Field names and operators are checked against what the repository allows; values are made fit
 for their column (`_values`) and bound as parameters, text matched as the backend can
 (`Backend.text_match`: LIKE, its `%` and `_` escaped to match themselves), and a long `in`
-list is one parameter where the backend needs it (`Backend.in_values`). `canonical` gives the
-filter in one form whatever the form of its values, for what a cursor is bound to.
+list is one parameter where the backend needs it (`Backend.in_values`). A filter of plain
+comparisons, null tests and `in` lists a parameter per value is `prepared` for a statement kept
+per shape, its values named parameters; any other is built with its values each time.
+`canonical` gives the filter in one form whatever the form of its values, for what a cursor is
+bound to.
 """
 
 from __future__ import annotations

@@ -276,7 +276,10 @@ def select_exists(
     inner, parameters = _filtered(
         ("exists", rules.table), partial(select, rules.table.c[rules.primary_key[0]]), found
     )
-    return select(inner.exists()), parameters
+    if found.shape is None:
+        return select(inner.exists()), parameters
+    shape = ("exists of", rules.table, found.shape)
+    return kept(_filtered_statements, shape, lambda: select(inner.exists())), parameters
 
 
 def select_where_equal(
