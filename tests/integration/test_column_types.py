@@ -117,6 +117,20 @@ def pair() -> Iterator[type[Any]]:
     Base.metadata.remove(Pair.__table__)
 
 
+@pytest.fixture(scope="module")
+def stamp() -> Iterator[type[Any]]:
+    """A timestamp declared with SQLAlchemy's own aware type, not `Mapped[datetime]`."""
+    with defined_again():
+
+        class Stamp(Base):
+            __tablename__ = "probe_stamps"
+            id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+            at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    yield Stamp
+    Base.metadata.remove(Stamp.__table__)
+
+
 @pytest.fixture
 def factory(
     fresh_url: str,
@@ -125,6 +139,7 @@ def factory(
     sample: type[Any],
     document: type[Any],
     pair: type[Any],
+    stamp: type[Any],
 ) -> Iterator[Any]:
     engine = make_engine(fresh_url, poolclass=NullPool)
     tables: list[Table] = [
@@ -133,6 +148,7 @@ def factory(
         sample.__table__,
         document.__table__,
         pair.__table__,
+        stamp.__table__,
     ]
     Base.metadata.create_all(engine, tables=tables)
     yield make_session_factory(engine)
@@ -336,3 +352,29 @@ def test_a_key_of_two_columns_is_read_updated_and_deleted_by_its_values(
         ("eu", 1, "one"),
         ("eu", 2, "n2"),
     ]
+
+
+def test_an_aware_datetime_column_holds_instants_on_every_backend(
+    factory: Any, stamp: type[Any]
+) -> None:
+    """`DateTime(timezone=True)` on a model: SQLite and MariaDB keep no offset, so the column
+    is aware UTC as `Mapped[datetime]` is: values in any zone are the same instants, compared,
+    ordered and paged as such, read back in UTC."""
+    ten_utc = dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC)
+    two_hours_east = dt.timezone(dt.timedelta(hours=2))
+    with UnitOfWork(factory) as uow:
+        stamps = uow.repository(stamp)
+        stamps.create({"id": 1, "at": ten_utc})
+        stamps.create({"id": 2, "at": dt.datetime(2024, 1, 1, 11, tzinfo=two_hours_east)})
+        stamps.create({"id": 3, "at": dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC)})
+        uow.commit()
+    with UnitOfWork(factory) as uow:
+        stamps = uow.repository(stamp)
+        assert [s.id for s in stamps.list(order_by=["at"])] == [2, 1, 3]
+        assert [s.id for s in stamps.list(where={"at__lt": ten_utc})] == [2]
+        nine_utc = dt.datetime(2024, 1, 1, 9, tzinfo=dt.UTC)
+        assert stamps.get_one(2).at == nine_utc
+        assert stamps.get_one(2).at.utcoffset() == dt.timedelta(0)
+        first = stamps.paginate(order_by=["at"], limit=1)
+        rest = stamps.paginate(order_by=["at"], limit=5, cursor=first.next_cursor)
+        assert [s.id for s in [*first.items, *rest.items]] == [2, 1, 3]

@@ -221,12 +221,17 @@ class MicrosecondInterval(sa.Interval):
 def microsecond_version_of(column_type: TypeEngine[Any]) -> TypeEngine[Any] | None:
     """A plain `Time`, `DateTime` or `Interval` (no per-backend variants) that keeps
     microseconds on MariaDB too, as on PostgreSQL and SQLite (MariaDB's bare TIME and DATETIME
-    keep whole seconds, and drop the rest without a word); None for any other type."""
+    keep whole seconds, and drop the rest without a word); a `DateTime(timezone=True)` is
+    `UTCDateTime`, aware UTC on every backend (SQLite and MariaDB keep no offset: the wall
+    time of any zone would be stored as given, and compared and ordered as if it were UTC's).
+    None for any other type."""
     if column_type._variant_mapping:
         return None
     kind = type(column_type)
     if kind is sa.Time:
         return column_type.with_variant(mysql.TIME(fsp=6), "mysql", "mariadb")
+    if kind is sa.DateTime and column_type.timezone:  # type: ignore[attr-defined]
+        return UTCDateTime()
     if kind is sa.DateTime:
         return column_type.with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
     if kind is sa.Interval:
