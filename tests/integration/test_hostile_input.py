@@ -279,6 +279,12 @@ def test_in_lists_of_a_hundred_thousand_values_work_everywhere(users: UserReposi
     assert users.count(where={"id__not_in": wanted}) == 1
     emails = [f"in{n}@example.com" for n in range(100_000)]
     assert users.count(where={"email__in": emails}) == 3
+    # A None in a long list too is matched as Python's `in` matches it.
+    users.update(stored[2].id, {"full_name": "named"})
+    names = ["named", None, *(f"n{n}" for n in range(100_000))]
+    assert users.count(where={"full_name__in": names}) == 3
+    assert users.count(where={"full_name__not_in": names}) == 0
+    assert users.count(where={"full_name__not_in": names[2:]}) == 3
 
 
 @pytest.mark.backends("postgresql")

@@ -186,6 +186,12 @@ def test_filters_of_one_shape_with_other_values_or_forms_find_their_own_rows(
         ({"title__gt": "a", "description": "y"}, {"c"}),
         ({"description": "y", "title__gt": "a"}, {"c"}),
         ({"title__gt": "b", "description": "x"}, set()),
+        # None in a list is matched as Python's `in` matches it: NULL is in [None].
+        ({"description__in": ["x", None]}, {"a", "b"}),
+        ({"description__in": [None]}, {"a"}),
+        ({"description__not_in": ["x", None]}, {"c"}),
+        ({"description__not_in": [None]}, {"b", "c"}),
+        ({"description__not_in": []}, {"a", "b", "c"}),
     ]
     for where, titles in cases * 2:  # the second time round, every shape is kept already
         expected = {by_title[title] for title in titles}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, not_
+from sqlalchemy import ColumnElement, and_, bindparam, not_, or_
 
 from app.db.errors import InvalidQueryError
 from app.dialects import Backend
@@ -57,6 +57,34 @@ def _is_null(column: Any, value: Any) -> ColumnElement[bool]:
     return condition
 
 
+def _listed(values: list[Any]) -> tuple[list[Any], bool]:
+    """An `in` list's values other than None, and whether it held None."""
+    present = [value for value in values if value is not None]
+    return present, len(present) < len(values)
+
+
+def _in(column: Any, inside: Any, with_null: bool) -> ColumnElement[bool]:
+    # As Python's `in`: a None in the list matches NULL, which SQL's IN never does.
+    return or_(inside, column.is_(None)) if with_null else inside
+
+
+def _not_in(column: Any, inside: Any, with_null: bool) -> ColumnElement[bool]:
+    # As Python's `not in`: NULL is outside a list without None, inside one with it.
+    if with_null:
+        return and_(not_(inside), column.is_not(None))
+    return or_(not_(inside), column.is_(None))
+
+
+def _in_values(column: Any, values: list[Any], backend: Backend) -> ColumnElement[bool]:
+    present, with_null = _listed(values)
+    return _in(column, backend.in_values(column, present), with_null)
+
+
+def _not_in_values(column: Any, values: list[Any], backend: Backend) -> ColumnElement[bool]:
+    present, with_null = _listed(values)
+    return _not_in(column, backend.in_values(column, present), with_null)
+
+
 Operator = Callable[[Any, Any, Backend], ColumnElement[bool]]
 
 OPERATORS: dict[str, Operator] = {
@@ -66,8 +94,8 @@ OPERATORS: dict[str, Operator] = {
     "le": lambda c, v, _: c <= v,
     "gt": lambda c, v, _: c > v,
     "ge": lambda c, v, _: c >= v,
-    "in": lambda c, v, b: b.in_values(c, v),
-    "not_in": lambda c, v, b: not_(b.in_values(c, v)) | c.is_(None),
+    "in": _in_values,
+    "not_in": _not_in_values,
     "is_null": lambda c, v, _: _is_null(c, v),
     "contains": lambda c, v, b: b.text_match(c, "contains", v),
     "icontains": lambda c, v, b: b.text_match(c, "icontains", v),
@@ -148,8 +176,9 @@ class Filter:
 
 
 _WHERE = "app_where_"
-# The operators a kept statement's condition takes as parameters; `eq` and `ne` with None, and
-# `is_null`, take none (their shape says which form).
+# The comparisons a kept statement's condition takes a parameter for; `eq` and `ne` with None,
+# and `is_null`, take none (their shape says which form); an `in` list is one expanding
+# parameter of its values other than None (its shape says whether it held None).
 _PARAMETERS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
     "eq": lambda c, p: c == p,
     "ne": lambda c, p: (c != p) | c.is_(None),
@@ -157,8 +186,6 @@ _PARAMETERS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
     "le": lambda c, p: c <= p,
     "gt": lambda c, p: c > p,
     "ge": lambda c, p: c >= p,
-    "in": lambda c, p: c.in_(p),
-    "not_in": lambda c, p: not_(c.in_(p)) | c.is_(None),
 }
 
 
@@ -173,9 +200,9 @@ def prepared(
     terms.sort(key=lambda term: (term[0], term[1]))  # the same shape in any order given
     shape = tuple((name, op, _form(op, value)) for name, op, value in terms)
     parameters = {
-        f"{_WHERE}{position}": value
+        f"{_WHERE}{position}": _listed(value)[0] if op in _TAKES_MANY else value
         for position, (_, op, value) in enumerate(terms)
-        if _form(op, value) == "value"
+        if _form(op, value) != "null" and op != "is_null"
     }
     return Filter(shape, parameters, partial(_with_parameters, rules, shape))
 
@@ -190,9 +217,11 @@ def _takes_a_shape(op: str, value: Any, backend: Backend) -> bool:
 
 def _form(op: str, value: Any) -> Any:
     """What of a term's value its statement depends on: nothing ("value": a parameter), or
-    that it is None, or (`is_null`) the value itself."""
+    that it is None, or whether a list holds None, or (`is_null`) the value itself."""
     if op == "is_null":
         return value
+    if op in _TAKES_MANY:
+        return "values and null" if _listed(value)[1] else "values"
     return "null" if value is None else "value"
 
 
@@ -200,10 +229,13 @@ def _with_parameters(rules: Rules, shape: tuple[Any, ...]) -> ColumnElement[bool
     conditions = []
     for position, (name, op, form) in enumerate(shape):
         column = rules.table.c[name]
-        if form == "value":
-            parameter = bindparam(
-                f"{_WHERE}{position}", type_=column.type, expanding=op in _TAKES_MANY
-            )
+        if op in _TAKES_MANY:
+            inside = column.in_(bindparam(f"{_WHERE}{position}", type_=column.type, expanding=True))
+            with_null = form == "values and null"
+            listed = _in if op == "in" else _not_in
+            conditions.append(listed(column, inside, with_null))
+        elif form == "value":
+            parameter = bindparam(f"{_WHERE}{position}", type_=column.type)
             conditions.append(_PARAMETERS[op](column, parameter))
         elif op == "is_null":
             conditions.append(_is_null(column, form))
