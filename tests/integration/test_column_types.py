@@ -378,3 +378,36 @@ def test_an_aware_datetime_column_holds_instants_on_every_backend(
         first = stamps.paginate(order_by=["at"], limit=1)
         rest = stamps.paginate(order_by=["at"], limit=5, cursor=first.next_cursor)
         assert [s.id for s in [*first.items, *rest.items]] == [2, 1, 3]
+
+
+def test_a_cursor_is_refused_by_another_model_of_the_same_name(factory: Any) -> None:
+    """Two teams' models may share a class name (in two packages): a cursor one of them made is
+    a foreign cursor to the other, refused, never a page of the other table."""
+    with defined_again():
+
+        class Twin(Base):
+            __tablename__ = "probe_twins_a"
+            id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+
+        first = Twin
+
+        class Twin(Base):  # type: ignore[no-redef]
+            __tablename__ = "probe_twins_b"
+            id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+
+        second = Twin
+    tables = [first.__table__, second.__table__]
+    try:
+        with factory() as session:
+            Base.metadata.create_all(session.connection(), tables=tables)
+            session.commit()
+        with UnitOfWork(factory) as uow:
+            for model in (first, second):
+                uow.repository(model).create_many([{"id": n} for n in range(4)])
+            page = uow.repository(first).paginate(limit=2)
+            assert page.next_cursor is not None
+            with pytest.raises(InvalidQueryError, match="invalid cursor"):
+                uow.repository(second).paginate(limit=2, cursor=page.next_cursor)
+    finally:
+        for table in tables:
+            Base.metadata.remove(table)

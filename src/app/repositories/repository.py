@@ -246,8 +246,7 @@ class Repository(Generic[ModelT]):
         """A keyset page: the rows after `cursor`; pass `next_cursor` back for the next one."""
         check_limit(limit)
         keys = sort_keys(self._rules, order_by, allowed=self._sortable)
-        filtered = canonical(self._rules, where, allowed=self._filterable)
-        fingerprint = query_fingerprint(self.model.__name__, [key.spec for key in keys], filtered)
+        fingerprint = self._fingerprint(keys, where)
         if cursor is None:
             statement, parameters = self._select(where, keys, load=load, paged="limit")
         else:
@@ -272,10 +271,17 @@ class Repository(Generic[ModelT]):
         gave) in the query `where` and `order_by`: what `paginate` would have handed back had
         `row` ended a page."""
         keys = sort_keys(self._rules, order_by, allowed=self._sortable)
-        filtered = canonical(self._rules, where, allowed=self._filterable)
-        fingerprint = query_fingerprint(self.model.__name__, [key.spec for key in keys], filtered)
         values = [to_json(getattr(row, key.name)) for key in keys]
-        return encode_cursor(values, fingerprint=fingerprint, key=self.cursor_key)
+        return encode_cursor(
+            values, fingerprint=self._fingerprint(keys, where), key=self.cursor_key
+        )
+
+    def _fingerprint(self, keys: Sequence[SortKey], where: Where) -> str:
+        """What this query's cursors are bound to (`query_fingerprint`): the model by its name
+        and its table's (two models of one name, in two packages, share no cursor)."""
+        entity = f"{self.model.__name__} {self._rules.table.fullname}"
+        filtered = canonical(self._rules, where, allowed=self._filterable)
+        return query_fingerprint(entity, [key.spec for key in keys], filtered)
 
     def iterate(
         self, *, where: Where = None, order_by: OrderBy = None, batch_size: int = 1000
