@@ -411,3 +411,22 @@ def test_a_cursor_is_refused_by_another_model_of_the_same_name(factory: Any) -> 
     finally:
         for table in tables:
             Base.metadata.remove(table)
+
+
+def test_an_upsert_on_a_key_the_database_numbers_needs_the_key(
+    factory: Any, gauge: type[Any]
+) -> None:
+    """A row without the key the database numbers can only be inserted, its key unknown until
+    then: an upsert on that key refuses it up front, on every path, and writes nothing."""
+    row = {key: value for key, value in _row(7).items() if key != "id"}
+    with UnitOfWork(factory) as uow:
+        gauges = uow.repository(gauge)
+        for upsert in (
+            lambda: gauges.upsert(row),
+            lambda: gauges.upsert_many([row]),
+            lambda: gauges.upsert_many([row, {**row, "code": "other"}]),
+        ):
+            with pytest.raises(InvalidQueryError, match="upsert needs a value for id in every"):
+                upsert()
+        assert gauges.count() == 0
+        assert gauges.upsert(row, conflict="code").code == row["code"]  # another key: fine

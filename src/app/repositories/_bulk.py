@@ -38,6 +38,7 @@ from app.repositories._values import (
     batches,
     new_row_values,
     other_keys_given,
+    target_given,
 )
 
 PrepareColumns = Callable[[dict[str, list[Any]]], bool]
@@ -186,8 +187,8 @@ def uniform_upsert(
         return None
     columns, stored_as_is = uniform
     given: frozenset[str] = frozenset(cast("dict[str, Any]", rows[0]))
-    if not all(name in given for name in target if name not in rules.primary_key):
-        return None
+    if not all(name in given for name in target if target_given(rules, name)):
+        return None  # row by row, which says what is missing
     if other_keys_given(rules, given, target):
         return None
     keys = set(zip(*(columns[name] for name in target), strict=True))

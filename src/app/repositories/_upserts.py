@@ -16,7 +16,14 @@ from app.db.types import utcnow
 from app.dialects import Backend
 from app.repositories import _statements
 from app.repositories._bulk import complete_rows
-from app.repositories._values import Data, Prepare, Rules, new_row_values, other_keys_given
+from app.repositories._values import (
+    Data,
+    Prepare,
+    Rules,
+    new_row_values,
+    other_keys_given,
+    target_given,
+)
 
 
 def upsert_rows(
@@ -33,14 +40,21 @@ def upsert_rows(
     given_sets: dict[frozenset[str], list[dict[str, Any]]] = {}
     for data in batch:
         values = new_row_values(rules, data, prepare=prepare, upserting=True)
-        # A primary key left out is generated: such a row can only be inserted.
+        # A primary key left out that is made here (an id): such a row can only be inserted.
         missing |= {
-            name for name in target if name not in rules.primary_key and values.get(name) is None
+            name for name in target if target_given(rules, name) and values.get(name) is None
         }
         given_sets.setdefault(frozenset(values), []).append(values)
     if missing:
         named = ", ".join(sorted(missing))
-        raise InvalidQueryError(f"upsert needs a value for {named} in every row")
+        numbered = sorted(missing & rules.database_filled)
+        why = (
+            f" ({', '.join(numbered)}: the database fills it in, so a row without it can "
+            "only be created: create, create_many)"
+            if numbered
+            else ""
+        )
+        raise InvalidQueryError(f"upsert needs a value for {named} in every row{why}")
     now = utcnow()
     sent: list[dict[str, Any]] = []
     for given, group in given_sets.items():

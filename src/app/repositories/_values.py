@@ -208,6 +208,13 @@ def new_row_values(
     return values
 
 
+def target_given(rules: Rules, name: str) -> bool:
+    """Whether every row of an upsert must give column `name` of its conflict target: all but
+    a primary key column filled in here (an id made in Python). One the database fills (a key
+    it numbers) would be unknown until the row is inserted: such a row can only be created."""
+    return name not in rules.primary_key or name in rules.database_filled
+
+
 # -- arguments ------------------------------------------------------------------------------------
 
 
