@@ -307,6 +307,11 @@ def test_loading_relationships_takes_a_fixed_number_of_queries(
     with assert_max_queries(connection, 2):
         one = users.get_one(first_id, load=("items",))
         assert len(one.items) == 3
+    # Rows the session holds, their relationships loaded already: `load` reads them again.
+    items.create({"title": "another", "owner_id": first_id})
+    assert len(users.get_one(first_id, load=("items",)).items) == 4
+    assert len(users.list(where={"id": first_id}, load=("items",))[0].items) == 4
+    assert len(users.paginate(where={"id": first_id}, load=("items",)).items[0].items) == 4
 
 
 def test_upsert_inserts_then_updates_the_same_row(session: Session, connection: Connection) -> None:

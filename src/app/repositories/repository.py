@@ -68,6 +68,17 @@ DEFAULT_BATCH_SIZE = 1000
 _DECIMAL_INTEGER = re.compile(r"-?(0|[1-9][0-9]{0,39})")
 
 
+_NO_OPTIONS: dict[str, Any] = {}
+_FRESH = {"populate_existing": True}
+
+
+def _loading(load: Load) -> dict[str, Any]:
+    """A read's execution options: one that loads relationships loads them fresh also on rows
+    the session holds (whose relationships it would otherwise leave as they were loaded);
+    the unit's own changes are flushed before it, as before any query."""
+    return _FRESH if load else _NO_OPTIONS
+
+
 @dataclass(frozen=True)
 class Page(Generic[ModelT]):
     """One keyset page; `next_cursor` is None on the last one."""
@@ -174,7 +185,10 @@ class Repository(Generic[ModelT]):
         if not load and self._holds(key):
             return self.session.get(self.model, key)
         statement, parameters = _statements.select_by_key(self.model, self._rules, key, load=load)
-        found: ModelT | None = self.session.scalars(statement, parameters).one_or_none()
+        options = _loading(load)
+        found: ModelT | None = self.session.scalars(
+            statement, parameters, execution_options=options
+        ).one_or_none()
         return found
 
     def _holds(self, key: Any) -> bool:
@@ -226,9 +240,11 @@ class Repository(Generic[ModelT]):
             where, keys, load=load, paged="offset", counted=with_total
         )
         parameters.update(_statements.page_parameters(limit, offset))
+        options = _loading(load)
         if not with_total:
-            return OffsetPage(list(self.session.scalars(statement, parameters)), None)
-        rows = self.session.execute(statement, parameters).all()
+            found = self.session.scalars(statement, parameters, execution_options=options)
+            return OffsetPage(list(found), None)
+        rows = self.session.execute(statement, parameters, execution_options=options).all()
         if rows:
             return OffsetPage([row[0] for row in rows], int(rows[0][1]))
         # Past the last page no row carries the count: ask for it.
@@ -259,7 +275,8 @@ class Repository(Generic[ModelT]):
                 filterable=self._filterable, load=load,
             )  # fmt: skip
         parameters.update(_statements.page_parameters(limit + 1))  # one more: a next page?
-        items = list(self.session.scalars(statement, parameters))
+        options = _loading(load)
+        items = list(self.session.scalars(statement, parameters, execution_options=options))
         if len(items) <= limit:
             return Page(items, None)
         items = items[:limit]
