@@ -66,6 +66,8 @@ class Rules:
 @cache
 def rules_of(table: Table, mapper: Mapper[Any] | None = None) -> Rules:
     """The rules of `table` (and, for the version column, of its `mapper`)."""
+    if mapper is not None:
+        _refuse_renamed_columns(mapper)
     version_column = mapper.version_id_col if mapper is not None else None
     version = version_column.key if version_column is not None else None
     managed = {column.key: column.info.get(MANAGED) for column in table.columns}
@@ -119,6 +121,20 @@ def rules_of(table: Table, mapper: Mapper[Any] | None = None) -> Rules:
             if len(columns) == 1 and not next(iter(columns)).nullable
         ),
     )
+
+
+def _refuse_renamed_columns(mapper: Mapper[Any]) -> None:
+    """A repository names each field by its column: an attribute named otherwise than its
+    column (`label = mapped_column("lbl")`) would be a field of two names, which the model's
+    constructor and the repository's arguments would each take one of."""
+    for attribute in mapper.column_attrs:
+        for column in attribute.columns:
+            if getattr(column, "table", None) is mapper.local_table and column.key != attribute.key:
+                raise TypeError(
+                    f"{mapper.class_.__name__}.{attribute.key} is stored in column "
+                    f"{column.key}: a repository names each field by its column, so name the "
+                    f"attribute {column.key} (or the column {attribute.key})"
+                )
 
 
 def rules_for(model: type[Any]) -> Rules:
