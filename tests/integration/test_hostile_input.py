@@ -18,6 +18,7 @@ from sqlalchemy.orm import sessionmaker
 
 from app.config import Settings
 from app.db.errors import ConflictError, InvalidQueryError
+from app.db.models import User
 from app.db.session import DataSession, make_engine, make_session_factory
 from app.repositories import ItemRepository, UnitOfWork, UserRepository
 from tests.backends import SERVER_URLS, ThrowawayDatabases
@@ -414,9 +415,9 @@ def test_fingerprints_are_the_same_in_every_process_and_for_either_form_of_a_val
 def test_a_naive_datetime_in_a_signed_cursor_is_refused_on_every_backend(
     users: UserRepository,
 ) -> None:
-    from app.repositories._cursors import encode_cursor, query_fingerprint
+    from app.repositories._cursors import encode_cursor, model_entity, query_fingerprint
 
-    fingerprint = query_fingerprint("User", ["-created_at", "-id"], [])
+    fingerprint = query_fingerprint(model_entity(User), ["-created_at", "-id"], [])
     forged = encode_cursor(
         ["2026-01-01T00:00:00", str(uuid.uuid4())], fingerprint=fingerprint, key=users.cursor_key
     )
@@ -432,9 +433,13 @@ def test_a_naive_datetime_in_a_signed_cursor_is_refused_on_every_backend(
 def test_a_signed_cursor_of_the_wrong_shape_is_an_invalid_query(
     users: UserRepository, values: list[Any]
 ) -> None:
-    from app.repositories._cursors import encode_cursor, query_fingerprint
+    from app.repositories._cursors import encode_cursor, model_entity, query_fingerprint
 
-    fingerprint = query_fingerprint("User", ["-created_at", "-id"], [])
+    fingerprint = query_fingerprint(model_entity(User), ["-created_at", "-id"], [])
+    sound = ["2026-01-01T00:00:00+00:00", str(uuid.uuid4())]
+    # The same signature and fingerprint on values of the right shape: a page (no rows after).
+    control = encode_cursor(sound, fingerprint=fingerprint, key=users.cursor_key)
+    assert users.paginate(order_by=["-created_at"], cursor=control).items == []
     forged = encode_cursor(values, fingerprint=fingerprint, key=users.cursor_key)
     with pytest.raises(InvalidQueryError):
         users.paginate(order_by=["-created_at"], cursor=forged)

@@ -26,6 +26,12 @@ _SIGNATURE_BYTES = 16
 _SCALARS = (str, int, float, bool)
 
 
+def model_entity(model: type[Any]) -> str:
+    """What a cursor names its model by: the class's name and its table's (two models of one
+    name, in two packages, share no cursor)."""
+    return f"{model.__name__} {model.__table__.fullname}"
+
+
 def query_fingerprint(entity: str, order: Sequence[str], where: Sequence[Any]) -> str:
     """What a cursor is bound to: the model, its sort order and its filter, the filter in its
     canonical form (`_filters.canonical`), so the same query gives the same fingerprint in

@@ -39,7 +39,12 @@ from app.dialects import Backend, UniformUpsert, backend_of, streaming
 from app.dialects.base import BulkLoadRefused, execute_compiled
 from app.repositories import _bulk, _statements, _upserts
 from app.repositories._column_rules import as_uuid, to_json
-from app.repositories._cursors import decode_cursor, encode_cursor, query_fingerprint
+from app.repositories._cursors import (
+    decode_cursor,
+    encode_cursor,
+    model_entity,
+    query_fingerprint,
+)
 from app.repositories._filters import canonical
 from app.repositories._ordering import SortKey, sort_keys
 from app.repositories._values import (
@@ -294,11 +299,10 @@ class Repository(Generic[ModelT]):
         )
 
     def _fingerprint(self, keys: Sequence[SortKey], where: Where) -> str:
-        """What this query's cursors are bound to (`query_fingerprint`): the model by its name
-        and its table's (two models of one name, in two packages, share no cursor)."""
-        entity = f"{self.model.__name__} {self._rules.table.fullname}"
+        """What this query's cursors are bound to (`query_fingerprint`)."""
         filtered = canonical(self._rules, where, allowed=self._filterable)
-        return query_fingerprint(entity, [key.spec for key in keys], filtered)
+        specs = [key.spec for key in keys]
+        return query_fingerprint(model_entity(self.model), specs, filtered)
 
     def iterate(
         self, *, where: Where = None, order_by: OrderBy = None, batch_size: int = 1000
