@@ -7,7 +7,8 @@ list is one parameter where the backend needs it (`Backend.in_values`). A filter
 comparisons, null tests and `in` lists a parameter per value is `prepared` for a statement kept
 per shape, its values named parameters; any other is built with its values each time.
 `canonical` gives the filter in one form whatever the form of its values, for what a cursor is
-bound to.
+bound to. A filter used twice in one call (a keyset page's statement and its cursor) is
+`checked` once and handed on as `Checked`.
 """
 
 from __future__ import annotations
@@ -149,6 +150,28 @@ def _terms(
     return terms
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A `where` already checked and made fit for its fields (`checked`): each term as
+    (field, operator, value)."""
+
+    terms: tuple[tuple[str, str, Any], ...]
+
+
+def checked(rules: Rules, where: Mapping[str, Any] | None, *, allowed: Collection[str]) -> Checked:
+    """`where`, checked once for the several uses of one call."""
+    return Checked(tuple(_terms(rules, where, allowed)))
+
+
+Where = Mapping[str, Any] | Checked | None
+
+
+def _terms_of(rules: Rules, where: Where, allowed: Collection[str]) -> list[tuple[str, str, Any]]:
+    if isinstance(where, Checked):
+        return list(where.terms)
+    return _terms(rules, where, allowed)
+
+
 def where_clause(
     rules: Rules, where: Mapping[str, Any] | None, *, allowed: Collection[str], backend: Backend
 ) -> ColumnElement[bool] | None:
@@ -189,11 +212,9 @@ _PARAMETERS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
 }
 
 
-def prepared(
-    rules: Rules, where: Mapping[str, Any] | None, *, allowed: Collection[str], backend: Backend
-) -> Filter:
+def prepared(rules: Rules, where: Where, *, allowed: Collection[str], backend: Backend) -> Filter:
     """`where`, checked, as a `Filter`."""
-    terms = _terms(rules, where, allowed)
+    terms = _terms_of(rules, where, allowed)
     if not all(_takes_a_shape(op, value, backend) for _, op, value in terms):
         condition = _with_values(rules, terms, backend)
         return Filter(None, {}, lambda: condition)
@@ -244,13 +265,11 @@ def _with_parameters(rules: Rules, shape: tuple[Any, ...]) -> ColumnElement[bool
     return and_(*conditions) if conditions else None
 
 
-def canonical(
-    rules: Rules, where: Mapping[str, Any] | None, *, allowed: Collection[str]
-) -> list[Any]:
+def canonical(rules: Rules, where: Where, *, allowed: Collection[str]) -> list[Any]:
     """`where` in one form: sorted conditions, each value as its column holds it, a list's
     values sorted; the same for a UUID given as text or as a UUID, for a set or a list."""
     found = []
-    for name, op, value in _terms(rules, where, allowed):
+    for name, op, value in _terms_of(rules, where, allowed):
         if isinstance(value, list):
             shown: Any = sorted((to_json(item) for item in value), key=repr)
         else:

@@ -29,7 +29,7 @@ from sqlalchemy.orm.interfaces import LoaderOption
 from app.db.errors import InvalidQueryError
 from app.dialects import Backend
 from app.dialects.base import UpsertPlan
-from app.repositories._filters import Filter, prepared
+from app.repositories._filters import Filter, Where, prepared
 from app.repositories._ordering import SortKey, after, after_parameters, order_terms
 from app.repositories._shapes import kept
 from app.repositories._values import Rules
@@ -58,7 +58,7 @@ def select_rows(
     rules: Rules,
     backend: Backend,
     *,
-    where: Mapping[str, Any] | None,
+    where: Where,
     keys: Sequence[SortKey],
     filterable: Collection[str],
     load: Sequence[str] | None = None,
@@ -108,7 +108,7 @@ def select_after(
     rules: Rules,
     backend: Backend,
     *,
-    where: Mapping[str, Any] | None,
+    where: Where,
     keys: Sequence[SortKey],
     values: Sequence[Any],
     filterable: Collection[str],
@@ -251,7 +251,7 @@ def select_count(
     rules: Rules,
     backend: Backend,
     *,
-    where: Mapping[str, Any] | None,
+    where: Where,
     filterable: Collection[str],
 ) -> tuple[Select[Any], dict[str, Any]]:
     """SELECT COUNT(*) of the rows matching `where`; and its parameters."""
@@ -268,7 +268,7 @@ def select_exists(
     rules: Rules,
     backend: Backend,
     *,
-    where: Mapping[str, Any] | None,
+    where: Where,
     filterable: Collection[str],
 ) -> tuple[Select[Any], dict[str, Any]]:
     """SELECT EXISTS(...) of the rows matching `where`; and its parameters."""

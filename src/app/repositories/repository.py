@@ -45,7 +45,7 @@ from app.repositories._cursors import (
     model_entity,
     query_fingerprint,
 )
-from app.repositories._filters import canonical
+from app.repositories._filters import Checked, canonical, checked
 from app.repositories._ordering import SortKey, sort_keys
 from app.repositories._values import (
     Data,
@@ -267,16 +267,18 @@ class Repository(Generic[ModelT]):
         """A keyset page: the rows after `cursor`; pass `next_cursor` back for the next one."""
         check_limit(limit)
         keys = sort_keys(self._rules, order_by, allowed=self._sortable)
-        fingerprint = self._fingerprint(keys, where)
+        # Checked once: for the statement and for the cursor's fingerprint.
+        terms = checked(self._rules, where, allowed=self._filterable)
+        fingerprint = self._fingerprint(keys, terms)
         if cursor is None:
-            statement, parameters = self._select(where, keys, load=load, paged="limit")
+            statement, parameters = self._select(terms, keys, load=load, paged="limit")
         else:
             raw = decode_cursor(
                 cursor, fingerprint=fingerprint, key=self.cursor_key, size=len(keys)
             )
             values = [from_json(self._rules, k.name, v) for k, v in zip(keys, raw, strict=True)]
             statement, parameters = _statements.select_after(
-                self.model, self._rules, self._backend, where=where, keys=keys, values=values,
+                self.model, self._rules, self._backend, where=terms, keys=keys, values=values,
                 filterable=self._filterable, load=load,
             )  # fmt: skip
         parameters.update(_statements.page_parameters(limit + 1))  # one more: a next page?
@@ -298,7 +300,7 @@ class Repository(Generic[ModelT]):
             values, fingerprint=self._fingerprint(keys, where), key=self.cursor_key
         )
 
-    def _fingerprint(self, keys: Sequence[SortKey], where: Where) -> str:
+    def _fingerprint(self, keys: Sequence[SortKey], where: Where | Checked) -> str:
         """What this query's cursors are bound to (`query_fingerprint`)."""
         filtered = canonical(self._rules, where, allowed=self._filterable)
         specs = [key.spec for key in keys]
@@ -353,7 +355,7 @@ class Repository(Generic[ModelT]):
         return bool(self.session.scalar(statement, parameters))
 
     def _select(
-        self, where: Where, keys: Sequence[SortKey], **options: Any
+        self, where: Where | Checked, keys: Sequence[SortKey], **options: Any
     ) -> tuple[Select[Any], dict[str, Any]]:
         return _statements.select_rows(
             self.model,
