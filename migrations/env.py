@@ -7,6 +7,7 @@ app's settings (`DATABASE_URL`).
 
 from __future__ import annotations
 
+from functools import partial
 from logging.config import fileConfig
 
 from alembic import context
@@ -38,12 +39,21 @@ def _url() -> str:
     return context.get_x_argument(as_dictionary=True).get("url") or get_settings().database_url
 
 
+def _autogenerating() -> bool:
+    """Whether this run fills a new script in from the models (`app db revision
+    --autogenerate`, or alembic's own command line)."""
+    asked = config.attributes.get("autogenerate")
+    return bool(asked if asked is not None else getattr(config.cmd_opts, "autogenerate", False))
+
+
 def _configure(**options: object) -> None:
     context.configure(
         target_metadata=target_metadata,
         **compare.OPTIONS,
         render_item=render_item,
-        process_revision_directives=process_revision_directives,
+        process_revision_directives=partial(
+            process_revision_directives, skip_empty=_autogenerating()
+        ),
         # SQLite cannot ALTER most things: batch mode copies the table instead.
         render_as_batch=True,
         **options,  # type: ignore[arg-type]

@@ -284,27 +284,54 @@ def test_every_command_has_help() -> None:
         assert "Usage" in result.stdout, name
 
 
-def test_revision_writes_a_dated_formatted_file(fresh_url: str, unsafe_alembic_ini: Path) -> None:
+def test_revision_writes_a_dated_formatted_file(
+    fresh_url: str, fresh_engine: Engine, unsafe_alembic_ini: Path
+) -> None:
     versions = unsafe_alembic_ini.parent / "migrations" / "versions"
     (versions / "20261126_1200_unsafe.py").unlink()  # back to the project's own history
     env = {"ALEMBIC_CONFIG": str(unsafe_alembic_ini)}
     assert run_app("db", "upgrade", database_url=fresh_url, env=env).returncode == 0
+    with fresh_engine.begin() as connection:  # a difference for autogenerate to write
+        connection.execute(text("DROP INDEX ix_items_title ON items")
+                           if fresh_engine.dialect.name == "mysql"
+                           else text("DROP INDEX ix_items_title"))  # fmt: skip
     result = run_app(
-        "db", "revision", "-m", "Add user nickname", "--autogenerate",
+        "db", "revision", "-m", "Index item titles", "--autogenerate",
         database_url=fresh_url, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    (written,) = list(versions.glob("*add_user_nickname.py"))
-    assert re.fullmatch(r"\d{8}_\d{4}_add_user_nickname\.py", written.name)
+    (written,) = list(versions.glob("*index_item_titles.py"))
+    assert re.fullmatch(r"\d{8}_\d{4}_index_item_titles\.py", written.name)
     source = written.read_text()
     assert f"Revises: {migrations.revisions()[0].revision}\n" in source
-    # Models and database already agree: nothing but comments and `pass` to do.
-    assert re.search(r"def upgrade\(\) -> None:\n(\s*#.*\n)*\s*pass\n", source)
+    assert "ix_items_title" in source
     lint = subprocess.run(
         [sys.executable, "-m", "ruff", "format", "--check", "--quiet", str(written)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert lint.returncode == 0, lint.stdout
+
+
+def test_autogenerate_writes_nothing_where_models_and_database_agree(
+    fresh_url: str, unsafe_alembic_ini: Path
+) -> None:
+    versions = unsafe_alembic_ini.parent / "migrations" / "versions"
+    (versions / "20261126_1200_unsafe.py").unlink()
+    env = {"ALEMBIC_CONFIG": str(unsafe_alembic_ini)}
+    assert run_app("db", "upgrade", database_url=fresh_url, env=env).returncode == 0
+    before = sorted(versions.glob("*.py"))
+
+    result = run_app("db", "revision", "-m", "Nothing", "--autogenerate",
+                     database_url=fresh_url, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "nothing written: the models and the database have no difference" in result.stdout
+    assert sorted(versions.glob("*.py")) == before
+
+    # Asked for without autogenerate, an empty script is what the author means to fill in.
+    result = run_app("db", "revision", "-m", "By hand", database_url=fresh_url, env=env)
+    assert result.returncode == 0, result.stderr
+    (written,) = list(versions.glob("*by_hand.py"))
+    assert f"wrote {written}" in " ".join(result.stdout.split())
 
 
 def test_lint_without_squawk_fails_with_one_clear_line(

@@ -152,6 +152,8 @@ def revision(
         written = migrations.new_revision(message, autogenerate=autogenerate, branch=branch)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    if not written:
+        stdout.print("nothing written: the models and the database have no difference")
     for path in written:
         stdout.print(f"wrote {path}")
 

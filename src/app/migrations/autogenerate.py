@@ -4,6 +4,8 @@
   indexes with it, and MariaDB refuses to drop an index a foreign key needs (1553).
 - A native enum type (PostgreSQL's CREATE TYPE) that the upgrade creates with a table or a
   column is dropped by the downgrade after them, so downgrade then upgrade works.
+- A script autogenerate finds nothing for is not written (`skip_empty`): an empty migration
+  would be one more revision to apply, review and keep for ever.
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ from sqlalchemy import Column, Enum
 
 
 def process_revision_directives(
-    context: MigrationContext, revision: Any, directives: list[Any]
+    context: MigrationContext, revision: Any, directives: list[Any], *, skip_empty: bool = False
 ) -> None:
-    """Alembic's hook: tidy each script autogenerate is about to write."""
+    """Alembic's hook: tidy each script autogenerate is about to write; with `skip_empty` (an
+    autogenerate run), write none where no script has an operation."""
+    if skip_empty and all(_empty(script) for script in directives):
+        directives[:] = []
+        return
     for script in directives:
         if not isinstance(script, ops.MigrationScript):
             continue
@@ -31,6 +37,12 @@ def process_revision_directives(
         if script.upgrade_ops is not None and script.downgrade_ops is not None:
             created = _native_enums(script.upgrade_ops)
             script.downgrade_ops.ops.extend(DropEnumTypeOp(name) for name in created)
+
+
+def _empty(script: Any) -> bool:
+    return isinstance(script, ops.MigrationScript) and all(
+        container.is_empty() for container in script.upgrade_ops_list
+    )
 
 
 class DropEnumTypeOp(ops.MigrateOperation):

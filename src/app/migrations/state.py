@@ -72,8 +72,10 @@ def extension_migrations() -> dict[str, Path]:
 def new_revision(message: str, *, autogenerate: bool, branch: str = MAIN_BRANCH) -> list[Path]:
     """Write a migration on top of `branch` (the project's own, or an extension package's), in
     that branch's directory; an extension's first one starts its branch, after the project's
-    newest revision (its tables may refer to the project's). The files written."""
+    newest revision (its tables may refer to the project's). The files written: none where
+    autogenerate found no difference between the models and the database."""
     config = alembic_config()
+    config.attributes["autogenerate"] = autogenerate
     script = ScriptDirectory.from_config(config)
     options: dict[str, Any] = {"head": f"{branch}@head"}
     if not any(branch in rev.branch_labels for rev in script.walk_revisions()):
