@@ -123,8 +123,22 @@ def test_a_refused_login_is_one_line_without_the_password(fresh_url: str) -> Non
 
 
 @pytest.mark.backends("postgresql", "mariadb")
+def test_an_unknown_user_is_a_refused_login_on_every_server(fresh_url: str) -> None:
+    url = fresh_url.replace("root@", "nobody_here:unknown-secret-pw@")
+    result = run_app("db", "current", database_url=url)
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "error: the database refused the login: check the user and password in DATABASE_URL"
+    ), result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "unknown-secret-pw" not in result.stdout + result.stderr
+
+
+@pytest.mark.backends("postgresql", "mariadb")
 def test_a_missing_database_says_how_to_make_it(fresh_url: str) -> None:
     url = fresh_url + "_missing"
     result = run_app("db", "current", database_url=url)
     assert result.returncode == 2
-    assert "app db create" in result.stderr
+    assert result.stderr.startswith(
+        "error: the database named in DATABASE_URL does not exist; `app db create` makes it"
+    ), result.stderr

@@ -139,6 +139,7 @@ MARIADB_ERRNOS = {
     1290: STORAGE,  # ER_OPTION_PREVENTS_STATEMENT (read_only)
     1792: READ_ONLY,  # ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
     1045: LOGIN,  # ER_ACCESS_DENIED_ERROR
+    1698: LOGIN,  # ER_ACCESS_DENIED_NO_PASSWORD_ERROR (a user who logs in by another plugin)
     1044: LOGIN,  # ER_DBACCESS_DENIED_ERROR
     1049: NO_DATABASE,  # ER_BAD_DB_ERROR
     1048: _invalid(Rule.NOT_NULL),  # ER_BAD_NULL_ERROR
@@ -220,6 +221,30 @@ def _stale_plan(orig: BaseException) -> bool:
     return getattr(diag, "source_function", None) == "RevalidateCachedQuery"
 
 
+# What a PostgreSQL server answers a connection it refuses: libpq keeps only the text (no
+# SQLSTATE comes with a failed connection), in the server's language, so these are matched in
+# its default English; in another, the refusal is told as a connection that failed.
+_STARTUP_REFUSALS = (
+    (re.compile(r'FATAL:\s+database ".*" does not exist'), NO_DATABASE),  # 3D000
+    (
+        re.compile(
+            r"FATAL:\s+(password authentication failed|role \".*\" does not exist|"
+            r"no pg_hba\.conf entry|\w+ authentication failed)"
+        ),
+        LOGIN,  # 28P01, 28000
+    ),
+)
+
+
+def _refused_at_startup(message: str) -> Meaning:
+    if _POOLER_REFUSAL in message:
+        return POOLER
+    for pattern, meaning in _STARTUP_REFUSALS:
+        if pattern.search(message):
+            return meaning
+    return CANNOT_CONNECT
+
+
 def classify(orig: BaseException | None) -> Meaning | None:
     """The meaning of a DBAPI exception, from the code the driver exposes; None if unknown."""
     if orig is None:
@@ -233,7 +258,7 @@ def classify(orig: BaseException | None) -> Meaning | None:
             # says why in words only.
             if not any(kind.__name__ == "OperationalError" for kind in type(orig).__mro__):
                 return None
-            return POOLER if _POOLER_REFUSAL in str(orig) else CANNOT_CONNECT
+            return _refused_at_startup(str(orig))
         if code == "0A000" and _stale_plan(orig):
             return RETRYABLE
         return POSTGRESQL_CODES.get(code) or POSTGRESQL_CLASSES.get(code[:2])
