@@ -327,6 +327,16 @@ def test_autogenerate_writes_nothing_where_models_and_database_agree(
     assert "nothing written: the models and the database have no difference" in result.stdout
     assert sorted(versions.glob("*.py")) == before
 
+    # A database without the migrations applied: autogenerate would write them all again.
+    result = run_app("db", "revision", "-m", "Early", "--autogenerate",
+                     database_url="sqlite://", env=env)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: the database is not at the newest migration: `app db upgrade` first "
+        "(autogenerate compares the models with a database that has every migration applied)\n"
+    )
+    assert sorted(versions.glob("*.py")) == before
+
     # Asked for without autogenerate, an empty script is what the author means to fill in.
     result = run_app("db", "revision", "-m", "By hand", database_url=fresh_url, env=env)
     assert result.returncode == 0, result.stderr

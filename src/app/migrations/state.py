@@ -15,6 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine
 
 from app.db.models import Base
@@ -94,7 +95,15 @@ def new_revision(message: str, *, autogenerate: bool, branch: str = MAIN_BRANCH)
             "version_path": str(directory),
             "depends_on": main_head.revision,
         }
-    written = command.revision(config, message=message, autogenerate=autogenerate, **options)
+    try:
+        written = command.revision(config, message=message, autogenerate=autogenerate, **options)
+    except CommandError as exc:
+        if "not up to date" not in str(exc):
+            raise
+        raise ValueError(
+            "the database is not at the newest migration: `app db upgrade` first (autogenerate "
+            "compares the models with a database that has every migration applied)"
+        ) from None
     scripts = written if isinstance(written, list) else [written]
     return [Path(found.path) for found in scripts if found is not None]
 
