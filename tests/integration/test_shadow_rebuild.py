@@ -166,6 +166,37 @@ def test_a_table_other_tables_refer_to_is_refused_with_nothing_left(loaded: Engi
     assert leftovers(loaded) == []
 
 
+def test_a_table_whose_own_foreign_key_refers_to_it_is_refused_with_nothing_left(
+    loaded: Engine,
+) -> None:
+    """A self-referencing table (an invoice and the one it corrects): on a copy, its key would
+    refer to the old table after the swap, and the old table could not be dropped."""
+    metadata = sa.MetaData(naming_convention=Base.metadata.naming_convention)
+    invoices = sa.Table(
+        "invoices", metadata,
+        sa.Column("number", sa.String(40), primary_key=True),
+        sa.Column("corrects", sa.String(40), sa.ForeignKey("invoices.number", ondelete="SET NULL")),
+        sa.Column("amount", sa.Integer, nullable=False),
+    )  # fmt: skip
+    metadata.create_all(loaded)
+    with loaded.begin() as connection:
+        connection.execute(invoices.insert(), [{"number": "P", "corrects": None, "amount": 1},
+                                               {"number": "C", "corrects": "P", "amount": 1}])  # fmt: skip
+    body = CHECK.replace('"version_positive", "items", "version > 0"',
+                         '"amount_floor", "invoices", "amount > -100"')  # fmt: skip
+
+    with pytest.raises(
+        ValueError,
+        match=r"^invoices: its own foreign key fk_invoices_corrects_invoices refers to it",
+    ):
+        run_extra_migration(loaded, body)
+
+    assert leftovers(loaded) == []
+    assert {str(key["referred_table"]) for key in inspect(loaded).get_foreign_keys("invoices")} == {
+        "invoices"
+    }
+
+
 PLACEMENTS = "shelf_placements_of_the_library_annex"
 PLACEMENT_CHECK = f"""
 from app import migration_ops

@@ -19,9 +19,9 @@ place the copy is taken up again; without them (killed before they existed) the 
 again; after the swap only the old table's drop and the names are left.
 
 Rows are copied and forgotten by their primary key, of one column or several (compared column
-by column, which MariaDB ranges on the key's index). Refused in one line: a table that another
-table's foreign key refers to (the key would follow the old table), one with triggers of its
-own (they would not follow the new one), one without a primary key.
+by column, which MariaDB ranges on the key's index). Refused in one line: a table that a foreign key
+refers to, another table's or its own (the key would follow the old table), one with triggers
+of its own (they would not follow the new one), one without a primary key.
 """
 
 from __future__ import annotations
@@ -152,8 +152,14 @@ def _refuse_unless_movable(connection: Connection, table: str) -> None:
         refuse("it has no primary key")
     for other in inspector.get_table_names():
         for key in inspector.get_foreign_keys(other):
-            if key["referred_table"] == table and other != table:
-                refuse(f"{other}.{key['name']} refers to it")
+            if key["referred_table"] != table:
+                continue
+            # Its own key too: on the copy it would refer to the old table after the swap.
+            refuse(
+                f"{other}.{key['name']} refers to it"
+                if other != table
+                else f"its own foreign key {key['name']} refers to it"
+            )
     if _triggers(connection, table, None):
         refuse("it has triggers of its own")
 
