@@ -157,6 +157,28 @@ def test_a_copy_killed_half_way_continues_when_run_again(loaded: Engine, fresh_u
     assert leftovers(loaded) == []
 
 
+def test_a_run_stopped_after_its_swap_is_finished_by_the_next(
+    loaded: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.migrations.ops import shadow
+
+    def stopped(*_args: object) -> None:
+        raise RuntimeError("stopped after the swap")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(shadow, "_names_back", stopped)
+        with pytest.raises(RuntimeError, match="stopped after the swap"):
+            run_extra_migration(loaded, CHECK)
+    assert "ck_items_version_positive" in checks(loaded)  # swapped: the change is in place
+    assert foreign_keys(loaded) == {"fk_items_owner_id_users_shadow"}
+
+    run_extra_migration(loaded, CHECK)
+
+    assert "ck_items_version_positive" in checks(loaded)
+    assert foreign_keys(loaded) == {"fk_items_owner_id_users"}
+    assert leftovers(loaded) == []
+
+
 def test_a_table_other_tables_refer_to_is_refused_with_nothing_left(loaded: Engine) -> None:
     body = CHECK.replace('"version_positive", "items"', '"version_positive", "users"')
 
@@ -180,8 +202,9 @@ def test_a_table_whose_own_foreign_key_refers_to_it_is_refused_with_nothing_left
     )  # fmt: skip
     metadata.create_all(loaded)
     with loaded.begin() as connection:
-        connection.execute(invoices.insert(), [{"number": "P", "corrects": None, "amount": 1},
-                                               {"number": "C", "corrects": "P", "amount": 1}])  # fmt: skip
+        rows = [{"number": "P", "corrects": None, "amount": 1},
+                {"number": "C", "corrects": "P", "amount": 1}]  # fmt: skip
+        connection.execute(invoices.insert(), rows)
     body = CHECK.replace('"version_positive", "items", "version > 0"',
                          '"amount_floor", "invoices", "amount > -100"')  # fmt: skip
 

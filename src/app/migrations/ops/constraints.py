@@ -50,7 +50,7 @@ from app.migrations.ops.online import (
     outside_transaction,
     quote,
 )
-from app.migrations.ops.shadow import rebuild_with
+from app.migrations.ops.shadow import finish_after_swap, rebuild_with
 
 
 class ConstraintRefusedError(RuntimeError):
@@ -238,9 +238,12 @@ def _check_mariadb(table: str, check: Constraint, refused: Refusal) -> None:
             )
         return
     with outside_transaction():
-        if _named(op.get_bind(), table, str(check.name), "check"):
-            return
-        refused.unless_clean()
+        done = _named(op.get_bind(), table, str(check.name), "check")
+        if not done:
+            refused.unless_clean()
+    if done:
+        finish_after_swap(table)  # what an earlier run that stopped after its swap left
+        return
 
     def refusal(exc: BaseException) -> BaseException | None:
         return refused.error() if isinstance(exc, InvalidQueryError) else None

@@ -16,7 +16,8 @@ A row the change refuses (a write that breaks the CHECK) is refused to its write
 copy runs, as the server will once the change is in place; one the copy finds stops it, with
 the shadow and its triggers removed. A run killed half-way continues: with the triggers in
 place the copy is taken up again; without them (killed before they existed) the shadow is made
-again; after the swap only the old table's drop and the names are left.
+again; after the swap only the old table's drop and the names are left, which a run that finds
+the change in place finishes (`finish_after_swap`).
 
 Rows are copied and forgotten by their primary key, of one column or several (compared column
 by column, which MariaDB ranges on the key's index). Refused in one line: a table that a foreign key
@@ -114,10 +115,24 @@ def rebuild_with(
                 f"{quote(shadow)} TO {quote(table)}"
             )
             locked_briefly(partial(connection.exec_driver_sql, statement))
-        locked_briefly(
-            partial(connection.exec_driver_sql, f"DROP TABLE IF EXISTS {quote(retired)}")
-        )
-        _names_back(connection, table, _names_kept(shadow))
+        _after_swap(connection, table)
+
+
+def finish_after_swap(table: str) -> None:
+    """What a rebuild of `table` stopped after its swap left to do (the change is in place):
+    the old table's drop and the foreign keys' names; nothing where no such run stopped."""
+    shadow, retired = _names(table)
+    with outside_transaction():
+        connection = op.get_bind()
+        tables = set(inspect(connection).get_table_names())
+        if retired in tables or _names_kept(shadow) in tables:
+            _after_swap(connection, table)
+
+
+def _after_swap(connection: Connection, table: str) -> None:
+    shadow, retired = _names(table)
+    locked_briefly(partial(connection.exec_driver_sql, f"DROP TABLE IF EXISTS {quote(retired)}"))
+    _names_back(connection, table, _names_kept(shadow))
 
 
 def _names(table: str) -> tuple[str, str]:
