@@ -3,6 +3,7 @@ steers a statement or an error, or breaks a call into anything but one of the na
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import subprocess
@@ -111,6 +112,55 @@ def test_a_conflict_in_bulk_carries_neither_the_batch_nor_its_values(users: User
         assert SECRET not in said
         assert "c74@example.com" not in said
         assert "taken@example.com" not in said
+
+
+@pytest.mark.parametrize("face", ["blocking", "asyncio"])
+def test_a_bulk_load_that_fails_twice_logs_no_stored_value(
+    face: str, committed_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server refuses an early row while a later one is refused before it is sent: the
+    driver ends the load and logs the server's refusal it sets aside (psycopg's COPY), whose
+    words would quote the stored key."""
+    from app.db.session import make_async_engine, make_async_session_factory
+    from app.repositories import AsyncUnitOfWork
+
+    taken = f"{SECRET}-{face}@example.com"
+    rows: list[dict[str, Any]] = [{"email": taken, "hashed_password": "x"}]
+    rows += [{"email": f"{face}{n}@example.com", "hashed_password": "x"} for n in range(3000)]
+    rows[2500]["hashed_password"] = 12345  # refused here, long after the server refused row 0
+    engine = make_engine(committed_url)
+    try:
+        with UnitOfWork(make_session_factory(engine)) as uow:
+            uow.users.create({"email": taken, "hashed_password": "x"})
+            uow.commit()
+    finally:
+        engine.dispose()
+
+    async def load_async() -> None:
+        engine = make_async_engine(committed_url)
+        try:
+            async with AsyncUnitOfWork(make_async_session_factory(engine)) as uow:
+                await uow.users.create_many(rows, batch_size=100)
+        finally:
+            await engine.dispose()
+
+    def load() -> None:
+        engine = make_engine(committed_url)
+        try:
+            with UnitOfWork(make_session_factory(engine)) as uow:
+                uow.users.create_many(rows, batch_size=100)
+        finally:
+            engine.dispose()
+
+    with (
+        caplog.at_level(logging.DEBUG),
+        pytest.raises((InvalidQueryError, ConflictError)) as caught,
+    ):
+        asyncio.run(load_async()) if face == "asyncio" else load()
+
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert SECRET not in logged
+    assert SECRET not in everything_said(caught.value)
 
 
 def test_a_stored_value_cannot_steer_which_constraint_a_duplicate_names(

@@ -10,6 +10,7 @@ server closed the connection over is never pooled again.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -141,6 +142,32 @@ def scrub(orig: BaseException) -> None:
     for private in ("_info", "_pgconn"):  # psycopg: the server's result and diagnostics
         if hasattr(orig, private):
             setattr(orig, private, None)
+
+
+class ServerErrorsByCode(logging.Filter):
+    """A driver logs some server errors it sets aside (psycopg: the one that ends a COPY or a
+    pipeline already failing for another reason), and the server's message may quote stored
+    values: such an error is logged by its class and code, as `scrub` leaves it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_by_code(argument) for argument in record.args)
+        return True
+
+
+def _by_code(argument: object) -> object:
+    if isinstance(argument, BaseException) and (code := code_of(argument)) is not None:
+        return f"{type(argument).__name__} (database error {code})"
+    return argument
+
+
+SERVER_ERRORS_BY_CODE = ServerErrorsByCode()
+
+
+def quiet_server_errors(logger: str) -> None:
+    """Log the server errors of the driver logging as `logger` by class and code (once: a
+    filter added again is not added twice)."""
+    logging.getLogger(logger).addFilter(SERVER_ERRORS_BY_CODE)
 
 
 # An execution option naming the table a statement written as text writes to (a bulk load),

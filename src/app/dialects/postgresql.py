@@ -42,6 +42,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
+from app.db.error_events import quiet_server_errors
 from app.db.errors import (
     ConflictError,
     MigrationLockedError,
@@ -125,6 +126,8 @@ class PostgreSQL(Backend):
         self, engine: Engine, url: URL, *, causal_reads: bool, connect: ConnectOptions
     ) -> None:
         note_writes(engine)
+        if engine.hide_parameters:
+            quiet_server_errors("psycopg")
         is_async = engine.dialect.is_async
         prepares = connect.pooler != "transaction"
         if connect.pooler != "transaction":
