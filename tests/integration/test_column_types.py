@@ -10,10 +10,21 @@ import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, DateTime, Float, LargeBinary, SmallInteger, String, Table, select
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    LargeBinary,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    select,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.pool import NullPool
 
@@ -131,9 +142,24 @@ def stamp() -> Iterator[type[Any]]:
     Base.metadata.remove(Stamp.__table__)
 
 
+@pytest.fixture(scope="module")
+def entry() -> Iterator[type[Any]]:
+    """A decimal of a fixed scale."""
+    with defined_again():
+
+        class Entry(VersionMixin, Base):
+            __tablename__ = "probe_entries"
+            id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+            amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+
+    yield Entry
+    Base.metadata.remove(Entry.__table__)
+
+
 @pytest.fixture
 def factory(
     fresh_url: str,
+    entry: type[Any],
     gauge: type[Any],
     reading: type[Any],
     sample: type[Any],
@@ -149,6 +175,7 @@ def factory(
         document.__table__,
         pair.__table__,
         stamp.__table__,
+        entry.__table__,
     ]
     Base.metadata.create_all(engine, tables=tables)
     yield make_session_factory(engine)
@@ -209,6 +236,28 @@ def test_negative_zero_is_stored_as_zero_on_every_path_and_backend(
         uow.commit()
     signs = [math.copysign(1.0, row["ratio"]) for row in _stored(factory, gauge)]
     assert signs == [1.0] * len(rows)
+
+
+def test_a_decimal_comes_back_from_every_write_as_it_is_stored(
+    factory: Any, entry: type[Any]
+) -> None:
+    """A decimal given with fewer places than its column's scale (or as an int, or text) is
+    what the database stores, at the column's scale, on every path and backend: the returned
+    row says what a read would."""
+    with UnitOfWork(factory) as uow:
+        entries = uow.repository(entry)
+        returned = [
+            entries.create({"id": 1, "amount": "2"}).amount,
+            entries.update(1, {"amount": 3}).amount,
+            entries.update(1, {"amount": Decimal("4.5")}, expected_version=2).amount,
+            entries.upsert({"id": 2, "amount": Decimal("-0")}).amount,
+            entries.upsert({"id": 2, "amount": "1E+1"}).amount,
+        ]
+        uow.commit()
+    assert [str(amount) for amount in returned] == ["2.00", "3.00", "4.50", "0.00", "10.00"]
+    with UnitOfWork(factory) as uow:
+        stored = [str(uow.repository(entry).get_one(key).amount) for key in (1, 2)]
+    assert stored == ["4.50", "10.00"]
 
 
 def test_keys_the_database_numbers_go_on_past_the_ones_given(

@@ -186,7 +186,14 @@ def _decimal(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
         if before > precision - (scale or 0):
             raise _refused(rule, f"is out of range (at most {precision - (scale or 0)} digits "
                                  "before the point)")  # fmt: skip
-    return number
+    if scale is None:
+        return number
+    # As the column stores it: at its scale (2 is 2.00), and zero without a sign, so what a
+    # write returns is what a read gives, whichever path wrote it and on every backend.
+    digits = max(number.adjusted() + 1, 1) + scale
+    places = decimal.Decimal(1).scaleb(-scale)
+    stored = number.quantize(places, context=decimal.Context(prec=max(digits, 1)))
+    return stored if stored else abs(stored)
 
 
 def _text(rule: ColumnRule, value: Any, check_length: bool) -> Any:
