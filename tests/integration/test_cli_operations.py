@@ -337,11 +337,23 @@ def test_autogenerate_writes_nothing_where_models_and_database_agree(
     )
     assert sorted(versions.glob("*.py")) == before
 
+    result = run_app("db", "revision", "-m", " ", database_url=fresh_url, env=env)
+    assert result.returncode == 2
+    assert "a migration's message names what it does" in result.stderr
+    assert sorted(versions.glob("*.py")) == before
+
     # Asked for without autogenerate, an empty script is what the author means to fill in.
     result = run_app("db", "revision", "-m", "By hand", database_url=fresh_url, env=env)
     assert result.returncode == 0, result.stderr
     (written,) = list(versions.glob("*by_hand.py"))
     assert f"wrote {written}" in " ".join(result.stdout.split())
+
+
+def test_lint_of_a_revision_no_file_defines_is_a_usage_error() -> None:
+    result = run_app("db", "lint", "nope:head", database_url="sqlite://")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no such revision range 'nope:head': "), result.stderr
+    assert result.stderr.count("\n") == 1
 
 
 def test_lint_without_squawk_fails_with_one_clear_line(

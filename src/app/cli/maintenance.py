@@ -150,7 +150,10 @@ def lint(
     ] = None,
 ) -> None:
     """Check migrations for operations that lock or break a live database; exit 1 on any."""
-    findings = lint_migrations(revision_range)
+    try:
+        findings = lint_migrations(revision_range)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     for finding in findings:
         stdout.print(str(finding), markup=False)
     if findings:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
 from sqlalchemy import Dialect
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
@@ -95,7 +96,11 @@ def lint(revision_range: str | None = None) -> list[Finding]:
     script = ScriptDirectory.from_config(config)
     lower, upper = _bounds(revision_range)
     findings: list[Finding] = []
-    for rev in reversed(list(script.iterate_revisions(upper, lower))):
+    try:
+        revisions = list(script.iterate_revisions(upper, lower))
+    except ResolutionError as exc:  # the range's own words, not the database's revision
+        raise ValueError(f"no such revision range {revision_range!r}: {exc}") from None
+    for rev in reversed(revisions):
         findings += check_file(Path(rev.path))
         findings += _compile_findings(script, rev.revision, rev.path)
         down = rev.down_revision if isinstance(rev.down_revision, str) else None

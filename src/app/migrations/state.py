@@ -75,6 +75,8 @@ def new_revision(message: str, *, autogenerate: bool, branch: str = MAIN_BRANCH)
     that branch's directory; an extension's first one starts its branch, after the project's
     newest revision (its tables may refer to the project's). The files written: none where
     autogenerate found no difference between the models and the database."""
+    if not re.search(r"\w", message):
+        raise ValueError("a migration's message names what it does (-m), and its file after it")
     config = alembic_config()
     config.attributes["autogenerate"] = autogenerate
     script = ScriptDirectory.from_config(config)

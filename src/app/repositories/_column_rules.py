@@ -228,7 +228,7 @@ def _enum(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
     member = quietly(rule.members.__getitem__, value)
     if member is None:
         values = ", ".join(sorted(str(m.value) for m in rule.python))  # type: ignore[attr-defined]
-        raise _refused(rule, f"must be a {rule.python.__name__} ({values})")
+        raise _refused(rule, f"must be one of {rule.python.__name__}: {values}")
     return member
 
 
