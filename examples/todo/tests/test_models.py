@@ -125,7 +125,7 @@ def test_enum_values_and_members_alike_and_nothing_else(
         assert uow.tasks.count(where={"state": State.DOING}) == 2
         assert uow.tasks.count(where={"state__in": ["todo", State.DONE]}) == 1
         with pytest.raises(
-            InvalidQueryError, match="^state must be one of State: doing, done, todo$"
+            InvalidQueryError, match=r"^state must be one of State: doing, done, todo$"
         ):
             uow.tasks.create({"project_id": project.id, "title": "d", "state": "bogus"})
         with pytest.raises(InvalidQueryError, match="state"):
