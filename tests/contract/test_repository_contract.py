@@ -432,6 +432,16 @@ def test_an_upsert_meeting_another_row_on_another_key_is_a_conflict_and_changes_
         with pytest.raises(ConflictError) as by_email, uow.savepoint():
             uow.users.upsert({"id": ada.id, "email": "bob@example.com", "hashed_password": "x"})
         assert by_email.value.fields == ("id",)
+        assert str(by_email.value) == "a user with this id already exists"  # Ada's
+        for upsert in (uow.users.upsert, lambda row: uow.users.upsert_many([row])):
+            with pytest.raises(ConflictError) as new_id, uow.savepoint():
+                upsert({"id": uuid.uuid4(), "email": "bob@example.com", "hashed_password": "x"})
+            # No row has that id: Bob's row has another, which an upsert does not change.
+            assert str(new_id.value) == (
+                "the user with this email has another id: an upsert does not change a stored "
+                "row's id"
+            )
+            assert new_id.value.fields == ("id",)
         with pytest.raises(ConflictError), uow.savepoint():
             uow.users.upsert_many(
                 [

@@ -308,6 +308,21 @@ def conflict_on(table: Table, columns: tuple[str, ...]) -> ConflictError:
     )
 
 
+def kept_key(table: Table, target: tuple[str, ...], columns: tuple[str, ...]) -> ConflictError:
+    """The `ConflictError` of an upsert that matched a stored row on `target` and gave that row
+    other values for its unique key over `columns`, which no row holds: an upsert keeps a
+    stored row's keys."""
+    constraint, fields = constraint_for_columns(table, columns)
+    entity = _entity(table)
+    named = " and ".join(fields or columns)
+    return ConflictError(
+        f"the {entity} with this {' and '.join(target)} has another {named}: an upsert does "
+        f"not change a stored row's {named}",
+        constraint=constraint,
+        fields=fields,
+    )
+
+
 def _conflict_message(entity: str, fields: tuple[str, ...]) -> str:
     if not fields:
         return f"{_a(entity)} with the same unique value already exists"
@@ -435,6 +450,7 @@ __all__ = [
     "StatisticsUnavailableError",
     "conflict_on",
     "constraint_for_columns",
+    "kept_key",
     "translate",
     "translating_errors",
 ]

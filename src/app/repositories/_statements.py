@@ -392,15 +392,21 @@ def conflicting_key(
     target: Sequence[str],
     others: Sequence[tuple[str, ...]],
     names: Sequence[str],
-) -> tuple[str, ...] | None:
-    """The first of the `others` keys on which an upsert of `rows` met a different row: the row
-    with a sent row's `target` values is missing, or holds other values for that key.
-    `stored` are the rows `select_stored_keys` found."""
+) -> tuple[tuple[str, ...], Mapping[str, Any]] | None:
+    """The first of the `others` keys on which an upsert of `rows` met a different row, and the
+    sent row: the row with a sent row's `target` values is missing, or holds other values for
+    that key. `stored` are the rows `select_stored_keys` found."""
     width = len(target)
     found_by_key = {tuple(found[:width]): dict(zip(names, found, strict=True)) for found in stored}
     for row in rows:
         found = found_by_key.get(tuple(row[name] for name in target))
         for key in others:
             if found is None or any(found[name] != row[name] for name in key):
-                return key
+                return key, row
     return None
+
+
+def select_holding(rules: Rules, values: Mapping[str, Any]) -> Select[Any]:
+    """SELECT EXISTS of a row whose columns hold `values` (none of them None)."""
+    table = rules.table
+    return select(select(table).where(*(table.c[n] == v for n, v in values.items())).exists())

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.db.errors import InvalidQueryError, conflict_on
+from app.db.errors import InvalidQueryError, conflict_on, kept_key
 from app.db.types import utcnow
 from app.dialects import Backend
 from app.repositories import _statements
@@ -89,5 +89,11 @@ def _upsert_group(
         collided = _statements.conflicting_key(stored, params, target, others, names)
         if collided is not None:
             savepoint.rollback()
-    if collided is not None:
-        raise conflict_on(rules.table, collided)
+    if collided is None:
+        return
+    key, row = collided
+    values = {name: row[name] for name in key}
+    if None in values.values() or session.scalar(_statements.select_holding(rules, values)):
+        raise conflict_on(rules.table, key)
+    # No row holds the key given: the row the target matched holds another.
+    raise kept_key(rules.table, target, key)

@@ -562,8 +562,8 @@ class Repository(Generic[ModelT]):
 
         On update only the given fields change, the version advances and the `updated`
         timestamps move; the primary key, `created` timestamps and every field left out stay as
-        stored. A row whose other unique values (an id, an email) belong to a different row is
-        a `ConflictError`, and nothing is written.
+        stored. A row whose other unique values (an id, an email) belong to a different row, or
+        differ from those of the row it matched, is a `ConflictError`, and nothing is written.
         """
         target = self._conflict(conflict)
         (row,) = self._upsert_rows([data], target)
