@@ -47,6 +47,7 @@ def test_a_migration_a_backend_cannot_express_is_refused_before_any_ddl(
     (line,) = result.stderr.splitlines()
     assert LENGTHLESS in line
     assert "column 'body'" in line
+    assert "(instead: give each column a type every backend can create" in line
     assert "VARCHAR requires a length on dialect mysql" in line
     assert "Traceback" not in result.stderr
     assert "nothing was run" in line
@@ -73,6 +74,7 @@ def test_lint_writes_every_downgrade_for_every_backend_too(tmp_path: Path) -> No
     (line,) = [line for line in result.stdout.splitlines() if ": compile:" in line]
     assert name in line
     assert "its downgrade cannot be written for sqlite" in line
+    assert "(instead: change the table in batch mode" in line
 
 
 def test_a_migration_that_fails_midway_says_where_and_the_next_run_finishes_it(

@@ -51,6 +51,8 @@ SAFE_ALTERNATIVES = {
     "the rows without blocking writes (PostgreSQL; MariaDB on a shadow copy of the table)",
     "compile": "give each column a type every backend can create (a length for a VARCHAR: "
     "sa.String(255)), or a variant per backend (.with_variant(...))",
+    "compile-alter": "change the table in batch mode, which SQLite needs to alter a constraint "
+    "(`with op.batch_alter_table(table) as batch: batch.drop_constraint(...)`)",
 }
 
 # squawk's rules that one of the helpers answers: the helper is the alternative offered.
@@ -296,7 +298,9 @@ def _compile_findings(script: ScriptDirectory, revision: str, path: str) -> list
         for direction in ("upgrade", "downgrade"):
             problem = compile_problem(script, revision, dialect, direction)
             if problem is not None:
-                findings.append(Finding("compile", path, 1, problem, SAFE_ALTERNATIVES["compile"]))
+                # An operation the backend has no SQL for outside batch mode, or a type.
+                kind = "compile-alter" if "No support for ALTER" in problem else "compile"
+                findings.append(Finding("compile", path, 1, problem, SAFE_ALTERNATIVES[kind]))
     return findings
 
 
