@@ -24,7 +24,9 @@ KEY = b"test-cursor-key-0123456789abcdef"
 BASE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 # Letters of both cases, digits and LIKE's own wildcards: ASCII, so every backend's binary
 # collation and lower() agree with Python's.
-ALPHABET = "aAbB_%z9"
+ALPHABET = "aAbB_%z9éÉ"
+# icontains and istartswith fold ASCII letters only, on every backend ("é" is not "É").
+ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 HYPOTHESIS = settings(
     max_examples=25,
     deadline=None,
@@ -126,9 +128,17 @@ FILTERS: list[tuple[str, Callable[[Item, Any], bool], st.SearchStrategy[Any]]] =
     ("title__in", lambda i, v: i.title in v, text_lists),
     ("title__not_in", lambda i, v: i.title not in v, text_lists),
     ("title__contains", lambda i, v: v in i.title, short_text),
-    ("title__icontains", lambda i, v: v.lower() in i.title.lower(), short_text),
+    (
+        "title__icontains",
+        lambda i, v: v.translate(ASCII_LOWER) in i.title.translate(ASCII_LOWER),
+        short_text,
+    ),
     ("title__startswith", lambda i, v: i.title.startswith(v), short_text),
-    ("title__istartswith", lambda i, v: i.title.lower().startswith(v.lower()), short_text),
+    (
+        "title__istartswith",
+        lambda i, v: i.title.translate(ASCII_LOWER).startswith(v.translate(ASCII_LOWER)),
+        short_text,
+    ),
     ("description", lambda i, v: i.description == v, maybe_text),
     ("description__ne", lambda i, v: i.description != v, maybe_text),
     ("description__is_null", lambda i, v: (i.description is None) == v, st.booleans()),
@@ -216,6 +226,22 @@ def test_like_wildcards_in_values_match_literally(items: ItemRepository, owner: 
     assert [i.title for i in items.list(where={"title__contains": "0%"})] == ["50% off"]
     assert [i.title for i in items.list(where={"title__startswith": "a_"})] == ["a_b"]
     assert items.list(where={"title__icontains": "%' OR '1'='1"}) == []
+
+
+def test_case_insensitive_matches_fold_ascii_letters_only_on_every_backend(
+    items: ItemRepository, owner: uuid.UUID
+) -> None:
+    titles = ["été", "ÉTÉ", "Lamp", "LAMP", "İnfo", "info"]
+    _insert(items, owner, [(title, None, BASE) for title in titles])
+
+    def found(where: dict[str, str]) -> list[str]:
+        return sorted(item.title for item in items.list(where=where))
+
+    assert found({"title__icontains": "é"}) == ["été"]
+    assert found({"title__icontains": "TÉ"}) == ["ÉTÉ"]
+    assert found({"title__icontains": "amp"}) == ["LAMP", "Lamp"]
+    assert found({"title__istartswith": "I"}) == ["info"]
+    assert found({"title__istartswith": "lAm"}) == ["LAMP", "Lamp"]
 
 
 def test_a_text_filter_longer_than_any_like_pattern_still_matches(

@@ -17,11 +17,22 @@ from __future__ import annotations
 import hashlib
 import math
 import socket
+import string
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Table, bindparam, event, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Insert,
+    Table,
+    bindparam,
+    event,
+    func,
+    text,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
@@ -188,6 +199,17 @@ class MariaDB(Backend):
         key = next(iter(table.primary_key.columns))
         return mysql.insert(table).on_duplicate_key_update({key.key: key})
 
+    def text_match(self, column: Any, op: str, needle: str) -> ColumnElement[bool]:
+        # MariaDB's lower() folds every script's letters, where PostgreSQL's C collation and
+        # SQLite fold ASCII ones only: here too, the column's ASCII capitals replaced one by one
+        # (REPLACE compares exactly; twice LOWER's time over a scan).
+        if not op.startswith("i"):
+            return super().text_match(column, op, needle)
+        folded = column
+        for capital in string.ascii_uppercase:
+            folded = func.replace(folded, capital, capital.lower())
+        return super().text_match(folded, op[1:], needle.translate(_ASCII_LOWER))
+
     def sign_commit(self, connection: Connection) -> CommitReceipt | None:
         """A marker row (`commit_markers`), and the server's session: the connection's thread
         id and the address the server sees it from (thread ids start again at 1 when a server
@@ -297,6 +319,9 @@ class MariaDB(Backend):
             counted = (int(calls), float(total_ms), int(count or 0))
             found.append(HeavyStatement(statement, tags.get(str(digest), {}), *counted))
         return found
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def _driver_connection(connection: Connection) -> Any:
