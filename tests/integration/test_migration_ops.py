@@ -647,6 +647,32 @@ def upgrade() -> None:
     assert getattr(title["type"], "length", None) == 500
 
 
+@pytest.mark.backends("postgresql", "mariadb")
+def test_a_text_column_added_by_hand_compares_exactly_as_the_models_do(loaded: Engine) -> None:
+    """A migration's own `sa.String(3)` names no collation: the column gets the exact one the
+    models' text columns have, not the server's default (which may equate "eur" and "EUR")."""
+    body = """
+import sqlalchemy as sa
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.add_not_null_column(
+        "items", sa.Column("currency", sa.String(3), server_default="EUR"), backfill="EUR"
+    )
+"""
+    load_items(loaded, 10)
+
+    run_extra_migration(loaded, body)
+
+    with loaded.connect() as connection:
+        assert column_collation(connection, "items", "currency") == column_collation(
+            connection, "items", "title"
+        )
+        assert connection.scalar(text("SELECT count(*) FROM items WHERE currency = 'eur'")) == 0
+        assert connection.scalar(text("SELECT count(*) FROM items WHERE currency = 'EUR'")) == 10
+
+
 def test_backfill_and_a_type_change_batch_a_key_of_two_columns(loaded: Engine) -> None:
     """A table whose key is two columns is batched by that key, compared as a row value: every
     row is filled, in batches whose bounds fall inside a region as well as between regions."""

@@ -18,6 +18,7 @@ from alembic import op
 from sqlalchemy import Column
 from sqlalchemy import column as lightweight_column
 
+from app.db.types import exact_version_of
 from app.migrations.ops.backfill import BATCH_SIZE
 from app.migrations.ops.backfill import backfill as backfill_rows
 from app.migrations.ops.ddl import (
@@ -47,7 +48,9 @@ def add_not_null_column(
     """
     if column.server_default is not None and not hasattr(column.server_default, "arg"):
         raise ValueError(f"add_not_null_column {column.name!r}: server_default must be a value")
-    nullable = Column(column.name, column.type, nullable=True)
+    # Text that names no collation compares exactly, as on the models (`exact_text`).
+    kind = exact_version_of(column.type) or column.type
+    nullable = Column(column.name, kind, nullable=True)
     default = getattr(column.server_default, "arg", None)
     dialect = dialect_name()
     with outside_transaction():
@@ -56,7 +59,7 @@ def add_not_null_column(
         if default is not None and dialect != "sqlite":
             locked_briefly(
                 lambda: op.alter_column(
-                    table, column.name, server_default=default, existing_type=column.type
+                    table, column.name, server_default=default, existing_type=kind
                 )
             )
     needs_value = lightweight_column(column.name).is_(None)
@@ -64,14 +67,12 @@ def add_not_null_column(
     if dialect == "postgresql":
         not_null_postgresql(table, column.name, needs_value, backfill, batch_size)
     elif dialect in ("mysql", "mariadb"):
-        required = Column(
-            column.name, column.type, nullable=False, server_default=column.server_default
-        )
+        required = Column(column.name, kind, nullable=False, server_default=column.server_default)
         alter_mariadb(table, f"MODIFY COLUMN {column_sql(required)}", instant=False)
     else:
         with op.batch_alter_table(table) as batch:
             batch.alter_column(
-                column.name, nullable=False, server_default=default, existing_type=column.type
+                column.name, nullable=False, server_default=default, existing_type=kind
             )
 
 
