@@ -754,3 +754,35 @@ def downgrade() -> None:
     assert "fk_probe_children_parent_id" in shape()[0]
     run_extra_migration(loaded, body, downgrade_to="-1")
     assert shape() == before  # MariaDB's index for the key went with it
+
+
+def test_a_check_the_helper_added_is_dropped_by_its_full_name_in_batch_mode(
+    loaded: Engine,
+) -> None:
+    """The downgrade README's "Writing a migration" gives for a helper's check, whose name the
+    naming convention completed (`op.f` keeps the convention from being applied twice)."""
+    body = """
+from alembic import op
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.create_check_constraint("version_floor", "items", "version > -100")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("items") as batch:
+        batch.drop_constraint(op.f("ck_items_version_floor"), type_="check")
+"""
+    load_items(loaded, 10)
+
+    def checks() -> set[str]:
+        with loaded.connect() as connection:
+            return {str(c["name"]) for c in inspect(connection).get_check_constraints("items")}
+
+    run_extra_migration(loaded, body)
+    assert "ck_items_version_floor" in checks()
+
+    run_extra_migration(loaded, body, downgrade_to="-1")
+    assert "ck_items_version_floor" not in checks()
+    assert drift(loaded) == []
