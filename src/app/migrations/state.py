@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from app.db.models import Base
 from app.db.runtime import get_extensions, get_settings
+from app.dialects import backend_of
 from app.migrations import compare
 from app.migrations.ops.rename_column import column_renames
 from app.migrations.ops.rename_table import table_renames
@@ -189,7 +191,9 @@ def drift(engine: Engine) -> list[str]:
             connection,
             opts={"target_metadata": Base.metadata, **compare.OPTIONS},
         )
-        return [_describe(diff) for diff in compare_metadata(context, Base.metadata)]
+        differences = compare_metadata(context, Base.metadata)
+        collations = partial(_collation_change, connection)
+        return [_describe(diff, collations) for diff in differences]
 
 
 def renames_in_progress(engine: Engine) -> list[str]:
@@ -200,14 +204,25 @@ def renames_in_progress(engine: Engine) -> list[str]:
     return [str(rename) for rename in found]
 
 
-def _describe(diff: Any) -> str:
+def _collation_change(connection: Connection, table: str, column: str, new: Any) -> str:
+    """ " (collation A -> B)" where the column's stored collation is not the one its model
+    declares (a type that reads the same either way), else ""."""
+    wanted = compare.declared_collation(new, connection.dialect)
+    stored = backend_of(connection).column_collations(connection, table).get(column)
+    if wanted is None or stored is None or stored == wanted:
+        return ""
+    return f" (collation {stored} -> {wanted})"
+
+
+def _describe(diff: Any, collations: Callable[[str, str, Any], str]) -> str:
     """One autogenerate difference in words, e.g. `modify_type users.full_name: A -> B`."""
     if isinstance(diff, list):  # column-level changes come grouped per column
-        return "; ".join(_describe(part) for part in diff)
+        return "; ".join(_describe(part, collations) for part in diff)
     action = diff[0]
     if action.startswith("modify_"):
         _, _schema, table, column, _existing, old, new = diff
-        return f"{action} {table}.{column}: {old} -> {new}"
+        changed = collations(table, column, new) if action == "modify_type" else ""
+        return f"{action} {table}.{column}: {old} -> {new}{changed}"
     if action in ("add_column", "remove_column"):
         _, _schema, table, column = diff
         return f"{action} {table}.{column.name}"
