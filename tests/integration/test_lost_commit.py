@@ -240,7 +240,7 @@ def test_telling_the_outcome_ends_a_transaction_the_server_still_holds_open(
 ) -> None:
     """The COMMIT never reached the server, which does not know the client is gone (a silent
     network): its session is still in the transaction. The check ends that session at once
-    (PostgreSQL: by its process and transaction id; MariaDB: by its thread id and client
+    (PostgreSQL: by its transaction id; MariaDB: by its thread id and client
     address) instead of waiting for the server to notice, then says it was not applied."""
     engine = make_engine(committed_engine.url, poolclass=NullPool)
     email = f"{uuid.uuid4().hex}@example.com"

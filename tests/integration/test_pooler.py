@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -168,6 +169,37 @@ def test_sixteen_tasks_of_units_through_a_transaction_pooler_meet_no_error(
         return failures
 
     assert [repr(failure) for failure in asyncio.run(run())] == []
+
+
+def test_a_lost_commit_behind_the_pooler_ends_the_transaction_the_server_holds(
+    pooled_url: URL,
+) -> None:
+    """The COMMIT never reached the server through the pooler (a silent network): telling the
+    outcome ends the server's session still in that transaction, found by the transaction's
+    id (the pooler's connection numbers are not the server's), and says it was not applied."""
+    from app.db.errors import CommitOutcomeUnknownError, ConnectionLostError
+    from app.repositories import commit_outcome
+
+    engine = make_engine(pooled_url, poolclass=NullPool, pooler="transaction")
+    email = f"{uuid.uuid4().hex}@example.com"
+    try:
+        with UnitOfWork(make_session_factory(engine)) as uow:
+            uow.users.create({"email": email, "hashed_password": "x"})
+            receipt = commit_outcome.sign(uow.session)
+            assert receipt is not None
+            started = time.monotonic()
+            with pytest.raises(ConnectionLostError):
+                commit_outcome.resolve(receipt, CommitOutcomeUnknownError("lost"))
+            assert time.monotonic() - started < 5
+            with pytest.raises(DatabaseUnavailableError):
+                uow.commit()  # its server session is gone: nothing can commit it any more
+    finally:
+        engine.dispose()
+    with make_engine(direct_url(pooled_url), poolclass=NullPool).connect() as connection:
+        stored = connection.scalar(
+            text("SELECT count(*) FROM users WHERE email = :e"), {"e": email}
+        )
+    assert stored == 0
 
 
 def test_without_database_pooler_the_refusal_names_it(pooled_url: URL) -> None:

@@ -73,9 +73,9 @@ from app.dialects.streams import is_streaming
 # The migration lock: pg_advisory_lock takes a bigint, a stable number derived from a name.
 MIGRATION_LOCK_KEY = zlib.crc32(b"app:migrations")
 # A server process still in a given transaction, ended (PostgreSQL 14 on: and waited for).
-_STILL_IN = (
-    "FROM pg_stat_activity WHERE pid = :pid AND backend_xid::text::bigint = :xid % 4294967296"
-)
+# Found by the transaction's id, which names one transaction: the process id the driver knows
+# is a pooler's own number behind PgBouncer, not the server's.
+_STILL_IN = "FROM pg_stat_activity WHERE backend_xid::text::bigint = :xid % 4294967296"
 _END_TRANSACTION = text("SELECT pg_terminate_backend(pid) " + _STILL_IN)
 _END_TRANSACTION_WAITING = text("SELECT pg_terminate_backend(pid, 5000) " + _STILL_IN)
 # Rows an upsert round holds: enough that the per-round costs vanish, few enough that the COPY
@@ -270,16 +270,14 @@ class PostgreSQL(Backend):
             dbapi_connection.autocommit = autocommit
 
     def sign_commit(self, connection: Connection) -> CommitReceipt | None:
-        """The transaction's id (none if it wrote nothing) and its server process: the server
-        keeps the outcome of every recent transaction."""
+        """The transaction's id (none if it wrote nothing): the server keeps the outcome of
+        every recent transaction, and a process still in it is found by it."""
         if not wrote(connection):
             return None  # only SELECTs (see `note_writes`)
         xid = deferred_begin.transaction_id(connection)
         if xid is None:  # not begun with its id (`deferred_begin`)
             xid = driver_value(connection, "SELECT txid_current_if_assigned()")
-        driver: Any = connection.connection.driver_connection
-        pid = driver.info.backend_pid
-        return CommitReceipt(connection.engine, xid, (int(pid),))
+        return CommitReceipt(connection.engine, xid)
 
     def was_committed(self, connection: Connection, receipt: CommitReceipt) -> bool | None:
         if receipt.mark is None:
@@ -287,11 +285,8 @@ class PostgreSQL(Backend):
         xid = int(receipt.mark)
         # A process still in that transaction (behind a pooler too: it holds its server
         # connection until the transaction ends) is ended, and waited for up to 5 s.
-        (pid,) = receipt.session
         waits = (connection.dialect.server_version_info or (0,)) >= (14,)
-        connection.execute(
-            _END_TRANSACTION_WAITING if waits else _END_TRANSACTION, {"pid": pid, "xid": xid}
-        )
+        connection.execute(_END_TRANSACTION_WAITING if waits else _END_TRANSACTION, {"xid": xid})
         status = connection.scalar(text("SELECT txid_status(:xid)"), {"xid": xid})
         connection.rollback()
         return {"committed": True, "aborted": False}.get(status)
