@@ -95,8 +95,11 @@ class MariaDB(Backend):
         connect_args: dict[str, Any] = {"connect_timeout": options.connect_timeout}
         if options.statement_timeout:
             settings.append(f"max_statement_time = {options.statement_timeout:g}")
-            # A read that waits this long means the server is gone.
-            connect_args["read_timeout"] = int(options.statement_timeout) + 30
+            # A read that waits this long means the server is gone: no statement may run longer,
+            # and the network gets the connect timeout (PostgreSQL's bound too, `answer_bound`).
+            connect_args["read_timeout"] = math.ceil(
+                options.statement_timeout + options.connect_timeout
+            )
         if options.idle_transaction_timeout:
             # The server ends a transaction idle this long (and its connection): its row locks
             # go with it.
