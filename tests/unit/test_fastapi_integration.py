@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -57,26 +58,32 @@ def test_etags_round_trip_through_if_match_and_star_asks_for_any_version() -> No
     assert expected_version("*") is None
 
 
-def test_a_weak_etag_never_matches_if_match_as_rfc_9110_compares_strongly() -> None:
+@pytest.mark.parametrize(
+    "header",
+    ['W/"3"', '"03"', '"-3"', '""', '"\xb2"', '"abc"', 'W/"3", "x"'],
+    ids=["weak", "leading zero", "negative", "empty", "obs-text", "foreign", "list"],
+)
+def test_an_etag_this_service_never_gave_never_matches_as_rfc_9110_compares(
+    header: str,
+) -> None:
+    """Strong comparison, character by character: `"03"` is not `"3"`, a weak tag matches
+    nothing; a well-formed tag that cannot match is a failed precondition (412)."""
     with pytest.raises(StaleObjectError) as caught:
-        expected_version('W/"3"')
+        expected_version(header)
     assert problem_for(caught.value)[0] == 412
+
+
+def test_a_list_of_etags_names_the_one_version_of_ours_in_it() -> None:
+    assert expected_version('W/"3", "4"') == 4
+    assert expected_version('"x,y" ,"5"') == 5
+    assert expected_version('"5", "5"') == 5
+    assert expected_version('"6",') == 6  # an empty element of a list is ignored
 
 
 @pytest.mark.parametrize(
     "header",
-    ['"²"', '"٣"', '"3', "3", '"-3"', '""', '"1" , "2"', '"' + "9" * 5000 + '"', "x" * 10_000],
-    ids=[
-        "superscript",
-        "arabic digit",
-        "unclosed",
-        "bare",
-        "negative",
-        "empty",
-        "list",
-        "huge",
-        "garbage",
-    ],
+    ['"٣"', '"3', "3", '"1" , "2"', '"' + "9" * 5000 + '"', "x" * 10_000],
+    ids=["arabic digit", "unclosed", "bare", "two versions", "huge", "garbage"],
 )
 def test_a_malformed_or_huge_if_match_is_a_400_not_a_500(header: str) -> None:
     with pytest.raises(InvalidQueryError) as caught:
@@ -112,6 +119,7 @@ def test_an_unknown_commit_outcome_is_a_503_that_does_not_say_try_again() -> Non
 class _Body(BaseModel):
     at: datetime.datetime
     tags: list[str]
+    status: Literal["new", "paid"] = "new"
 
     @field_validator("tags")
     @classmethod
@@ -133,13 +141,16 @@ def test_a_422_says_what_rule_each_field_broke_without_quoting_what_was_sent() -
         raise AssertionError
 
     client = TestClient(service)
-    refused = client.post("/things/QQQ-not-a-uuid", json={"at": "Qday", "tags": []})
+    refused = client.post(
+        "/things/QQQ-not-a-uuid", json={"at": "Qday", "tags": [], "status": "Qbogus"}
+    )
     assert refused.status_code == 422
     messages = {tuple(error["loc"]): error["msg"] for error in refused.json()["errors"]}
     assert messages == {
         ("path", "thing_id"): "Input should be a valid UUID",
         ("body", "at"): "Input should be a valid datetime or date",
         ("body", "tags"): "Value error, give at least one tag",
+        ("body", "status"): "Input should be 'new' or 'paid'",
     }
     assert "Q" not in refused.text
 

@@ -133,9 +133,12 @@ def _message(error: Mapping[str, Any]) -> str:
     context = error.get("ctx") or {}
     if error.get("type") in _OWN_WORDS:
         return message
-    for key in _SENT_CONTEXT:
-        if key in context:
-            message = message.replace(str(context[key]), "")
+    sent = [str(context[key]) for key in _SENT_CONTEXT if key in context]
+    if not sent:
+        return message  # pydantic's rule, whole ("Input should be 'a' or 'b'")
+    for words in sent:
+        message = message.replace(words, "")
+    # What led up to the words taken out ("..., got", a quote) goes with them.
     return re.sub(r"(?:[\s,:'`]|\b(?:error|got)\b)+$", "", message) or "not valid"
 
 
@@ -222,33 +225,53 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-# A strong entity tag this service gives: ASCII digits in quotes, no longer than a 64-bit version.
-_OUR_TAG = re.compile(r'"([0-9]{1,19})"')
-_LONGEST_HEADER = 64
+# An entity tag as RFC 9110 writes one (`W/` for a weak one), one of a list; and the opaque part
+# of those this service gives: a version in ASCII digits, as `etag` writes it (no leading zero).
+_LISTED_TAG = re.compile(r'[ \t]*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"[ \t]*(?:,|$)')
+_OUR_VERSION = re.compile(r"0|[1-9][0-9]{0,18}")
+_LONGEST_HEADER = 256
 
 
 def expected_version(if_match: str | None) -> int | None:
     """The version an `If-Match` header names, for `update(..., expected_version=...)`: None
-    when there is no header or it is `*` (any version). RFC 9110 compares If-Match strongly:
-    a weak tag (`W/"3"`) never matches, so it is a `StaleObjectError` (412); a malformed or
-    huge one is an `InvalidQueryError` (400)."""
+    when there is no header or it is `*` (any version). RFC 9110 compares If-Match strongly,
+    character by character: a header whose tags are none this service gave (a weak tag
+    `W/"3"`, `"03"`) never matches, so it is a `StaleObjectError` (412). A list naming one of
+    ours is that version; one that is not a list of entity tags, or is huge, or names several
+    versions (`update` checks one), is an `InvalidQueryError` (400)."""
     if if_match is None:
         return None
-    tag = if_match.strip()
-    if tag == "*":
+    header = if_match.strip()
+    if header == "*":
         return None
-    if len(tag) > _LONGEST_HEADER:
-        raise InvalidQueryError("If-Match is longer than any ETag this service gives")
-    if tag.startswith("W/") and _OUR_TAG.fullmatch(tag[2:]):
+    if len(header) > _LONGEST_HEADER:
+        raise InvalidQueryError("If-Match is longer than any this service reads")
+    tags: list[tuple[bool, str]] = []
+    position = 0
+    while position < len(header):
+        found = _LISTED_TAG.match(header, position)
+        if found is None or found.end() == position:
+            raise InvalidQueryError('If-Match must be ETags such as "3", the one this service gave')
+        tags.append((found.group(1) is not None, found.group(2)))
+        position = found.end()
+    ours = {int(tag) for weak, tag in tags if not weak and _OUR_VERSION.fullmatch(tag)}
+    if len(ours) > 1:
+        raise InvalidQueryError(
+            "If-Match names several versions; send the one ETag this service gave"
+        )
+    if ours:
+        return ours.pop()
+    if any(weak for weak, _ in tags):
         raise StaleObjectError(
             "If-Match names a weak ETag, which never matches (RFC 9110 compares If-Match "
             "strongly); send the ETag this service gave",
             lost_race=False,
         )
-    found = _OUR_TAG.fullmatch(tag)
-    if found is None:
-        raise InvalidQueryError('If-Match must be an ETag this service gave, such as "3"')
-    return int(found.group(1))
+    raise StaleObjectError(
+        "If-Match names no ETag this service gave, so it matches no version; send the ETag "
+        "this service gave",
+        lost_race=False,
+    )
 
 
 __all__ = [
