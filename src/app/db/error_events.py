@@ -77,6 +77,7 @@ def _on_error(context: ExceptionContext, *, refuses_writes: RefusesWrites) -> Ba
         wrapped,
         table=_written_table(context),
         connected=connected,
+        connecting=context.connection is None,
         query=_is_query(context),
         read_only_because=read_only_because,
     )

@@ -25,7 +25,9 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.schema import ColumnCollectionConstraint, ForeignKeyConstraint
 
 from app.db.error_codes import (
+    CANNOT_CONNECT,
     NOT_SENT,
+    SERVER_GONE,
     Kind,
     Meaning,
     Named,
@@ -174,6 +176,7 @@ def translate(
     model: type[Any] | None = None,
     table: Table | None = None,
     connected: bool = False,
+    connecting: bool = False,
     query: bool = False,
     read_only_because: str = READ_ONLY_TRANSACTION,
 ) -> Exception:
@@ -182,8 +185,10 @@ def translate(
     `model` or `table` (what the failed statement wrote) says what the message speaks of;
     without them it is found from the names in the driver's error. `connected`: the error
     came from a sound connection, so one without the server's answer is the driver refusing
-    the statement, not a failure to connect. `query`: the statement was a SELECT, so a value
-    it refused is one it computed or compared, not one of a row written.
+    the statement, not a failure to connect. `connecting`: the error came while a connection
+    was being made, so one the server dropped was never made, not lost. `query`: the
+    statement was a SELECT, so a value it refused is one it computed or compared, not one of
+    a row written.
     `read_only_because`: the message of a write refused as read-only (the unit's, the
     server's or the transaction's; see `app.db.error_events`).
     """
@@ -204,9 +209,11 @@ def translate(
         )
     if not isinstance(exc, sa_exc.DBAPIError):
         return exc
-    if exc.connection_invalidated:
-        return ConnectionLostError(CONNECTION_LOST)
     meaning = classify(exc.orig)
+    if connecting and (exc.connection_invalidated or meaning is SERVER_GONE):
+        meaning = CANNOT_CONNECT  # a login the server never finished: no connection was lost
+    elif exc.connection_invalidated:
+        return ConnectionLostError(CONNECTION_LOST)
     if meaning is None:
         return exc
     if meaning.kind is Kind.CANNOT_CONNECT and connected:
