@@ -84,8 +84,16 @@ up() {
   exit 1
 }
 
+# The running pooler's own settings, from the configuration `up` wrote (the environment of a
+# later call may differ).
+configured() { sed -n "s/^$1 = //p" "$dir/pgbouncer.ini" 2>/dev/null; }
+
 status() {
-  if running; then echo "pgbouncer pid $(cat "$pid_file") port $port mode $mode"; else echo "pgbouncer down"; fi
+  if running; then
+    echo "pgbouncer pid $(cat "$pid_file") port $(configured listen_port) mode $(configured pool_mode)"
+  else
+    echo "pgbouncer down"
+  fi
 }
 
 down() {
