@@ -36,7 +36,7 @@ def test_a_big_integer_key_numbered_by_the_database_works_in_every_method(
         assert updated.title == "rewrite"
         uow.tasks.delete(ids[-1])
         assert uow.tasks.count() == 5
-        with pytest.raises(InvalidQueryError, match="id"):
+        with pytest.raises(InvalidQueryError, match="id must be an integer, or its decimal text"):
             uow.tasks.get("01")  # not how a number is written
 
 

@@ -392,7 +392,13 @@ class Repository(Generic[ModelT]):
         rule = self._rules.rule(name)
         if rule.kind == "uuid":
             return as_uuid(id, name)
-        if rule.kind == "integer" and isinstance(id, str) and _DECIMAL_INTEGER.fullmatch(id):
+        if rule.kind == "integer" and isinstance(id, str):
+            if not _DECIMAL_INTEGER.fullmatch(id):
+                # Said by its form only: the text is the caller's input.
+                raise InvalidQueryError(
+                    f"{name} must be an integer, or its decimal text written the one way a "
+                    "number is (digits, no leading zero, no sign but '-')"
+                )
             id = int(id)  # an id from a URL path or a form, written the one way a number is
         return rule.coerce(id, check_length=False)
 
