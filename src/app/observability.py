@@ -191,10 +191,12 @@ def _connection_attributes(connection: Connection) -> dict[str, Any]:
 
 
 def _pools() -> dict[str, list[Any]]:
-    """The pools of the engines the project built that are still alive, by masked URL."""
+    """The pools of the engines the project built that are still alive, by masked URL (and
+    face: psycopg drives both under one URL)."""
     pools: dict[str, list[Any]] = {}
     for engine in telemetry.observed_engines():
-        pools.setdefault(mask_url(engine.url), []).append(engine.pool)
+        name = mask_url(engine.url) + (" (asyncio)" if engine.dialect.is_async else "")
+        pools.setdefault(name, []).append(engine.pool)
     return pools
 
 

@@ -401,3 +401,32 @@ def test_a_requests_unit_is_named_after_its_route_on_both_faces(
         "action='GET_/users/{user_id}/count',application='app'*/",
         "action='GET_/async/users/{user_id}/count',application='app'*/",
     ]
+
+
+@pytest.mark.backends("postgresql")
+def test_the_blocking_and_asyncio_pools_of_one_database_are_told_apart(
+    otel: Telemetry, committed_url: str
+) -> None:
+    """psycopg drives both faces under one URL: each pool is its own `pool.name`."""
+    blocking = make_engine(committed_url)
+    faced = make_async_engine(committed_url)
+
+    async def hold_one() -> None:
+        async with faced.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            names = {
+                point.attributes["db.client.connection.pool.name"]: point.value
+                for point in otel.metrics()["db.client.connection.count"]
+                if point.attributes["db.client.connection.state"] == "used"
+            }
+            assert len(names) == 2, names
+            assert sorted(names.values()) == [0, 1]
+            assert any(name.endswith(" (asyncio)") for name in names)
+
+    try:
+        with blocking.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        asyncio.run(hold_one())
+    finally:
+        blocking.dispose()
+        asyncio.run(faced.dispose())
