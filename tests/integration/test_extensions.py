@@ -82,3 +82,6 @@ def test_a_package_of_models_gets_its_own_branch_of_migrations(
         engine.dispose()
     app("db", "upgrade")  # again: the enum type was dropped with the table
     assert "the database matches the models" in app("db", "check")
+    diagram = tmp_path / "schema.md"
+    app("db", "diagram", "--output", str(diagram))
+    assert "moods_feelings {" in diagram.read_text()  # the package's tables are the schema's too

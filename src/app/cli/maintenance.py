@@ -17,7 +17,7 @@ from app.cli.errors import EXIT_CHECK_FAILED, fail, handles_expected_failures
 from app.cli.seed import seed
 from app.db.admin import create_database
 from app.db.errors import DatabaseUnavailableError
-from app.db.runtime import get_engine, get_replicas, get_settings
+from app.db.runtime import get_engine, get_extensions, get_replicas, get_settings
 from app.db.session import migration_engine
 from app.dialects import backend_for, backend_of
 from app.dialects.commit_markers import MARKER_TABLE
@@ -130,6 +130,7 @@ def diagram(
     ] = False,
 ) -> None:
     """Write the schema as a Mermaid ER diagram (docs/schema.md)."""
+    get_extensions()  # the packages of APP_EXTENSIONS: their tables are the schema's too
     wanted = schema_markdown()
     current = output.read_text() if output.exists() else None
     if check:
