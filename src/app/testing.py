@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -168,16 +169,27 @@ except ImportError:  # async_uow needs pytest-asyncio; everything else works wit
 else:
 
     @pytest_asyncio.fixture
-    async def async_uow(app_engine: Engine) -> AsyncIterator[AsyncUnitOfWork]:
-        """`uow` for asyncio tests: everything it commits is rolled back after the test."""
+    async def async_app_session_factory(
+        app_engine: Engine,
+    ) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+        """`app_session_factory` for asyncio tests (`run_in_transaction_async(...,
+        session_factory=)`): sessions in one transaction of their own, rolled back after the
+        test. It is another connection than the blocking fixtures': neither sees what the other
+        wrote, and on SQLite the second to write waits for the first (busy)."""
         engine = make_async_engine(app_engine.url, poolclass=NullPool, pooler=pooler_of(app_engine))
         connection = await engine.connect()
         transaction = await connection.begin()
-        factory = make_async_session_factory(connection, join_transaction_mode="create_savepoint")
         try:
-            yield async_unit_of_work_class()(factory)
+            yield make_async_session_factory(connection, join_transaction_mode="create_savepoint")
         finally:
             if transaction.is_active:
                 await transaction.rollback()
             await connection.close()
             await engine.dispose()
+
+    @pytest_asyncio.fixture
+    async def async_uow(
+        async_app_session_factory: async_sessionmaker[AsyncSession],
+    ) -> AsyncUnitOfWork:
+        """`uow` for asyncio tests: everything it commits is rolled back after the test."""
+        return async_unit_of_work_class()(async_app_session_factory)

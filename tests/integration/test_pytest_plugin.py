@@ -41,6 +41,17 @@ async def test_async_uow_rolls_back_too(async_uow):
         assert await uow.users.count() == 1
 
 
+async def test_run_in_transaction_async_on_the_tests_factory(async_app_session_factory):
+    from app.repositories import AsyncUnitOfWork, run_in_transaction_async
+
+    async def sign_up(uow):
+        await uow.users.create({"email": "again@example.com", "hashed_password": "h"})
+
+    await run_in_transaction_async(sign_up, session_factory=async_app_session_factory)
+    async with AsyncUnitOfWork(async_app_session_factory) as uow:
+        assert await uow.users.count() == 1
+
+
 async def test_and_the_next_async_test_starts_empty(async_uow):
     async with async_uow as uow:
         assert await uow.users.count() == 0
@@ -50,7 +61,7 @@ async def test_and_the_next_async_test_starts_empty(async_uow):
 def test_downstream_tests_that_commit_leave_nothing_for_the_next(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
-    """Five downstream tests, two of them asyncio, against a throwaway database the plugin
+    """Six downstream tests, three of them asyncio, against a throwaway database the plugin
     makes beside DATABASE_URL's and drops."""
     database_url = (
         "sqlite:///./app.db"
@@ -62,7 +73,7 @@ def test_downstream_tests_that_commit_leave_nothing_for_the_next(
     pytester.makepyfile(test_downstream=DOWNSTREAM_TESTS)
     pytester.makeini("[pytest]\nasyncio_mode = auto\n")
     result = pytester.runpytest_subprocess("-p", "app.testing", "-p", "no:cacheprovider", "-q")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
 
 
 @pytest.mark.backends("sqlite")

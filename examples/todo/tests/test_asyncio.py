@@ -4,17 +4,16 @@ written for them."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from typing import Any
 
 from todo.models import Label, Project, State
 from todo.unit_of_work import AsyncTodoUnitOfWork
 
-from app.db.models import User
 from app.repositories import run_in_transaction_async, transactional_async
 
 
 async def test_the_asyncio_face_awaits_the_teams_own_methods(
-    async_uow: AsyncTodoUnitOfWork, user_factory: Callable[..., User]
+    async_uow: AsyncTodoUnitOfWork,
 ) -> None:
     async with async_uow as uow:
         owner = await uow.users.create({"email": "async@example.test", "hashed_password": "x"})
@@ -35,7 +34,7 @@ async def test_the_asyncio_face_awaits_the_teams_own_methods(
 
 
 async def test_run_in_transaction_async_builds_the_configured_unit(
-    async_uow: AsyncTodoUnitOfWork,
+    async_uow: AsyncTodoUnitOfWork, async_app_session_factory: Any
 ) -> None:
     seen: list[type] = []
 
@@ -43,8 +42,7 @@ async def test_run_in_transaction_async_builds_the_configured_unit(
         seen.append(type(uow))
         await uow.labels.create({"name": "async"})
 
-    factory = async_uow._session_factory
-    await run_in_transaction_async(work, session_factory=factory)
+    await run_in_transaction_async(work, session_factory=async_app_session_factory)
     assert seen == [AsyncTodoUnitOfWork]
     async with async_uow as uow:
         assert (await uow.repository(Label).get_one("async")).color == "#888888"
@@ -52,9 +50,9 @@ async def test_run_in_transaction_async_builds_the_configured_unit(
 
 
 async def test_transactional_async_builds_the_configured_unit(
-    async_uow: AsyncTodoUnitOfWork,
+    async_app_session_factory: Any,
 ) -> None:
-    @transactional_async(session_factory=async_uow._session_factory)
+    @transactional_async(session_factory=async_app_session_factory)
     async def kind(uow: AsyncTodoUnitOfWork) -> type:
         return type(uow)
 
