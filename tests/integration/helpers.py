@@ -131,3 +131,30 @@ def alembic_ini_with(tmp_path: Path, fixture: str, file_name: str, **fields: str
         text_of = text_of.replace("{" + name + "}", value)
     (tmp_path / "migrations" / "versions" / file_name).write_text(text_of)
     return tmp_path / "alembic.ini"
+
+
+def resolve_a_commit_held_open(engine: Engine) -> str:
+    """A unit writes a user and signs its COMMIT, which never reaches the server (a silent
+    network): the server's session is still in the transaction. Telling the outcome must end
+    that session within 5 s, instead of waiting for the server to notice, and say it was not
+    applied; the unit can then commit nothing. The user's email, for the caller to look for."""
+    import pytest
+
+    from app.db.errors import CommitOutcomeUnknownError, ConnectionLostError
+    from app.db.errors import DatabaseUnavailableError as Unavailable
+    from app.repositories import UnitOfWork, commit_outcome
+
+    email = f"{uuid.uuid4().hex}@example.com"
+    with UnitOfWork(make_session_factory(engine)) as uow:
+        uow.users.create({"email": email, "hashed_password": "x"})
+        receipt = commit_outcome.sign(uow.session)
+        assert receipt is not None
+        started = time.monotonic()
+        with pytest.raises(ConnectionLostError):
+            commit_outcome.resolve(receipt, CommitOutcomeUnknownError("lost"))
+        # (A lock wait for the open transaction would take 50 s on MariaDB; PostgreSQL would
+        # say "in progress", which tells nothing.)
+        assert time.monotonic() - started < 5
+        with pytest.raises(Unavailable):
+            uow.commit()  # its session is gone: nothing can commit it any more
+    return email

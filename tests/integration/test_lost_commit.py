@@ -9,7 +9,6 @@ faces."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,7 +21,6 @@ from sqlalchemy.pool import NullPool
 from app.db.errors import (
     CommitOutcomeUnknownError,
     ConnectionLostError,
-    DatabaseUnavailableError,
 )
 from app.db.models import Base
 from app.db.session import (
@@ -35,12 +33,12 @@ from app.dialects import deferred_begin
 from app.repositories import (
     AsyncUnitOfWork,
     UnitOfWork,
-    commit_outcome,
     run_in_transaction,
     run_in_transaction_async,
 )
 from tests.backends import ThrowawayDatabases, is_mariadb
 from tests.faults import CuttingProxy
+from tests.integration.helpers import resolve_a_commit_held_open
 from tests.integration.test_observability import Telemetry
 
 pytestmark = pytest.mark.backends("postgresql", "mariadb")
@@ -243,20 +241,8 @@ def test_telling_the_outcome_ends_a_transaction_the_server_still_holds_open(
     (PostgreSQL: by its transaction id; MariaDB: by its thread id and client
     address) instead of waiting for the server to notice, then says it was not applied."""
     engine = make_engine(committed_engine.url, poolclass=NullPool)
-    email = f"{uuid.uuid4().hex}@example.com"
     try:
-        with UnitOfWork(make_session_factory(engine)) as uow:
-            uow.users.create({"email": email, "hashed_password": "x"})
-            receipt = commit_outcome.sign(uow.session)
-            assert receipt is not None
-            started = time.monotonic()
-            with pytest.raises(ConnectionLostError):
-                commit_outcome.resolve(receipt, CommitOutcomeUnknownError("lost"))
-            # (A lock wait for the open transaction would take 50 s on MariaDB; PostgreSQL
-            # would say "in progress", which tells nothing.)
-            assert time.monotonic() - started < 5
-            with pytest.raises(DatabaseUnavailableError):
-                uow.commit()  # its session is gone: nothing can commit it any more
+        email = resolve_a_commit_held_open(engine)
     finally:
         engine.dispose()
     assert _stored(committed_engine, email) == 0

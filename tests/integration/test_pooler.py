@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -29,7 +28,7 @@ from app.db.session import (
 )
 from app.repositories import AsyncUnitOfWork, UnitOfWork
 from tests.backends import DATABASE_DEFAULTS, ThrowawayDatabases, direct_url
-from tests.integration.helpers import run_app
+from tests.integration.helpers import resolve_a_commit_held_open, run_app
 from tests.topologies import PgBouncer, pgbouncer_unavailable_reason, started
 
 pytestmark = pytest.mark.backends("pgbouncer")
@@ -177,22 +176,9 @@ def test_a_lost_commit_behind_the_pooler_ends_the_transaction_the_server_holds(
     """The COMMIT never reached the server through the pooler (a silent network): telling the
     outcome ends the server's session still in that transaction, found by the transaction's
     id (the pooler's connection numbers are not the server's), and says it was not applied."""
-    from app.db.errors import CommitOutcomeUnknownError, ConnectionLostError
-    from app.repositories import commit_outcome
-
     engine = make_engine(pooled_url, poolclass=NullPool, pooler="transaction")
-    email = f"{uuid.uuid4().hex}@example.com"
     try:
-        with UnitOfWork(make_session_factory(engine)) as uow:
-            uow.users.create({"email": email, "hashed_password": "x"})
-            receipt = commit_outcome.sign(uow.session)
-            assert receipt is not None
-            started = time.monotonic()
-            with pytest.raises(ConnectionLostError):
-                commit_outcome.resolve(receipt, CommitOutcomeUnknownError("lost"))
-            assert time.monotonic() - started < 5
-            with pytest.raises(DatabaseUnavailableError):
-                uow.commit()  # its server session is gone: nothing can commit it any more
+        email = resolve_a_commit_held_open(engine)
     finally:
         engine.dispose()
     with make_engine(direct_url(pooled_url), poolclass=NullPool).connect() as connection:
