@@ -47,7 +47,6 @@ def test_a_migration_a_backend_cannot_express_is_refused_before_any_ddl(
     (line,) = result.stderr.splitlines()
     assert LENGTHLESS in line
     assert "column 'body'" in line
-    assert "(instead: give each column a type every backend can create" in line
     assert "VARCHAR requires a length on dialect mysql" in line
     assert "Traceback" not in result.stderr
     assert "nothing was run" in line
@@ -64,6 +63,7 @@ def test_lint_writes_every_migration_for_every_backend(tmp_path: Path) -> None:
     assert LENGTHLESS in line
     assert "cannot be written for mysql" in line
     assert "column 'body'" in line
+    assert "(instead: give each column a type every backend can create" in line
 
 
 def test_lint_writes_every_downgrade_for_every_backend_too(tmp_path: Path) -> None:
