@@ -11,6 +11,7 @@ server closed the connection over is never pooled again.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -30,6 +31,7 @@ from app.db.errors import (
     DatabaseUnavailableError,
     translate,
 )
+from app.db.models import Base
 
 RefusesWrites = Callable[[Any], bool]
 
@@ -162,13 +164,13 @@ def _by_code(argument: object) -> object:
     return argument
 
 
-SERVER_ERRORS_BY_CODE = ServerErrorsByCode()
+_SERVER_ERRORS_BY_CODE = ServerErrorsByCode()
 
 
 def quiet_server_errors(logger: str) -> None:
     """Log the server errors of the driver logging as `logger` by class and code (once: a
     filter added again is not added twice)."""
-    logging.getLogger(logger).addFilter(SERVER_ERRORS_BY_CODE)
+    logging.getLogger(logger).addFilter(_SERVER_ERRORS_BY_CODE)
 
 
 # An execution option naming the table a statement written as text writes to (a bulk load),
@@ -177,15 +179,27 @@ WRITES_TO = "app_writes_to"
 
 
 def _written_table(context: ExceptionContext) -> Table | None:
-    """The table an INSERT, UPDATE or DELETE wrote to (a flush's, a repository's, or the one
-    a text statement's WRITES_TO names)."""
+    """The table an INSERT, UPDATE or DELETE wrote to (a flush's, a repository's, the one a
+    text statement's WRITES_TO names, or the models' table raw SQL names as its target)."""
     execution = context.execution_context
     named = execution.execution_options.get(WRITES_TO) if execution is not None else None
     if isinstance(named, Table):
         return named
     compiled = getattr(execution, "compiled", None)
     table = getattr(getattr(compiled, "statement", None), "table", None)
-    return table if isinstance(table, Table) else None
+    if isinstance(table, Table):
+        return table
+    found = _WRITE_TARGET.match(context.statement or "")
+    return Base.metadata.tables.get(found.group(1)) if found else None
+
+
+# The table a write written as text (raw SQL on a session) names: for its errors to speak of
+# it where the driver's error names none (MariaDB's duplicate of a PRIMARY key).
+_WRITE_TARGET = re.compile(
+    r"""^\s*(?:INSERT(?:\s+IGNORE)?\s+INTO|REPLACE\s+INTO|UPDATE|DELETE\s+FROM)\s+"""
+    r"""(?:[`"]?\w+[`"]?\.)?[`"]?(\w+)[`"]?""",
+    re.IGNORECASE,
+)
 
 
 def _is_query(context: ExceptionContext) -> bool:

@@ -14,7 +14,6 @@ timed out. `translating_errors` is for code that runs statements on engines made
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -222,28 +221,11 @@ def translate(
     named = names_in(exc.orig)
     if table is None:
         table = _table_named(named)
-    if table is None:
-        table = _written_by(exc.statement)
     error = _error_for(meaning, named, table, query=query, read_only_because=read_only_because)
     if isinstance(error, DataLayerError):
         error.code = code_of(exc.orig)
         error.table = table.name if table is not None else named.table
     return error
-
-
-# The table a write written as text (raw SQL on a session) names first: where the driver's
-# error names none (MariaDB's duplicate of a PRIMARY key).
-_WRITE_TARGET = re.compile(
-    r"""^\s*(?:INSERT(?:\s+IGNORE)?\s+INTO|REPLACE\s+INTO|UPDATE|DELETE\s+FROM)\s+"""
-    r"""(?:[`"]?\w+[`"]?\.)?[`"]?(\w+)[`"]?""",
-    re.IGNORECASE,
-)
-
-
-def _written_by(statement: str | None) -> Table | None:
-    """The models' table an INSERT, UPDATE or DELETE written as text writes to, if any."""
-    found = _WRITE_TARGET.match(statement or "")
-    return Base.metadata.tables.get(found.group(1)) if found else None
 
 
 def _error_for(

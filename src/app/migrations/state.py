@@ -205,8 +205,8 @@ def renames_in_progress(engine: Engine) -> list[str]:
 
 
 def _collation_change(connection: Connection, table: str, column: str, new: Any) -> str:
-    """ " (collation A -> B)" where the column's stored collation is not the one its model
-    declares (a type that reads the same either way), else ""."""
+    """The words " (collation A -> B)" where the column's stored collation is not the one its
+    model declares (a type that reads the same either way), else nothing."""
     wanted = compare.declared_collation(new, connection.dialect)
     stored = backend_of(connection).column_collations(connection, table).get(column)
     if wanted is None or stored is None or stored == wanted:

@@ -20,9 +20,9 @@ again; after the swap only the old table's drop and the names are left, which a 
 the change in place finishes (`finish_after_swap`).
 
 Rows are copied and forgotten by their primary key, of one column or several (compared column
-by column, which MariaDB ranges on the key's index). Refused in one line: a table that a foreign key
-refers to, another table's or its own (the key would follow the old table), one with triggers
-of its own (they would not follow the new one), one without a primary key.
+by column, which MariaDB ranges on the key's index). Refused in one line: a table that a
+foreign key refers to, another table's or its own (the key would follow the old table), one
+with triggers of its own (they would not follow the new one), one without a primary key.
 """
 
 from __future__ import annotations
