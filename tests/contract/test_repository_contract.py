@@ -164,6 +164,49 @@ def test_an_update_with_fields_is_a_new_version_even_with_the_values_stored(
     assert db.scalar("SELECT version FROM items") == 3
 
 
+def test_an_update_of_a_row_read_is_one_update_that_a_fresh_read_agrees_with(
+    faces: Faces, db: Database
+) -> None:
+    with faces.uow() as uow:
+        item = uow.items.create({"title": "draft", "owner_id": _user(uow).id})
+        uow.commit()
+    with faces.uow() as uow:
+        held = uow.items.get_one(item.id)
+        with statements_sent() as sent:
+            updated = uow.items.update(item.id, {"title": "final", "description": None})
+        assert _work(sent) == ["UPDATE"], sent
+        assert updated is held
+        assert (updated.title, updated.description, updated.version) == ("final", None, 2)
+        assert updated.updated_at > item.updated_at
+        returned = (updated.title, updated.updated_at, updated.version)
+        uow.commit()
+    with faces.uow() as uow:
+        stored = uow.items.get_one(item.id)
+        assert (stored.title, stored.updated_at, stored.version) == returned
+
+
+def test_an_update_writes_the_changes_pending_on_the_row_with_it(
+    faces: Faces, db: Database
+) -> None:
+    with faces.uow() as uow:
+        item = uow.items.create({"title": "draft", "owner_id": _user(uow).id})
+        uow.commit()
+    with faces.uow() as uow:
+        uow.items.get_one(item.id).description = "set on the row"
+        updated = uow.items.update(item.id, {"title": "final"})
+        assert (updated.title, updated.description, updated.version) == (
+            "final",
+            "set on the row",
+            2,
+        )
+        uow.commit()
+    assert db.run("SELECT title, description, version FROM items", {})[0] == (
+        "final",
+        "set on the row",
+        2,
+    )
+
+
 def test_a_version_no_row_can_be_at_is_stale_on_every_backend(faces: Faces, db: Database) -> None:
     # Beyond the version column's 32 bits, and beyond any backend's 64: the same answer as for
     # any other version the row is not at, never the server's refusal of the number.

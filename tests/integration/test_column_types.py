@@ -23,6 +23,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    literal_column,
     select,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -156,10 +157,26 @@ def entry() -> Iterator[type[Any]]:
     Base.metadata.remove(Entry.__table__)
 
 
+@pytest.fixture(scope="module")
+def tally() -> Iterator[type[Any]]:
+    """A column the database computes on every update (an SQL `onupdate`)."""
+    with defined_again():
+
+        class Tally(VersionMixin, Base):
+            __tablename__ = "probe_tallies"
+            id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+            note: Mapped[str] = mapped_column(String(20))
+            touched: Mapped[int] = mapped_column(default=0, onupdate=literal_column("touched") + 1)
+
+    yield Tally
+    Base.metadata.remove(Tally.__table__)
+
+
 @pytest.fixture
 def factory(
     fresh_url: str,
     entry: type[Any],
+    tally: type[Any],
     gauge: type[Any],
     reading: type[Any],
     sample: type[Any],
@@ -176,6 +193,7 @@ def factory(
         pair.__table__,
         stamp.__table__,
         entry.__table__,
+        tally.__table__,
     ]
     Base.metadata.create_all(engine, tables=tables)
     yield make_session_factory(engine)
@@ -258,6 +276,24 @@ def test_a_decimal_comes_back_from_every_write_as_it_is_stored(
     with UnitOfWork(factory) as uow:
         stored = [str(uow.repository(entry).get_one(key).amount) for key in (1, 2)]
     assert stored == ["4.50", "10.00"]
+
+
+def test_a_column_the_database_computes_on_update_comes_back_with_the_row(
+    factory: Any, tally: type[Any]
+) -> None:
+    """An update of a row read already is one UPDATE whose new values the repository knows,
+    except where the database computes one (an SQL `onupdate`): that one is read back."""
+    with UnitOfWork(factory) as uow:
+        tallies = uow.repository(tally)
+        tallies.create({"id": 1, "note": "a"})
+        updated = tallies.update(1, {"note": "b"})
+        assert (updated.note, updated.touched, updated.version) == ("b", 1, 2)
+        updated = tallies.update(1, {"note": "c"}, expected_version=2)
+        assert (updated.note, updated.touched, updated.version) == ("c", 2, 3)
+        uow.commit()
+    with UnitOfWork(factory) as uow:
+        stored = uow.repository(tally).get_one(1)
+        assert (stored.note, stored.touched, stored.version) == ("c", 2, 3)
 
 
 def test_keys_the_database_numbers_go_on_past_the_ones_given(

@@ -7,6 +7,7 @@ every engine translates database errors as its statements fail (`app.db.errors`)
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import fields
@@ -63,7 +64,7 @@ class DataSession(Session):
             # Session's own, named: repositories call this on plain Sessions too.
             Session.flush(self, objects)
         except StaleDataError as exc:
-            raise translate(exc, table=_stale_table(self)) from exc
+            raise translate(exc, table=_stale_table(self, exc)) from exc
         except sa_exc.PendingRollbackError as exc:
             raise translate(exc) from exc
 
@@ -82,11 +83,21 @@ class DataSession(Session):
             raise translate(exc) from exc
 
 
-def _stale_table(session: Session) -> Any:
-    # The rows being flushed are of the model that lost its lock (one kind in practice).
-    for instance in (*session.dirty, *session.deleted):
-        return type(instance).__table__
+def _stale_table(session: Session, exc: StaleDataError) -> Any:
+    """The table whose row lost its lock. The failed flush has put its rows back as they were,
+    so the session no longer lists them as changed; SQLAlchemy names the table in its message,
+    and the session holds a row of it."""
+    named = _STALE_TABLE.search(str(exc))
+    if named is None:
+        return None
+    for state in session.identity_map.all_states():
+        table = state.mapper.local_table
+        if getattr(table, "name", None) == named.group(1):
+            return table
     return None
+
+
+_STALE_TABLE = re.compile(r"statement on table '([^']+)'")
 
 
 class _QueuePool(QueuePool):

@@ -207,16 +207,24 @@ def _select_by_key(model: type[Any], rules: Rules, load: Sequence[str] | None) -
 
 
 def update_at_version(
-    model: type[Any], rules: Rules, key: Any, version: int, values: Mapping[str, Any]
+    model: type[Any],
+    rules: Rules,
+    key: Any,
+    version: int,
+    values: Mapping[str, Any],
+    *,
+    returning: bool = True,
 ) -> tuple[Update, dict[str, Any]]:
     """UPDATE of the `model` row with primary key `key`, only while it is at `version`, that
-    returns the row: the given values, and the version advanced (the timestamps marked
-    `onupdate` move with it); and its parameters. The statement is built once per model and
-    set of columns, its values all parameters: an update is a web request's commonest write,
-    and building it again each time cost about a tenth of one."""
+    returns the row (unless not `returning`): the given values, and the version advanced (the
+    timestamps marked `onupdate` move with it); and its parameters. The statement is built
+    once per model, set of columns and form, its values all parameters: an update is a web
+    request's commonest write, and building it again each time cost about a tenth of one."""
     names = tuple(values)
     statement = kept(
-        _updates_at_version, (model, names), lambda: _update_at_version(model, rules, names)
+        _updates_at_version,
+        (model, names, returning),
+        lambda: _update_at_version(model, rules, names, returning=returning),
     )
     parameters = {_SET + name: value for name, value in values.items()}
     parameters[_KEY] = key
@@ -225,10 +233,12 @@ def update_at_version(
 
 
 _KEY, _VERSION, _SET = "app_key", "app_version", "app_set_"
-_updates_at_version: dict[tuple[type[Any], tuple[str, ...]], Update] = {}
+_updates_at_version: dict[tuple[type[Any], tuple[str, ...], bool], Update] = {}
 
 
-def _update_at_version(model: type[Any], rules: Rules, names: tuple[str, ...]) -> Update:
+def _update_at_version(
+    model: type[Any], rules: Rules, names: tuple[str, ...], *, returning: bool
+) -> Update:
     table = rules.table
     counter = table.c[str(rules.version)]
     key = table.c[rules.primary_key[0]]
@@ -236,15 +246,15 @@ def _update_at_version(model: type[Any], rules: Rules, names: tuple[str, ...]) -
         name: bindparam(_SET + name, type_=table.c[name].type) for name in names
     }
     changes[counter.key] = counter + 1
-    return (
+    statement = (
         update(model)
         .where(
             key == bindparam(_KEY, type_=key.type),
             counter == bindparam(_VERSION, type_=counter.type),
         )
         .values(changes)
-        .returning(model)
     )
+    return statement.returning(model) if returning else statement
 
 
 def select_count(
