@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
@@ -276,6 +277,57 @@ def test_a_decimal_comes_back_from_every_write_as_it_is_stored(
     with UnitOfWork(factory) as uow:
         stored = [str(uow.repository(entry).get_one(key).amount) for key in (1, 2)]
     assert stored == ["4.50", "10.00"]
+
+
+def test_json_text_with_an_escaped_backslash_before_u0000_is_stored_and_a_nul_refused(
+    factory: Any, document: type[Any]
+) -> None:
+    """A backslash followed by "u0000" is six characters of text, not a NUL: stored on every
+    path. A NUL itself, which PostgreSQL's jsonb cannot hold, is refused on every backend."""
+    texts = ["\\u0000", "C:\\u0000dir", "\\\\u0000", {"\\u0000": ["\\u0000"]}]
+    with UnitOfWork(factory) as uow:
+        documents = uow.repository(document)
+        documents.create({"code": "d0", "body": texts[0]})
+        documents.create_many([{"code": f"d{n}", "body": body} for n, body in enumerate(texts)][1:])
+        for body in ("\x00", ["a\\\x00"], {"k\x00": 1}):
+            with pytest.raises(InvalidQueryError, match="body cannot contain NUL characters"):
+                documents.create({"code": "nul", "body": body})
+            with pytest.raises(InvalidQueryError, match="body cannot contain NUL characters"):
+                documents.create_many([{"code": "nul", "body": body}])
+        uow.commit()
+    with UnitOfWork(factory) as uow:
+        stored = [row.body for row in uow.repository(document).list(order_by=["code"])]
+    assert stored == texts
+
+
+def test_an_aware_datetime_that_leaves_the_calendar_in_utc_is_refused_on_every_path(
+    factory: Any, stamp: type[Any]
+) -> None:
+    """9999-12-31 23:00 at UTC-5 is in year 10000 in UTC, where the column stores it: refused
+    like any other value the column cannot hold, naming the field, on every write path and in
+    a filter; not an OverflowError from the driver."""
+    late = dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    early = dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5)))
+    refused = "at is outside years 1 to 9999 once in UTC"
+    with UnitOfWork(factory) as uow:
+        stamps = uow.repository(stamp)
+        stamps.create({"id": 1, "at": None})
+        for value in (late, early, late.isoformat()):
+            for write in (
+                partial(stamps.create, {"id": 2, "at": value}),
+                partial(stamps.create_many, [{"id": 2, "at": value}]),
+                partial(stamps.update, 1, {"at": value}),
+                partial(stamps.upsert, {"id": 1, "at": value}),
+                partial(stamps.upsert_many, [{"id": 1, "at": value}]),
+                partial(stamps.list, where={"at__ge": value}),
+            ):
+                with pytest.raises(InvalidQueryError, match=refused):
+                    write()
+        edge = dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+        stamps.create_many([{"id": 3, "at": edge}])
+        uow.commit()
+    with UnitOfWork(factory) as uow:
+        assert uow.repository(stamp).get_one(3).at == edge
 
 
 def test_a_column_the_database_computes_on_update_comes_back_with_the_row(

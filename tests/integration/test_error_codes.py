@@ -285,6 +285,36 @@ def test_a_null_in_a_required_column_names_the_column_and_not_the_row(engine_url
     assert str(caught.value) == "the database refused the user: email cannot be null"
 
 
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def test_a_value_the_driver_cannot_send_is_refused_and_quoted_nowhere(engine_url: URL) -> None:
+    """Raw SQL with text that is not Unicode (a lone surrogate) or an integer beyond 64 bits:
+    the driver fails in Python before sending, with an exception that holds the value (on
+    MariaDB, the whole statement with every value in it). It is an InvalidQueryError, and the
+    value is in no exception of its chain."""
+    surrogate = "\ud800" + SECRET_VALUE
+    with _engine(engine_url).connect() as conn:
+        with pytest.raises(InvalidQueryError, match="not valid Unicode") as caught:
+            conn.execute(text("SELECT :a, :b"), {"a": SECRET_VALUE, "b": surrogate})
+        conn.rollback()
+        chain = list(_chain(caught.value))
+        assert len(chain) > 1
+        for error in chain:
+            shown = f"{error!s} {error!r} {vars(error)} {getattr(error, 'object', '')!r}"
+            assert SECRET_VALUE not in shown, type(error)
+        if conn.dialect.name == "postgresql":
+            # A NUL in text: psycopg refuses it before sending (SQLite and MariaDB store it).
+            with pytest.raises(InvalidQueryError, match="refused the statement before sending"):
+                conn.execute(text("SELECT :a"), {"a": "nul\x00" + SECRET_VALUE})
+        if conn.dialect.name == "sqlite":  # the others send such a number as a decimal
+            with pytest.raises(InvalidQueryError, match="larger than the database driver"):
+                conn.execute(text("SELECT :a"), {"a": 2**70})
+
+
 def test_a_check_constraint_is_an_invalid_query(engine_url: URL) -> None:
     with _engine(engine_url).connect() as conn:
         conn.exec_driver_sql(
@@ -441,6 +471,13 @@ def test_postgresql_values_out_of_range_or_malformed_are_invalid(engine_url: URL
                 {"id": uuid.uuid4(), "t": "x" * 300, "o": uuid.uuid4()},
             )  # fmt: skip
         assert "is too long for its column" in str(refused.value)
+        conn.rollback()
+        # A sequence that reached its largest value has no number for the next row.
+        conn.exec_driver_sql("CREATE TEMPORARY TABLE tallies (id smallserial PRIMARY KEY, n int)")
+        conn.exec_driver_sql("SELECT setval('tallies_id_seq', 32767)")
+        with _refused(InvalidQueryError) as refused:
+            conn.exec_driver_sql("INSERT INTO tallies (n) VALUES (1)")
+        assert "out of the column's range" in str(refused.value)
 
 
 # -- MariaDB ------------------------------------------------------------------------------------
@@ -687,6 +724,26 @@ def test_mariadb_values_the_columns_cannot_hold_are_invalid(engine_url: URL) -> 
                 "INSERT INTO users (id, email, hashed_password, created_at, updated_at, version) "
                 "VALUES ('z', 'z', 'h', NOW(), NOW(), 'abc')"
             )
+        with _refused(InvalidQueryError) as truncated:  # 1265: a number with text after it
+            conn.execute(text("UPDATE users SET version = :v"), {"v": "1abc"})
+        assert str(truncated.value) == (
+            "the database refused the user: version is not a valid value for its column"
+        )
+        conn.rollback()
+
+
+@pytest.mark.backends("mariadb")
+def test_mariadb_numbering_past_its_column_is_out_of_range(engine_url: URL) -> None:
+    """A key given at the column's largest value leaves MariaDB no number for the next row
+    it numbers (167)."""
+    with _engine(engine_url).connect() as conn:
+        conn.exec_driver_sql(
+            "CREATE TEMPORARY TABLE tallies (id BIGINT AUTO_INCREMENT PRIMARY KEY, n INT)"
+        )
+        conn.exec_driver_sql(f"INSERT INTO tallies (id, n) VALUES ({2**63 - 1}, 1)")
+        with _refused(InvalidQueryError) as refused:
+            conn.exec_driver_sql("INSERT INTO tallies (n) VALUES (2)")
+        assert "out of the column's range" in str(refused.value)
 
 
 # -- SQLite -------------------------------------------------------------------------------------

@@ -104,6 +104,7 @@ POSTGRESQL_CODES = {
     "22001": _invalid(Rule.TOO_LONG),  # string_data_right_truncation
     "22003": _invalid(Rule.OUT_OF_RANGE),  # numeric_value_out_of_range
     "22008": _invalid(Rule.OUT_OF_RANGE),  # datetime_field_overflow
+    "2200H": _invalid(Rule.OUT_OF_RANGE),  # sequence_generator_limit_exceeded
 }
 POSTGRESQL_CLASSES = {
     "08": SERVER_GONE,  # connection_exception
@@ -146,6 +147,8 @@ MARIADB_ERRNOS = {
     1364: _invalid(Rule.NOT_NULL),  # ER_NO_DEFAULT_FOR_FIELD
     1406: _invalid(Rule.TOO_LONG),  # ER_DATA_TOO_LONG
     1264: _invalid(Rule.OUT_OF_RANGE),  # ER_WARN_DATA_OUT_OF_RANGE
+    167: _invalid(Rule.OUT_OF_RANGE),  # HA_ERR_AUTOINC_ERANGE: numbering past the column's top
+    1265: _invalid(Rule.MALFORMED),  # WARN_DATA_TRUNCATED ('1abc' for a number)
     1292: _invalid(Rule.MALFORMED),  # ER_TRUNCATED_WRONG_VALUE
     1366: _invalid(Rule.MALFORMED),  # ER_TRUNCATED_WRONG_VALUE_FOR_FIELD
     4025: _invalid(Rule.CHECK),  # ER_CONSTRAINT_FAILED
@@ -256,9 +259,11 @@ def classify(orig: BaseException | None) -> Meaning | None:
             # out connecting (ConnectionTimeout is an OperationalError), or, on a connection
             # that is still sound, refused the statement itself (`translate` knows). A pooler
             # says why in words only.
-            if not any(kind.__name__ == "OperationalError" for kind in type(orig).__mro__):
-                return None
-            return _refused_at_startup(str(orig))
+            kinds = {kind.__name__ for kind in type(orig).__mro__}
+            if "OperationalError" in kinds:
+                return _refused_at_startup(str(orig))
+            # psycopg's own refusal of a value it cannot send (text with a NUL).
+            return NOT_SENT if "DataError" in kinds else None
         if code == "0A000" and _stale_plan(orig):
             return RETRYABLE
         return POSTGRESQL_CODES.get(code) or POSTGRESQL_CLASSES.get(code[:2])
@@ -311,6 +316,8 @@ _MARIADB_NAMES = {
     1364: re.compile(r"^Field '(?P<column>[^']+)' doesn't have a default value$"),
     1406: re.compile(_COLUMN_AT_ROW),
     1264: re.compile(_COLUMN_AT_ROW),
+    1265: re.compile(_COLUMN_AT_ROW),
+    167: re.compile(r"^Out of range value for column '(?P<column>[^']+)'"),
     1292: re.compile(_COLUMN_AT_ROW),
     1366: re.compile(_COLUMN_AT_ROW),
 }

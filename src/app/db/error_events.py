@@ -66,7 +66,7 @@ def _on_error(context: ExceptionContext, *, refuses_writes: RefusesWrites) -> Ba
     if hides and isinstance(wrapped, sa_exc.StatementError):
         wrapped.params = None
     if not isinstance(wrapped, sa_exc.DBAPIError):
-        return None
+        return _unsendable(context, hides)
     meaning = classify(context.original_exception)
     if meaning is TOO_LARGE:
         # The server closed the connection after refusing the statement: never pooled again.
@@ -100,6 +100,21 @@ def _on_error(context: ExceptionContext, *, refuses_writes: RefusesWrites) -> Ba
     if statement and hides:
         scrub(context.original_exception)
     return translated
+
+
+def _unsendable(context: ExceptionContext, hides: bool) -> BaseException | None:
+    """A statement's value that could not be put into the form the driver sends (text that is
+    not Unicode, a number too large for it): the data-layer error for it. The exception
+    raised in Python holds the value (a UnicodeEncodeError holds all the text it was encoding:
+    on MariaDB, the whole statement with every value in it), so it is scrubbed."""
+    orig = context.original_exception
+    if context.connection is None or not isinstance(orig, UnicodeError | OverflowError):
+        return None
+    if hides:
+        if isinstance(orig, UnicodeError):
+            orig.object = type(orig.object)()  # type: ignore[attr-defined]
+        orig.args = ("the value is left out, as it may be a stored one",)
+    return translate(orig)
 
 
 def _why_read_only(context: ExceptionContext, refuses_writes: RefusesWrites) -> str:
@@ -137,8 +152,8 @@ def scrub(orig: BaseException) -> None:
     and its diagnostics. Its class and code stay, and the translated error names the rest."""
     code = code_of(orig)
     text = (
-        f"database error {code}: the driver's message is left out, as it may hold stored "
-        "values (DB_ECHO_PARAMETERS=true keeps it)"
+        f"{'' if code is None else f'database error {code}: '}the driver's message is left "
+        "out, as it may hold stored values (DB_ECHO_PARAMETERS=true keeps it)"
     )
     args = getattr(orig, "args", ())
     orig.args = (args[0], text) if args and isinstance(args[0], int) else (text,)

@@ -202,6 +202,16 @@ def translate(
     if isinstance(exc, sa_exc.PendingRollbackError):
         # The session's own refusal, after an error it has not been rolled back from.
         return InvalidQueryError(TRANSACTION_ABORTED)
+    if isinstance(exc, UnicodeError):  # encoding a value for the driver: nothing was sent
+        return InvalidQueryError(
+            "a text value of the statement is not valid Unicode (a lone surrogate, say): the "
+            "statement was not sent"
+        )
+    if isinstance(exc, OverflowError):  # a number the driver has no form for: nothing was sent
+        return InvalidQueryError(
+            "a number in the statement is larger than the database driver can send: the "
+            "statement was not sent"
+        )
     if isinstance(exc, sa_exc.TimeoutError):
         return DatabaseUnavailableError(
             "no database connection became free within DB_POOL_TIMEOUT; every pooled "

@@ -121,9 +121,9 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if not isinstance(value, dt.datetime):
             raise TypeError(f"expected a datetime, got {type(value).__name__}")
         if value.tzinfo is None or value.utcoffset() is None:
+            # The value stays out of the message: the error reaches logs and callers.
             raise ValueError(
-                f"naive datetime {value.isoformat()} refused: give it a timezone "
-                "(for example datetime.UTC)"
+                "a naive datetime refused: give it a timezone (for example datetime.UTC)"
             )
         value = value.astimezone(dt.UTC)
         if dialect.name == "postgresql":

@@ -23,14 +23,20 @@ import json
 import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from operator import itemgetter, methodcaller
+from operator import attrgetter, itemgetter, methodcaller
 from typing import Any, cast
 
 from app.db.errors import InvalidQueryError
 from app.db.types import new_hex_ids, new_id, utcnow
 from app.dialects import Backend, Batch, UniformUpsert
 from app.repositories import _statements
-from app.repositories._column_rules import DEEPEST_JSON, ColumnRule, too_deep
+from app.repositories._column_rules import (
+    DEEPEST_JSON,
+    ColumnRule,
+    holds_nul,
+    leaves_the_calendar,
+    too_deep,
+)
 from app.repositories._values import (
     Data,
     Prepare,
@@ -44,6 +50,8 @@ from app.repositories._values import (
 PrepareColumns = Callable[[dict[str, list[Any]]], bool]
 _NONE = type(None)
 _UTC_OFFSET = methodcaller("utcoffset")
+_YEAR = attrgetter("year")
+_ENDS = frozenset((dt.MINYEAR, dt.MAXYEAR))
 
 
 class _DefaultContext:
@@ -319,7 +327,12 @@ def _fine_one_by_one(rule: ColumnRule, values: list[Any], present: list[Any]) ->
 
 def _fine_timestamp(rule: ColumnRule, values: list[Any], present: list[Any]) -> list[Any] | None:
     if rule.aware:
-        return values if None not in map(_UTC_OFFSET, present) else None
+        if None in map(_UTC_OFFSET, present):
+            return None
+        # Only a datetime in the calendar's first or last year may leave it once in UTC.
+        if not _ENDS.isdisjoint(map(_YEAR, present)) and any(map(leaves_the_calendar, present)):
+            return None
+        return values
     return values if all(value.tzinfo is None for value in present) else None
 
 
@@ -336,7 +349,7 @@ def _fine_json(rule: ColumnRule, values: list[Any], present: list[Any]) -> list[
         joined.encode("utf-8")
     except (ValueError, TypeError, RecursionError):
         return None
-    if "\\u0000" in joined:
+    if holds_nul(joined):
         return None
     if joined.count("[") + joined.count("{") > DEEPEST_JSON and any(
         text is not None and too_deep(value, text)

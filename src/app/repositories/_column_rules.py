@@ -14,6 +14,7 @@ import decimal
 import enum
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -250,7 +251,15 @@ def _timestamp(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
         raise _refused(rule, "must be timezone-aware (for example datetime.UTC)")
     if rule.aware is False and aware:
         raise _refused(rule, "must be a naive datetime (the column keeps no timezone)")
+    if aware and leaves_the_calendar(value):
+        raise _refused(rule, "is outside years 1 to 9999 once in UTC, as it is stored")
     return value
+
+
+def leaves_the_calendar(value: dt.datetime) -> bool:
+    """Whether an aware datetime, stored in UTC, falls outside Python's years 1 to 9999: only
+    one within a day of either end can."""
+    return value.year in (dt.MINYEAR, dt.MAXYEAR) and quietly(value.astimezone, dt.UTC) is None
 
 
 def _date(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
@@ -308,13 +317,23 @@ def _json(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
     if dumped is None or quietly(str.encode, dumped, "utf-8") is None:
         raise _refused(rule, "must be JSON: objects, arrays, text, finite numbers, "
                              "true, false or null")  # fmt: skip
-    if "\\u0000" in dumped:
+    if holds_nul(dumped):
         raise _refused(rule, "cannot contain NUL characters")
     if too_deep(value, dumped):
         raise _refused(
             rule, f"is nested deeper than {DEEPEST_JSON} levels, the most every backend takes"
         )
     return value
+
+
+# A NUL in JSON text: the escape `\u0000` itself, not a backslash the text escaped (`\\`)
+# followed by "u0000". PostgreSQL's jsonb refuses it; so does every backend here.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def holds_nul(dumped: str) -> bool:
+    """Whether JSON text (`json.dumps`) holds a NUL character."""
+    return "\\u0000" in dumped and _NUL_ESCAPE.search(dumped) is not None
 
 
 # Arrays and objects inside one another: MariaDB's JSON_VALID, which its JSON columns check,
