@@ -377,6 +377,24 @@ def test_keys_the_database_numbers_go_on_past_the_ones_given(
             uow.commit()
 
 
+def test_create_many_numbers_rows_in_their_order_when_some_give_the_key(
+    factory: Any, gauge: type[Any]
+) -> None:
+    """Rows that leave the key to the database and rows that give it, mixed in one call, are
+    written in the order given: each row gets the number `create` one by one would give it."""
+
+    def unkeyed(n: int) -> dict[str, Any]:
+        return {key: value for key, value in _row(n).items() if key != "id"}
+
+    rows = [unkeyed(0), unkeyed(1), {**_row(2), "id": 9000}, unkeyed(3), {**_row(4), "id": 5}]
+    with UnitOfWork(factory) as uow:
+        uow.repository(gauge).create_many(rows)
+        uow.commit()
+    with UnitOfWork(factory) as uow:
+        stored = {row.code: row.id for row in uow.repository(gauge).list(order_by=["code"])}
+    assert stored == {"g000": 1, "g001": 2, "g002": 9000, "g003": 9001, "g004": 5}
+
+
 @pytest.mark.parametrize(
     "order", ["flag", "-flag", "ratio", "-ratio", "small", "-at", "span", "-span", "noted"]
 )

@@ -213,8 +213,19 @@ class PostgreSQL(Backend):
         pending = iter(batches)
         first = next(pending, None)
         inserted = 0
+        numbered = table.autoincrement_column
+        gave_keys = False
         while first is not None:
             batch = first
+            if numbered is not None:
+                # Rows that leave the key to the sequence after rows that gave it: the sequence
+                # goes on past those first, as between `create` calls (the repository does so
+                # after the last run).
+                if numbered.key in batch.columns:
+                    gave_keys = True
+                elif gave_keys:
+                    self.number_past_given_keys(connection, table, numbered.key)
+                    gave_keys = False
             try:
                 first, count = copy_run(connection, table, batch, pending)
             except sa_exc.DBAPIError as exc:

@@ -108,23 +108,26 @@ def _generated_key(rules: Rules) -> str | None:
 def complete_rows(
     rules: Rules, checked: Sequence[Mapping[str, Any]], now: dt.datetime
 ) -> list[dict[str, list[Any]]]:
-    """Whole rows, as `create` would write them, column by column: one group of columns per set
-    of database-filled columns the rows give. `checked` are what `new_row_values` returned."""
+    """Whole rows, as `create` would write them, column by column: one group of columns per run
+    of rows that give the same database-filled columns, in the rows' order (a key the database
+    numbers, given by one row, moves the numbering for the rows after it, and a row may refer
+    to one before it). `checked` are what `new_row_values` returned."""
     fillers = _fillers(rules, now)
-    groups: dict[frozenset[str], dict[str, list[Any]]] = {}
+    groups: list[dict[str, list[Any]]] = []
+    last: frozenset[str] | None = None
     for values in checked:
         given_filled = frozenset(name for name in values if name in rules.database_filled)
-        columns = groups.get(given_filled)
-        if columns is None:
+        if given_filled != last:
             names = [
                 name
                 for name in rules.table.columns.keys()  # noqa: SIM118 - a ColumnCollection
                 if name in fillers or name in given_filled
             ]
-            columns = groups[given_filled] = {name: [] for name in names}
-        for name, column in columns.items():
+            groups.append({name: [] for name in names})
+            last = given_filled
+        for name, column in groups[-1].items():
             column.append(values[name] if name in values else fillers[name](values))
-    return list(groups.values())
+    return groups
 
 
 def new_rows(
