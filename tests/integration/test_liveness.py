@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import URL
 
 from app.db import liveness
-from app.db.session import make_async_engine, make_engine
+from app.db.errors import ConnectionLostError
+from app.db.session import make_async_engine, make_engine, make_session_factory
 from app.dialects.pymysql_connection import EndAwareConnection
+from app.repositories import UnitOfWork, run_in_transaction
 
 pytestmark = pytest.mark.backends("postgresql", "mariadb")
 WHO_AM_I = {"postgresql": "SELECT pg_backend_pid()", "mariadb": "SELECT CONNECTION_ID()"}
@@ -155,3 +158,35 @@ def test_the_asyncio_face_pings_only_a_connection_left_idle_too(
             await engine.dispose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.backends("postgresql")
+def test_a_connection_lost_as_a_pooled_transaction_begins_is_a_lost_connection(
+    url: URL, admin: Engine
+) -> None:
+    """Behind a transaction pooler our settings go with each BEGIN, below SQLAlchemy's
+    execution. A connection that died after its checkout (the pooler restarted) fails there:
+    a ConnectionLostError, as at any statement, which `run_in_transaction` runs again on a new
+    connection, and never the driver's own error."""
+    engine = make_engine(url, pool_size=1, max_overflow=0, pooler="transaction")
+    doomed = [True, True]  # the next two checkouts' connections die before their BEGIN
+
+    @event.listens_for(engine, "checkout")
+    def _dies(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if doomed:
+            doomed.pop()
+            _end(admin, "postgresql", dbapi_connection.info.backend_pid)
+
+    attempts: list[int] = []
+
+    def unit(uow: UnitOfWork) -> Any:
+        attempts.append(1)
+        return uow.session.execute(text(WHO_AM_I["postgresql"])).scalar_one()
+
+    try:
+        with engine.connect() as connection, pytest.raises(ConnectionLostError):
+            connection.exec_driver_sql("SELECT 1")
+        assert run_in_transaction(unit, session_factory=make_session_factory(engine)) > 0
+        assert len(attempts) == 2
+    finally:
+        engine.dispose()

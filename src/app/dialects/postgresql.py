@@ -161,13 +161,19 @@ class PostgreSQL(Backend):
             return
         # Each transaction may run on another server connection: the settings go with every
         # transaction, as it begins, all in one message (SET LOCAL ends with the transaction).
+        # Sent as part of the dialect's BEGIN, so that a connection found dead there (the
+        # pooler restarted since the checkout) fails as any statement does: invalidated, and
+        # the error translated by the engine's handle_error.
         statement = "; ".join(f"SET LOCAL {name} = '{value}'" for name, value in assignments)
+        begin = engine.dialect.do_begin
 
-        @event.listens_for(engine, "begin")
-        def _transaction_settings(connection: Connection) -> None:
-            dbapi_connection = connection.connection.dbapi_connection
+        def _begin_with_settings(pooled: Any) -> None:
+            begin(pooled)
+            dbapi_connection = pooled.dbapi_connection
             if not getattr(dbapi_connection, "autocommit", False):
                 _run_on(dbapi_connection, statement, commit=False)
+
+        engine.dialect.do_begin = _begin_with_settings  # type: ignore[method-assign,assignment]
 
     def read_only_options(self) -> dict[str, Any]:
         return {"postgresql_readonly": True}
