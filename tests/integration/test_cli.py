@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from sqlalchemy.pool import NullPool
 
 from app import migrations
+from app.db.session import make_engine
 from tests.integration.helpers import run_app
 
 
@@ -132,6 +134,35 @@ def test_an_unknown_user_is_a_refused_login_on_every_server(fresh_url: str) -> N
     ), result.stderr
     assert result.stderr.count("\n") == 1
     assert "unknown-secret-pw" not in result.stdout + result.stderr
+
+
+@pytest.mark.backends("postgresql")
+def test_a_url_that_wants_a_writable_server_and_finds_none_says_so(fresh_url: str) -> None:
+    """Every server of the URL is up but takes no writes (a failover under way): not "cannot
+    connect", which sends an operator to check the credentials."""
+    _read_only_by_default(fresh_url, "on")
+    try:
+        result = run_app(
+            "db", "current", database_url=f"{fresh_url}?target_session_attrs=read-write"
+        )
+    finally:
+        _read_only_by_default(fresh_url, "off")
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "error: the database is unavailable: no server named in DATABASE_URL takes writes now "
+        "(read-only or a standby; a failover may be under way)"
+    ), result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def _read_only_by_default(url: str, setting: str) -> None:
+    engine = make_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:  # each statement its own transaction
+        connection.exec_driver_sql("SET default_transaction_read_only = off")
+        name = connection.exec_driver_sql("SELECT current_database()").scalar()
+        connection.exec_driver_sql(
+            f'ALTER DATABASE "{name}" SET default_transaction_read_only = {setting}'
+        )
 
 
 @pytest.mark.backends("postgresql", "mariadb")

@@ -236,6 +236,15 @@ _STARTUP_REFUSALS = (
         ),
         LOGIN,  # 28P01, 28000
     ),
+    # libpq's own refusal of a server that does not take writes where the URL asks for one
+    # that does (target_session_attrs=read-write or primary): every host said so, or was down.
+    (
+        re.compile(r"failed: (session is read-only|server is in hot standby mode)"),
+        _unavailable(
+            "no server named in DATABASE_URL takes writes now (read-only or a standby; a "
+            "failover may be under way)"
+        ),
+    ),
 )
 
 
