@@ -197,6 +197,17 @@ def test_a_duplicate_primary_key_is_a_conflict(engine_url: URL) -> None:
     # Raw SQL, whose error names no table on MariaDB ("for key 'PRIMARY'"): told alike.
     assert str(caught.value) == "a user with this id already exists"
     assert (caught.value.fields, caught.value.table) == (("id",), "users")
+    # The same rows sent as one executemany (its tags go after the statement's first word).
+    insert = text(
+        "INSERT INTO users (id, email, hashed_password, created_at, updated_at) "
+        "VALUES (:id, :email, 'h', :now, :now)"
+    )
+    with _engine(engine_url).connect() as conn:
+        rows = [{"id": user_id, "email": f"{n}@example.com", "now": _now(conn)} for n in (3, 4)]
+        with _refused(ConflictError) as caught:
+            conn.execute(insert, rows)
+    assert str(caught.value) == "a user with this id already exists"
+    assert (caught.value.fields, caught.value.table) == (("id",), "users")
 
 
 def test_a_missing_referenced_row_is_a_foreign_key_error(engine_url: URL) -> None:

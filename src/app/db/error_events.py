@@ -209,11 +209,13 @@ def _written_table(context: ExceptionContext) -> Table | None:
 
 
 # The table a write written as text (raw SQL on a session) names: for its errors to speak of
-# it where the driver's error names none (MariaDB's duplicate of a PRIMARY key).
+# it where the driver's error names none (MariaDB's duplicate of a PRIMARY key). Comments may
+# come between its words: a statement's tags go after the first word of a MariaDB executemany.
+_GAP = r"(?:\s|/\*.*?\*/)"
 _WRITE_TARGET = re.compile(
-    r"""^\s*(?:INSERT(?:\s+IGNORE)?\s+INTO|REPLACE\s+INTO|UPDATE|DELETE\s+FROM)\s+"""
-    r"""(?:[`"]?\w+[`"]?\.)?[`"]?(\w+)[`"]?""",
-    re.IGNORECASE,
+    rf"""^{_GAP}*(?:INSERT(?:{_GAP}+IGNORE)?{_GAP}+INTO|REPLACE{_GAP}+INTO|UPDATE|"""
+    rf"""DELETE{_GAP}+FROM){_GAP}+(?:[`"]?\w+[`"]?\.)?[`"]?(\w+)[`"]?""",
+    re.IGNORECASE | re.DOTALL,
 )
 
 
