@@ -26,6 +26,14 @@ def _user(uow: Any, email: str = "ada@example.com", **values: Any) -> Any:
     return uow.users.create({"email": email, "hashed_password": "h", **values})
 
 
+def _draft(faces: Faces) -> Any:
+    """An item titled "draft", committed."""
+    with faces.uow() as uow:
+        item = uow.items.create({"title": "draft", "owner_id": _user(uow).id})
+        uow.commit()
+    return item
+
+
 def _user_row(db: Database, email: str) -> tuple[Any, ...]:
     rows = db.run(
         "SELECT email, full_name, hashed_password, is_active, is_superuser, version "
@@ -167,9 +175,7 @@ def test_an_update_with_fields_is_a_new_version_even_with_the_values_stored(
 def test_an_update_of_a_row_read_is_one_update_that_a_fresh_read_agrees_with(
     faces: Faces, db: Database
 ) -> None:
-    with faces.uow() as uow:
-        item = uow.items.create({"title": "draft", "owner_id": _user(uow).id})
-        uow.commit()
+    item = _draft(faces)
     with faces.uow() as uow:
         held = uow.items.get_one(item.id)
         with statements_sent() as sent:
@@ -188,9 +194,7 @@ def test_an_update_of_a_row_read_is_one_update_that_a_fresh_read_agrees_with(
 def test_an_update_writes_the_changes_pending_on_the_row_with_it(
     faces: Faces, db: Database
 ) -> None:
-    with faces.uow() as uow:
-        item = uow.items.create({"title": "draft", "owner_id": _user(uow).id})
-        uow.commit()
+    item = _draft(faces)
     with faces.uow() as uow:
         uow.items.get_one(item.id).description = "set on the row"
         updated = uow.items.update(item.id, {"title": "final"})
@@ -210,9 +214,7 @@ def test_an_update_writes_the_changes_pending_on_the_row_with_it(
 def test_a_version_no_row_can_be_at_is_stale_on_every_backend(faces: Faces, db: Database) -> None:
     # Beyond the version column's 32 bits, and beyond any backend's 64: the same answer as for
     # any other version the row is not at, never the server's refusal of the number.
-    with faces.uow() as uow:
-        item = uow.items.create({"title": "draft", "owner_id": _user(uow).id})
-        uow.commit()
+    item = _draft(faces)
     for version in (2**31, -(2**31) - 1, 2**63, -(2**63) - 1, 10**30):
         with faces.uow() as uow:
             with pytest.raises(StaleObjectError) as stale:
