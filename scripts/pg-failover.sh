@@ -75,6 +75,14 @@ wait_for() {
 }
 
 states() { autoctl show state --pgdata "$dir/monitor" 2>/dev/null; }
+# Each server's own pid (to stop or pause one as a fault test does) and its supervisor's.
+pids() {
+  local name postmaster
+  for name in monitor node1 node2; do
+    postmaster=$(head -n 1 "$dir/$name/postmaster.pid" 2>/dev/null || true)
+    echo "$name: postgres pid ${postmaster:-none}, pg_autoctl supervisor pid $(cat "$dir/$name.pid" 2>/dev/null || echo none)"
+  done
+}
 formation_ready() {
   [[ $(states | grep -c -E '\|\s+primary\s+\|\s+primary\s*$') -eq 1 &&
      $(states | grep -c -E '\|\s+secondary\s+\|\s+secondary\s*$') -eq 1 ]]
@@ -106,6 +114,7 @@ up() {
     "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$client_user')
      THEN CREATE ROLE \"$client_user\" SUPERUSER LOGIN; END IF; END \$\$"
   states
+  pids
 }
 
 primary_port() {
@@ -136,7 +145,7 @@ down() {
 case "$command" in
   up) up ;;
   failover) failover ;;
-  state) states ;;
+  state) states && pids ;;
   down) down ;;
   *)
     echo "unknown command $command: up, failover, state or down" >&2
