@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import uuid
 import weakref
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.errors import RetryableError
+from app.db.errors import InvalidQueryError, RetryableError
 from app.db.runtime import Runtime, use_runtime
 from app.db.session import (
     make_async_engine,
@@ -26,6 +28,7 @@ from app.repositories import (
     run_in_transaction_async,
     transactional_async,
 )
+from app.repositories._async_calls import COMMITTED
 
 
 def _scalar(engine: Engine, sql: str) -> object:
@@ -94,6 +97,51 @@ def test_a_task_cancelled_inside_a_unit_leaves_no_row_and_no_connection_behind(
 
     asyncio.run(scenario())
     assert _scalar(committed_engine, "SELECT count(*) FROM users") == 0
+
+
+def test_a_task_cancelled_at_any_moment_of_its_unit_ends_cancelled_and_says_if_it_committed(
+    committed_url: str, committed_engine: Engine
+) -> None:
+    """Cancelled at a random moment, a task ends cancelled: never the statement's answer taken
+    and the unit run on to commit (asyncio.wait_for, which asyncmy bounds its reads with, does
+    that on Python 3.11 when the answer and the cancel come in the same turn of the loop). A
+    cancellation that came once commit() was called waited for the commit, and says so: the
+    rows stored are those of the units that finished or say they committed."""
+    chooser = random.Random(5)
+
+    async def scenario() -> tuple[int, int]:
+        engine = make_async_engine(committed_url, pool_size=4, max_overflow=0)
+        factory = make_async_session_factory(engine)
+        committed = cancelled = 0
+
+        async def sign_up(n: int) -> None:
+            async with AsyncUnitOfWork(factory) as uow:
+                for _ in range(8):
+                    await uow.users.count()
+                await uow.users.create({"email": f"c{n}@example.com", "hashed_password": "h"})
+                await uow.commit()
+
+        for n in range(120):
+            task = asyncio.create_task(sign_up(n))
+            await asyncio.sleep(chooser.uniform(0, 0.01))
+            if task.done():
+                committed += 1
+                continue
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError as exc:
+                if COMMITTED in getattr(exc, "__notes__", []):
+                    committed += 1
+                else:
+                    cancelled += 1
+        assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        await engine.dispose()
+        return committed, cancelled
+
+    committed, cancelled = asyncio.run(scenario())
+    assert committed + cancelled == 120
+    assert _scalar(committed_engine, "SELECT count(*) FROM users") == committed
 
 
 @pytest.mark.backends("postgresql", "mariadb")
@@ -315,3 +363,85 @@ def test_a_finished_unit_is_freed_at_once_with_its_sessions_on_both_faces(
     finally:
         gc.enable()
         engine.dispose()
+
+
+def test_calls_of_one_unit_from_several_tasks_run_one_at_a_time(
+    committed_url: str, committed_engine: Engine
+) -> None:
+    """A unit's session does one thing at a time: calls from several tasks each run whole, in
+    turn, and every one of them is what the commit stores. A call made from inside another
+    call of the same unit (an async iterable of rows that reads through the unit it feeds)
+    would wait for itself: refused."""
+
+    async def scenario() -> None:
+        engine = make_async_engine(committed_url)
+        factory = make_async_session_factory(engine)
+        async with AsyncUnitOfWork(factory) as uow:
+            created = await asyncio.gather(
+                *(uow.users.create({"email": f"p{n}@example.com", "hashed_password": "h"})
+                  for n in range(6)),
+                uow.users.count(),
+            )  # fmt: skip
+            await uow.commit()
+        assert len({user.id for user in created[:6]}) == 6
+
+        async def rows_reading_their_unit(unit: AsyncUnitOfWork) -> AsyncIterator[dict[str, str]]:
+            await unit.users.count()
+            yield {"email": "inner@example.com", "hashed_password": "h"}
+
+        async with AsyncUnitOfWork(factory) as uow:
+            with pytest.raises(InvalidQueryError, match="inside another of its calls"):
+                await uow.users.create_many(rows_reading_their_unit(uow))
+        await engine.dispose()
+
+    asyncio.run(scenario())
+    assert _scalar(committed_engine, "SELECT count(*) FROM users") == 6
+
+
+def test_a_bulk_write_cancelled_midway_ends_cancelled_and_stores_nothing(
+    committed_url: str, committed_engine: Engine
+) -> None:
+    """`asyncio.timeout` around a long `create_many` of a plain list: a TimeoutError, as for any
+    call, never the error its savepoint's rollback met on a connection the cancellation closed
+    (PostgreSQL's COPY); nothing of it is stored."""
+    rows = [{"email": f"b{n}@example.com", "hashed_password": "h"} for n in range(60_000)]
+
+    async def scenario() -> None:
+        engine = make_async_engine(committed_url)
+        factory = make_async_session_factory(engine)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05), AsyncUnitOfWork(factory) as uow:
+                await uow.users.create_many(rows)
+                await uow.commit()
+        assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        await engine.dispose()
+
+    asyncio.run(scenario())
+    assert _scalar(committed_engine, "SELECT count(*) FROM users") == 0
+
+
+def test_a_stream_left_early_does_not_stop_the_next_call(
+    committed_url: str, committed_engine: Engine
+) -> None:
+    """`break` out of `async for ... in iterate()`: the stream is closed by the event loop a
+    turn later, not at once as a blocking generator is; the unit's next call (which MariaDB
+    would refuse while the stream holds the connection) is made once it is."""
+
+    async def scenario() -> None:
+        engine = make_async_engine(committed_url)
+        factory = make_async_session_factory(engine)
+        async with AsyncUnitOfWork(factory) as uow:
+            await uow.users.create_many(
+                {"email": f"s{n}@example.com", "hashed_password": "h"} for n in range(50)
+            )
+            await uow.commit()
+        async with AsyncUnitOfWork(factory) as uow:
+            async for _row in uow.users.iterate(batch_size=10):
+                break
+            assert await uow.users.count() == 50
+            await uow.users.create({"email": "after@example.com", "hashed_password": "h"})
+            await uow.commit()
+        await engine.dispose()
+
+    asyncio.run(scenario())
+    assert _scalar(committed_engine, "SELECT count(*) FROM users") == 51

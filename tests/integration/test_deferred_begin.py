@@ -9,6 +9,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, text
@@ -61,6 +62,40 @@ def test_a_unit_that_only_reads_holds_no_transaction(
         assert _state_of(admin, uow.session) == "idle in transaction"
     with UnitOfWork(committing_factory) as uow:  # left without commit: nothing written
         assert uow.users.get_one(user_id).full_name is None
+
+
+@pytest.mark.parametrize("face", ["blocking", "asyncio"])
+def test_an_autocommit_left_on_a_pooled_connection_does_not_commit_the_next_unit(
+    committed_engine: Engine, face: str
+) -> None:
+    """A unit that never reached its end (a task cancelled while its BEGIN was deferred)
+    could leave its connection in psycopg's autocommit. The next unit on that connection still
+    defers its BEGIN: a write it does not commit is not stored."""
+
+    def left_in_autocommit(driver: Any) -> None:
+        driver.autocommit = True
+
+    async def asyncio_face() -> None:
+        engine = make_async_engine(committed_engine.url, pool_size=1, max_overflow=0)
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            await raw.driver_connection.set_autocommit(True)
+        async with AsyncUnitOfWork(make_async_session_factory(engine)) as uow:
+            await uow.users.create({"email": "left@example.com", "hashed_password": "x"})
+        await engine.dispose()
+
+    if face == "asyncio":
+        asyncio.run(asyncio_face())
+    else:
+        engine = make_engine(committed_engine.url, pool_size=1, max_overflow=0)
+        with engine.connect() as connection:
+            left_in_autocommit(connection.connection.driver_connection)
+            connection.connection.info.clear()  # as a unit that never reached its end leaves it
+        with UnitOfWork(make_session_factory(engine)) as uow:
+            uow.users.create({"email": "left@example.com", "hashed_password": "x"})
+        engine.dispose()
+    with committed_engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(User)) == 0
 
 
 def test_a_write_after_reads_commits_and_a_failed_one_leaves_nothing(

@@ -9,18 +9,28 @@ next ROLLBACK is a no-op and is not sent. Every command, a ping included, goes t
 
 It also tells `app.db.liveness` whether the server spoke to it while it sat in the pool: the
 event loop reads its socket as data comes, so the socket alone cannot say.
+
+And its wait for the server is bounded by `asyncio.timeout`, not by the `asyncio.wait_for`
+asyncmy uses: on Python 3.11, `wait_for` hands the answer to a task cancelled in the same turn
+of the loop as the answer came, and the cancellation is lost (the cancelled unit went on to
+commit).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from asyncmy.connection import Connection
 from asyncmy.constants.COMMAND import COM_QUERY
+from asyncmy.constants.CR import CR_SERVER_LOST
 from asyncmy.errors import OperationalError
 
 from app.db.liveness import readable
 from app.dialects import mariadb_packets
+
+_LOST = "Lost connection to MySQL server during query"
+_READ_TIMED_OUT = f"{_LOST} (read timeout)"
 
 
 class EndAwareAsyncConnection(Connection):
@@ -46,6 +56,31 @@ class EndAwareAsyncConnection(Connection):
         if mariadb_packets.over_limit(sql, self._packet_limit):
             errno, message = mariadb_packets.TOO_LARGE_ERRNO, mariadb_packets.TOO_LARGE_MESSAGE
             raise OperationalError(errno, message)
+
+    async def _fill_buffer(self, need: int) -> None:
+        """asyncmy's wait until `need` bytes of the answer are in, bounded by its read timeout
+        through `asyncio.timeout` (see the module)."""
+        bound = self._read_timeout  # type: ignore[attr-defined]  # not in its stubs
+        received: Any = getattr(self, "_proto", None)
+        if not bound or received is None:
+            await super()._fill_buffer(need)  # type: ignore[misc]  # not in its stubs
+            return
+        while received.length - received.pos < need:
+            if received.exc is not None or received.eof:
+                await super()._fill_buffer(need)  # type: ignore[misc]  # raises the loss
+                return
+            try:
+                async with asyncio.timeout(bound):
+                    await received.wait_for_data(need)
+            except TimeoutError:
+                await self.ensure_closed()
+                raise OperationalError(CR_SERVER_LOST, _READ_TIMED_OUT) from None
+            except asyncio.CancelledError:
+                # Cancelled mid-answer: the connection's packets are out of step for good.
+                self._close_on_cancel()  # type: ignore[attr-defined]  # not in its stubs
+                raise
+            except OSError as exc:
+                raise OperationalError(CR_SERVER_LOST, f"{_LOST} ({exc})") from None
 
     async def commit(self) -> None:
         await super().commit()

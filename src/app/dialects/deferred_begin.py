@@ -22,8 +22,8 @@ the server's transaction status), until the connection's next transaction or its
 pool.
 
 Left as it was: a unit at REPEATABLE READ or SERIALIZABLE (its snapshot spans its statements),
-a connection the caller put in autocommit itself, and a transaction pooler's connections (the
-settings ride on each transaction there).
+a connection the caller put in autocommit itself (`isolation_level="AUTOCOMMIT"`), and a
+transaction pooler's connections (the settings ride on each transaction there).
 """
 
 from __future__ import annotations
@@ -75,12 +75,19 @@ def install(engine: Engine) -> None:
         if fairy.info.get(_DEFERRED):
             return
         driver: Any = fairy.driver_connection
-        if fairy.info.pop(_BEGUN_BY_US, False) and not _autocommit_asked(connection):
-            # The autocommit our BEGIN left is ours: off, as at first.
-            fairy.dbapi_connection.autocommit = False  # type: ignore[union-attr]
-        if driver.autocommit or driver.isolation_level not in _READ_COMMITTED:
+        fairy.info.pop(_BEGUN_BY_US, None)
+        if _autocommit_asked(connection):
             return
-        fairy.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+        # Any other autocommit is ours: left by a BEGIN of ours, or by a unit that never
+        # reached its end here (a cancelled task's). Taken as it is where the unit defers its
+        # BEGIN again, else turned off; never trusted to mean the caller's autocommit, which
+        # would commit each statement of the unit on its own.
+        if driver.isolation_level not in _READ_COMMITTED:
+            if driver.autocommit:
+                fairy.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+            return
+        if not driver.autocommit:
+            fairy.dbapi_connection.autocommit = True  # type: ignore[union-attr]
         fairy.info[_DEFERRED] = True
 
     pipelined = psycopg.Pipeline.is_supported()
@@ -150,7 +157,12 @@ _TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
 
 
 def _autocommit_asked(connection: Connection) -> bool:
-    return connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    """Whether the caller asked for autocommit: for this connection, or for every connection
+    of its engine (`make_engine(..., isolation_level="AUTOCOMMIT")`)."""
+    asked = connection.get_execution_options().get("isolation_level")
+    if asked is None:
+        asked = getattr(connection.dialect, "_on_connect_isolation_level", None)
+    return bool(asked == "AUTOCOMMIT")
 
 
 def _idle(driver: Any) -> bool:

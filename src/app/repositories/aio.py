@@ -36,6 +36,7 @@ from app.db import telemetry
 from app.db.models import Item, User
 from app.db.runtime import get_async_session_factory, get_replicas
 from app.dialects import streaming
+from app.repositories._async_calls import run_blocking, stream_opened, to_its_end
 from app.repositories._declared import (
     declared_attributes,
     first_declared_for,
@@ -68,13 +69,6 @@ T = TypeVar("T")
 S = TypeVar("S")
 
 Rows = Iterable[Data] | AsyncIterable[Data]
-
-
-async def run_blocking(
-    session: AsyncSession, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
-) -> T:
-    """Run `fn(*args, **kwargs)` where its database calls can await `session`'s connection."""
-    return await session.run_sync(lambda _session: fn(*args, **kwargs))
 
 
 def awaited(
@@ -152,11 +146,18 @@ class AsyncRepository(Generic[ModelT]):
             # Called by a statement's event listener, inside SQLAlchemy's greenlet.
             kept.extend(await_only(result.fetchall()))
 
-        with streaming(self.sync.session.connection(), close, keep_rest):
-            async for row in result:
-                yield row
-            for row in kept:
-                yield row
+        stream_opened(self.async_session, True)
+        try:
+            with streaming(self.sync.session.connection(), close, keep_rest):
+                async for row in result:
+                    yield row
+                for row in kept:
+                    yield row
+        finally:
+            stream_opened(self.async_session, False)
+            # Left early (`break`, then closed by the event loop): the result is closed here,
+            # not left to the driver to find open.
+            await result.close()
 
     async def create_many(self, rows: Rows, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
         """`Repository.create_many`; `rows` may also be an async iterable."""
@@ -350,12 +351,14 @@ class AsyncUnitOfWork:
 
     async def commit(self) -> str:
         """Make the work so far permanent (inside a joined block: hand it to the enclosing one);
-        returns the commit's token, as `UnitOfWork.commit` does."""
-        return await run_blocking(self.async_session, self.sync.commit)
+        returns the commit's token, as `UnitOfWork.commit` does. A task cancelled meanwhile
+        waits for the commit to end, then ends cancelled: its `CancelledError` notes whether
+        the unit committed."""
+        return await to_its_end(run_blocking(self.async_session, self.sync.commit))
 
     async def commit_exactly_once(self) -> None:
         """`UnitOfWork.commit_exactly_once`, awaited."""
-        await run_blocking(self.async_session, self.sync.commit_exactly_once)
+        await to_its_end(run_blocking(self.async_session, self.sync.commit_exactly_once))
 
     async def rollback(self) -> None:
         """Discard the work since the last commit (inside a joined block: since it began)."""
