@@ -114,6 +114,31 @@ def test_a_conflict_in_bulk_carries_neither_the_batch_nor_its_values(users: User
         assert "taken@example.com" not in said
 
 
+@pytest.mark.backends("mariadb")
+def test_a_server_warning_quoting_a_value_is_logged_without_it(
+    committed_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncmy logs each warning the server gives a statement; MariaDB's quote the value they
+    are about ("Truncated incorrect INTEGER value: '...'"). Logged without their text."""
+    from sqlalchemy import text
+
+    from app.db.error_events import SERVER_WARNING
+    from app.db.session import make_async_engine
+
+    async def warned() -> None:
+        engine = make_async_engine(committed_url)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT CAST(:v AS INTEGER)"), {"v": SECRET})
+        finally:
+            await engine.dispose()
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(warned())
+    assert SERVER_WARNING in caplog.messages
+    assert SECRET not in caplog.text
+
+
 @pytest.mark.parametrize("face", ["blocking", "asyncio"])
 def test_a_bulk_load_that_fails_twice_logs_no_stored_value(
     face: str, committed_url: str, caplog: pytest.LogCaptureFixture

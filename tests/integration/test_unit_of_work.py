@@ -74,6 +74,29 @@ def test_the_second_of_two_concurrent_updates_is_stale(
         assert (getattr(row, field), row.version) == ("First", 2)
 
 
+@pytest.mark.parametrize(("model", "field"), [("users", "full_name"), ("items", "description")])
+def test_a_version_the_caller_gave_that_went_stale_meanwhile_is_never_a_lost_race(
+    committing_factory: sessionmaker[Session], model: str, field: str
+) -> None:
+    """`expected_version` given, and the row changed between the read and the write: the
+    caller's version is stale (`lost_race=False`: running the unit again would not help), the
+    same on every backend and path (one statement with RETURNING, one UPDATE after the read,
+    the ORM's flush for a model with validators)."""
+    with UnitOfWork(committing_factory) as setup:
+        user_id = setup.users.create({"email": "given@example.com", "hashed_password": "h"}).id
+        row_id = user_id if model == "users" else _item(setup, user_id)
+        setup.commit()
+
+    first, second = UnitOfWork(committing_factory), UnitOfWork(committing_factory)
+    with first, second:
+        held = getattr(second, model).get_one(row_id)  # read before the first writer's commit
+        getattr(first, model).update(row_id, {field: "First"})
+        first.commit()
+        with pytest.raises(StaleObjectError) as stale:
+            getattr(second, model).update(row_id, {field: "Second"}, expected_version=held.version)
+        assert stale.value.lost_race is False
+
+
 def _item(uow: UnitOfWork, owner_id: uuid.UUID) -> uuid.UUID:
     item_id: uuid.UUID = uow.items.create({"title": "shared", "owner_id": owner_id}).id
     return item_id

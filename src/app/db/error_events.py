@@ -188,6 +188,29 @@ def quiet_server_errors(logger: str) -> None:
     logging.getLogger(logger).addFilter(_SERVER_ERRORS_BY_CODE)
 
 
+class ServerWarningsWithoutText(logging.Filter):
+    """asyncmy logs each warning the server gave a statement (it asks SHOW WARNINGS), and a
+    warning may quote a stored value ("Truncated incorrect INTEGER value: '...'"): logged
+    without its text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            record.msg, record.args = SERVER_WARNING, ()
+        return True
+
+
+SERVER_WARNING = (
+    "the server gave a statement a warning; its text is left out, as it may quote stored "
+    "values (DB_ECHO_PARAMETERS=true keeps it)"
+)
+_SERVER_WARNINGS_WITHOUT_TEXT = ServerWarningsWithoutText()
+
+
+def quiet_server_warnings(logger: str) -> None:
+    """Log the server warnings of the driver logging as `logger` without their text (once)."""
+    logging.getLogger(logger).addFilter(_SERVER_WARNINGS_WITHOUT_TEXT)
+
+
 # An execution option naming the table a statement written as text writes to (a bulk load),
 # for its errors to speak of that table.
 WRITES_TO = "app_writes_to"

@@ -39,6 +39,7 @@ from sqlalchemy.engine import URL
 
 from app.config import mysql_servers
 from app.db.error_codes import code_of
+from app.db.error_events import quiet_server_warnings
 from app.db.errors import (
     DataLayerError,
     InvalidQueryError,
@@ -117,6 +118,8 @@ class MariaDB(Backend):
         self, engine: Engine, url: URL, *, causal_reads: bool, connect: ConnectOptions
     ) -> None:
         servers = mysql_servers(url)
+        if engine.hide_parameters:
+            quiet_server_warnings("asyncmy")
 
         @event.listens_for(engine, "do_connect")
         def _connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:

@@ -16,7 +16,7 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, NoReturn, TypeVar
 
 from sqlalchemy import CursorResult, Row, Select
 from sqlalchemy import inspect as sa_inspect
@@ -463,22 +463,40 @@ class Repository(Generic[ModelT]):
         instance = self.get_one(id)
         current = getattr(instance, version, None) if version else None
         if expected_version is not None and current != expected_version:
-            raise StaleObjectError(
-                f"the {self._rules.entity} is at version {current}, not version "
-                f"{expected_version}: someone changed it since it was read; load it again and "
-                "retry",
-                lost_race=False,
-            )
+            raise self._not_at(expected_version, current)
         if values and current is not None and self._updates_without_flush(instance):
-            return self._update_read_row(instance, values, current)
+            return self._update_read_row(instance, values, current, expected_version)
         for name, value in values.items():
             setattr(instance, name, value)
             # Written even where it equals the stored value (the ORM would skip it): every
             # update with fields is a new version of the row, on every path and backend, so a
             # client's If-Match goes stale alike everywhere.
             flag_modified(instance, name)
-        self._flush()
+        try:
+            self._flush()
+        except StaleObjectError as exc:
+            if expected_version is None:
+                raise
+            # The caller's version, stale since the read: as on the paths that write in one
+            # statement, not a race that running the unit again could win.
+            raise StaleObjectError(str(exc), lost_race=False) from exc
         return instance
+
+    def _not_at(self, expected: int, current: Any) -> StaleObjectError:
+        """The refusal of an update at version `expected` of a row at version `current`."""
+        return StaleObjectError(
+            f"the {self._rules.entity} is at version {current}, not version {expected}: "
+            "someone changed it since it was read; load it again and retry",
+            lost_race=False,
+        )
+
+    def _missed(self, key: Any, expected: int) -> NoReturn:
+        """After an UPDATE at version `expected` of the row with primary key `key` updated
+        nothing: the row is gone, or at another version (read again to say which)."""
+        current = self.session.get(self.model, key, populate_existing=True)
+        if current is None:
+            raise NotFoundError(self._not_found())
+        raise self._not_at(expected, getattr(current, str(self._rules.version)))
 
     def _version_can_be(self, number: int) -> bool:
         """Whether the version column can hold `number`. A version it cannot hold is stale
@@ -528,11 +546,14 @@ class Repository(Generic[ModelT]):
             )
         )
 
-    def _update_read_row(self, instance: ModelT, values: dict[str, Any], current: int) -> ModelT:
+    def _update_read_row(
+        self, instance: ModelT, values: dict[str, Any], current: int, expected: int | None
+    ) -> ModelT:
         """`update` of a row read already, as one UPDATE at the version it was read at:
         the ORM's flush (about a third of a unit that updates) is skipped, and `instance` takes
         the values written, as after a flush. No row updated is a race lost to another
-        transaction since the read."""
+        transaction since the read, or, where the caller gave the version it `expected`, that
+        version gone stale."""
         self._before_bulk_write()
         mapper = sa_inspect(self.model)
         key = getattr(instance, mapper.get_property_by_column(mapper.primary_key[0]).key)
@@ -543,6 +564,8 @@ class Repository(Generic[ModelT]):
             statement, parameters, execution_options={"synchronize_session": False}
         )
         if result.rowcount != 1:
+            if expected is not None:
+                self._missed(key, expected)
             raise translate(StaleDataError("no row at the version read"), table=self._rules.table)
         sent: Mapping[str, Any] = result.last_updated_params()  # type: ignore[assignment]
         for column in self._rules.table.columns:
@@ -562,17 +585,9 @@ class Repository(Generic[ModelT]):
         found: ModelT | None = self.session.scalars(
             statement, parameters, execution_options=options
         ).one_or_none()
-        if found is not None:
-            return found
-        current = self.session.get(self.model, key, populate_existing=True)
-        if current is None:
-            raise NotFoundError(self._not_found())
-        raise StaleObjectError(
-            f"the {self._rules.entity} is at version {getattr(current, str(self._rules.version))}"
-            f", not version {expected}: someone changed it since it was read; load it again "
-            "and retry",
-            lost_race=False,
-        )
+        if found is None:
+            self._missed(key, expected)
+        return found
 
     def delete(self, id: uuid.UUID | str | Any) -> None:
         """Delete the row (and, through the database, what it owns)."""
