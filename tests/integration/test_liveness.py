@@ -190,3 +190,34 @@ def test_a_connection_lost_as_a_pooled_transaction_begins_is_a_lost_connection(
         assert len(attempts) == 2
     finally:
         engine.dispose()
+
+
+@pytest.mark.backends("postgresql")
+def test_a_connection_ended_in_the_middle_of_a_copy_is_told_as_lost(
+    url: URL, admin: Engine
+) -> None:
+    """The server ends the session while `create_many` streams its COPY: a lost connection,
+    and nothing in the error's chain says the database could not be reached at all."""
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+
+    def rows(unit: UnitOfWork) -> Iterator[dict[str, str]]:
+        for n in range(3000):
+            if n == 1500:
+                pid = unit.session.connection().connection.driver_connection.info.backend_pid
+                _end(admin, "postgresql", pid)
+            yield {"email": f"copy{n}@example.com", "hashed_password": "h"}
+
+    try:
+        with (
+            pytest.raises(ConnectionLostError) as lost,
+            UnitOfWork(make_session_factory(engine)) as uow,
+        ):
+            uow.users.create_many(rows(uow), batch_size=100)
+        chain = []
+        error: BaseException | None = lost.value
+        while error is not None:
+            chain.append(str(error))
+            error = error.__cause__ or error.__context__
+        assert not [said for said in chain if "cannot connect" in said], chain
+    finally:
+        engine.dispose()

@@ -31,8 +31,11 @@ def driver_value(connection: Connection, statement: str, parameters: tuple[Any, 
                 cursor.execute(sent, parameters or None)
                 row = cursor.fetchone() if cursor.description else None
             except dbapi.Error as exc:
-                wrapped = sa_exc.DBAPIError.instance(sent, None, exc, dbapi.Error)
-                translated = translate(wrapped)
+                lost = connection.dialect.is_disconnect(exc, None, None)
+                wrapped = sa_exc.DBAPIError.instance(
+                    sent, None, exc, dbapi.Error, connection_invalidated=lost
+                )
+                translated = translate(wrapped, connected=not lost)
                 if translated is not wrapped and connection.engine.hide_parameters:
                     scrub(exc)
                 raise translated from exc

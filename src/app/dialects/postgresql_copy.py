@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from sqlalchemy import (
@@ -227,8 +227,15 @@ def _translated(connection: Connection, statement: str, table: Table | Any) -> I
     try:
         yield
     except psycopg.Error as exc:  # COPY is PostgreSQL's; both faces of psycopg raise these
-        wrapped = sa_exc.DBAPIError.instance(statement, None, exc, psycopg.Error)
-        translated = translate(wrapped, table=table if isinstance(table, Table) else None)
+        # A connection that broke mid-COPY was lost, not never made: said so, not "cannot
+        # connect" (which an error without the server's code would otherwise be).
+        lost = connection.dialect.is_disconnect(cast(Any, exc), None, None)
+        wrapped = sa_exc.DBAPIError.instance(
+            statement, None, exc, psycopg.Error, connection_invalidated=lost
+        )
+        translated = translate(
+            wrapped, table=table if isinstance(table, Table) else None, connected=not lost
+        )
         if translated is not wrapped and connection.engine.hide_parameters:
             scrub(exc)
         raise translated from exc
