@@ -221,3 +221,45 @@ def test_a_connection_ended_in_the_middle_of_a_copy_is_told_as_lost(
         assert not [said for said in chain if "cannot connect" in said], chain
     finally:
         engine.dispose()
+
+
+class _InterruptedMidPacket:
+    """A socket whose next large send stops half-way with a KeyboardInterrupt, as Ctrl-C in the
+    middle of a bulk load's file does; everything else goes to the real socket."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.armed = True
+
+    def sendall(self, data: bytes) -> None:
+        if self.armed and len(data) > 4096:
+            self.armed = False
+            self.real.sendall(data[: len(data) // 2])
+            raise KeyboardInterrupt
+        self.real.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@pytest.mark.backends("mariadb")
+def test_ctrl_c_in_the_middle_of_a_bulk_load_ends_it_at_once_and_stores_nothing(
+    url: URL,
+) -> None:
+    """PyMySQL waits for the server's answer after an interrupted LOAD DATA file, and the
+    server for the rest of the half-sent packet until its read timeout (a minute): the
+    interruption now cuts the connection, and comes out as itself, at once."""
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    rows = [{"email": f"load{n}@example.com", "hashed_password": "h" * 60} for n in range(5000)]
+    try:
+        with UnitOfWork(make_session_factory(engine)) as uow:
+            driver: Any = uow.session.connection().connection.driver_connection
+            driver._sock = _InterruptedMidPacket(driver._sock)
+            started = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):
+                uow.users.create_many(rows)
+        assert time.monotonic() - started < 10
+        with UnitOfWork(make_session_factory(engine)) as uow:
+            assert uow.users.count() == 0
+    finally:
+        engine.dispose()

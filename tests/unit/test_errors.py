@@ -132,3 +132,13 @@ def test_stale_data_becomes_stale_object() -> None:
 
 def test_invalid_query_is_also_a_value_error() -> None:
     assert issubclass(InvalidQueryError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "errno", [1158, 1159, 1160, 1161], ids=["read", "read timeout", "write", "write timeout"]
+)
+def test_mariadb_giving_up_on_the_clients_packets_is_a_lost_server(errno: int) -> None:
+    """The server closed the connection after a file or statement stopped mid-send."""
+    error = translate(_wrapped(pymysql.err.OperationalError(errno, "misleading text")))
+    assert isinstance(error, DatabaseUnavailableError)
+    assert "connection was lost" in str(error)

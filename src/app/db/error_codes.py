@@ -129,6 +129,12 @@ MARIADB_ERRNOS = {
     2055: SERVER_GONE,  # CR_SERVER_LOST_EXTENDED
     1927: SERVER_GONE,  # ER_CONNECTION_KILLED
     1053: SERVER_GONE,  # ER_SERVER_SHUTDOWN
+    # The server gave up on the client's packets (a file or statement cut off mid-send) and
+    # closed the connection.
+    1158: SERVER_GONE,  # ER_NET_READ_ERROR
+    1159: SERVER_GONE,  # ER_NET_READ_INTERRUPTED (net_read_timeout)
+    1160: SERVER_GONE,  # ER_NET_ERROR_ON_WRITE
+    1161: SERVER_GONE,  # ER_NET_WRITE_INTERRUPTED
     # A Galera node outside the cluster's primary component, or still joining it.
     1047: _unavailable("the Galera node is not ready (not synced with its cluster)"),
     1153: TOO_LARGE,  # ER_NET_PACKET_TOO_LARGE (max_allowed_packet)

@@ -60,6 +60,12 @@ def _on_error(context: ExceptionContext, *, refuses_writes: RefusesWrites) -> Ba
     # A failed pre-ping is the pool's to handle: it reconnects.
     if context.is_pre_ping:
         return None
+    interrupted = _interruption_behind(context.original_exception)
+    if interrupted is not None:
+        # The driver failed on its way out of an interruption (Ctrl-C): the interruption is
+        # what the caller sees, and the connection, cut mid-conversation, is not used again.
+        context.is_disconnect = True
+        return interrupted
     wrapped = context.sqlalchemy_exception
     # A statement's values stay out of the error SQLAlchemy raises, translated or not.
     hides = context.engine is None or context.engine.hide_parameters
@@ -100,6 +106,18 @@ def _on_error(context: ExceptionContext, *, refuses_writes: RefusesWrites) -> Ba
     if statement and hides:
         scrub(context.original_exception)
     return translated
+
+
+def _interruption_behind(error: BaseException | None) -> BaseException | None:
+    """The KeyboardInterrupt or SystemExit that `error` was raised while handling, if any."""
+    seen: set[int] = set()
+    link = error.__context__ if error is not None else None
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt | SystemExit):
+            return link
+        seen.add(id(link))
+        link = link.__context__
+    return None
 
 
 def _unsendable(context: ExceptionContext, hides: bool) -> BaseException | None:

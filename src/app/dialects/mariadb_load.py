@@ -109,6 +109,12 @@ class _Load:
                 raise
             self.connection.info[_NO_LOCAL_FILES] = True
             return False
+        except BaseException:
+            # Interrupted (the connection cut, `pymysql_connection`): the savepoint ends here
+            # as on a failure, so the caller's own savepoint finds the transaction it began.
+            if savepoint.is_active:
+                savepoint.rollback()
+            raise
         if result.rowcount == rows and not result.context.cursor.warning_count:
             savepoint.commit()
             return True

@@ -22,6 +22,8 @@ outcome.
 
 from __future__ import annotations
 
+import socket
+from contextlib import suppress
 from typing import Any
 
 from pymysql.connections import Connection
@@ -43,6 +45,7 @@ class EndAwareConnection(Connection):  # type: ignore[misc]  # PyMySQL is untype
     _only_read = True  # the transaction so far sent SELECTs alone, none of which failed
     _next_seq_id: int  # PyMySQL's: the number the next packet read must carry
     _packet_limit: int | None = None  # the server's max_allowed_packet, once asked
+    _sock: Any  # PyMySQL's: the connection's socket, None once closed
 
     def query(self, sql: Any, unbuffered: bool = False) -> int:
         try:
@@ -67,6 +70,19 @@ class EndAwareConnection(Connection):  # type: ignore[misc]  # PyMySQL is untype
             self._next_seq_id = 1
             self._read_ok_packet()
             self._next_seq_id = sent
+
+    def write_packet(self, payload: bytes) -> None:
+        try:
+            super().write_packet(payload)
+        except BaseException as exc:
+            if not isinstance(exc, Exception) and self._sock is not None:
+                # Interrupted (Ctrl-C) with the packet perhaps half sent, as in the middle of
+                # a bulk load's file: the server would wait for the rest until its read
+                # timeout, and the driver for the server's answer. Cut now, the waits end at
+                # once, and the interruption goes on (`app.db.error_events`).
+                with suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_RDWR)
+            raise
 
     def _refuse_if_too_large(self, sql: bytes | str) -> None:
         """The server's refusal of a statement over its `max_allowed_packet`, before it is
