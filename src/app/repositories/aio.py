@@ -149,8 +149,10 @@ class AsyncRepository(Generic[ModelT]):
         stream_opened(self.async_session, True)
         try:
             with streaming(self.sync.session.connection(), close, keep_rest):
-                async for row in result:
-                    yield row
+                # A batch at a time from the greenlet (`yield_per`), not a row at a time.
+                async for batch in result.partitions():
+                    for row in batch:
+                        yield row
                 for row in kept:
                     yield row
         finally:
