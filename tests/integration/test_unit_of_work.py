@@ -48,10 +48,7 @@ def test_the_second_of_two_concurrent_updates_is_stale(
 ) -> None:
     """The second writer never overwrites the first, and is told so the same way on every
     backend (SQLite included: its transaction begins at its first write)."""
-    with UnitOfWork(committing_factory) as setup:
-        user_id = setup.users.create({"email": "shared@example.com", "hashed_password": "h"}).id
-        row_id = user_id if model == "users" else _item(setup, user_id)
-        setup.commit()
+    row_id = _committed_row(committing_factory, model)
 
     first, second = UnitOfWork(committing_factory), UnitOfWork(committing_factory)
     with first, second:
@@ -82,10 +79,7 @@ def test_a_version_the_caller_gave_that_went_stale_meanwhile_is_never_a_lost_rac
     caller's version is stale (`lost_race=False`: running the unit again would not help), the
     same on every backend and path (one statement with RETURNING, one UPDATE after the read,
     the ORM's flush for a model with validators)."""
-    with UnitOfWork(committing_factory) as setup:
-        user_id = setup.users.create({"email": "given@example.com", "hashed_password": "h"}).id
-        row_id = user_id if model == "users" else _item(setup, user_id)
-        setup.commit()
+    row_id = _committed_row(committing_factory, model)
 
     first, second = UnitOfWork(committing_factory), UnitOfWork(committing_factory)
     with first, second:
@@ -97,9 +91,14 @@ def test_a_version_the_caller_gave_that_went_stale_meanwhile_is_never_a_lost_rac
         assert stale.value.lost_race is False
 
 
-def _item(uow: UnitOfWork, owner_id: uuid.UUID) -> uuid.UUID:
-    item_id: uuid.UUID = uow.items.create({"title": "shared", "owner_id": owner_id}).id
-    return item_id
+def _committed_row(factory: sessionmaker[Session], model: str) -> uuid.UUID:
+    """The id of a committed user, or of an item of one."""
+    with UnitOfWork(factory) as setup:
+        row_id: uuid.UUID = setup.users.create({"email": "s@example.com", "hashed_password": "h"}).id
+        if model == "items":
+            row_id = setup.items.create({"title": "shared", "owner_id": row_id}).id
+        setup.commit()
+    return row_id
 
 
 def test_units_that_each_read_then_update_their_own_row_all_commit(
