@@ -94,7 +94,8 @@ def test_a_version_the_caller_gave_that_went_stale_meanwhile_is_never_a_lost_rac
 def _committed_row(factory: sessionmaker[Session], model: str) -> uuid.UUID:
     """The id of a committed user, or of an item of one."""
     with UnitOfWork(factory) as setup:
-        row_id: uuid.UUID = setup.users.create({"email": "s@example.com", "hashed_password": "h"}).id
+        owner = setup.users.create({"email": "s@example.com", "hashed_password": "h"})
+        row_id: uuid.UUID = owner.id
         if model == "items":
             row_id = setup.items.create({"title": "shared", "owner_id": row_id}).id
         setup.commit()
