@@ -60,8 +60,9 @@ def _on_error(context: ExceptionContext, *, refuses_writes: RefusesWrites) -> Ba
     # A failed pre-ping is the pool's to handle: it reconnects.
     if context.is_pre_ping:
         return None
-    interrupted = _interruption_behind(context.original_exception)
-    if interrupted is not None:
+    original = context.original_exception
+    interrupted = raised_behind(original, (KeyboardInterrupt, SystemExit))
+    if interrupted is not None and interrupted is not original:
         # The driver failed on its way out of an interruption (Ctrl-C): the interruption is
         # what the caller sees, and the connection, cut mid-conversation, is not used again.
         context.is_disconnect = True
@@ -108,15 +109,18 @@ def _on_error(context: ExceptionContext, *, refuses_writes: RefusesWrites) -> Ba
     return translated
 
 
-def _interruption_behind(error: BaseException | None) -> BaseException | None:
-    """The KeyboardInterrupt or SystemExit that `error` was raised while handling, if any."""
+def raised_behind(
+    error: BaseException | None, kinds: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """The first exception of `kinds` in `error`'s chain (itself, then what it was raised
+    from or while handling), if any."""
     seen: set[int] = set()
-    link = error.__context__ if error is not None else None
+    link = error
     while link is not None and id(link) not in seen:
-        if isinstance(link, KeyboardInterrupt | SystemExit):
+        if isinstance(link, kinds):
             return link
         seen.add(id(link))
-        link = link.__context__
+        link = link.__cause__ or link.__context__
     return None
 
 

@@ -26,6 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.error_events import raised_behind
 from app.db.errors import InvalidQueryError
 
 P = ParamSpec("P")
@@ -83,7 +84,7 @@ async def run_blocking(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if _met_while_cancelled(exc):
+            if raised_behind(exc, asyncio.CancelledError) is not None:
                 raise asyncio.CancelledError() from exc
             raise
         finally:
@@ -94,18 +95,6 @@ def stream_opened(session: AsyncSession, opened: bool) -> None:
     """Count a stream of `session`'s unit as open (`opened`) or closed again."""
     info = session.sync_session.info
     info[_OPEN_STREAMS] = info.get(_OPEN_STREAMS, 0) + (1 if opened else -1)
-
-
-def _met_while_cancelled(exc: BaseException) -> bool:
-    """Whether `exc` was raised while a cancellation was on its way out (it is in its chain)."""
-    seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
-        if isinstance(link, asyncio.CancelledError):
-            return True
-        seen.add(id(link))
-        link = link.__cause__ or link.__context__
-    return False
 
 
 async def to_its_end(call: Coroutine[Any, Any, T]) -> T:
