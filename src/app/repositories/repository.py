@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, NoReturn, TypeVar
 
-from sqlalchemy import CursorResult, Row, Select
+from sqlalchemy import CursorResult, Row, Select, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified, set_committed_value
@@ -492,11 +492,18 @@ class Repository(Generic[ModelT]):
 
     def _missed(self, key: Any, expected: int) -> NoReturn:
         """After an UPDATE at version `expected` of the row with primary key `key` updated
-        nothing: the row is gone, or at another version (read again to say which)."""
-        current = self.session.get(self.model, key, populate_existing=True)
+        nothing: the row is gone, or at another version (read again to say which). The read
+        is a locking one: under MariaDB's REPEATABLE READ a plain one sees the unit's snapshot,
+        where the row may still be at the version the UPDATE no longer found."""
+        table = self._rules.table
+        current = self.session.scalar(
+            select(table.c[str(self._rules.version)])
+            .where(table.c[self._rules.primary_key[0]] == key)
+            .with_for_update()
+        )
         if current is None:
             raise NotFoundError(self._not_found())
-        raise self._not_at(expected, getattr(current, str(self._rules.version)))
+        raise self._not_at(expected, current)
 
     def _version_can_be(self, number: int) -> bool:
         """Whether the version column can hold `number`. A version it cannot hold is stale
