@@ -4,7 +4,8 @@ session) does.
 
 Statements are built in `_statements` (with `_filters`, `_ordering` and `_cursors`), values
 checked in `_values` and `_column_rules`, bulk rows batched in `_bulk`, upserts of rows that
-are not uniform grouped in `_upserts`; they run here, and what differs by database comes from
+are not uniform grouped in `_upserts`, updates at a version that skip the ORM's flush in
+`_versioned`; they run here, and what differs by database comes from
 the session's backend (`app.dialects`). Database errors arrive translated: every
 engine the project builds translates them (`app.db.errors`).
 """
@@ -16,13 +17,12 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, NoReturn, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import CursorResult, Row, Select, select
+from sqlalchemy import Row, Select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import flag_modified, set_committed_value
-from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.util import identity_key
 
 from app.db.errors import (
@@ -32,14 +32,13 @@ from app.db.errors import (
     ReadOnlyError,
     StaleObjectError,
     conflict_on,
-    translate,
 )
 from app.db.models import Base
 from app.db.runtime import get_runtime
 from app.db.session import DataSession
 from app.dialects import Backend, UniformUpsert, backend_of, streaming
 from app.dialects.base import BulkLoadRefused, execute_compiled
-from app.repositories import _bulk, _statements, _upserts
+from app.repositories import _bulk, _statements, _upserts, _versioned
 from app.repositories._column_rules import as_uuid, to_json
 from app.repositories._cursors import (
     decode_cursor,
@@ -208,12 +207,8 @@ class Repository(Generic[ModelT]):
         """The row with this primary key, or `NotFoundError`."""
         found = self.get(id, load=load)
         if found is None:
-            raise NotFoundError(self._not_found())
+            raise NotFoundError(_versioned.not_found(self._rules))
         return found
-
-    def _not_found(self) -> str:
-        # The key is the caller's value (a natural key may be an email or a token): left out.
-        return f"no {self._rules.entity} with the given id"
 
     def list(
         self,
@@ -443,29 +438,32 @@ class Repository(Generic[ModelT]):
         one that gives none writes nothing, and checks `expected_version` all the same.
         """
         values = row_values(self._rules, data, writable=self._rules.updatable, prepare=self.prepare)
-        version = self._rules.version
-        if expected_version is not None and version is None:
-            raise InvalidQueryError(
-                f"{self._rules.name} has no version column: expected_version cannot be checked"
-            )
-        if expected_version is not None and not _is_whole_number(expected_version):
-            # Said by type only: the value is the caller's input and stays out of the message.
-            raise InvalidQueryError(
-                f"expected_version must be a whole number, not {type(expected_version).__name__}"
-            )
-        if (
-            expected_version is not None
-            and values
-            and self._version_can_be(expected_version)
-            and self._updates_in_one_statement()
-        ):
-            return self._update_at_version(self._key(id), values, expected_version)
+        session, model, rules = self.session, self.model, self._rules
+        if expected_version is not None:
+            _versioned.check_expected_version(rules, expected_version)
+            if (
+                values
+                and _versioned.version_can_be(rules, expected_version)
+                and _versioned.updates_in_one_statement(session, model, rules)
+            ):
+                key = self._key(id)
+                self._before_bulk_write()
+                return _versioned.update_at_version(
+                    session, model, rules, key, values, expected_version
+                )
         instance = self.get_one(id)
-        current = getattr(instance, version, None) if version else None
+        current = getattr(instance, rules.version) if rules.version else None
         if expected_version is not None and current != expected_version:
-            raise self._not_at(expected_version, current)
-        if values and current is not None and self._updates_without_flush(instance):
-            return self._update_read_row(instance, values, current, expected_version)
+            raise _versioned.not_at(rules, expected_version, current)
+        if (
+            values
+            and current is not None
+            and _versioned.updates_without_flush(session, model, rules, instance)
+        ):
+            self._before_bulk_write()
+            return _versioned.update_read_row(
+                session, model, rules, instance, values, current, expected_version
+            )
         for name, value in values.items():
             setattr(instance, name, value)
             # Written even where it equals the stored value (the ORM would skip it): every
@@ -481,120 +479,6 @@ class Repository(Generic[ModelT]):
             # statement, not a race that running the unit again could win.
             raise StaleObjectError(str(exc), lost_race=False) from exc
         return instance
-
-    def _not_at(self, expected: int, current: Any) -> StaleObjectError:
-        """The refusal of an update at version `expected` of a row at version `current`."""
-        return StaleObjectError(
-            f"the {self._rules.entity} is at version {current}, not version {expected}: "
-            "someone changed it since it was read; load it again and retry",
-            lost_race=False,
-        )
-
-    def _missed(self, key: Any, expected: int) -> NoReturn:
-        """After an UPDATE at version `expected` of the row with primary key `key` updated
-        nothing: the row is gone, or at another version (read again to say which). The read
-        is a locking one: under MariaDB's REPEATABLE READ a plain one sees the unit's snapshot,
-        where the row may still be at the version the UPDATE no longer found."""
-        table = self._rules.table
-        current = self.session.scalar(
-            select(table.c[str(self._rules.version)])
-            .where(table.c[self._rules.primary_key[0]] == key)
-            .with_for_update()
-        )
-        if current is None:
-            raise NotFoundError(self._not_found())
-        raise self._not_at(expected, current)
-
-    def _version_can_be(self, number: int) -> bool:
-        """Whether the version column can hold `number`. A version it cannot hold is stale
-        for every row, found by reading the row, as on a backend whose server would refuse
-        the number (PostgreSQL) as on one that would compare it (SQLite, MariaDB)."""
-        try:
-            self._rules.rule(str(self._rules.version)).coerce(number)
-        except InvalidQueryError:
-            return False
-        return True
-
-    def _updates_in_one_statement(self) -> bool:
-        """Whether an update at a version the caller knows may skip reading the row: where
-        the database returns the updated row, and the ORM's flush may be skipped."""
-        # Without UPDATE ... RETURNING (MariaDB) the row would be read after the UPDATE: the
-        # same two statements as reading it first, and measured slower (bench/updates.py).
-        return self.session.connection().dialect.update_returning and self._skips_flush()
-
-    def _skips_flush(self) -> bool:
-        """Whether an update may be a statement of its own rather than the ORM's flush: only
-        where nothing the ORM runs on the way would be left out (validators, update events,
-        flush listeners: the caller's model or session may have them)."""
-        mapper = sa_inspect(self.model)
-        dispatch = self.session.dispatch
-        return not (
-            mapper.validators
-            or mapper.dispatch.before_update
-            or mapper.dispatch.after_update
-            or dispatch.before_flush
-            or dispatch.after_flush
-            or dispatch.after_flush_postexec
-            or len(self._rules.primary_key) != 1
-        )
-
-    def _updates_without_flush(self, instance: ModelT) -> bool:
-        """Whether an update of `instance`, read already, may be one UPDATE at its version
-        (`_update_read_row`): not while the caller has changes of its own pending on it, which
-        the ORM's flush would write in the same statement, and only where every `onupdate` is
-        computed in Python, so the row's new values are known without reading it again."""
-        return (
-            not sa_inspect(instance).modified
-            and self._skips_flush()
-            and not any(
-                column.server_onupdate is not None
-                or (column.onupdate is not None and column.onupdate.is_clause_element)
-                for column in self._rules.table.columns
-            )
-        )
-
-    def _update_read_row(
-        self, instance: ModelT, values: dict[str, Any], current: int, expected: int | None
-    ) -> ModelT:
-        """`update` of a row read already, as one UPDATE at the version it was read at:
-        the ORM's flush (about a third of a unit that updates) is skipped, and `instance` takes
-        the values written, as after a flush. No row updated is a race lost to another
-        transaction since the read, or, where the caller gave the version it `expected`, that
-        version gone stale."""
-        self._before_bulk_write()
-        mapper = sa_inspect(self.model)
-        key = getattr(instance, mapper.get_property_by_column(mapper.primary_key[0]).key)
-        statement, parameters = _statements.update_at_version(
-            self.model, self._rules, key, current, values, returning=False
-        )
-        result: CursorResult[Any] = self.session.execute(  # type: ignore[assignment]
-            statement, parameters, execution_options={"synchronize_session": False}
-        )
-        if result.rowcount != 1:
-            if expected is not None:
-                self._missed(key, expected)
-            raise translate(StaleDataError("no row at the version read"), table=self._rules.table)
-        sent: Mapping[str, Any] = result.last_updated_params()  # type: ignore[assignment]
-        for column in self._rules.table.columns:
-            if column.key in values or column.onupdate is not None:
-                written = values[column.key] if column.key in values else sent[column.key]
-                set_committed_value(instance, mapper.get_property_by_column(column).key, written)
-        set_committed_value(instance, str(self._rules.version), current + 1)
-        return instance
-
-    def _update_at_version(self, key: Any, values: dict[str, Any], expected: int) -> ModelT:
-        """`update` at a known version in one statement, the row read back by RETURNING."""
-        self._before_bulk_write()
-        statement, parameters = _statements.update_at_version(
-            self.model, self._rules, key, expected, values
-        )
-        options = {"synchronize_session": False, "populate_existing": True}
-        found: ModelT | None = self.session.scalars(
-            statement, parameters, execution_options=options
-        ).one_or_none()
-        if found is None:
-            self._missed(key, expected)
-        return found
 
     def delete(self, id: uuid.UUID | str | Any) -> None:
         """Delete the row (and, through the database, what it owns)."""
@@ -768,8 +652,3 @@ def _plain(model: type[Any]) -> type[Repository[Any]]:
 
 
 __all__ = ["DEFAULT_BATCH_SIZE", "Data", "ModelT", "OffsetPage", "Page", "Repository"]
-
-
-def _is_whole_number(value: object) -> bool:
-    """An int, not a bool."""
-    return isinstance(value, int) and not isinstance(value, bool)
