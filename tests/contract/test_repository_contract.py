@@ -551,3 +551,28 @@ def test_a_failed_bulk_write_stores_none_of_its_rows_however_it_is_fed(
         uow.users.create({"email": "after@example.com", "hashed_password": "x"})
         uow.commit()
     assert db.count("users") == 2
+
+
+@pytest.mark.parametrize("method", ["create_many", "upsert_many"])
+def test_a_row_a_bulk_write_refuses_is_named_by_its_index_among_the_rows_given(
+    faces: Faces, db: Database, method: str
+) -> None:
+    """Row 1,700 of 2,500, in the second batch, is refused before it is sent: the error names
+    its index in the call, list or stream, where a single write's names none."""
+    rows = [{"email": f"r{n}@example.com", "hashed_password": "x"} for n in range(2500)]
+    rows[1700]["email"] = "x" * 400 + "@example.com"
+    with faces.uow() as uow:
+        write = getattr(uow.users, method)
+        options = {"conflict": "email"} if method == "upsert_many" else {}
+        for given in (rows, faces.stream(rows)):
+            with pytest.raises(InvalidQueryError) as refused:
+                write(given, batch_size=1000, **options)
+            assert refused.value.row == 1700
+            assert str(refused.value) == (
+                "row 1700 (counting from 0): email is longer than 320 characters (412)"
+            )
+        with pytest.raises(InvalidQueryError) as single:
+            uow.users.create(rows[1700])
+        assert single.value.row is None
+        assert str(single.value) == "email is longer than 320 characters (412)"
+    assert db.count("users") == 0

@@ -44,10 +44,19 @@ class DataLayerError(Exception):
     One made from a database's refusal also carries, for logs, the database's code (`code`:
     SQLSTATE, MariaDB errno or SQLite result code) and the table it named (`table`); the
     driver's exception stays chained, its text and diagnostics cleared of stored values.
+
+    One that refuses a row of a bulk call (`create_many`, `upsert_many`) before it is sent says
+    which in `row`: its index among the rows given, counting from 0 (its message says so too).
     """
 
     code: str | int | None = None
     table: str | None = None
+    row: int | None = None
+
+    def at_row(self, index: int) -> None:
+        """Say this error of the row at `index` of a bulk call's rows."""
+        self.row = index
+        self.args = (f"row {index} (counting from 0): {self.args[0]}",)
 
 
 class NotFoundError(DataLayerError, LookupError):

@@ -42,7 +42,7 @@ from app.repositories._values import (
     Prepare,
     Rules,
     batches,
-    new_row_values,
+    new_rows_values,
     other_keys_given,
     target_given,
 )
@@ -142,7 +142,7 @@ def new_rows(
     uniform = uniform_columns(rules, rows, now, prepare_columns)
     if uniform is not None:
         return [Batch(len(rows), uniform[0], uniform[1])]
-    checked = [new_row_values(rules, row, prepare=prepare) for row in rows]
+    checked = new_rows_values(rules, rows, prepare=prepare)
     return [
         Batch(len(next(iter(columns.values()), [])), columns)
         for columns in complete_rows(rules, checked, now)

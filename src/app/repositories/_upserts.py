@@ -20,7 +20,7 @@ from app.repositories._values import (
     Data,
     Prepare,
     Rules,
-    new_row_values,
+    new_rows_values,
     other_keys_given,
     target_given,
 )
@@ -38,8 +38,7 @@ def upsert_rows(
     """Upsert rows one statement per set of given fields; the rows as sent."""
     missing: set[str] = set()
     given_sets: dict[frozenset[str], list[dict[str, Any]]] = {}
-    for data in batch:
-        values = new_row_values(rules, data, prepare=prepare, upserting=True)
+    for values in new_rows_values(rules, batch, prepare=prepare, upserting=True):
         # A primary key left out that is made here (an id): such a row can only be inserted.
         missing |= {
             name for name in target if target_given(rules, name) and values.get(name) is None

@@ -294,7 +294,16 @@ def check_batch_size(size: int) -> None:
         raise InvalidQueryError(f"batch_size must be an integer of at least 1, got {_shown(size)}")
 
 
-def batches(rows: Iterable[Data], size: int) -> Iterator[list[Data]]:
+class BatchOfCall(list[Data]):
+    """A batch of a bulk call's rows, and where in the call it starts: the index of its first
+    row among the rows given, counting from 0 (a refused row is named by its index)."""
+
+    def __init__(self, rows: Iterable[Data], first: int) -> None:
+        super().__init__(rows)
+        self.first = first
+
+
+def batches(rows: Iterable[Data], size: int) -> Iterator[BatchOfCall]:
     """`rows` in lists of at most `size`, pulled lazily."""
     check_batch_size(size)
     if isinstance(rows, str | bytes | Mapping | BaseModel) or not isinstance(rows, Iterable):
@@ -303,8 +312,27 @@ def batches(rows: Iterable[Data], size: int) -> Iterator[list[Data]]:
             f"{type(rows).__name__}"
         )
     iterator = iter(rows)
-    while batch := list(islice(iterator, size)):
+    first = 0
+    while batch := BatchOfCall(islice(iterator, size), first):
         yield batch
+        first += len(batch)
+
+
+def new_rows_values(
+    rules: Rules, rows: Sequence[Data], *, prepare: Prepare, upserting: bool = False
+) -> list[dict[str, Any]]:
+    """`new_row_values` of each of `rows`; a refused row of a bulk call's batch is named by its
+    index in the call."""
+    first = rows.first if isinstance(rows, BatchOfCall) else None
+    checked = []
+    for offset, data in enumerate(rows):
+        try:
+            checked.append(new_row_values(rules, data, prepare=prepare, upserting=upserting))
+        except InvalidQueryError as refused:
+            if first is not None:
+                refused.at_row(first + offset)
+            raise
+    return checked
 
 
 def check_limit(limit: int, name: str = "limit") -> None:
