@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.errors import ConflictError, InvalidQueryError
 from app.db.models import Item
-from app.dialects import postgresql
+from app.dialects import postgresql_upserts
 from app.repositories import ItemRepository, UserRepository
 
 FIELDS = ("email", "full_name", "is_active", "is_superuser", "version")
@@ -218,7 +218,7 @@ def test_a_batch_larger_than_one_statement_may_carry_is_split(
 @pytest.fixture
 def small_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL's upsert rounds of 60 rows, so a few batches make several rounds."""
-    monkeypatch.setattr(postgresql, "ROUND_ROWS", 60)
+    monkeypatch.setattr(postgresql_upserts, "ROUND_ROWS", 60)
 
 
 @pytest.mark.usefixtures("small_rounds")

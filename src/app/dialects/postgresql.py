@@ -25,26 +25,19 @@ from sqlalchemy import (
     Connection,
     Engine,
     Insert,
-    Select,
     Table,
     any_,
     bindparam,
     event,
-    literal,
-    select,
     text,
-    tuple_,
 )
-from sqlalchemy import column as lightweight_column
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import table as lightweight_table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from app.db.error_events import quiet_server_errors
 from app.db.errors import (
-    ConflictError,
     MigrationLockedError,
     StatisticsUnavailableError,
 )
@@ -57,7 +50,6 @@ from app.dialects.base import (
     ConnectOptions,
     HeavyStatement,
     PreparedUpsert,
-    UniformUpsert,
     UpsertOtherwise,
     UpsertPlan,
     on_conflict_do_update,
@@ -65,10 +57,10 @@ from app.dialects.base import (
 )
 from app.dialects.commit_markers import CommitReceipt, note_writes, wrote
 from app.dialects.driver import driver_value
-from app.dialects.postgresql_copy import copy_from, copy_run, copy_text, copy_writers
+from app.dialects.postgresql_copy import copy_run
 from app.dialects.postgresql_plans import AsyncReplanning, Replanning
+from app.dialects.postgresql_upserts import upsert_in_rounds
 from app.dialects.postgresql_waits import BoundedWaits, PromptlyCancelled, answer_bound
-from app.dialects.streams import is_streaming
 
 # The migration lock: pg_advisory_lock takes a bigint, a stable number derived from a name.
 MIGRATION_LOCK_KEY = zlib.crc32(b"app:migrations")
@@ -78,9 +70,6 @@ MIGRATION_LOCK_KEY = zlib.crc32(b"app:migrations")
 _STILL_IN = "FROM pg_stat_activity WHERE backend_xid::text::bigint = :xid % 4294967296"
 _END_TRANSACTION = text("SELECT pg_terminate_backend(pid) " + _STILL_IN)
 _END_TRANSACTION_WAITING = text("SELECT pg_terminate_backend(pid, 5000) " + _STILL_IN)
-# Rows an upsert round holds: enough that the per-round costs vanish, few enough that the COPY
-# text and the keys a round keeps stay a few megabytes.
-ROUND_ROWS = 50_000
 
 
 class PostgreSQL(Backend):
@@ -251,25 +240,9 @@ class PostgreSQL(Backend):
         prepared: Iterator[PreparedUpsert],
         otherwise: UpsertOtherwise,
     ) -> None:
-        """Distinct uniform batches whose columns COPY text can carry in rounds (`_Rounds`),
-        the others by `otherwise`."""
-        rounds = _Rounds(session, table, target)
-        connection = session.connection()
-        pending = next(prepared, None)
-        while pending is not None:
-            rows, uniform = pending
-            # Rows that may come from a stream on this connection (known once the first batch
-            # is taken) are not pulled from inside a COPY.
-            if (
-                uniform is None
-                or not uniform.distinct
-                or is_streaming(connection)
-                or copy_writers(table, tuple(uniform.batch.columns)) is None
-            ):
-                otherwise(rows, uniform)
-                pending = next(prepared, None)
-            else:
-                pending = rounds.run(uniform, prepared)
+        """Distinct uniform batches whose columns COPY text can carry in rounds
+        (`postgresql_upserts`), the others by `otherwise`."""
+        upsert_in_rounds(session, table, target, prepared, otherwise)
 
     def commit_position(self, connection: Connection) -> str | None:
         dbapi_connection: Any = connection.connection.dbapi_connection
@@ -502,122 +475,3 @@ def _poll_advisory_lock(
             raise MigrationLockedError.after(wait_seconds)
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
-
-
-class _Staging:
-    """This session's staging table for `table`: a temporary table emptied when it is opened
-    and at every commit, loaded by COPY and read back by one SELECT (`rows`)."""
-
-    def __init__(self, connection: Connection, table: Table, names: tuple[str, ...]) -> None:
-        self._connection = connection
-        self.names = names
-        name = f"app_staged_{table.name}"
-        preparer = connection.dialect.identifier_preparer
-        quoted = preparer.quote(name)
-        connection.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {quoted} "
-            f"(LIKE {preparer.format_table(table)}) ON COMMIT DELETE ROWS"
-        )
-        connection.exec_driver_sql(f"TRUNCATE {quoted}")
-        self._stage = lightweight_table(name, *(lightweight_column(column) for column in names))
-
-    def load(self, chunks: Iterable[str]) -> None:
-        """Add rows written as COPY text of the columns `names`, in one COPY."""
-        copy_from(self._connection, self._stage, self.names, chunks)
-
-    def rows(self) -> Select[Any]:
-        """A SELECT of every row loaded."""
-        return select(*self._stage.c)
-
-
-class _Rounds:
-    """The uniform batches of one `upsert_many` written by COPY, a round of batches at a time.
-
-    A round's rows are written the way `create_many` writes: streamed by one COPY straight into
-    the table, in a savepoint. When a row's key is already stored (or is being stored by a
-    concurrent transaction that commits), the unique index refuses the COPY; the savepoint
-    undoes it, and the round goes the general way: the same COPY text into a staging table,
-    then one `INSERT ... SELECT ... ON CONFLICT DO UPDATE`, which inserts or updates each row
-    atomically. A round whose first batch names a stored key goes the general way at once (one
-    indexed probe), and after one refused round the whole call does: it updates rows.
-
-    A statement per batch would pay, a thousand rows at a time, for emptying the staging table
-    and for planning and starting the upsert; a round pays for them once. A round ends at
-    `ROUND_ROWS` rows (its COPY text is kept for the general way), before a batch of another
-    shape (other columns or other given fields), and before a batch that names a key the round
-    already holds: one `ON CONFLICT DO UPDATE` may not touch a row twice, and the later row
-    must win as it would batch by batch.
-    """
-
-    def __init__(self, session: Session, table: Table, target: tuple[str, ...]) -> None:
-        self._session = session
-        self._table = table
-        self._target = target
-        self._direct = True  # until a round meets a stored key
-
-    def run(
-        self, first: UniformUpsert, prepared: Iterator[PreparedUpsert]
-    ) -> PreparedUpsert | None:
-        """Write a round that starts with `first` and takes what follows while it fits; the
-        first batch that does not fit, or None at the end."""
-        names = tuple(first.batch.columns)
-        writers = copy_writers(self._table, names)
-        assert writers is not None, "rounds take batches that COPY text can carry"
-        keys = set(first.keys)
-        count = first.batch.count
-        leftover: PreparedUpsert | None = None
-        kept: list[str] = []
-
-        def texts() -> Iterator[str]:
-            nonlocal count, leftover
-            current = first
-            while True:
-                chunk = copy_text(writers, current.batch)
-                if self._direct:
-                    kept.append(chunk)
-                yield chunk
-                following = next(prepared, None)
-                if following is None:
-                    return
-                uniform = following[1]
-                if (
-                    uniform is None
-                    or not uniform.distinct
-                    or tuple(uniform.batch.columns) != names
-                    or uniform.given != first.given
-                    or count + uniform.batch.count > ROUND_ROWS
-                    or not keys.isdisjoint(uniform.keys)
-                ):
-                    leftover = following
-                    return
-                keys.update(uniform.keys)
-                count += uniform.batch.count
-                current = uniform
-
-        stream = texts()
-        if self._direct and self._any_stored(first.keys):
-            self._direct = False  # an update: the general way from the start
-        if self._direct:
-            try:
-                with self._session.begin_nested():
-                    # Asked for inside: the session begins the savepoint on the connection then.
-                    copy_from(self._session.connection(), self._table, names, stream)
-                return leftover
-            except ConflictError:
-                pass
-            self._direct = False
-            kept.extend(stream)  # what the COPY had not taken when it was refused
-            stream = iter(kept)
-        connection = self._session.connection()
-        staging = _Staging(connection, self._table, names)
-        staging.load(stream)
-        connection.execute(first.statement(staging.rows()))
-        return leftover
-
-    def _any_stored(self, keys: set[tuple[Any, ...]]) -> bool:
-        """Whether a row with one of `keys` is stored already: asked of the round's first batch
-        so that a call that updates rows goes the general way without a refused COPY first
-        (which the server would also log as an error)."""
-        columns = tuple_(*(self._table.c[name] for name in self._target))
-        probe = select(literal(1)).where(columns.in_(list(keys))).limit(1)
-        return self._session.connection().execute(probe).first() is not None
