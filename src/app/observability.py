@@ -26,7 +26,6 @@ from sqlalchemy import Connection
 from app.config import mask_url
 from app.db import telemetry
 from app.db.runtime import get_runtime
-from app.db.telemetry import without_literals
 
 _SCOPE = "app.data"
 _SYSTEMS = {"mysql": "mariadb"}  # SQLAlchemy's dialect name, where semconv's differs
@@ -147,7 +146,10 @@ class Instrumentation:
             f"{operation} {attributes.get('db.namespace', '')}".strip() or "statement",
             context=parent,
             kind=SpanKind.CLIENT,
-            attributes={**attributes, "db.query.text": without_literals(statement)},
+            attributes={
+                **attributes,
+                "db.query.text": telemetry.observation_of(connection).without_literals(statement),
+            },
         )
         return _Statement(span, time.perf_counter(), attributes)
 

@@ -30,7 +30,6 @@ from app.db.session import (
     make_engine,
     make_session_factory,
 )
-from app.db.telemetry import without_literals
 from app.integrations.fastapi import AsyncUnitOfWorkDep, UnitOfWorkDep
 from app.observability import Instrumentation, instrument
 from app.repositories import (
@@ -373,12 +372,73 @@ def test_a_traced_units_statements_carry_its_traceparent(
     assert sent[-1].endswith(f"/*action='traced',application='app',traceparent='{traceparent}'*/")
 
 
-def test_literals_of_hand_written_sql_never_reach_a_span() -> None:
-    statement = "SELECT * FROM users WHERE email = 'a@b.c' AND id = 42 AND x = %(param_1)s"
-    assert without_literals(statement) == (
-        "SELECT * FROM users WHERE email = ? AND id = ? AND x = %(param_1)s"
-    )
-    assert without_literals("SELECT $1, :name2, 'it''s' LIMIT 10") == "SELECT $1, :name2, ? LIMIT ?"
+# Hand-written statements whose every literal holds a marker, as each server reads them, and
+# the text a span or log line shows.
+_MARKED: dict[str, list[tuple[str, str]]] = {
+    "common": [
+        ("SELECT 'ZQMARK', 'it''s ZQMARK'", "SELECT ?, ?"),
+        ("SELECT 7351973519, 7.351973519e10, -.7351973519", "SELECT ?, ?, ?"),
+        ("SELECT 'ZQMARK' -- a note, with it's quote", "SELECT ? -- a note, with it's quote"),
+        ("SELECT /* 'a note' */ 'ZQMARK'", "SELECT /* 'a note' */ ?"),
+    ],
+    "postgresql": [
+        ("SELECT $$ZQMARK$$, $tag$ZQ'MARK$tag$", "SELECT ?, ?"),
+        ("SELECT E'a\\'ZQMARK', U&'ZQMARK'", "SELECT ?, U&?"),
+        ("SELECT 'a\\', 'ZQMARK'", "SELECT ?, ?"),
+        ('SELECT 1 AS "ZQ""name"', 'SELECT ? AS "ZQ""name"'),
+    ],
+    "mariadb": [
+        ('SELECT \'a\\\'ZQMARK\', "ZQMARK", "a\\"ZQMARK"', "SELECT ?, ?, ?"),
+        ("SELECT 0x5A514D41524B, 0b0101101001010001, _utf8mb4'ZQMARK'", "SELECT ?, ?, _utf8mb4?"),
+        ("SELECT 7351973519--7351973519", "SELECT ?-?"),
+        ("SELECT 'ZQMARK' # a note", "SELECT ? # a note"),
+        ("SELECT 1 AS `ZQ``name`", "SELECT ? AS `ZQ``name`"),
+    ],
+    "sqlite": [
+        ("SELECT \"ZQMARK\", X'5A514D41524B', 0x5A514D41524B", "SELECT ?, X?, ?"),
+    ],
+}
+
+
+def test_no_literal_of_hand_written_sql_reaches_a_span_or_the_slow_log(
+    backend: str,
+    otel: Telemetry,
+    committed_url: str,
+    caplog: pytest.LogCaptureFixture,
+    statements: Callable[[], list[str]],
+) -> None:
+    """Each kind of literal the server reads, in its own syntax: `?` in the span's
+    `db.query.text` and in the slow-statement log. After a trailing line comment the tags go
+    on a line of their own, where the comment does not swallow them."""
+    caplog.set_level(logging.INFO, logger="app.db.slow")  # the handler keeps the echo too
+    marked = _MARKED["common"] + _MARKED[_server(backend)]
+    engine = make_engine(committed_url, slow_statement_ms=0.000001)
+    try:
+        with UnitOfWork(make_session_factory(engine), name="reports.marked") as uow:
+            for statement, _shown in marked:
+                uow.session.execute(text(statement)).one()
+    finally:
+        engine.dispose()
+    shown = [
+        span.attributes["db.query.text"]
+        for span in otel.spans()
+        if span.attributes and "db.query.text" in span.attributes
+    ]
+    assert shown == [expected for _statement, expected in marked]
+    slow = [r.getMessage().partition(": ")[2] for r in caplog.records if r.name == "app.db.slow"]
+    tags = "/*action='reports.marked',application='app',traceparent='"
+    assert len(slow) == len(marked)
+    for logged, (_statement, expected) in zip(slow, marked, strict=True):
+        assert logged.startswith(f"{expected} {tags}")
+    commented = [m for m in statements() if m.startswith("SELECT 'ZQMARK' -- a note")]
+    assert commented == [
+        f"SELECT 'ZQMARK' -- a note, with it's quote\n{tags}{commented[0].rpartition(tags)[2]}"
+    ]
+    for leaked in ("ZQMARK", "7351973519", "5A514D41524B", "0101101001010001"):
+        assert leaked not in otel.everything_exported()
+        assert leaked not in "\n".join(
+            r.getMessage() for r in caplog.records if r.name == "app.db.slow"
+        )
 
 
 def test_a_requests_unit_is_named_after_its_route_on_both_faces(

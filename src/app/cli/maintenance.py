@@ -26,7 +26,6 @@ from app.migrations.diagram import schema_markdown
 from app.migrations.lint import lint as lint_migrations
 
 DIAGRAM_PATH = Path("docs/schema.md")
-_STATEMENT_SHOWN = 120  # characters of a statement `app db top` shows, on one line
 
 
 @db_app.command()
@@ -184,13 +183,18 @@ def top(
             f"{found.total_ms:,.1f}",
             f"{found.total_ms / max(found.calls, 1):,.2f}",
             f"{found.rows:,}",
-            " ".join(found.statement.split())[:_STATEMENT_SHOWN],
+            " ".join(found.statement.split()),
         )
         for found in heaviest
     ]
-    # One line a statement (cut to the width left), the other columns whole: output to grep.
-    listing = Table()
     headings = ("unit of work", "calls", "total ms", "mean ms", "rows")
+    if not stdout.is_terminal:
+        # Into a pipe or a file: a line a statement, tab-separated, each statement whole.
+        for line in [(*headings, "statement"), *rows]:
+            typer.echo("\t".join(line))
+        return
+    # On a terminal: a line a statement (cut to the width left), the other columns whole.
+    listing = Table()
     used = 0
     for index, heading in enumerate(headings):
         widest = max(len(heading), *(len(row[index]) for row in rows))

@@ -230,7 +230,9 @@ def _configure(
     install_translation(engine, backend.refuses_writes)
     liveness.install(engine, None if backend.file_database else backend.spoke_while_idle)
     end_streams_with_their_unit(engine)
-    observation.install(engine, with_comment=backend.with_comment)
+    observation.install(
+        engine, with_comment=backend.with_comment, without_literals=backend.without_literals
+    )
     backend.configure(engine, url, causal_reads=causal_reads, connect=connect)
     _POOLERS[engine] = connect.pooler
 

@@ -68,21 +68,8 @@ _TAGS_AFTER_KEYWORD = re.compile(r"^\s*\w+(\s*" + _TAG_LIST + r")\s")
 _TAG = re.compile(r"([a-z_]+)='([^']*)'")
 
 
-# A quoted string, or a number that stands alone (not `param_1`, `$1`, `:name1`).
-_LITERAL = re.compile(r"'(?:[^']|'')*'|(?<![\w$:.%])-?\d+(?:\.\d+)?(?![\w.])")
-
-
-def without_literals(statement: str) -> str:
-    """`statement` with every quoted string and standalone number replaced by `?` (what the
-    project sends has placeholders; a team's hand-written SQL may hold literals)."""
-    return _LITERAL.sub("?", statement)
-
-
-def shown_statement(statement: str) -> str:
-    """`statement` as a log line shows it: its literals replaced by `?`, its tags kept."""
-    text, tags = split_tags(statement)
-    shown = without_literals(text).rstrip()
-    return f"{shown} {render_tags(tags)}" if tags else shown
+def _nothing_shown(_statement: str) -> str:
+    return "?"
 
 
 def split_tags(statement: str) -> tuple[str, dict[str, str]]:
@@ -239,6 +226,7 @@ class Observation:
         self.plain_comment = render_tags({"application": application})
         self._comments: dict[str, str] = {}
         self._with_comment: CommentPlacement = _at_end
+        self.without_literals: Callable[[str], str] = _nothing_shown
 
     def comment_for(self, name: str, traceparent: str | None) -> str:
         """The comment of a unit's statements (kept per name when no trace makes it unique)."""
@@ -264,15 +252,31 @@ class Observation:
     def _comment(self, unit: UnitScope | None) -> str:
         return unit.comment if unit is not None and unit.comment else self.plain_comment
 
-    def install(self, engine: Engine, with_comment: CommentPlacement | None = None) -> None:
+    def install(
+        self,
+        engine: Engine,
+        with_comment: CommentPlacement | None = None,
+        without_literals: Callable[[str], str] | None = None,
+    ) -> None:
         """Listen to `engine`'s statements; `with_comment` places the tags in a statement
-        (default: at its end)."""
+        (default: at its end); `without_literals` is a statement's text as shown (in the
+        slow-statement log, by the observer), its literals replaced by `?` the way the
+        backend reads them."""
         _observations[engine] = self
         if with_comment is not None:
             self._with_comment = with_comment
+        if without_literals is not None:
+            self.without_literals = without_literals
         event.listen(engine, "before_cursor_execute", self._before, retval=True)
         event.listen(engine, "after_cursor_execute", self._after)
         event.listen(engine, "handle_error", self._failed)
+
+    def shown(self, statement: str) -> str:
+        """`statement` as a log line or a trace shows it: its literals replaced by `?`, its
+        tags kept."""
+        text, tags = split_tags(statement)
+        shown = self.without_literals(text).rstrip()
+        return f"{shown} {render_tags(tags)}" if tags else shown
 
     def _before(
         self,
@@ -327,7 +331,7 @@ class Observation:
         """Log `statement` (its text with placeholders, and `?` for any literal a hand-written
         one holds: never a value) if it took too long."""
         if self.slow_seconds is not None and seconds >= self.slow_seconds:
-            statement = shown_statement(statement)
+            statement = self.shown(statement)
             cut = " ..." if len(statement) > _LONGEST_LOGGED else ""
             shown = statement[:_LONGEST_LOGGED] + cut
             _slow_log.warning("slow statement, %.0f ms: %s", seconds * 1000, shown)

@@ -25,6 +25,7 @@ from app.db.errors import (
     InvalidQueryError,
     StatisticsUnavailableError,
 )
+from app.dialects import literals
 from app.dialects.commit_markers import CommitReceipt
 
 Processor = Callable[[Any], Any]
@@ -109,6 +110,26 @@ class BulkLoadRefused(Exception):  # noqa: N818 - a signal between backend and r
         self.batches = batches
 
 
+# Standard SQL, read as SQLite reads it: a double-quoted word that names no column is a string
+# there, so it is masked too.
+_STANDARD_LITERALS = literals.masker(
+    kept=(literals.LINE_COMMENT, literals.BLOCK_COMMENT),
+    masked=(
+        literals.SINGLE_QUOTED,
+        literals.DOUBLE_QUOTED,
+        literals.HEX_NUMBER,
+        literals.NUMBER,
+    ),
+)
+
+
+def tags_separator(statement: str, line_comments: tuple[str, ...]) -> str:
+    """What goes between `statement` and the tags appended to it: a space, or a line break
+    where its last line may end in a line comment (which would swallow them)."""
+    last_line = statement[statement.rfind("\n") + 1 :]
+    return "\n" if any(start in last_line for start in line_comments) else " "
+
+
 class Backend:
     """One database's behaviour; the defaults are SQL that every backend here understands."""
 
@@ -165,8 +186,15 @@ class Backend:
 
     def with_comment(self, statement: str, comment: str, *, executemany: bool) -> str:
         """`statement` carrying `comment` (the query tags): at its end, where sqlcommenter puts
-        it."""
-        return f"{statement} {comment}"
+        it; on a line of its own after a line comment, which would hold it."""
+        return f"{statement}{tags_separator(statement, self.line_comments)}{comment}"
+
+    # What starts a comment that runs to the end of its line.
+    line_comments: ClassVar[tuple[str, ...]] = ("--",)
+
+    def without_literals(self, statement: str) -> str:
+        """`statement` with each literal (string, number) replaced by `?` (`literals`)."""
+        return _STANDARD_LITERALS(statement)
 
     def read_only_options(self) -> dict[str, Any]:
         """Execution options that make a transaction read-only on the server, if it can."""

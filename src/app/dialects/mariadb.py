@@ -48,7 +48,7 @@ from app.db.errors import (
     StatisticsUnavailableError,
 )
 from app.db.telemetry import split_tags
-from app.dialects import asyncmy_connection, commit_markers, mariadb_load
+from app.dialects import asyncmy_connection, commit_markers, literals, mariadb_load
 from app.dialects.base import (
     Backend,
     Batch,
@@ -68,6 +68,25 @@ _ALGORITHM_REFUSED = {1845, 1846}
 
 # The statements SQLAlchemy's MySQL reflection runs with the connection's error events off.
 _REFLECTION_STATEMENTS = ("SHOW CREATE TABLE ", "DESCRIBE ")
+
+
+# Strings in either quote, with backslash escapes (sql_mode has neither ANSI_QUOTES nor
+# NO_BACKSLASH_ESCAPES: SQL_MODE); `--` starts a comment only before a space (`5--3` is 8).
+_MARIADB_LITERALS = literals.masker(
+    kept=(
+        r"--(?=\s)[^\n]*",
+        literals.HASH_COMMENT,
+        literals.BLOCK_COMMENT,
+        literals.BACKTICK_NAME,
+    ),
+    masked=(
+        literals.SINGLE_QUOTED_ESCAPED,
+        literals.DOUBLE_QUOTED_ESCAPED,
+        literals.HEX_NUMBER,
+        literals.BINARY_NUMBER,
+        literals.NUMBER,
+    ),
+)
 
 
 class MariaDB(Backend):
@@ -180,7 +199,12 @@ class MariaDB(Backend):
         if executemany:
             keyword, _, rest = statement.lstrip().partition(" ")
             return f"{keyword} {comment} {rest}"
-        return f"{statement} {comment}"
+        return super().with_comment(statement, comment, executemany=executemany)
+
+    line_comments = ("-- ", "--\t", "#")
+
+    def without_literals(self, statement: str) -> str:
+        return _MARIADB_LITERALS(statement)
 
     def insert_batches(self, connection: Connection, table: Table, batches: Iterable[Batch]) -> int:
         """Batches by LOAD DATA LOCAL INFILE (`mariadb_load`), or, for one holding a value that

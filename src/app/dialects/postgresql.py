@@ -42,7 +42,7 @@ from app.db.errors import (
     StatisticsUnavailableError,
 )
 from app.db.telemetry import split_tags
-from app.dialects import deferred_begin
+from app.dialects import deferred_begin, literals
 from app.dialects.base import (
     Backend,
     Batch,
@@ -70,6 +70,20 @@ MIGRATION_LOCK_KEY = zlib.crc32(b"app:migrations")
 _STILL_IN = "FROM pg_stat_activity WHERE backend_xid::text::bigint = :xid % 4294967296"
 _END_TRANSACTION = text("SELECT pg_terminate_backend(pid) " + _STILL_IN)
 _END_TRANSACTION_WAITING = text("SELECT pg_terminate_backend(pid, 5000) " + _STILL_IN)
+
+
+# Standard strings (standard_conforming_strings: a backslash is a character), E'' strings with
+# backslash escapes, dollar quotes; a double-quoted word is a name.
+_POSTGRESQL_LITERALS = literals.masker(
+    kept=(literals.LINE_COMMENT, literals.BLOCK_COMMENT, literals.DOUBLE_QUOTED_NAME),
+    masked=(
+        literals.DOLLAR_QUOTED,
+        literals.ESCAPE_STRING,
+        literals.SINGLE_QUOTED,
+        literals.HEX_NUMBER,
+        literals.NUMBER,
+    ),
+)
 
 
 class PostgreSQL(Backend):
@@ -163,6 +177,9 @@ class PostgreSQL(Backend):
                 _run_on(dbapi_connection, statement, commit=False)
 
         engine.dialect.do_begin = _begin_with_settings  # type: ignore[method-assign,assignment]
+
+    def without_literals(self, statement: str) -> str:
+        return _POSTGRESQL_LITERALS(statement)
 
     def read_only_options(self) -> dict[str, Any]:
         return {"postgresql_readonly": True}
@@ -368,7 +385,8 @@ class PostgreSQL(Backend):
 
     def heaviest_statements(self, connection: Connection, limit: int) -> list[HeavyStatement]:
         """From pg_stat_statements, which keeps each shape's text as first seen: the tags are
-        those of the first unit of work that sent it."""
+        those of the first unit of work that sent it. A utility statement (DDL, DO, SET) is
+        kept as it was written, literals and all: they are masked here."""
         preloaded = connection.scalar(text("SELECT current_setting('shared_preload_libraries')"))
         if "pg_stat_statements" not in str(preloaded):
             raise StatisticsUnavailableError(
@@ -395,7 +413,8 @@ class PostgreSQL(Backend):
         found = []
         for query, calls, total_ms, count in rows:
             statement, tags = split_tags(str(query))
-            found.append(HeavyStatement(statement, tags, int(calls), float(total_ms), int(count)))
+            shown = self.without_literals(statement)
+            found.append(HeavyStatement(shown, tags, int(calls), float(total_ms), int(count)))
         return found
 
 
