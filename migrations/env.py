@@ -99,6 +99,7 @@ def _run(connection: Connection) -> None:
         # otherwise and would commit after every migration.
         whole_run = backend.one_transaction_per_run
         progress = config.attributes.get("progress") or Progress()
+        progress.follow(context.script)
         _configure(
             connection=connection,
             transaction_per_migration=not whole_run,

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import Engine, inspect, make_url, text
 from sqlalchemy.pool import NullPool
 
-from app import migrations
 from app.db.session import make_engine
 from tests.backends import is_mariadb
 from tests.integration.helpers import alembic_ini_with, run_app
@@ -81,7 +80,9 @@ def test_a_migration_that_fails_midway_says_where_and_the_next_run_finishes_it(
     backend: str, fresh_url: str, migrated: Engine, tmp_path: Path
 ) -> None:
     head = _version(migrated)
-    ini = alembic_ini_with(tmp_path, "failing_migration.py", FAILING, indexed="missing")
+    ini = alembic_ini_with(
+        tmp_path, "failing_migration.py", FAILING, indexed="missing", length="100"
+    )
     env = {"ALEMBIC_CONFIG": str(ini)}
     failed = run_app("db", "upgrade", database_url=fresh_url, env=env)
     assert failed.returncode == 1
@@ -97,13 +98,66 @@ def test_a_migration_that_fails_midway_says_where_and_the_next_run_finishes_it(
         assert "nothing of it was applied" in line
         assert not inspect(migrated).has_table("notes")
 
-    alembic_ini_with(tmp_path, "failing_migration.py", FAILING, indexed="body")  # the fix
+    alembic_ini_with(
+        tmp_path, "failing_migration.py", FAILING, indexed="body", length="100"
+    )  # the fix
     finished = run_app("db", "upgrade", database_url=fresh_url, env=env)
     assert finished.returncode == 0, finished.stderr
     assert _version(migrated) == "8b2c3d4e5f6a"
     columns = {column["name"] for column in inspect(migrated).get_columns("notes")}
     assert columns == {"id", "body", "pinned"}
     assert [index["name"] for index in inspect(migrated).get_indexes("notes")] == ["ix_notes_body"]
+
+
+def test_a_name_already_taken_fails_the_migration_on_every_backend(
+    backend: str, fresh_url: str, migrated: Engine, tmp_path: Path
+) -> None:
+    """A table of that name made by someone else, not by an earlier run of this migration: the
+    database's error, and nothing of the migration is applied (MariaDB skipped it and went on,
+    reporting the migration applied with the table as it was)."""
+    head = _version(migrated)
+    with migrated.begin() as connection:
+        connection.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, other INTEGER)"))
+    ini = alembic_ini_with(tmp_path, "failing_migration.py", FAILING, indexed="body", length="100")
+    failed = run_app("db", "upgrade", database_url=fresh_url, env={"ALEMBIC_CONFIG": str(ini)})
+    assert failed.returncode == 1, failed.stdout
+    (line,) = failed.stderr.splitlines()
+    assert f"{FAILING} (8b2c3d4e5f6a) failed at create table notes: database error" in line
+    assert _version(migrated) == head
+    columns = {column["name"] for column in inspect(migrated).get_columns("notes")}
+    assert columns == {"id", "other"}
+
+
+def test_a_migration_run_again_refuses_to_skip_what_its_fix_changed(
+    backend: str, fresh_url: str, migrated: Engine, tmp_path: Path
+) -> None:
+    """The fix of a migration that failed midway also changed what the failed run made (a
+    column's type): on MariaDB, which kept that, the next run says so instead of skipping it;
+    elsewhere nothing was kept and the fixed migration applies whole."""
+    ini = alembic_ini_with(
+        tmp_path, "failing_migration.py", FAILING, indexed="missing", length="100"
+    )
+    env = {"ALEMBIC_CONFIG": str(ini)}
+    assert run_app("db", "upgrade", database_url=fresh_url, env=env).returncode == 1
+    alembic_ini_with(tmp_path, "failing_migration.py", FAILING, indexed="body", length="300")
+    again = run_app("db", "upgrade", database_url=fresh_url, env=env)
+    if not is_mariadb(backend):
+        assert again.returncode == 0, again.stderr
+        assert _version(migrated) == "8b2c3d4e5f6a"
+        return
+    assert again.returncode == 1
+    (line,) = again.stderr.splitlines()
+    assert f"{FAILING} (8b2c3d4e5f6a) failed at create table notes: " in line
+    assert "the run that stopped part-way left column notes.body of another type" in line
+    assert _version(migrated) != "8b2c3d4e5f6a"
+    # Undone by hand as it says, the next run applies the fixed migration whole.
+    with migrated.begin() as connection:
+        connection.execute(text("DROP TABLE notes"))
+    finished = run_app("db", "upgrade", database_url=fresh_url, env=env)
+    assert finished.returncode == 0, finished.stderr
+    assert _version(migrated) == "8b2c3d4e5f6a"
+    (body,) = [c for c in inspect(migrated).get_columns("notes") if c["name"] == "body"]
+    assert body["type"].length == 300
 
 
 def test_a_failure_after_an_online_helper_tells_what_the_helper_committed(
@@ -135,17 +189,14 @@ def test_a_failure_after_an_online_helper_tells_what_the_helper_committed(
 def test_a_failed_downgrade_says_where_too(
     backend: str, fresh_url: str, migrated: Engine, tmp_path: Path
 ) -> None:
-    ini = alembic_ini_with(tmp_path, "failing_migration.py", FAILING, indexed="body")
+    ini = alembic_ini_with(tmp_path, "failing_migration.py", FAILING, indexed="body", length="100")
     env = {"ALEMBIC_CONFIG": str(ini)}
     assert run_app("db", "upgrade", database_url=fresh_url, env=env).returncode == 0
     with migrated.begin() as connection:
         connection.execute(text("DROP TABLE notes"))  # someone was here before the downgrade
     result = run_app("db", "downgrade", "-1", database_url=fresh_url, env=env)
-    if is_mariadb(backend):
-        # What the downgrade drops is gone already: in place, skipped, as a resumed run would.
-        assert result.returncode == 0, result.stderr
-        assert _version(migrated) == migrations.revisions()[0].revision
-        return
+    # Gone before the downgrade ran, not by an earlier run of it: the database's error on every
+    # backend (MariaDB skips what is in place only when running again a migration it stopped).
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
     assert "(8b2c3d4e5f6a) failed at drop table notes" in line
@@ -181,7 +232,9 @@ def url_with_password(backend: str, fresh_url: str, migrated: Engine) -> Iterato
 def test_a_failed_migration_says_where_without_the_password(
     url_with_password: str, migrated: Engine, tmp_path: Path
 ) -> None:
-    ini = alembic_ini_with(tmp_path, "failing_migration.py", FAILING, indexed="missing")
+    ini = alembic_ini_with(
+        tmp_path, "failing_migration.py", FAILING, indexed="missing", length="100"
+    )
     env = {"ALEMBIC_CONFIG": str(ini)}
     failed = run_app("db", "upgrade", database_url=url_with_password, env=env)
     assert failed.returncode == 1

@@ -24,6 +24,7 @@ from app.dialects.commit_markers import MARKER_TABLE
 from app.dialects.galera import LOCK_TABLE, cluster_state
 from app.migrations.diagram import schema_markdown
 from app.migrations.lint import lint as lint_migrations
+from app.migrations.progress import UNDER_WAY_TABLE
 
 DIAGRAM_PATH = Path("docs/schema.md")
 
@@ -103,7 +104,7 @@ def info() -> None:
             )
         _print_replicas()
         for name in sorted(inspect(connection).get_table_names()):
-            if name not in ("alembic_version", LOCK_TABLE, MARKER_TABLE):
+            if name not in ("alembic_version", LOCK_TABLE, MARKER_TABLE, UNDER_WAY_TABLE):
                 count = connection.scalar(select(func.count()).select_from(table(name)))
                 listing.add_row(name, f"{count:,}")
     stdout.print(listing)

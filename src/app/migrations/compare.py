@@ -17,16 +17,18 @@ from sqlalchemy.types import TypeEngine
 from app.dialects import backend_of
 from app.dialects.commit_markers import MARKER_TABLE
 from app.dialects.galera import LOCK_TABLE
+from app.migrations.progress import UNDER_WAY_TABLE
 
 _COLLATIONS = "app_column_collations"  # a comparison run's cache, in the context's options
 
 
-_NOT_THE_MODELS = (LOCK_TABLE, MARKER_TABLE)
+_NOT_THE_MODELS = (LOCK_TABLE, MARKER_TABLE, UNDER_WAY_TABLE)
 
 
 def compared_with_models(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
-    """Autogenerate's `include_name`: the Galera lease table is the lock's and the commit
-    markers' table `run_in_transaction`'s, not the models' (nor what is on them)."""
+    """Autogenerate's `include_name`: the Galera lease table is the lock's, the commit
+    markers' table `run_in_transaction`'s and the table of migrations under way the migration
+    runs', not the models' (nor what is on them)."""
     if type_ == "table":
         return name not in _NOT_THE_MODELS
     return parent_names.get("table_name") not in _NOT_THE_MODELS

@@ -5,9 +5,15 @@ statement by statement, a half-applied migration finished by the next run.
 `Progress` follows a run: Alembic's implementation of each dialect is replaced by one that
 notes each operation as it starts and ends (`_Followed`). When a migration fails, the run's
 `MigrationFailedError` names the file, the revision, the operation and the database's code
-and words. On a backend whose DDL commits as it goes, an operation whose result is already in
-place (the table, column, index or constraint exists, or a dropped one is gone) is skipped,
-so running the fixed migration again applies only what is missing.
+and words.
+
+On a backend whose DDL commits as it goes, a migration that runs DDL is noted as under way in
+the database (`UNDER_WAY_TABLE`) until the step that records its revision. Run again after
+it stopped part-way, an operation whose result the earlier run left in place (the table,
+column, index or constraint exists as the operation makes it, or a dropped one is gone) is
+skipped, so the fixed migration applies only what is missing; one left in place but made
+otherwise (the fix changed a type, a column, a rule) is refused by name. A migration not under
+way skips nothing: a name that is taken is the database's error, as on every backend.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import sys
 import traceback
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -29,15 +36,26 @@ from alembic.ddl.sqlite import SQLiteImpl
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import Connection, Dialect, inspect
+from sqlalchemy import Column, Connection, Dialect, delete, insert, inspect, select
+from sqlalchemy import column as lightweight_column
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import table as lightweight_table
 from sqlalchemy.sql import ddl
+from sqlalchemy.sql.schema import CheckConstraint, ForeignKeyConstraint, UniqueConstraint
 
 from app.db.error_codes import code_of, first_line
 from app.db.errors import DataLayerError
 from app.dialects import backend_of
 
 PROGRESS = "app_progress"  # the key of a run's Progress in Alembic's context options
+# The migrations under way (`<revision> upgrade` or `<revision> downgrade`) where DDL commits as
+# it goes: noted before a migration's first DDL, removed with the step that records it.
+UNDER_WAY_TABLE = "app_migrations_under_way"  # (spelled out in the statement below)
+_CREATE_UNDER_WAY = (
+    "CREATE TABLE IF NOT EXISTS app_migrations_under_way "
+    "(migration VARCHAR(100) NOT NULL PRIMARY KEY)"
+)
+_UNDER_WAY = lightweight_table(UNDER_WAY_TABLE, lightweight_column("migration"))
 _log = logging.getLogger("alembic.runtime.migration")
 
 
@@ -68,14 +86,61 @@ class Progress:
     # commits what came before it, and its own steps, as it goes.
     kept: list[str] = field(default_factory=list)
     helpers_committed: bool = False
+    # The run's migration files (resolved path: revision), to tell which one is running.
+    files: dict[str, str] = field(default_factory=dict)
+    # The migration running (`<revision> upgrade`), once its first DDL noted it under way, and
+    # whether an earlier run had left it under way.
+    under_way: str | None = None
+    resumed: bool = False
 
-    def next_migration(self, **_step: Any) -> None:
-        """Alembic's `on_version_apply`: a migration finished; the next starts afresh."""
+    def follow(self, script: ScriptDirectory) -> None:
+        """Tell the migrations of `script` apart while they run."""
+        self.files = {
+            str(Path(rev.path).resolve()): rev.revision for rev in script.walk_revisions()
+        }
+
+    def next_migration(self, ctx: MigrationContext | None = None, **_step: Any) -> None:
+        """Alembic's `on_version_apply`: a migration finished (in the transaction that records
+        it, where its note of being under way goes too); the next starts afresh."""
+        if self.under_way is not None and ctx is not None and ctx.connection is not None:
+            ctx.connection.execute(
+                delete(_UNDER_WAY).where(_UNDER_WAY.c.migration == self.under_way)
+            )
+        self.under_way = None
+        self.resumed = False
         self.operation = None
         self.done.clear()
         self.skipped.clear()
         self.kept.clear()
         self.helpers_committed = False
+
+    def note_under_way(self, connection: Connection) -> None:
+        """Before the running migration's first DDL: note it under way, and whether an earlier
+        run left it so (then what that run did may be found in place)."""
+        running = self._running()
+        if running is None:
+            return
+        self.under_way = running
+        # DDL: it commits what came before it, as the migration's own DDL is about to.
+        connection.exec_driver_sql(_CREATE_UNDER_WAY)
+        found = connection.execute(
+            select(_UNDER_WAY.c.migration).where(_UNDER_WAY.c.migration == running)
+        )
+        self.resumed = found.first() is not None
+        if not self.resumed:
+            connection.execute(insert(_UNDER_WAY).values(migration=running))
+
+    def _running(self) -> str | None:
+        """`<revision> <function>` of the migration whose code is running: the outermost
+        frame in one of its files (the `upgrade` or `downgrade` Alembic called)."""
+        found = None
+        frame = sys._getframe(1)
+        while frame is not None:
+            revision = self.files.get(str(Path(frame.f_code.co_filename).resolve()))
+            if revision is not None:
+                found = f"{revision} {frame.f_code.co_name}"
+            frame = frame.f_back  # type: ignore[assignment]
+        return found
 
     def committed(self) -> None:
         """What is done so far was committed: it stays, whatever happens next."""
@@ -94,8 +159,19 @@ class _Followed(DefaultImpl):
             return super()._exec(construct, *args, **kwargs)
         what = describe(construct)
         progress.kept_when_failing = backend_of(self.connection).ddl_commits_as_it_goes
-        if progress.kept_when_failing and in_place(self.connection, construct):
+        is_ddl = isinstance(construct, ddl.ExecutableDDLElement)
+        if progress.kept_when_failing and is_ddl and progress.under_way is None:
+            progress.note_under_way(self.connection)
+        if progress.resumed and is_ddl and in_place(self.connection, construct):
+            progress.operation = what
+            made_otherwise = differs(self, construct)
+            if made_otherwise is not None:
+                raise ResumeRefusedError(
+                    f"the run that stopped part-way left {made_otherwise}: undo that by hand, "
+                    "or give the migration back what it made, then run it again"
+                )
             _log.info("skipped %s: already in place (from an earlier, interrupted run)", what)
+            progress.operation = None
             progress.skipped.append(what)
             return None
         progress.operation = what
@@ -165,6 +241,90 @@ def in_place(connection: Connection, construct: Any) -> bool:
         present = _has_named(inspector, table, element.name, indexes=False)
         return present if isinstance(construct, ddl.AddConstraint) else not present
     return False
+
+
+class ResumeRefusedError(DataLayerError):
+    """A migration run again after it stopped part-way finds in place something the earlier
+    run made otherwise than the migration now makes it: skipping it would leave the schema
+    other than the migration says."""
+
+
+def differs(impl: DefaultImpl, construct: Any) -> str | None:
+    """What an earlier run made otherwise than `construct`, whose result is in place by its
+    name, says (in words, by names and kinds, never values); None where it made the same."""
+    inspector = inspect(impl.connection)
+    element: Any = getattr(construct, "element", None)
+    if isinstance(construct, ddl.CreateTable):
+        return _columns_differ(impl, inspector, element.name, list(element.columns), whole=True)
+    if isinstance(construct, base.AddColumn):
+        return _columns_differ(impl, inspector, construct.table_name, [construct.column])
+    if isinstance(construct, ddl.CreateIndex):
+        found = _named(inspector.get_indexes(element.table.name), element.name)
+        columns = [column.name for column in element.columns]
+        if found is not None and (
+            list(found["column_names"]) != columns
+            or bool(found.get("unique")) != bool(element.unique)
+        ):
+            return f"index {element.name} on other columns, or unique where it is not"
+        return None
+    if isinstance(construct, ddl.AddConstraint):
+        return _constraint_differs(inspector, element)
+    return None
+
+
+def _columns_differ(
+    impl: DefaultImpl,
+    inspector: Any,
+    table: str,
+    columns: list[Column[Any]],
+    *,
+    whole: bool = False,
+) -> str | None:
+    reflected = {found["name"]: found for found in inspector.get_columns(table)}
+    if whole and set(reflected) != {column.name for column in columns}:
+        return f"table {table} with other columns"
+    for column in columns:
+        found = reflected[column.name]
+        if impl.compare_type(Column(column.name, found["type"]), column):
+            return f"column {table}.{column.name} of another type"
+        if not column.primary_key and bool(found["nullable"]) != bool(column.nullable):
+            return f"column {table}.{column.name} {'' if found['nullable'] else 'not '}nullable"
+    return None
+
+
+def _constraint_differs(inspector: Any, element: Any) -> str | None:
+    table = element.table.name
+    columns = [column.name for column in element.columns]
+    if isinstance(element, UniqueConstraint):
+        found = _named(inspector.get_unique_constraints(table), element.name)
+        if found is not None and list(found["column_names"]) != columns:
+            return f"unique constraint {element.name} on other columns"
+    elif isinstance(element, ForeignKeyConstraint):
+        found = _named(inspector.get_foreign_keys(table), element.name)
+        if found is not None and (
+            list(found["constrained_columns"]) != columns
+            or found["referred_table"] != element.referred_table.name
+        ):
+            return f"foreign key {element.name} on other columns or to another table"
+    elif isinstance(element, CheckConstraint):
+        found = _named(inspector.get_check_constraints(table), element.name)
+        rule = element.sqltext.compile(
+            dialect=inspector.dialect, compile_kwargs={"literal_binds": True}
+        )
+        if found is not None and _bare(str(found["sqltext"])) != _bare(str(rule), table):
+            return f"check constraint {element.name} with another rule"
+    return None
+
+
+def _named(found: list[Any], name: Any) -> Any:
+    return next((entry for entry in found if entry.get("name") == name), None)
+
+
+def _bare(rule: str, table: str = "") -> str:
+    """A CHECK's rule as compared: without its columns' table, and without the quoting,
+    spacing, parentheses and letter case the server may write it back with."""
+    bare = re.sub(r"[\s`\"()]", "", rule).lower()
+    return bare.replace(f"{table.lower()}.", "") if table else bare
 
 
 def _has_named(inspector: Any, table: str, name: str, *, indexes: bool) -> bool:
