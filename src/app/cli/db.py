@@ -43,9 +43,14 @@ def _busy_tables_explained() -> Iterator[None]:
         ) from None
 
 
-def refuse_in_production(what: str, *, force: bool = False) -> None:
-    if get_settings().app_env == "production" and not force:
-        raise fail(f"refusing to {what} with APP_ENV=production; pass --force if you mean it")
+def refuse_in_production(what: str, *, force: bool | None = None) -> None:
+    """Refuse `what` with APP_ENV=production, unless `force` (None: a command without --force,
+    refused there always)."""
+    if get_settings().app_env != "production" or force:
+        return
+    if force is None:
+        raise fail(f"refusing to {what} with APP_ENV=production: it is never done there")
+    raise fail(f"refusing to {what} with APP_ENV=production; pass --force if you mean it")
 
 
 @db_app.command()
