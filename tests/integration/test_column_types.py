@@ -443,6 +443,34 @@ def test_floats_and_bytes_upsert_in_bulk(factory: Any, sample: type[Any]) -> Non
     assert stored == [{**row, "value": 0.5} for row in rows]
 
 
+def test_an_integer_beyond_a_floats_range_is_refused_by_name_on_every_path(
+    factory: Any, sample: type[Any]
+) -> None:
+    """10**400 has no float: each write path refuses it naming the field (it was a raw
+    OverflowError), a list of several such rows included (checked a column at a time first)."""
+    huge = 10**400
+    writes = {
+        "create": lambda repository: repository.create({"code": "h", "value": huge}),
+        "update": lambda repository: repository.update(
+            repository.create({"code": "u"}).id, {"value": huge}
+        ),
+        "create_many": lambda repository: repository.create_many(
+            [{"code": f"m{n}", "value": huge} for n in range(3)]
+        ),
+        "upsert_many": lambda repository: repository.upsert_many(
+            [{"code": f"p{n}", "value": huge} for n in range(3)], conflict="code"
+        ),
+        "list": lambda repository: repository.list(where={"value": huge}),
+    }
+    for write in writes.values():
+        with UnitOfWork(factory) as uow, pytest.raises(InvalidQueryError) as refused:
+            write(uow.repository(sample))
+        assert str(refused.value).removeprefix("row 0 (counting from 0): ") == (
+            "value is out of range (a double-precision floating-point number)"
+        )
+    assert _stored(factory, sample) == []
+
+
 def _nested(levels: int) -> Any:
     body: Any = 1
     for level in range(levels):

@@ -320,7 +320,10 @@ def _fine_integer(rule: ColumnRule, values: list[Any], present: list[Any]) -> li
 
 
 def _fine_float(rule: ColumnRule, values: list[Any], present: list[Any]) -> list[Any] | None:
-    return values if all(map(math.isfinite, present)) else None
+    try:
+        return values if all(map(math.isfinite, present)) else None
+    except OverflowError:  # an integer past every float: refused row by row
+        return None
 
 
 def _fine_one_by_one(rule: ColumnRule, values: list[Any], present: list[Any]) -> list[Any] | None:

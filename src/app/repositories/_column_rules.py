@@ -154,7 +154,10 @@ def _integer(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
 def _float(rule: ColumnRule, value: Any, _check_length: bool) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal):
         raise _wrong_type(rule, "a number", value)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past every float
+        raise _refused(rule, "is out of range (a double-precision floating-point number)") from None
     if not math.isfinite(number):
         raise _refused(rule, "must be a finite number")
     # -0.0 + 0.0 is 0.0: PostgreSQL would keep the sign, SQLite and MariaDB would not.
