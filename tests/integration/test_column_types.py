@@ -6,6 +6,7 @@ key of two columns): every write path, fast paths included, stores the same valu
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import math
 import warnings
 from collections.abc import Iterator
@@ -26,11 +27,17 @@ from sqlalchemy import (
     Table,
     literal_column,
     select,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.pool import NullPool
 
-from app.db.errors import InvalidQueryError, NotFoundError, StaleObjectError
+from app.db.errors import (
+    InvalidQueryError,
+    NotFoundError,
+    SchemaMismatchError,
+    StaleObjectError,
+)
 from app.db.models import Base, IdMixin, VersionMixin
 from app.db.session import make_engine, make_session_factory
 from app.repositories import UnitOfWork
@@ -594,6 +601,55 @@ def test_a_cursor_is_refused_by_another_model_of_the_same_name(factory: Any) -> 
     finally:
         for table in tables:
             Base.metadata.remove(table)
+
+
+class Mood(enum.Enum):
+    HAPPY = "happy"
+    SAD = "sad"
+
+
+def test_a_stored_value_the_codes_enum_lacks_is_a_schema_mismatch_naming_no_value(
+    factory: Any,
+) -> None:
+    """Newer code added a member and stored it (here: the table without its CHECK, written by
+    hand); this code reads it. Every read path raises `SchemaMismatchError` naming the enum,
+    and the stored value is in no exception of the chain (SQLAlchemy's LookupError quoted it)."""
+    with defined_again():
+
+        class Feeling(Base):
+            __tablename__ = "probe_feelings"
+            id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+            mood: Mapped[Mood]
+
+    try:
+        with factory() as session:
+            session.execute(
+                text("CREATE TABLE probe_feelings (id INTEGER PRIMARY KEY, mood VARCHAR(20))")
+            )
+            session.execute(text("INSERT INTO probe_feelings VALUES (1, 'zq-ecstatic')"))
+            session.commit()
+        reads = {
+            "get": lambda repository: repository.get(1),
+            "list": lambda repository: repository.list(),
+            "paginate": lambda repository: repository.paginate(limit=5),
+            "iterate": lambda repository: list(repository.iterate()),
+        }
+        for read in reads.values():
+            with UnitOfWork(factory) as uow, pytest.raises(SchemaMismatchError) as refused:
+                read(uow.repository(Feeling))
+            assert str(refused.value) == (
+                "the database holds a value of Mood that this code does not know (one of its "
+                "members added by newer code, or a value written by hand)"
+            )
+            link: BaseException | None = refused.value
+            while link is not None:
+                assert "ecstatic" not in f"{link!s} {link!r}"
+                link = link.__cause__ or link.__context__
+    finally:
+        Base.metadata.remove(Feeling.__table__)
+        with factory() as session:
+            session.execute(text("DROP TABLE probe_feelings"))
+            session.commit()
 
 
 def test_an_upsert_on_a_key_the_database_numbers_needs_the_key(

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Engine,
     ForeignKey,
     Integer,
+    MetaData,
     Table,
     delete,
     func,
@@ -39,6 +40,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 
 from app.db.errors import (
+    SCHEMA_MISMATCH,
     ConflictError,
     DatabaseUnavailableError,
     DataLayerError,
@@ -46,6 +48,7 @@ from app.db.errors import (
     InvalidQueryError,
     ReadOnlyError,
     RetryableError,
+    SchemaMismatchError,
     StatementTimeoutError,
 )
 from app.db.models import Base
@@ -294,6 +297,40 @@ def test_a_null_in_a_required_column_names_the_column_and_not_the_row(engine_url
     with _engine(engine_url).connect() as conn, pytest.raises(InvalidQueryError) as caught:
         _insert_user(conn, email=None)  # type: ignore[arg-type]
     assert str(caught.value) == "the database refused the user: email cannot be null"
+
+
+def test_a_table_or_column_the_database_lacks_is_a_schema_mismatch(engine_url: URL) -> None:
+    """Code ahead of its database (a migration not run), or raw SQL naming what is not there:
+    a `SchemaMismatchError` that says where to look, on every backend and both faces (it was
+    the driver's own error)."""
+    drifted = Table(
+        "users", sa_metadata := MetaData(), Column("id", Integer, primary_key=True),
+        Column("nickname", Integer),
+    )  # fmt: skip
+    statements = [
+        (text("SELECT no_such_column FROM users"), {}),
+        (text("SELECT 1 FROM no_such_table"), {}),
+        (insert(drifted), {"id": 1, "nickname": 7}),
+    ]
+    assert sa_metadata.tables
+    with _engine(engine_url).connect() as conn:
+        for statement, values in statements:
+            with _refused(SchemaMismatchError) as caught:
+                conn.execute(statement, values)
+            assert str(caught.value) == SCHEMA_MISMATCH
+            assert caught.value.code is not None
+            conn.rollback()
+
+    async def on_the_asyncio_face() -> None:
+        engine = make_async_engine(engine_url)
+        try:
+            async with AsyncUnitOfWork(make_async_session_factory(engine)) as uow:
+                with _refused(SchemaMismatchError):
+                    await uow.async_session.execute(text("SELECT no_such_column FROM users"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(on_the_asyncio_face())
 
 
 def _chain(error: BaseException | None) -> Iterator[BaseException]:

@@ -33,6 +33,7 @@ class Kind(Enum):
     POOLER = "pooler"  # a connection pooler refused what a direct connection sends
     TOO_LARGE = "too_large"  # a statement larger than the server takes; it closed the connection
     ABORTED = "aborted"  # a statement sent after an error in its transaction, before a rollback
+    SCHEMA = "schema"  # a table or column the statement names is not in the database
 
 
 class Rule(Enum):
@@ -75,6 +76,7 @@ NOT_SENT = Meaning(Kind.NOT_SENT)
 POOLER = Meaning(Kind.POOLER)
 TOO_LARGE = Meaning(Kind.TOO_LARGE)
 ABORTED = Meaning(Kind.ABORTED)
+SCHEMA = Meaning(Kind.SCHEMA)
 # PgBouncer's answer to the startup parameter that carries our session settings.
 _POOLER_REFUSAL = "unsupported startup parameter"
 SERVER_GONE = _unavailable("the connection was lost or the server is shutting down")
@@ -99,6 +101,8 @@ POSTGRESQL_CODES = {
     "25006": READ_ONLY,  # read_only_sql_transaction (also any write on a hot standby)
     "25P02": ABORTED,  # in_failed_sql_transaction
     "3D000": NO_DATABASE,  # invalid_catalog_name
+    "42703": SCHEMA,  # undefined_column
+    "42P01": SCHEMA,  # undefined_table
     "23502": _invalid(Rule.NOT_NULL),  # not_null_violation
     "23514": _invalid(Rule.CHECK),  # check_violation
     "22001": _invalid(Rule.TOO_LONG),  # string_data_right_truncation
@@ -149,6 +153,8 @@ MARIADB_ERRNOS = {
     1698: LOGIN,  # ER_ACCESS_DENIED_NO_PASSWORD_ERROR (a user who logs in by another plugin)
     1044: LOGIN,  # ER_DBACCESS_DENIED_ERROR
     1049: NO_DATABASE,  # ER_BAD_DB_ERROR
+    1054: SCHEMA,  # ER_BAD_FIELD_ERROR (an unknown column)
+    1146: SCHEMA,  # ER_NO_SUCH_TABLE
     1048: _invalid(Rule.NOT_NULL),  # ER_BAD_NULL_ERROR
     1364: _invalid(Rule.NOT_NULL),  # ER_NO_DEFAULT_FOR_FIELD
     1406: _invalid(Rule.TOO_LONG),  # ER_DATA_TOO_LONG
@@ -180,6 +186,10 @@ SQLITE_CODES = {
     20: _invalid(Rule.MALFORMED),  # SQLITE_MISMATCH
     25: _invalid(Rule.OUT_OF_RANGE),  # SQLITE_RANGE
 }
+
+
+_SQLITE_ERROR = 1
+_SQLITE_NO_SUCH = re.compile(r"^(no such (table|column)|table \S+ has no column named)\b")
 
 
 def _driver(orig: BaseException) -> str:
@@ -283,7 +293,11 @@ def classify(orig: BaseException | None) -> Meaning | None:
             return RETRYABLE
         return POSTGRESQL_CODES.get(code) or POSTGRESQL_CLASSES.get(code[:2])
     if driver == "sqlite" and isinstance(code, int):
-        return SQLITE_CODES.get(code) or SQLITE_CODES.get(code & 0xFF)
+        found = SQLITE_CODES.get(code) or SQLITE_CODES.get(code & 0xFF)
+        # SQLITE_ERROR is any error; a missing table or column is told in words only.
+        if found is None and code == _SQLITE_ERROR and _SQLITE_NO_SUCH.search(str(orig)):
+            return SCHEMA
+        return found
     if driver == "mariadb" and isinstance(code, int):
         return MARIADB_ERRNOS.get(code)
     return None

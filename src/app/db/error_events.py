@@ -74,6 +74,11 @@ def _on_error(context: ExceptionContext, *, refuses_writes: RefusesWrites) -> Ba
         wrapped.params = None
     if not isinstance(wrapped, sa_exc.DBAPIError):
         return _unsendable(context, hides)
+    execution = context.execution_context
+    if execution is not None and execution.execution_options.get("skip_user_error_events"):
+        # SQLAlchemy's own probe, which catches the driver's error it expects (MySQL's has_table
+        # runs DESCRIBE and takes "no such table" for False): left as the driver's.
+        return None
     meaning = classify(context.original_exception)
     if meaning is TOO_LARGE:
         # The server closed the connection after refusing the statement: never pooled again.

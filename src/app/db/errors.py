@@ -24,6 +24,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.schema import ColumnCollectionConstraint, ForeignKeyConstraint
 
+from app.db import types
 from app.db.error_codes import (
     CANNOT_CONNECT,
     NOT_SENT,
@@ -162,6 +163,29 @@ class StatementTimeoutError(DataLayerError):
 
 class InvalidQueryError(DataLayerError, ValueError):
     """The request is wrong: an unknown field, a bad argument, a value the column refuses."""
+
+
+class SchemaMismatchError(DataLayerError):
+    """A table or column a statement names is not in the database: its schema is not the one
+    the code expects (a migration not run, or run ahead of the code), or a hand-written
+    statement names one that does not exist."""
+
+
+SCHEMA_MISMATCH = (
+    "a table or column the statement names is not in the database: its schema is not the one "
+    "this code expects (`app db current` says whether migrations are pending, `app db check` "
+    "what differs), or a hand-written statement names one that does not exist"
+)
+
+
+def _unknown_member(owner: str) -> SchemaMismatchError:
+    return SchemaMismatchError(
+        f"the database holds a value of {owner} that this code does not know (one of its "
+        "members added by newer code, or a value written by hand)"
+    )
+
+
+types.unknown_member = _unknown_member
 
 
 class StatisticsUnavailableError(DataLayerError):
@@ -303,6 +327,8 @@ def _error_for(
         )
     if kind is Kind.ABORTED:
         return InvalidQueryError(TRANSACTION_ABORTED)
+    if kind is Kind.SCHEMA:
+        return SchemaMismatchError(SCHEMA_MISMATCH)
     if kind is Kind.TOO_LARGE:
         return InvalidQueryError(
             "the statement with its values is larger than the database takes at once "
@@ -473,6 +499,7 @@ __all__ = [
     "NotFoundError",
     "ReadOnlyError",
     "RetryableError",
+    "SchemaMismatchError",
     "StaleObjectError",
     "StatementTimeoutError",
     "StatisticsUnavailableError",

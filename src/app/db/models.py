@@ -36,6 +36,7 @@ from sqlalchemy.sql.naming import conv
 
 from app.db.emails import normalize_email
 from app.db.types import (
+    StoredEnum,
     UTCDateTime,
     UUIDColumn,
     double_version_of,
@@ -148,7 +149,11 @@ def _follow_the_rules(table: Table) -> None:
             constraint.name = conv(f"ck_{table.name}_{column.name}")
             if isinstance(column.type, Enum) and not column.type.native_enum:
                 # The same name where a migration's copy of the column makes the CHECK.
-                column.type = column.type.adapt(Enum, name=column.name)  # type: ignore[no-untyped-call]
+                column.type = column.type.adapt(StoredEnum, name=column.name)  # type: ignore[no-untyped-call]
+    for column in table.columns:
+        if type(column.type) is Enum:
+            # Its read of a value it has no member for names no value (`StoredEnum`).
+            column.type = column.type.adapt(StoredEnum)  # type: ignore[no-untyped-call]
 
 
 class IdMixin:

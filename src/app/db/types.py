@@ -179,6 +179,33 @@ def double_version_of(column_type: TypeEngine[Any]) -> TypeEngine[Any] | None:
     return column_type.with_variant(double, "mysql", "mariadb")
 
 
+def _not_a_member(owner: str) -> Exception:
+    return LookupError(f"the database holds a value of {owner} that this code does not know")
+
+
+# What a read of a value no member stands for raises: `app.db.errors` makes it its
+# SchemaMismatchError as it is imported (it depends on the models, which depend on this module).
+unknown_member: Callable[[str], Exception] = _not_a_member
+
+
+class StoredEnum(sa.Enum):
+    """`sqlalchemy.Enum` (what every enum column of a model becomes) whose read of a stored
+    value that is none of its members (written by newer code, or by hand) raises
+    `unknown_member` naming the column's enum, not the value: SQLAlchemy's LookupError quotes
+    the value."""
+
+    def _object_value_for_elem(self, elem: str) -> str | enum.Enum:
+        # Looked up without a KeyError: one would stay in the chain as the error's context.
+        found = self._object_lookup.get(elem, _NOT_A_MEMBER)
+        if found is not _NOT_A_MEMBER:
+            return found  # type: ignore[return-value]
+        owner = self.enum_class.__name__ if self.enum_class is not None else str(self.name)
+        raise unknown_member(owner)
+
+
+_NOT_A_MEMBER = object()
+
+
 def enum_values(enum_class: type[enum.Enum]) -> list[str]:
     """What an enum column stores: its members' values (not their names)."""
     return [str(member.value) for member in enum_class]

@@ -363,8 +363,9 @@ _NO_SUCH_TABLE = 1146
 
 
 def _no_such_table(error: BaseException) -> bool:
-    orig = error.orig if isinstance(error, sa_exc.DBAPIError) else error.__cause__
-    return orig is not None and code_of(orig) == _NO_SUCH_TABLE
+    if isinstance(error, sa_exc.DBAPIError):
+        return code_of(error.orig) == _NO_SUCH_TABLE
+    return getattr(error, "code", None) == _NO_SUCH_TABLE  # translated (SchemaMismatchError)
 
 
 def _end_session(connection: Connection, session: tuple[Any, ...]) -> None:

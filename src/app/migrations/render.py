@@ -14,7 +14,7 @@ from sqlalchemy import Enum, String, Text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.types import TypeEngine
 
-from app.db.types import MicrosecondInterval, UTCDateTime, UUIDColumn, exact_text
+from app.db.types import MicrosecondInterval, StoredEnum, UTCDateTime, UUIDColumn, exact_text
 
 _DIALECTS = (postgresql.dialect(), mysql.dialect(), sqlite.dialect())  # type: ignore[no-untyped-call]
 
@@ -29,6 +29,9 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
         return 'sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")'
     if isinstance(obj, UUIDColumn):
         return "sa.Uuid()"
+    if isinstance(obj, StoredEnum):
+        plain = obj.adapt(Enum)  # type: ignore[no-untyped-call]
+        return f"sa.{plain!r}"  # as Alembic writes a plain Enum
     if isinstance(obj, MicrosecondInterval):
         autogen_context.imports.add("from sqlalchemy.dialects import mysql")
         given = {
