@@ -108,6 +108,7 @@ class ThrowawayDatabases:
         name = f"app_test_{self.run_id}_{label}"
         if backend == "sqlite":
             url = make_url(f"sqlite:///{self.tmp_dir / name}.db")
+            create_database(url)  # its file, empty, as a server's database is
         elif backend == "pgbouncer":
             server = make_url(SERVER_URLS["postgresql"]).set(database=name)
             create_database(server)

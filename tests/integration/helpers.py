@@ -35,9 +35,9 @@ def emails(connection: Connection) -> list[str]:
 
 
 def run_app(
-    *args: str, database_url: str, env: dict[str, str] | None = None
+    *args: str, database_url: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the `app` command line in a separate process, as a user would."""
+    """Run the `app` command line in a separate process, as a user would (from `cwd`)."""
     return subprocess.run(
         [sys.executable, "-m", "app", *args],
         capture_output=True,
@@ -45,6 +45,7 @@ def run_app(
         env={**os.environ, "DATABASE_URL": database_url, "APP_ENV": "test", **(env or {})},
         timeout=180,
         check=False,
+        cwd=cwd,
     )
 
 

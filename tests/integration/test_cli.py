@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
 from app import migrations
@@ -21,6 +25,7 @@ def test_version() -> None:
 
 
 def test_upgrade_then_current_then_downgrade(fresh_url: str) -> None:
+    assert run_app("db", "create", database_url=fresh_url).returncode == 0  # SQLite: its file
     behind = run_app("db", "current", database_url=fresh_url)
     assert behind.returncode == 1
     assert "behind head" in behind.stdout
@@ -174,3 +179,87 @@ def test_a_missing_database_says_how_to_make_it(fresh_url: str) -> None:
     assert result.stderr.startswith(
         "error: the database named in DATABASE_URL does not exist; `app db create` makes it"
     ), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("db", "upgrade", "--bogus"), "No such option: --bogus (`app db upgrade --help`"),
+        (("db", "bogus"), "No such command 'bogus'. (`app db --help`"),
+        (("db", "top", "--limit", "0"), "Invalid value for '--limit': 0 is not in the range"),
+    ],
+)
+def test_a_usage_error_is_one_line(args: tuple[str, ...], said: str) -> None:
+    result = run_app(*args, database_url="sqlite://")
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {said}")
+
+
+def test_help_shows_flags_as_flags() -> None:
+    """A flag takes no value: its help shows none (Typer 0.29 shows `<bool>` after each)."""
+    for args in (("--help",), ("db", "downgrade", "--help")):
+        result = run_app(*args, database_url="sqlite://")
+        assert result.returncode == 0
+        assert "--yes" in result.stdout or "--version" in result.stdout
+        assert "<bool>" not in result.stdout
+
+
+def test_ctrl_c_ends_a_command_in_one_line_with_exit_code_130() -> None:
+    """`app db wait` on a port nothing answers, interrupted as a terminal's Ctrl-C does."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "db", "wait", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DATABASE_URL": "postgresql+psycopg://app@127.0.0.1:9/app"},
+        # A child of a non-interactive shell ignores SIGINT; a terminal's does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(4)  # past the imports, into the waiting
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert stderr.splitlines() == [
+        "error: interrupted (Ctrl-C); what was committed before it stays"
+    ]
+
+
+@pytest.mark.backends("sqlite")
+def test_commands_that_read_refuse_a_sqlite_file_that_is_not_there(tmp_path: Path) -> None:
+    """A mistyped path: refused as a server refuses a database it does not have, and no empty
+    database is left there (connecting made one)."""
+    url = f"sqlite:///{tmp_path / 'typo.db'}"
+    for args in (("db", "current"), ("db", "status"), ("db", "check"), ("db", "info")):
+        result = run_app(*args, database_url=url)
+        assert result.returncode == 2, args
+        assert result.stderr.splitlines() == [
+            f"error: the database named in DATABASE_URL does not exist (no file "
+            f"{tmp_path / 'typo.db'}); `app db create` makes it"
+        ]
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_a_database_ahead_of_the_code_is_told_so_and_its_tables_still_shown(
+    fresh_url: str,
+) -> None:
+    assert run_app("db", "upgrade", database_url=fresh_url).returncode == 0
+    engine = make_engine(fresh_url, poolclass=NullPool)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))
+    engine.dispose()
+    down = run_app("db", "downgrade", "-1", database_url=fresh_url)
+    assert down.returncode == 1
+    (line,) = down.stderr.splitlines()
+    assert line.startswith("error: the database is at a revision no migration file defines")
+    info = run_app("db", "info", database_url=fresh_url)
+    assert info.returncode == 0, info.stderr
+    assert "revision: ffffffffffff (no migration file defines it" in info.stdout
+    assert "users" in info.stdout
+
+
+def test_the_diagram_is_the_projects_wherever_the_command_runs(tmp_path: Path) -> None:
+    result = run_app("db", "diagram", "--check", database_url="sqlite://", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("docs/schema.md is up to date")
+    assert list(tmp_path.iterdir()) == []

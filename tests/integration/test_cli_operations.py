@@ -244,16 +244,15 @@ def test_reset_rebuilds_and_seeds_but_never_in_production(
 
 
 def test_create_makes_a_missing_database(backend: str, fresh_url: str) -> None:
-    if backend == "sqlite":
-        result = run_app("db", "create", database_url=fresh_url)
-        assert result.returncode == 0
-        assert "nothing to do" in result.stdout
-        return
+    """On every backend, SQLite's file included (the commands that read refuse a missing one)."""
     missing = fresh_url.rsplit("/", 1)[0] + "/" + fresh_url.rsplit("/", 1)[1] + "_made"
     try:
         made = run_app("db", "create", database_url=missing)
         assert made.returncode == 0, made.stderr
         assert "created" in made.stdout
+        current = run_app("db", "current", database_url=missing)
+        assert current.returncode == 1  # there, and empty: behind head
+        assert "base (no migrations applied)" in current.stdout
         again = run_app("db", "create", database_url=missing)
         assert "already exists" in again.stdout
     finally:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy import Engine
 
 from app import migrations
 from app.cli.console import stdout
@@ -16,9 +18,27 @@ from app.cli.errors import EXIT_CHECK_FAILED, fail, handles_expected_failures
 from app.db.errors import RetryableError
 from app.db.runtime import get_engine, get_settings
 from app.db.session import migration_engine
+from app.dialects import backend_for
 from app.migrations.offline_sql import range_sql
 
 db_app = typer.Typer(help="Database operations: migrations, checks, seeding.", no_args_is_help=True)
+
+
+def existing_engine() -> Engine:
+    """The engine of DATABASE_URL for a command that reads the database: a database file that
+    is not there is refused, where connecting would make an empty one at a mistyped path (the
+    servers' databases are refused by the server alike)."""
+    engine = get_engine()
+    url = engine.url
+    database = url.database or ""
+    file_database = backend_for(url.get_backend_name()).file_database
+    in_memory = database in ("", ":memory:") or database.startswith("file:")
+    if file_database and not in_memory and not Path(database).exists():
+        raise fail(
+            f"the database named in DATABASE_URL does not exist (no file {database}); "
+            "`app db create` makes it"
+        )
+    return engine
 
 
 def describe_revisions(revisions: tuple[str, ...]) -> str:
@@ -82,6 +102,8 @@ def downgrade(
 ) -> None:
     """Revert migrations down to REVISION."""
     refuse_in_production("downgrade", force=force)
+    # A database at a revision no file defines (ahead of this code) is told so before anything.
+    migrations.migration_state(existing_engine())
     settings = get_settings()
     if revision == "base" and not yes:
         typer.confirm(f"Drop every table of {settings.masked_database_url}?", abort=True, err=True)
@@ -97,7 +119,7 @@ def downgrade(
 @handles_expected_failures
 def current() -> None:
     """Show the revision the database is at; exit 1 when it is behind the newest one."""
-    state = migrations.migration_state(get_engine())
+    state = migrations.migration_state(existing_engine())
     # The heads it has not reached (with a team's branch, the project's head may be reached).
     behind = tuple(head for head in state.heads if head not in state.current)
     status = "at head" if state.at_head else f"behind head {describe_revisions(behind)}"
@@ -125,7 +147,7 @@ def status(
 ) -> None:
     """Every revision, applied or pending, with its date and message; and the renames whose
     old name still works (expand step run, contract step not yet)."""
-    revisions = migrations.revisions(get_engine())
+    revisions = migrations.revisions(existing_engine())
     table = Table("revision", "created (UTC)", "message", "state")
     for rev in revisions:
         state = "[green]applied[/]" if rev.applied else "[yellow]pending[/]"
@@ -167,7 +189,7 @@ def revision(
 @handles_expected_failures
 def check() -> None:
     """Compare the models with the database; exit 1 and list the differences if they drift."""
-    engine = get_engine()
+    engine = existing_engine()
     state = migrations.migration_state(engine)
     problems = (
         []

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
 
 from app import __version__
-from app.cli import maintenance  # noqa: F401 - registers its commands on db_app
+from app.cli import (
+    EXIT_INTERRUPTED,
+    interrupted,
+    maintenance,  # noqa: F401 - registers its commands on db_app
+)
 from app.cli.db import db_app
-from app.cli.errors import start_debugging
+from app.cli.errors import EXIT_CHECK_FAILED, EXIT_USAGE, fail, start_debugging
 
 cli = typer.Typer(
     name="app",
@@ -41,6 +46,33 @@ def _root(
         start_debugging()
 
 
-def main() -> None:
-    """Entry point of the `app` console script."""
-    cli()
+def run() -> None:
+    """Run the command line (`app.cli.main`): every failure it expects ends with one line on
+    stderr and an exit code, usage errors (a bad flag, value or command) and Ctrl-C included."""
+    try:
+        code = cli(prog_name="app", standalone_mode=False)
+    except Exception as exc:
+        sys.exit(_failed(exc))
+    if code == EXIT_INTERRUPTED:  # Typer's exit for a KeyboardInterrupt in a command
+        interrupted()
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _failed(exc: Exception) -> int:
+    """Say in one line why the command line could not run as asked; its exit code. Typer
+    raises the errors of the Click it carries (not the click package's), told here by their
+    kind's name, which both share."""
+    kinds = {kind.__name__ for kind in type(exc).__mro__}
+    context: Any = getattr(exc, "ctx", None)
+    if "NoArgsIsHelpError" in kinds and context is not None:
+        typer.echo(context.get_help())  # `app` or `app db` alone: what there is to run
+        return EXIT_USAGE
+    if "UsageError" in kinds:
+        shown = context.command_path if context is not None else "app"
+        message: str = exc.format_message()  # type: ignore[attr-defined]
+        return fail(f"{message} (`{shown} --help` lists what it takes)").exit_code
+    if "ClickException" in kinds:
+        return fail(exc.format_message(), exc.exit_code).exit_code  # type: ignore[attr-defined]
+    if "Abort" in kinds:
+        return fail("aborted: nothing was done", EXIT_CHECK_FAILED).exit_code
+    raise exc

@@ -6,20 +6,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from alembic.script.revision import ResolutionError
 from rich.table import Table
 from sqlalchemy import MetaData, func, inspect, select, table
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from app import migrations
 from app.cli.console import stdout
-from app.cli.db import db_app, describe_revisions, refuse_in_production
+from app.cli.db import db_app, describe_revisions, existing_engine, refuse_in_production
 from app.cli.errors import EXIT_CHECK_FAILED, fail, handles_expected_failures
 from app.cli.seed import seed
 from app.db.admin import create_database
 from app.db.errors import DatabaseUnavailableError
 from app.db.runtime import get_engine, get_extensions, get_replicas, get_settings
 from app.db.session import migration_engine
-from app.dialects import backend_for, backend_of
+from app.dialects import backend_of
 from app.dialects.commit_markers import MARKER_TABLE
 from app.dialects.galera import LOCK_TABLE, cluster_state
 from app.migrations.diagram import schema_markdown
@@ -32,11 +33,9 @@ DIAGRAM_PATH = Path("docs/schema.md")
 @db_app.command()
 @handles_expected_failures
 def create() -> None:
-    """Create the database named in DATABASE_URL if it is missing (no-op on SQLite)."""
+    """Create the database named in DATABASE_URL if it is missing (on SQLite, its file)."""
     settings = get_settings()
-    if backend_for(settings.url.get_backend_name()).file_database:
-        stdout.print("SQLite creates its database file on first use; nothing to do")
-    elif create_database(settings.session_url):
+    if create_database(settings.session_url):
         stdout.print(f"created {settings.masked_database_url}")
     else:
         stdout.print(f"{settings.masked_database_url} already exists")
@@ -89,11 +88,20 @@ def reset(
 @handles_expected_failures
 def info() -> None:
     """Show the database, its revision, and every table with its row count."""
-    engine = get_engine()
-    state = migrations.migration_state(engine)
+    engine = existing_engine()
     stdout.print(f"database: {get_settings().masked_database_url}")
-    pending = "" if state.at_head else " (pending migrations)"
-    stdout.print(f"revision: {describe_revisions(state.current)}{pending}")
+    try:
+        state = migrations.migration_state(engine)
+    except ResolutionError as exc:
+        # Ahead of this code: its tables are still worth seeing.
+        stdout.print(
+            f"revision: {exc.argument} (no migration file defines it: a file was removed, or "
+            "another version of the code migrated it)",
+            markup=False,
+        )
+    else:
+        pending = "" if state.at_head else " (pending migrations)"
+        stdout.print(f"revision: {describe_revisions(state.current)}{pending}")
     listing = Table("table", "rows")
     with engine.connect() as connection:
         cluster = cluster_state(connection)
@@ -124,13 +132,18 @@ def _print_replicas() -> None:
 @db_app.command()
 @handles_expected_failures
 def diagram(
-    output: Annotated[Path, typer.Option(help="Where to write it.")] = DIAGRAM_PATH,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Where to write it (default: docs/schema.md of the project)."),
+    ] = None,
     check: Annotated[
         bool, typer.Option("--check", help="Write nothing; exit 1 if the file is out of date.")
     ] = False,
 ) -> None:
     """Write the schema as a Mermaid ER diagram (docs/schema.md)."""
     get_extensions()  # the packages of APP_EXTENSIONS: their tables are the schema's too
+    # The project's, where its alembic.ini is (as for migrations), wherever this runs from.
+    output = output or migrations.find_alembic_ini().parent / DIAGRAM_PATH
     wanted = schema_markdown()
     current = output.read_text() if output.exists() else None
     if check:
@@ -172,7 +185,7 @@ def top(
 ) -> None:
     """The statements that took the most time in all, with the unit of work that sent them,
     from the server's statistics (pg_stat_statements, MariaDB's performance schema)."""
-    with get_engine().connect() as connection:
+    with existing_engine().connect() as connection:
         heaviest = backend_of(connection).heaviest_statements(connection, limit)
     if not heaviest:
         stdout.print("no statements counted in this database yet")

@@ -39,12 +39,27 @@ def create_database(url: str | URL) -> bool:
     """Create the database named in `url` if it is missing; True when it was created."""
     parsed = parse_database_url(url)
     backend = _backend(parsed)
-    if backend.file_database or database_exists(parsed):
-        return False  # a file is created by its first connection
+    if backend.file_database:
+        return _create_file(parsed)
+    if database_exists(parsed):
+        return False
     # The server's default character set and collation: every text column declares its own
     # (binary, no pad), so what a database default would mean never matters.
     _run_outside_transaction(parsed, f"CREATE DATABASE {backend.quoted_database(parsed)}")
     return True
+
+
+def _create_file(url: URL) -> bool:
+    """A database file made by a first connection, where it is missing (None: in memory)."""
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or Path(database).exists():
+        return False
+    engine = make_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect():
+            return True
+    finally:
+        engine.dispose()
 
 
 def drop_database(url: str | URL) -> None:
