@@ -264,6 +264,24 @@ _STARTUP_REFUSALS = (
 )
 
 
+# A connection attempt the server never answered within the connect timeout.
+CONNECT_TIMED_OUT = Meaning(
+    Kind.CANNOT_CONNECT,
+    unavailable_because=(
+        "it did not answer within DB_CONNECT_TIMEOUT (a host that drops packets, a firewall, "
+        "or a server too busy to accept)"
+    ),
+)
+# How each driver says it gave up waiting for the server while connecting: psycopg's
+# ConnectionTimeout, PyMySQL's "(timed out)" and asyncmy's "(read timeout)" after a 2013.
+_CONNECT_TIMEOUT_WORDS = re.compile(r"timeout expired|\((timed out|read timeout)\)")
+
+
+def timed_out_connecting(orig: BaseException | None) -> bool:
+    """Whether a driver's failure to connect was the connect timeout running out."""
+    return orig is not None and bool(_CONNECT_TIMEOUT_WORDS.search(str(orig)))
+
+
 def _refused_at_startup(message: str) -> Meaning:
     if _POOLER_REFUSAL in message:
         return POOLER

@@ -27,6 +27,7 @@ from sqlalchemy.sql.schema import ColumnCollectionConstraint, ForeignKeyConstrai
 from app.db import types
 from app.db.error_codes import (
     CANNOT_CONNECT,
+    CONNECT_TIMED_OUT,
     NOT_SENT,
     SERVER_GONE,
     Kind,
@@ -35,6 +36,7 @@ from app.db.error_codes import (
     classify,
     code_of,
     names_in,
+    timed_out_connecting,
 )
 from app.db.models import Base
 
@@ -261,6 +263,8 @@ def translate(
         return exc
     if meaning.kind is Kind.CANNOT_CONNECT and connected:
         meaning = NOT_SENT
+    elif meaning.kind is Kind.CANNOT_CONNECT and timed_out_connecting(exc.orig):
+        meaning = CONNECT_TIMED_OUT
     named = names_in(exc.orig)
     if table is None:
         table = _table_named(named)
@@ -306,6 +310,10 @@ def _error_for(
     if kind is Kind.UNAVAILABLE:
         return DatabaseUnavailableError(
             f"the database is unavailable: {meaning.unavailable_because}"
+        )
+    if kind is Kind.CANNOT_CONNECT and meaning.unavailable_because:
+        return DatabaseUnavailableError(
+            f"cannot connect to the database: {meaning.unavailable_because}"
         )
     if kind is Kind.CANNOT_CONNECT:
         return DatabaseUnavailableError(
