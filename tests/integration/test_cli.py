@@ -263,3 +263,18 @@ def test_the_diagram_is_the_projects_wherever_the_command_runs(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("docs/schema.md is up to date")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_upgrade_names_each_migration_it_applies_and_says_when_there_was_none(
+    fresh_url: str,
+) -> None:
+    history = migrations.revisions()  # newest first
+    first = run_app("db", "upgrade", database_url=fresh_url)
+    assert first.returncode == 0, first.stderr
+    applied = [line for line in first.stdout.splitlines() if line.startswith("applied ")]
+    assert applied == [f"applied {rev.revision} {rev.message}" for rev in reversed(history)]
+    again = run_app("db", "upgrade", history[-1].revision, database_url=fresh_url)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"nothing to apply: database at {history[0].revision}")
+    back = run_app("db", "downgrade", "-1", database_url=fresh_url)
+    assert back.stdout.splitlines()[0] == f"reverted {history[0].revision} {history[0].message}"

@@ -18,7 +18,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import sessionmaker
 
 from app.config import Settings
-from app.db.errors import ConflictError, InvalidQueryError
+from app.db.errors import ConflictError, InvalidQueryError, SchemaMismatchError
 from app.db.models import User
 from app.db.session import DataSession, make_engine, make_session_factory
 from app.repositories import ItemRepository, UnitOfWork, UserRepository
@@ -82,22 +82,26 @@ def test_a_conflicts_whole_chain_carries_no_stored_value(users: UserRepository) 
 
 
 @pytest.mark.parametrize(
-    "statement",
+    ("statement", "raised"),
     [
-        "INSERT INTO users (email, hashed_password, no_such_column) VALUES (:v, :v, 1)",
-        "SELECT * FROM no_such_table WHERE email = :v",
-        "SELEKT :v",
+        (
+            "INSERT INTO users (email, hashed_password, no_such_column) VALUES (:v, :v, 1)",
+            SchemaMismatchError,
+        ),
+        ("SELECT * FROM no_such_table WHERE email = :v", SchemaMismatchError),
+        ("SELEKT :v", sa_exc.DBAPIError),
     ],
     ids=["unknown column", "unknown table", "syntax"],
 )
-def test_an_error_left_untranslated_keeps_no_value_it_was_given(
-    session_factory: sessionmaker[DataSession], statement: str
+def test_an_error_keeps_no_value_it_was_given_translated_or_not(
+    session_factory: sessionmaker[DataSession], statement: str, raised: type[Exception]
 ) -> None:
-    """An error the data layer has no meaning for still reaches the caller as SQLAlchemy's,
-    with the database's own words, but never the values it was given (`.params`)."""
-    with session_factory() as session, pytest.raises(sa_exc.DBAPIError) as caught:
+    """A table or column the database lacks is the data layer's `SchemaMismatchError`; an error
+    it has no meaning for reaches the caller as SQLAlchemy's, with the database's own words.
+    Neither carries the values the statement was given (`.params`), in its chain either."""
+    with session_factory() as session, pytest.raises(raised) as caught:
         session.execute(text(statement), {"v": SECRET})
-    assert caught.value.args  # the database's words stay
+    assert caught.value.args  # the database's words stay (untranslated), or ours
     assert SECRET not in everything_said(caught.value)
 
 

@@ -81,10 +81,14 @@ def upgrade(
     """Apply migrations up to REVISION (default: the newest of every branch), holding the
     migration lock."""
     with _busy_tables_explained():
-        migrations.upgrade(migration_engine(get_settings()), revision)
+        applied = migrations.upgrade(migration_engine(get_settings()), revision)
+    for migration in applied:
+        stdout.print(f"applied {migration}", markup=False)
     state = migrations.migration_state(get_engine())
+    nothing = "" if applied else "nothing to apply: "
     stdout.print(
-        f"database at {describe_revisions(state.current)} ({get_settings().masked_database_url})"
+        f"{nothing}database at {describe_revisions(state.current)} "
+        f"({get_settings().masked_database_url})"
     )
 
 
@@ -108,7 +112,9 @@ def downgrade(
     if revision == "base" and not yes:
         typer.confirm(f"Drop every table of {settings.masked_database_url}?", abort=True, err=True)
     with _busy_tables_explained():
-        migrations.downgrade(migration_engine(get_settings()), revision)
+        reverted = migrations.downgrade(migration_engine(get_settings()), revision)
+    for migration in reverted:
+        stdout.print(f"reverted {migration}", markup=False)
     state = migrations.migration_state(get_engine())
     stdout.print(
         f"database at {describe_revisions(state.current)} ({settings.masked_database_url})"

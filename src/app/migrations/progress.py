@@ -92,6 +92,8 @@ class Progress:
     # whether an earlier run had left it under way.
     under_way: str | None = None
     resumed: bool = False
+    # The migrations the run finished, in order: `<revision> <message>`.
+    finished: list[str] = field(default_factory=list)
 
     def follow(self, script: ScriptDirectory) -> None:
         """Tell the migrations of `script` apart while they run."""
@@ -99,9 +101,14 @@ class Progress:
             str(Path(rev.path).resolve()): rev.revision for rev in script.walk_revisions()
         }
 
-    def next_migration(self, ctx: MigrationContext | None = None, **_step: Any) -> None:
+    def next_migration(
+        self, ctx: MigrationContext | None = None, step: Any = None, **_step: Any
+    ) -> None:
         """Alembic's `on_version_apply`: a migration finished (in the transaction that records
         it, where its note of being under way goes too); the next starts afresh."""
+        finished = _finished(step)
+        if finished is not None:
+            self.finished.append(finished)
         if self.under_way is not None and ctx is not None and ctx.connection is not None:
             ctx.connection.execute(
                 delete(_UNDER_WAY).where(_UNDER_WAY.c.migration == self.under_way)
@@ -147,6 +154,15 @@ class Progress:
         self.kept += [step for step in self.done if step != OWN_STATEMENT]
         self.done.clear()
         self.helpers_committed = True
+
+
+def _finished(step: Any) -> str | None:
+    """`<revision> <message>` of the migration an `on_version_apply` step ran (a stamp, which
+    runs none, is None)."""
+    if step is None or not step.is_migration:
+        return None
+    revision = step.up_revision  # the migration's own, run up or down
+    return f"{revision.revision} {revision.doc}" if revision is not None else None
 
 
 # -- following each operation ---------------------------------------------------------------------

@@ -232,8 +232,9 @@ def _describe(diff: Any, collations: Callable[[str, str, Any], str]) -> str:
     return f"{action} {subject.name}{where}"
 
 
-def upgrade(engine: Engine, revision: str = "heads") -> None:
-    """Migrate the database behind `engine` up to `revision`.
+def upgrade(engine: Engine, revision: str = "heads") -> list[str]:
+    """Migrate the database behind `engine` up to `revision`; the migrations applied, in order
+    (`<revision> <message>`).
 
     First every pending migration is written in the database's SQL without running
     (`MigrationCompileError` names one that cannot be); a migration that fails says which, at
@@ -241,15 +242,16 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
     state = migration_state(engine)
     script = ScriptDirectory.from_config(alembic_config())
     check_compiles(script, pending_oldest_first(script, state.pending), engine.dialect)
-    _run(engine, lambda config: command.upgrade(config, revision))
+    return _run(engine, lambda config: command.upgrade(config, revision))
 
 
-def downgrade(engine: Engine, revision: str) -> None:
-    """Migrate the database behind `engine` down to `revision`."""
-    _run(engine, lambda config: command.downgrade(config, revision))
+def downgrade(engine: Engine, revision: str) -> list[str]:
+    """Migrate the database behind `engine` down to `revision`; the migrations reverted, in
+    order."""
+    return _run(engine, lambda config: command.downgrade(config, revision))
 
 
-def _run(engine: Engine, action: Callable[[Config], None]) -> None:
+def _run(engine: Engine, action: Callable[[Config], None]) -> list[str]:
     config = alembic_config()
     progress = Progress()
     config.attributes["progress"] = progress
@@ -264,3 +266,4 @@ def _run(engine: Engine, action: Callable[[Config], None]) -> None:
             raise told from exc
         if connection.in_transaction():
             connection.commit()
+    return progress.finished
