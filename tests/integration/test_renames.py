@@ -561,3 +561,61 @@ def test_a_column_rename_killed_before_its_triggers_starts_again(loaded: Engine)
         assert len(column_renames(connection)) == 1
         (name,) = [c for c in inspect(connection).get_columns("items") if c["name"] == "name"]
     assert not name.get("comment")
+
+
+NAMED_TABLE = """
+import sqlalchemy as sa
+from alembic import op
+
+
+def upgrade() -> None:
+    op.create_table(
+        "probe_tags",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("code", sa.String(40), nullable=False),
+        sa.Column("owner_id", sa.Uuid(), nullable=True),
+        sa.UniqueConstraint("code", name="uq_probe_tags_code"),
+        sa.ForeignKeyConstraint(
+            ["owner_id"], ["users.id"], name="fk_probe_tags_owner_id_users", ondelete="CASCADE"
+        ),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("probe_tags")
+"""
+RENAME_NAMED = """
+from app import migration_ops
+
+
+def upgrade() -> None:
+    migration_ops.rename_column("probe_tags", "code", "label")
+    migration_ops.rename_column("probe_tags", "owner_id", "holder_id")
+
+
+def downgrade() -> None:
+    migration_ops.undo_rename_column("probe_tags", "owner_id", "holder_id")
+    migration_ops.undo_rename_column("probe_tags", "code", "label")
+"""
+
+
+def test_a_renamed_columns_constraints_take_its_new_name_on_every_backend(loaded: Engine) -> None:
+    """The unique constraint and foreign key of a renamed column are named after the new name
+    (the servers' copies always were; SQLite kept the old names, which `app db check` then
+    listed as drift), and the foreign key keeps its ON DELETE."""
+    run_extra_migration(loaded, NAMED_TABLE)
+    run_extra_migration(loaded, RENAME_NAMED, after=[NAMED_TABLE])
+    with loaded.connect() as connection:
+        found = inspect(connection)
+        uniques = {
+            str(u["name"]): u["column_names"] for u in found.get_unique_constraints("probe_tags")
+        }
+        keys = {str(k["name"]): k for k in found.get_foreign_keys("probe_tags")}
+    assert uniques["uq_probe_tags_label"] == ["label"]
+    assert "uq_probe_tags_code" not in uniques or loaded.dialect.name != "sqlite"
+    key = keys["fk_probe_tags_holder_id_users"]
+    assert key["constrained_columns"] == ["holder_id"]
+    assert key["options"].get("ondelete") == "CASCADE"
+    if loaded.dialect.name == "sqlite":  # renamed in place: nothing of the old names is left
+        assert set(uniques) == {"uq_probe_tags_label"}
+        assert set(keys) == {"fk_probe_tags_holder_id_users"}

@@ -211,8 +211,13 @@ def _rename_sqlite(
         if has_new and not has_old:
             return  # done already
         _refuse_unless_renameable(connection, table, column, new_name, has_old, has_new)
+    # Its unique constraints and foreign keys are named as the servers' copies are, in the
+    # same rebuild of the table (SQLite renames no constraint in place).
+    named = [] if offline() else _named_constraints(op.get_bind(), table, column, new_name)
     with op.batch_alter_table(table) as batch:
         batch.alter_column(column, new_column_name=new_name, existing_type=existing_type)
+        for rename in named:
+            rename(batch)
     if offline():
         return
     # Its indexes are named as the servers' copies are (the naming convention's names).
@@ -363,6 +368,51 @@ def _default(connection: Connection, table: str, column: str) -> str | None:
 
 def _refuse(table: str, column: str, why: str) -> NoReturn:
     raise ValueError(f"rename_column {table}.{column}: {why}; rename it with op.alter_column")
+
+
+def _named_constraints(
+    connection: Connection, table: str, column: str, new_name: str
+) -> list[Callable[[Any], None]]:
+    """For SQLite's rename of `column`: each of its named unique constraints and foreign keys
+    dropped and made again under the name the naming convention gives it with `new_name`, as a
+    step on the batch that rebuilds the table."""
+    inspector = inspect(connection)
+    steps: list[Callable[[Any], None]] = []
+
+    def columns_of(names: list[Any]) -> list[str]:
+        # By the names the table had before the batch: the batch takes each constraint's
+        # columns from the table it copies, and moves them to the column's new name itself.
+        return [str(name) for name in names]
+
+    for unique in inspector.get_unique_constraints(table):
+        renamed = name_with(str(unique["name"] or ""), column, new_name)
+        if renamed is not None and column in unique["column_names"]:
+            old, columns = str(unique["name"]), columns_of(unique["column_names"])
+
+            def remake_unique(batch: Any, old: str = old, renamed: str = renamed,
+                              columns: list[str] = columns) -> None:  # fmt: skip
+                batch.drop_constraint(old, type_="unique")
+                batch.create_unique_constraint(renamed, columns)
+
+            steps.append(remake_unique)
+    for key in inspector.get_foreign_keys(table):
+        renamed = name_with(str(key["name"] or ""), column, new_name)
+        if renamed is not None and column in key["constrained_columns"]:
+            old, columns = str(key["name"]), columns_of(key["constrained_columns"])
+
+            def remake_key(batch: Any, old: str = old, renamed: str = renamed,
+                           columns: list[str] = columns, key: Any = key) -> None:  # fmt: skip
+                batch.drop_constraint(old, type_="foreignkey")
+                batch.create_foreign_key(
+                    renamed, key["referred_table"], columns, key["referred_columns"],
+                    **{k: v for k, v in key.get("options", {}).items() if k in _KEY_OPTIONS},
+                )  # fmt: skip
+
+            steps.append(remake_key)
+    return steps
+
+
+_KEY_OPTIONS = ("ondelete", "onupdate", "deferrable", "initially")
 
 
 def _renamed(name: str, old: str, new: str) -> str:
