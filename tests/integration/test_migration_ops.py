@@ -352,9 +352,11 @@ def spoil() -> None:
     said = str(refused.value)
     assert "\n" not in said
     expected = {
-        "fk_items_reviewer_id_users": "items: 3 rows refer to no users row",
-        "uq_items_code": "items: 1 values of (code) are held by more than one row",
-        "ck_items_version_positive": "items: 3 rows break the check ck_items_version_positive",
+        "fk_items_reviewer_id_users": "items: rows that refer to no users row: 3",
+        "uq_items_code": "items: values of (code) held by more than one row: 1",
+        "ck_items_version_positive": (
+            "items: rows that break the check ck_items_version_positive: 3"
+        ),
     }[broken]
     assert said.startswith(expected), said
     chain = [refused.value.__cause__, refused.value.__context__]

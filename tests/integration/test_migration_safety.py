@@ -4,6 +4,7 @@ why in one line, and on MariaDB (DDL commits as it goes) the next run finishes i
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,7 +184,36 @@ def test_a_failure_after_an_online_helper_tells_what_the_helper_committed(
     indexes = [index["name"] for index in inspect(migrated).get_indexes("notes")]
     assert indexes == ["ix_notes_body"]
     if not is_mariadb(backend):
-        assert "what its online helpers (app.migration_ops) did" in line
+        assert "and what its online helpers (app.migration_ops) finished" in line
+
+
+def test_an_online_helper_that_fails_and_leaves_nothing_claims_nothing_applied(
+    backend: str, fresh_url: str, migrated: Engine, tmp_path: Path
+) -> None:
+    """A unique constraint over values that repeat: the helper fails, leaves no index behind,
+    and the line says so without naming anything as applied (it said "already applied by it:
+    what its online helpers did")."""
+    head = _version(migrated)
+    with migrated.begin() as connection:
+        for email in ("a@example.com", "b@example.com"):
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, email, hashed_password, is_active, created_at, "
+                    "updated_at, version) VALUES (:id, :email, 'same', :yes, :now, :now, 1)"
+                ),
+                {"id": uuid.uuid4().hex, "email": email, "yes": True, "now": "2026-01-01 00:00:00"},
+            )
+    name = "20261208_0140_failing_helper.py"
+    ini = alembic_ini_with(tmp_path, "failing_helper_migration.py", name)
+    failed = run_app("db", "upgrade", database_url=fresh_url, env={"ALEMBIC_CONFIG": str(ini)})
+    assert failed.returncode == 1
+    (line,) = failed.stderr.splitlines()
+    assert f"{name} (9d4e5f6a7b8c) failed" in line
+    assert "users: values of (hashed_password) held by more than one row: 1" in line
+    assert "already applied" not in line
+    assert _version(migrated) == head
+    indexes = {index["name"] for index in inspect(migrated).get_indexes("users")}
+    assert not any("hashed_password" in str(index) for index in indexes)
 
 
 def test_a_failed_downgrade_says_where_too(

@@ -375,13 +375,19 @@ def failure(exc: BaseException, progress: Progress, script: ScriptDirectory) -> 
             f"; already applied by it: {applied} (MariaDB commits each DDL statement: fix the "
             "migration and run the upgrade again, and what is in place is skipped)"
         )
-    elif progress.helpers_committed:
-        listed = ", ".join(progress.kept)
-        steps = f"{listed}, and what" if listed else "what"
+    elif progress.helpers_committed and progress.kept:
         after = (
-            f"; already applied by it: {steps} its online helpers (app.migration_ops) did, "
-            "which commit as they go; the rest was rolled back (the helpers skip what is in "
-            "place when the migration runs again, other operations do not)"
+            f"; already applied by it: {', '.join(progress.kept)}, and what its online "
+            "helpers (app.migration_ops) finished, which commit as they go; the rest was "
+            "rolled back (the helpers skip what is in place when the migration runs again, "
+            "other operations do not)"
+        )
+    elif progress.helpers_committed:
+        # Nothing of the migration's own was committed; a helper says itself what it left.
+        after = (
+            "; its own operations were rolled back, and its online helpers "
+            "(app.migration_ops) keep only the steps they finished, which they skip when the "
+            "migration runs again"
         )
     else:
         after = "; nothing of it was applied"

@@ -88,7 +88,9 @@ def create_foreign_key(
         constraint_name, source_table, referent_table, local, remote, **options
     )
     name = str(key.name)
-    refused = Refusal(orphans, f"{source_table}: {{count}} rows refer to no {referent_table} row")
+    refused = Refusal(
+        orphans, f"{source_table}: rows that refer to no {referent_table} row: {{count}}"
+    )
     dialect = dialect_name()
     if dialect == "postgresql":
         _add_then_validate(
@@ -161,7 +163,7 @@ def create_unique_constraint(
     name = str(_schema().unique_constraint(constraint_name, table_name, keys, **options).name)
     refused = Refusal(
         duplicated,
-        f"{table_name}: {{count}} values of ({', '.join(keys)}) are held by more than one row",
+        f"{table_name}: values of ({', '.join(keys)}) held by more than one row: {{count}}",
     )
     dialect = dialect_name()
     if dialect == "postgresql":
@@ -204,7 +206,7 @@ def create_check_constraint(
 
     check = _schema().check_constraint(constraint_name, table_name, condition, **options)
     name = str(check.name)
-    refused = Refusal(breaking, f"{table_name}: {{count}} rows break the check {name}")
+    refused = Refusal(breaking, f"{table_name}: rows that break the check {name}: {{count}}")
     dialect = dialect_name()
     if dialect == "postgresql":
         _add_then_validate(
