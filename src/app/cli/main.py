@@ -8,13 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from app import __version__
-from app.cli import (
-    EXIT_INTERRUPTED,
-    interrupted,
-    maintenance,  # noqa: F401 - registers its commands on db_app
-)
+from app.cli import maintenance  # noqa: F401 - registers its commands on db_app
 from app.cli.db import db_app
 from app.cli.errors import EXIT_CHECK_FAILED, EXIT_USAGE, fail, start_debugging
+from app.cli.interrupt import EXIT_INTERRUPTED, interrupted
 
 cli = typer.Typer(
     name="app",
