@@ -194,6 +194,20 @@ class StoredEnum(sa.Enum):
     `unknown_member` naming the column's enum, not the value: SQLAlchemy's LookupError quotes
     the value."""
 
+    def plain(self) -> sa.Enum:
+        """The same column as a plain `sqlalchemy.Enum` of its stored values, as a migration
+        writes it (an adapted type's own repr would carry what adapting set, such as not
+        creating a native type)."""
+        return sa.Enum(
+            *self.enums,
+            name=self.name,
+            native_enum=self.native_enum,
+            create_constraint=self.create_constraint,
+            length=self.length,
+            schema=self.schema,
+            inherit_schema=self.inherit_schema,
+        )
+
     def _object_value_for_elem(self, elem: str) -> str | enum.Enum:
         # Looked up without a KeyError: one would stay in the chain as the error's context.
         found = self._object_lookup.get(elem, _NOT_A_MEMBER)

@@ -30,8 +30,7 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
     if isinstance(obj, UUIDColumn):
         return "sa.Uuid()"
     if isinstance(obj, StoredEnum):
-        plain = obj.adapt(Enum)  # type: ignore[no-untyped-call]
-        return f"sa.{plain!r}"  # as Alembic writes a plain Enum
+        return f"sa.{obj.plain()!r}"  # as Alembic writes a plain Enum
     if isinstance(obj, MicrosecondInterval):
         autogen_context.imports.add("from sqlalchemy.dialects import mysql")
         given = {
