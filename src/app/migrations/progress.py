@@ -364,10 +364,15 @@ def failure(exc: BaseException, progress: Progress, script: ScriptDirectory) -> 
     if revision is None:
         return None
     location = f"migration {_shown_path(revision)} ({revision.revision})"
-    if progress.operation is not None:
-        location += f", at {progress.operation},"
     where = f"migration {_shown_path(revision)} ({revision.revision}) failed"
-    if progress.operation is not None:
+    helper = _helper_failing(exc)
+    if helper is not None and progress.operation in (None, OWN_STATEMENT):
+        # An online helper's own statements are text: named by the helper, not as the
+        # migration's.
+        location += f", in {helper},"
+        where += f" in {helper}"
+    elif progress.operation is not None:
+        location += f", at {progress.operation},"
         where += f" at {progress.operation}"
     if progress.kept_when_failing and (progress.done or progress.skipped or progress.kept):
         applied = ", ".join([*progress.skipped, *progress.kept, *progress.done])
@@ -394,6 +399,19 @@ def failure(exc: BaseException, progress: Progress, script: ScriptDirectory) -> 
         if not progress.kept_when_failing:
             after += " (it ran in a transaction, rolled back)"
     return MigrationFailedError(f"{where}: {_cause(exc)}{after}", location=location)
+
+
+def _helper_failing(exc: BaseException) -> str | None:
+    """`migration_ops.<helper>` when `exc` was raised inside an online helper the migration
+    called (the outermost frame of `app.migrations.ops`)."""
+    for frame, _line in traceback.walk_tb(exc.__traceback__):
+        module = str(frame.f_globals.get("__name__", ""))
+        if module.startswith(_HELPERS):
+            return f"migration_ops.{frame.f_code.co_name}"
+    return None
+
+
+_HELPERS = "app.migrations.ops."
 
 
 def _failing_revision(exc: BaseException, script: ScriptDirectory) -> Script | None:
