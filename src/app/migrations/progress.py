@@ -12,8 +12,9 @@ the database (`UNDER_WAY_TABLE`) until the step that records its revision. Run a
 it stopped part-way, an operation whose result the earlier run left in place (the table,
 column, index or constraint exists as the operation makes it, or a dropped one is gone) is
 skipped, so the fixed migration applies only what is missing; one left in place but made
-otherwise (the fix changed a type, a column, a rule) is refused by name (`resume`). A migration not under
-way skips nothing: a name that is taken is the database's error, as on every backend.
+otherwise (the fix changed a type, a column, a rule) is refused by name (`resume`). A
+migration not under way skips nothing: a name that is taken is the database's error, as on
+every backend.
 """
 
 from __future__ import annotations
